@@ -1,0 +1,59 @@
+# retnet: build the library (static + shared), the CLI, tests and benchmarks.
+# `make` builds; `make test` runs the suite; `make demo` trains and generates.
+
+CC      ?= gcc
+CFLAGS  ?= -O2 -march=native
+override CFLAGS += -std=c11 -Wall -Wextra -fopenmp -fPIC -Iinclude -Isrc
+LDLIBS  = -lopenblas -lcjson -lm
+BUILD   = build
+
+SRC     = src/common.c src/config.c src/model.c src/ops.c src/retention.c src/forward.c src/io.c
+OBJ     = $(SRC:src/%.c=$(BUILD)/obj/%.o)
+OBJ64   = $(SRC:src/%.c=$(BUILD)/obj64/%.o)
+CLI_SRC = cli/retnet.c
+HDR     = $(wildcard include/*.h src/*.h cli/*.h)
+
+all: $(BUILD)/libretnet.a $(BUILD)/libretnet.so $(BUILD)/retnet
+
+$(BUILD)/obj/%.o: src/%.c $(HDR)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+# The float64 build of the library, used by the agreement tests.
+$(BUILD)/obj64/%.o: src/%.c $(HDR)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -DRETNET_DOUBLE -c $< -o $@
+
+$(BUILD)/libretnet.a: $(OBJ)
+	ar rcs $@ $^
+
+$(BUILD)/libretnet64.a: $(OBJ64)
+	ar rcs $@ $^
+
+$(BUILD)/libretnet.so: $(OBJ)
+	$(CC) -shared -fopenmp -o $@ $^ $(LDLIBS)
+
+$(BUILD)/retnet: $(CLI_SRC) $(wildcard cli/*.c) $(BUILD)/libretnet.a $(HDR)
+	$(CC) $(CFLAGS) -o $@ $(wildcard cli/*.c) $(BUILD)/libretnet.a $(LDLIBS)
+
+# ------------------------------------------------------------------ tests
+TESTS32 = $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c))
+TESTS64 = $(patsubst tests/%.c,$(BUILD)/tests/%_f64,$(wildcard tests/test_*.c))
+
+$(BUILD)/tests/%: tests/%.c tests/check.h $(BUILD)/libretnet.a $(HDR)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libretnet.a $(LDLIBS)
+
+$(BUILD)/tests/%_f64: tests/%.c tests/check.h $(BUILD)/libretnet64.a $(HDR)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -DRETNET_DOUBLE -o $@ $< $(BUILD)/libretnet64.a $(LDLIBS)
+
+tests: $(TESTS32) $(TESTS64) $(BUILD)/retnet
+
+test: tests
+	@bash tests/run.sh
+
+clean:
+	rm -rf $(BUILD)
+
+.PHONY: all tests test clean

@@ -1,0 +1,182 @@
+/*
+ * retnet.h: the public API of libretnet, Retentive Networks (Sun et al.,
+ * arXiv 2307.08621) in C11.
+ *
+ * Conventions
+ * - Every function that can fail returns rn_status; rn_last_error() gives a
+ *   one-line, human-readable description of the most recent failure on the
+ *   calling thread. The library never prints and never exits.
+ * - Tensors are row-major; shapes are given in comments as (dim0, dim1, ...).
+ * - rn_real is float, or double when the library is built with
+ *   -DRETNET_DOUBLE (the test suite builds both).
+ * - A model may be used by one thread at a time (it owns its scratch space);
+ *   internally it uses OpenMP and BLAS threads (see rn_set_threads).
+ */
+#ifndef RETNET_H
+#define RETNET_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#ifdef RETNET_DOUBLE
+typedef double rn_real;
+#else
+typedef float rn_real;
+#endif
+
+/* ---------------------------------------------------------------- errors */
+
+typedef enum {
+    RN_OK = 0,
+    RN_ERR_NOMEM,       /* allocation failed or size too large */
+    RN_ERR_IO,          /* open/read/write/fsync/rename failed */
+    RN_ERR_FORMAT,      /* malformed or inconsistent file */
+    RN_ERR_ARG,         /* invalid argument or configuration */
+    RN_ERR_NUMERIC,     /* NaN or Inf where a finite value was required */
+    RN_ERR_INTERRUPTED  /* stopped on request (signal) */
+} rn_status;
+
+const char *rn_status_name(rn_status s);
+/* Detailed message of the last error on this thread ("" if none). */
+const char *rn_last_error(void);
+
+/* Number of threads for OpenMP regions and BLAS (0 = library default). */
+void rn_set_threads(int n);
+int rn_get_threads(void);
+
+/* ------------------------------------------------------------------- rng */
+
+/* xoshiro256** seeded by splitmix64: small, fast, reproducible everywhere. */
+typedef struct { uint64_t s[4]; } rn_rng;
+void rn_rng_seed(rn_rng *r, uint64_t seed);
+uint64_t rn_rng_u64(rn_rng *r);
+double rn_rng_uniform(rn_rng *r);            /* [0, 1) */
+double rn_rng_normal(rn_rng *r);             /* N(0, 1) */
+
+/* ---------------------------------------------------------------- config */
+
+/* An architecture is a point in a small space of orthogonal switches; a
+ * preset is a named point (rn_config_preset). */
+typedef enum { RN_PRESET_TORCHSCALE = 0, RN_PRESET_SEED = 1, RN_PRESET_FLA = 2 } rn_preset;
+
+typedef enum {
+    RN_ROT_TORCHSCALE, /* pairs (2i,2i+1); angle_j = 10000^-(j/(K/2-1)) */
+    RN_ROT_XPOS,       /* pairs (2i,2i+1); theta_j = 10000^-(j/(K/2)), xPos scale */
+    RN_ROT_HALF        /* NeoX halves; inv_freq_j = 10000^-(2j/K) */
+} rn_rotation;
+
+typedef enum {
+    RN_DECAY_POW2,     /* gamma_h = 1 - 2^(-5-h) */
+    RN_DECAY_LOGSPACE  /* gamma_h = 1 - exp(linspace(log 1/32, log 1/512, H))[h] */
+} rn_decay;
+
+typedef enum { RN_QK_NONE, RN_QK_SCALE_K, RN_QK_SCALE_Q } rn_qk_scale;
+
+typedef enum {
+    RN_HEADNORM_RMS,        /* RMSNorm per head, no affine */
+    RN_HEADNORM_RMS_SHARED, /* RMSNorm per head, weight [Dv] shared by heads */
+    RN_HEADNORM_GROUP       /* GroupNorm(H groups), weight+bias [Vd] */
+} rn_headnorm;
+
+typedef enum { RN_NORM_RMS, RN_NORM_LAYER } rn_norm;   /* LAYER has a bias */
+typedef enum { RN_FFN_GLU, RN_FFN_MLP } rn_ffn;
+typedef enum { RN_ACT_GELU, RN_ACT_SWISH } rn_act;
+
+typedef struct {
+    rn_preset preset;
+    int dim;          /* d: model width */
+    int value_dim;    /* Vd: value width over all heads */
+    int heads;        /* H */
+    int ffn_dim;      /* F */
+    int layers;       /* L */
+    int vocab;        /* V */
+    double norm_eps;  /* block and final norms */
+    double head_eps;  /* per-head norm */
+    rn_rotation rotation;
+    rn_decay decay;
+    int decay_norm;   /* divide retention rows by sqrt(c_n) (torchscale) */
+    rn_qk_scale qk_scale;
+    rn_headnorm head_norm;
+    rn_norm block_norm;
+    int final_norm;   /* norm before the LM head */
+    rn_ffn ffn;       /* GLU: fc2(act(fc1 x) * gate x); MLP: fc2(act(fc1 x + b1)) + b2 */
+    rn_act act;
+    int tie_embed;    /* LM head shares embed */
+    int scale_embed;  /* embeddings multiplied by sqrt(d) */
+    int embed_norm;   /* norm (block_norm kind) right after the embedding */
+} rn_config;
+
+/* Fills cfg with the preset's switches and the given sizes. size may be
+ * NULL (keep cfg's sizes) or a named size: torchscale base, medium, xl, 3b,
+ * 7b, 13b, 65b; and for every preset tiny, small, demo. */
+rn_status rn_config_preset(rn_config *cfg, rn_preset preset, const char *size);
+rn_status rn_preset_from_name(const char *name, rn_preset *out);
+const char *rn_preset_name(rn_preset p);
+/* Checks sizes and switches (divisibility, positivity, limits). */
+rn_status rn_config_validate(const rn_config *cfg);
+/* Number of parameters (0 if the config is invalid). */
+size_t rn_config_num_params(const rn_config *cfg);
+
+/* ----------------------------------------------------------------- model */
+
+typedef struct rn_model rn_model;
+
+/* Creates a model with zeroed parameters. */
+rn_status rn_model_create(const rn_config *cfg, rn_model **out);
+void rn_model_free(rn_model *m);
+/* The preset's initialisation (spec: torchscale's, the seed's). */
+rn_status rn_model_init_random(rn_model *m, uint64_t seed);
+const rn_config *rn_model_config(const rn_model *m);
+size_t rn_model_num_params(const rn_model *m);
+/* All parameters, one contiguous buffer of rn_model_num_params values. */
+rn_real *rn_model_params(rn_model *m);
+
+/* Recurrent state of a batch of B streams: per layer and head a K x Dv
+ * matrix, plus the position of the next token. It does not grow with the
+ * sequence length. */
+typedef struct rn_state rn_state;
+rn_status rn_state_create(const rn_model *m, int batch, rn_state **out);
+void rn_state_free(rn_state *s);
+void rn_state_reset(rn_state *s);
+int64_t rn_state_pos(const rn_state *s);
+int rn_state_batch(const rn_state *s);
+rn_status rn_state_copy(rn_state *dst, const rn_state *src);
+
+typedef enum { RN_PARALLEL = 0, RN_CHUNKWISE = 1, RN_RECURRENT = 2 } rn_mode;
+rn_status rn_mode_from_name(const char *name, rn_mode *out);
+
+/* Forward flags. */
+#define RN_FWD_ABS_NORM   1u  /* torchscale's parallel row clamp (parallel only) */
+#define RN_FWD_LAST_ONLY  2u  /* logits of the last position only: (B, V) */
+
+/* Runs tokens (B, T) through the model starting from state (position p),
+ * leaving the state at position p+T. Any paradigm may continue from any
+ * other's state. chunk is the chunk length for RN_CHUNKWISE (>= 1).
+ * logits: (B, T, V), or (B, V) with RN_FWD_LAST_ONLY; may be NULL. */
+rn_status rn_forward(rn_model *m, rn_state *state, const int32_t *tokens,
+                     int B, int T, rn_mode mode, int chunk, unsigned flags,
+                     rn_real *logits);
+
+/* ------------------------------------------------------------ model files */
+
+/* safetensors; the config as JSON under __metadata__["retnet"]. F32, F16,
+ * BF16 tensors are accepted (converted to rn_real). Every header field is
+ * validated; errors name the tensor. */
+rn_status rn_model_load(const char *path, rn_model **out);
+/* Writes F32 atomically (temp file, fsync, rename). */
+rn_status rn_model_save(const rn_model *m, const char *path);
+/* The config as the JSON string stored in model files (caller frees). */
+char *rn_config_to_json(const rn_config *cfg);
+rn_status rn_config_from_json(const char *json, rn_config *cfg);
+
+/* Writes data (float32 on disk) as a NumPy .npy array, atomically. */
+rn_status rn_npy_save(const char *path, const rn_real *data, int ndim, const int64_t *shape);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* RETNET_H */

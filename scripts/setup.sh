@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs the Debian packages retnet needs. Idempotent and quiet: does nothing
+# when everything is present. Usage: scripts/setup.sh [build|test|demo]
+set -euo pipefail
+what="${1:-build}"
+pkgs=(libopenblas-openmp-dev libcjson-dev pkg-config)
+case "$what" in
+  build) ;;
+  demo) pkgs+=(npm) ;;
+  test) pkgs+=(python3-numpy python3-torch) ;;
+  *) echo "setup.sh: unknown target '$what' (build|test|demo)" >&2; exit 2 ;;
+esac
+missing=()
+for p in "${pkgs[@]}"; do
+  # npm may come from elsewhere (nodesource, nvm): a working npm is enough.
+  if [ "$p" = npm ] && command -v npm >/dev/null 2>&1; then continue; fi
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+echo "setup: installing ${missing[*]}" >&2
+SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq >/dev/null
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

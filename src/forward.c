@@ -1,0 +1,299 @@
+/* forward.c: the model's forward pass (embedding, layers, head) in the
+ * three paradigms, and the activation arena it runs in. */
+#include "model.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+static int thread_id(void) {
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
+/* ------------------------------------------------------------- arena */
+
+/* Bump allocation over the arena: a first pass with base NULL counts. */
+typedef struct { rn_real *base; size_t off; int overflow; } bump;
+
+static rn_real *take(bump *b, size_t n1, size_t n2) {
+    size_t n;
+    if (!rn_mul_ok(n1, n2, &n)) { b->overflow = 1; return NULL; }
+    n = (n + 15) & ~(size_t)15;  /* keep every tensor 64-byte aligned */
+    rn_real *p = b->base ? b->base + b->off : NULL;
+    if (!rn_add_ok(b->off, n, &b->off)) b->overflow = 1;
+    return p;
+}
+
+static void layout(const rn_model *m, rn_acts *a, bump *b) {
+    const rn_config *c = &m->cfg;
+    size_t N = a->N, d = c->dim, Vd = c->value_dim, F = c->ffn_dim, H = c->heads;
+    size_t Pw = 2 * d + 2 * Vd, Fw = c->ffn == RN_FFN_GLU ? 2 * F : F;
+    int nl = a->train ? c->layers : 1;
+    a->emb = take(b, N, d);
+    a->emean = take(b, N, 1);
+    a->erstd = take(b, N, 1);
+    for (int l = 0; l < nl; l++) {
+        rn_layer_acts *la = &a->layer[l];
+        la->x_in = l == 0 || !a->train ? a->emb : a->layer[l - 1].x_out_next;
+        la->xn1 = take(b, N, d);
+        la->mean1 = take(b, N, 1);
+        la->rstd1 = take(b, N, 1);
+        la->P = take(b, N, Pw);
+        la->o = take(b, N, Vd);
+        la->hmean = take(b, N, H);
+        la->hrstd = take(b, N, H);
+        la->y = a->train ? take(b, N, Vd) : la->o;
+        la->x_mid = a->train ? take(b, N, d) : la->x_in;
+        la->xn2 = a->train ? take(b, N, d) : la->xn1;
+        la->mean2 = take(b, N, 1);
+        la->rstd2 = take(b, N, 1);
+        la->hf = take(b, N, Fw);
+        la->a = take(b, N, F);
+        la->U0 = a->train ? take(b, (size_t)a->B * H * a->nchunk, (size_t)m->K * m->Dv) : NULL;
+        la->x_out_next = a->train ? take(b, N, d) : la->x_in;
+    }
+    a->x_out = a->layer[nl - 1].x_out_next;
+    a->xf = c->final_norm ? take(b, N, d) : a->x_out;
+    a->meanf = take(b, N, 1);
+    a->rstdf = take(b, N, 1);
+    a->gated = take(b, N, Vd);
+    a->dbuf = a->train ? take(b, N, Pw > Fw ? Pw : Fw) : NULL;
+    a->ws = take(b, a->nthreads, a->ws_per_thread);
+}
+
+rn_status rn_acts_create(const rn_model *m, int B, int T, int chunk, int train, rn_acts **out) {
+    *out = NULL;
+    rn_acts *a = calloc(1, sizeof *a);
+    if (!a) return rn_fail(RN_ERR_NOMEM, "out of memory");
+    int nl = train ? m->cfg.layers : 1;
+    a->B = B; a->T = T; a->N = B * T; a->train = train;
+    a->chunk = chunk < T ? chunk : T;
+    a->nchunk = (T + a->chunk - 1) / a->chunk;
+    a->nthreads = rn_get_threads();
+    size_t kd = (size_t)m->K * m->Dv;
+    a->ws_per_thread = rn_retention_ws(m, a->chunk) + a->chunk + kd;
+    if (train) {
+        size_t bw = rn_retention_bwd_ws(m, a->chunk) + 2 * kd;
+        if (bw > a->ws_per_thread) a->ws_per_thread = bw;
+    }
+    a->layer = calloc((size_t)nl, sizeof *a->layer);
+    if (!a->layer) { free(a); return rn_fail(RN_ERR_NOMEM, "out of memory"); }
+    bump b = {NULL, 0, 0};
+    layout(m, a, &b);
+    a->arena = b.overflow ? NULL : rn_alloc(b.off, sizeof(rn_real));
+    if (!a->arena) {
+        rn_acts_free(a);
+        return rn_fail(RN_ERR_NOMEM, "out of memory for activations of %d x %d tokens", B, T);
+    }
+    a->arena_size = b.off;
+    b = (bump){a->arena, 0, 0};
+    layout(m, a, &b);
+    *out = a;
+    return RN_OK;
+}
+
+void rn_acts_free(rn_acts *a) {
+    if (!a) return;
+    rn_free(a->arena);
+    free(a->layer);
+    free(a);
+}
+
+/* ------------------------------------------------------------ layers */
+
+static rn_norm head_norm_kind(const rn_config *c) {
+    return c->head_norm == RN_HEADNORM_GROUP ? RN_NORM_LAYER : RN_NORM_RMS;
+}
+
+/* Multi-scale retention over all (batch, head) streams. */
+static void retention_forward(rn_model *m, rn_acts *a, rn_layer_acts *la, rn_real *U,
+                              int64_t pos0, rn_mode mode, unsigned flags) {
+    const rn_config *c = &m->cfg;
+    int B = a->B, T = a->T, H = c->heads, K = m->K, Dv = m->Dv, d = c->dim, Vd = c->value_dim;
+    int Pw = 2 * d + 2 * Vd, C = a->chunk, nch = a->nchunk;
+    size_t kd = (size_t)K * Dv;
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int bh = 0; bh < B * H; bh++) {
+        int b = bh / H, h = bh % H;
+        rn_real *ws = a->ws + (size_t)thread_id() * a->ws_per_thread;
+        rn_real *Ubh = U ? U + (size_t)bh * kd : ws;  /* fresh start: scratch state */
+        rn_real *absn = ws + kd, *rws = absn + C;
+        const rn_real *q = la->P + (size_t)b * T * Pw + (size_t)h * K;  /* (T, K) stride Pw */
+        const rn_real *k = q + d;                                        /* (T, K) stride Pw */
+        const rn_real *v = la->P + (size_t)b * T * Pw + 2 * d + (size_t)h * Dv; /* (T, Dv) */
+        rn_real *o = la->o + (size_t)b * T * Vd + (size_t)h * Dv;        /* (T, Dv) stride Vd */
+        if (mode == RN_RECURRENT) {
+            rn_retention_step(m, h, pos0, q, k, v, Ubh, o);
+            continue;
+        }
+        int has_state = U && pos0 > 0;
+        for (int ci = 0; ci < nch; ci++) {
+            int t0 = ci * C, L = T - t0 < C ? T - t0 : C;
+            if (la->U0) {
+                rn_real *dst = la->U0 + ((size_t)bh * nch + ci) * kd;
+                if (has_state) memcpy(dst, Ubh, kd * sizeof *dst);
+                else memset(dst, 0, kd * sizeof *dst);
+            }
+            rn_retention_chunk(m, h, pos0 + t0, L, q + (size_t)t0 * Pw, k + (size_t)t0 * Pw, Pw,
+                               v + (size_t)t0 * Pw, Pw, Ubh, has_state, o + (size_t)t0 * Vd, Vd, rws,
+                               (flags & RN_FWD_ABS_NORM) ? absn : NULL);
+            has_state = 1;
+        }
+    }
+}
+
+static void layer_forward(rn_model *m, rn_acts *a, int l, rn_real *U, int64_t pos0, rn_mode mode,
+                          unsigned flags) {
+    const rn_config *c = &m->cfg;
+    const rn_layer_w *w = &m->w.layer[l];
+    rn_layer_acts *la = &a->layer[a->train ? l : 0];
+    int N = a->N, d = c->dim, Vd = c->value_dim, F = c->ffn_dim, H = c->heads, Dv = m->Dv;
+    int Pw = 2 * d + 2 * Vd;
+
+    /* q, k, v, g = RMSNorm(x) [Wq; Wk; Wv; Wg]^T in one GEMM */
+    rn_norm_forward(c->block_norm, la->xn1, la->mean1, la->rstd1, la->x_in, w->norm1_w, w->norm1_b, N, d, c->norm_eps);
+    rn_gemm(0, 1, N, Pw, d, 1, la->xn1, d, w->wqkvg, d, 0, la->P, Pw);
+    if (c->qk_scale != RN_QK_NONE) {
+        rn_real s = (rn_real)(1.0 / sqrt((double)m->K));
+        int off = c->qk_scale == RN_QK_SCALE_K ? d : 0;
+        for (int n = 0; n < N; n++)
+            for (int i = 0; i < d; i++) la->P[(size_t)n * Pw + off + i] *= s;
+    }
+    rn_rotate(m, la->P, Pw, a->B, a->T, pos0, 0);
+    retention_forward(m, a, la, U, pos0, mode, flags);
+
+    /* y = headnorm(o); gated = swish(g) * y; x_mid = x_in + gated Wo^T */
+    rn_norm_forward(head_norm_kind(c), la->y, la->hmean, la->hrstd, la->o, NULL, NULL, N * H, Dv, c->head_eps);
+    const rn_real *hw = w->hn_w, *hb = w->hn_b;
+    int wmod = c->head_norm == RN_HEADNORM_RMS_SHARED ? Dv : Vd;
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        const rn_real *g = la->P + (size_t)n * Pw + 2 * d + Vd;
+        rn_real *y = la->y + (size_t)n * Vd, *gt = a->gated + (size_t)n * Vd;
+        for (int i = 0; i < Vd; i++) {
+            double yv = y[i];
+            if (hw) yv *= hw[i % wmod];
+            if (hb) yv += hb[i];
+            y[i] = (rn_real)yv;
+            gt[i] = (rn_real)(rn_act_f(RN_ACT_SWISH, g[i]) * yv);
+        }
+    }
+    if (la->x_mid != la->x_in) memcpy(la->x_mid, la->x_in, sizeof(rn_real) * (size_t)N * d);
+    rn_gemm(0, 1, N, d, Vd, 1, a->gated, Vd, w->wo, Vd, 1, la->x_mid, d);
+
+    /* FFN: x_out = x_mid + fc2(act(fc1 xn) * gate xn)  or  fc2(act(fc1 xn + b1)) + b2 */
+    rn_norm_forward(c->block_norm, la->xn2, la->mean2, la->rstd2, la->x_mid, w->norm2_w, w->norm2_b, N, d, c->norm_eps);
+    int Fw = c->ffn == RN_FFN_GLU ? 2 * F : F;
+    rn_gemm(0, 1, N, Fw, d, 1, la->xn2, d, w->fc1, d, 0, la->hf, Fw);
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        rn_real *hf = la->hf + (size_t)n * Fw, *an = la->a + (size_t)n * F;
+        for (int i = 0; i < F; i++) {
+            if (c->ffn == RN_FFN_GLU) {
+                an[i] = (rn_real)(rn_act_f(c->act, hf[i]) * hf[F + i]);
+            } else {
+                hf[i] += w->fc1_b[i];
+                an[i] = (rn_real)rn_act_f(c->act, hf[i]);
+            }
+        }
+    }
+    rn_real *x_out = la->x_out_next;
+    if (x_out != la->x_mid) memcpy(x_out, la->x_mid, sizeof(rn_real) * (size_t)N * d);
+    rn_gemm(0, 1, N, d, F, 1, la->a, F, w->fc2, F, 1, x_out, d);
+    if (w->fc2_b)
+        for (int n = 0; n < N; n++)
+            for (int i = 0; i < d; i++) x_out[(size_t)n * d + i] += w->fc2_b[i];
+}
+
+rn_status rn_forward_hidden(rn_model *m, rn_acts *a, const int32_t *tokens, rn_real *U,
+                            int64_t pos0, rn_mode mode, unsigned flags) {
+    const rn_config *c = &m->cfg;
+    int N = a->N, d = c->dim;
+    rn_real scale = c->scale_embed ? (rn_real)sqrt((double)d) : 1;
+    for (int n = 0; n < N; n++) {
+        if (tokens[n] < 0 || tokens[n] >= c->vocab)
+            return rn_fail(RN_ERR_ARG, "token %d at index %d is outside the vocabulary [0, %d)", (int)tokens[n], n, c->vocab);
+        const rn_real *e = m->w.embed + (size_t)tokens[n] * d;
+        for (int i = 0; i < d; i++) a->emb[(size_t)n * d + i] = e[i] * scale;
+    }
+    if (c->embed_norm)
+        rn_norm_forward(c->block_norm, a->emb, a->emean, a->erstd, a->emb, m->w.embed_norm_w,
+                        m->w.embed_norm_b, N, d, c->norm_eps);
+    size_t per_layer = (size_t)a->B * c->heads * m->K * m->Dv;
+    for (int l = 0; l < c->layers; l++)
+        layer_forward(m, a, l, U ? U + (size_t)l * per_layer : NULL, pos0, mode, flags);
+    if (c->final_norm)
+        rn_norm_forward(c->block_norm, a->xf, a->meanf, a->rstdf, a->x_out, m->w.final_w, m->w.final_b, N, d, c->norm_eps);
+    return RN_OK;
+}
+
+/* ---------------------------------------------------------- public API */
+
+/* Makes sure the model's inference arena fits B x T rows and chunk. */
+static rn_status ensure_inf(rn_model *m, int B, int T, int chunk) {
+    rn_acts *a = m->inf;
+    if (a && a->B == B && a->T == T && a->chunk == (chunk < T ? chunk : T) && a->nthreads == rn_get_threads())
+        return RN_OK;
+    rn_acts_free(m->inf);
+    m->inf = NULL;
+    return rn_acts_create(m, B, T, chunk, 0, &m->inf);
+}
+
+rn_status rn_forward(rn_model *m, rn_state *state, const int32_t *tokens, int B, int T,
+                     rn_mode mode, int chunk, unsigned flags, rn_real *logits) {
+    const rn_config *c = &m->cfg;
+    if (!state || !tokens) return rn_fail(RN_ERR_ARG, "forward: state and tokens are required");
+    if (B < 1 || T < 1) return rn_fail(RN_ERR_ARG, "forward: batch %d and length %d must be >= 1", B, T);
+    if (state->B != B || state->L != c->layers || state->H != c->heads || state->K != m->K || state->Dv != m->Dv)
+        return rn_fail(RN_ERR_ARG, "forward: the state was made for another model or batch size");
+    if ((unsigned)mode > RN_RECURRENT) return rn_fail(RN_ERR_ARG, "forward: unknown mode %d", (int)mode);
+    if (mode == RN_CHUNKWISE && chunk < 1) return rn_fail(RN_ERR_ARG, "forward: chunk length %d must be >= 1", chunk);
+    if ((flags & RN_FWD_ABS_NORM) && (mode != RN_PARALLEL || state->pos != 0 || c->decay_norm == 0))
+        return rn_fail(RN_ERR_ARG, "forward: abs_norm is torchscale's parallel mode from position 0 only");
+    if ((size_t)B * T > ((size_t)1 << 31) / (size_t)(c->dim > c->vocab ? c->dim : c->vocab))
+        return rn_fail(RN_ERR_ARG, "forward: %d x %d tokens is too large for one call", B, T);
+    for (size_t i = 0; i < (size_t)B * T; i++)
+        if (tokens[i] < 0 || tokens[i] >= c->vocab)
+            return rn_fail(RN_ERR_ARG, "token %d at index %zu is outside the vocabulary [0, %d)", (int)tokens[i], i, c->vocab);
+
+    int V = c->vocab, d = c->dim, last = (flags & RN_FWD_LAST_ONLY) != 0;
+    if (mode != RN_RECURRENT) {
+        int C = mode == RN_PARALLEL ? T : chunk;
+        rn_status st = ensure_inf(m, B, T, C);
+        if (st != RN_OK) return st;
+        st = rn_forward_hidden(m, m->inf, tokens, state->U, state->pos, mode, flags);
+        if (st != RN_OK) return st;
+        if (logits) {
+            if (last) rn_gemm(0, 1, B, V, d, 1, m->inf->xf + (size_t)(T - 1) * d, T * d, m->w.head, d, 0, logits, V);
+            else rn_gemm(0, 1, B * T, V, d, 1, m->inf->xf, d, m->w.head, d, 0, logits, V);
+        }
+        state->pos += T;
+        return RN_OK;
+    }
+    /* Recurrent: one token at a time for all B streams. */
+    rn_status st = ensure_inf(m, B, 1, 1);
+    if (st != RN_OK) return st;
+    /* A single step (generation) reads tokens in place: no allocation. */
+    int32_t *col = T == 1 ? NULL : malloc(sizeof(int32_t) * (size_t)B);
+    if (T > 1 && !col) return rn_fail(RN_ERR_NOMEM, "out of memory");
+    for (int t = 0; t < T; t++) {
+        if (col)
+            for (int b = 0; b < B; b++) col[b] = tokens[(size_t)b * T + t];
+        rn_forward_hidden(m, m->inf, col ? col : tokens, state->U, state->pos, RN_RECURRENT, 0);
+        state->pos++;
+        if (logits && (!last || t == T - 1)) {
+            /* logits (B, T, V): row b*T + t, stride T*V between batches */
+            rn_real *dst = last ? logits : logits + (size_t)t * V;
+            rn_gemm(0, 1, B, V, d, 1, m->inf->xf, d, m->w.head, d, 0, dst, last ? V : T * V);
+        }
+    }
+    free(col);
+    return RN_OK;
+}

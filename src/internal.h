@@ -1,0 +1,37 @@
+/* internal.h: helpers shared by the library's source files (not public). */
+#ifndef RN_INTERNAL_H
+#define RN_INTERNAL_H
+
+#include "retnet.h"
+#include <stdio.h>
+
+/* Records a formatted message for rn_last_error() and returns s. */
+rn_status rn_fail(rn_status s, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
+/* Overflow-checked size arithmetic: return 0 on overflow. */
+int rn_mul_ok(size_t a, size_t b, size_t *out);
+int rn_add_ok(size_t a, size_t b, size_t *out);
+
+/* 64-byte aligned allocation, NULL on failure or overflow (n elements of sz). */
+void *rn_alloc(size_t n, size_t sz);
+void *rn_calloc(size_t n, size_t sz);
+void rn_free(void *p);
+
+/* Atomic file write: data goes to PATH.tmp.PID, is fsync'ed, then renamed
+ * over path, and the directory is fsync'ed. Never leaves a partial file at
+ * path. */
+typedef struct rn_atomic_file {
+    FILE *f;
+    char *path;
+    char *tmp;
+} rn_atomic_file;
+rn_status rn_atomic_open(rn_atomic_file *af, const char *path);
+rn_status rn_atomic_write(rn_atomic_file *af, const void *data, size_t n);
+rn_status rn_atomic_commit(rn_atomic_file *af);
+void rn_atomic_abort(rn_atomic_file *af);
+
+#endif

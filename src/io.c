@@ -1,0 +1,496 @@
+/* io.c: model files in safetensors (the PyTorch world's format), under the
+ * tensor names of each preset (spec, RETNET.md), with the config as JSON in
+ * __metadata__["retnet"]. Every field read is validated before use. */
+#define _POSIX_C_SOURCE 200809L
+#include "model.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define MAX_HEADER ((size_t)100 << 20)  /* 100 MiB of JSON is already absurd */
+
+/* ------------------------------------------------- file tensor mapping */
+
+/* A tensor as the file holds it: a block of rows [row0, row0+rows) of
+ * the internal tensor at param offset off (cols wide), stored transposed
+ * when transpose is set; or a constant buffer (values, checked on read). */
+typedef struct {
+    char name[112];
+    int ndim;
+    int64_t shape[2];        /* file shape */
+    size_t off;              /* first element of the block in params */
+    int rows, cols;          /* internal block shape */
+    int transpose;
+    double *buffer;          /* constant buffer values (rows) or NULL */
+} file_tensor;
+
+typedef struct { file_tensor *t; int n, cap; } file_list;
+
+static file_tensor *ft_add(file_list *l, const char *name) {
+    if (l->n == l->cap) {
+        int cap = l->cap ? 2 * l->cap : 64;
+        file_tensor *t = realloc(l->t, sizeof *t * (size_t)cap);
+        if (!t) return NULL;
+        l->t = t; l->cap = cap;
+    }
+    file_tensor *t = &l->t[l->n++];
+    memset(t, 0, sizeof *t);
+    snprintf(t->name, sizeof t->name, "%s", name);
+    return t;
+}
+
+static void ft_free(file_list *l) {
+    for (int i = 0; i < l->n; i++) free(l->t[i].buffer);
+    free(l->t);
+}
+
+static const rn_tensor_info *find_kind(const rn_model *m, rn_tensor_kind k, int layer) {
+    for (int i = 0; i < m->n_tensors; i++)
+        if (m->tensors[i].kind == k && m->tensors[i].layer == layer) return &m->tensors[i];
+    return NULL;
+}
+
+/* Adds a block of an internal tensor; tr = stored [in, out]. */
+static int add_block(file_list *l, const rn_model *m, rn_tensor_kind k, int layer, int row0,
+                     int rows, int tr, const char *fmt, ...) __attribute__((format(printf, 8, 9)));
+static int add_block(file_list *l, const rn_model *m, rn_tensor_kind k, int layer, int row0,
+                     int rows, int tr, const char *fmt, ...) {
+    const rn_tensor_info *ti = find_kind(m, k, layer);
+    if (!ti) return 1;  /* this architecture has no such tensor */
+    char name[112];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(name, sizeof name, fmt, ap);
+    va_end(ap);
+    file_tensor *t = ft_add(l, name);
+    if (!t) return 0;
+    if (rows < 0) rows = ti->rows;
+    t->off = ti->offset + (size_t)row0 * ti->cols;
+    t->rows = rows; t->cols = ti->cols; t->transpose = tr;
+    if (ti->cols == 1) { t->ndim = 1; t->shape[0] = rows; }
+    else { t->ndim = 2; t->shape[0] = tr ? ti->cols : rows; t->shape[1] = tr ? rows : ti->cols; }
+    return 1;
+}
+
+static int add_buffer(file_list *l, const char *name, int n, double *values) {
+    file_tensor *t = ft_add(l, name);
+    if (!t) { free(values); return 0; }
+    t->ndim = 1; t->shape[0] = n; t->rows = n; t->cols = 1; t->buffer = values;
+    return 1;
+}
+
+static rn_status file_tensors(const rn_model *m, file_list *l) {
+    const rn_config *c = &m->cfg;
+    int d = c->dim, Vd = c->value_dim, F = c->ffn_dim, H = c->heads, K = m->K, Dv = m->Dv;
+    int ok = 1;
+    memset(l, 0, sizeof *l);
+    if (c->preset == RN_PRESET_TORCHSCALE) {
+        ok &= add_block(l, m, RN_T_EMBED, -1, 0, -1, 0, "embed_tokens.weight");
+        ok &= add_block(l, m, RN_T_EMBED_NORM_W, -1, 0, -1, 0, "layernorm_embedding.weight");
+        for (int i = 0; i < c->layers; i++) {
+            ok &= add_block(l, m, RN_T_WQKVG, i, 0, d, 0, "layers.%d.retention.q_proj.weight", i);
+            ok &= add_block(l, m, RN_T_WQKVG, i, d, d, 0, "layers.%d.retention.k_proj.weight", i);
+            ok &= add_block(l, m, RN_T_WQKVG, i, 2 * d, Vd, 0, "layers.%d.retention.v_proj.weight", i);
+            ok &= add_block(l, m, RN_T_WQKVG, i, 2 * d + Vd, Vd, 0, "layers.%d.retention.g_proj.weight", i);
+            ok &= add_block(l, m, RN_T_WO, i, 0, -1, 0, "layers.%d.retention.out_proj.weight", i);
+            ok &= add_block(l, m, RN_T_NORM1_W, i, 0, -1, 0, "layers.%d.retention_layer_norm.weight", i);
+            ok &= add_block(l, m, RN_T_NORM2_W, i, 0, -1, 0, "layers.%d.final_layer_norm.weight", i);
+            ok &= add_block(l, m, RN_T_FC1, i, 0, F, 0, "layers.%d.ffn.fc1.weight", i);
+            ok &= add_block(l, m, RN_T_FC1, i, F, F, 0, "layers.%d.ffn.gate.weight", i);
+            ok &= add_block(l, m, RN_T_FC2, i, 0, -1, 0, "layers.%d.ffn.fc2.weight", i);
+        }
+        ok &= add_block(l, m, RN_T_FINAL_W, -1, 0, -1, 0, "layer_norm.weight");
+        ok &= add_block(l, m, RN_T_HEAD, -1, 0, -1, 0, "output_projection.weight");
+        double *angle = malloc(sizeof(double) * (size_t)K), *decay = malloc(sizeof(double) * (size_t)H);
+        if (angle) for (int j = 0; j < K; j++) angle[j] = m->rot_freq[j / 2];
+        if (decay) for (int h = 0; h < H; h++) decay[h] = m->head[h].lambda;
+        ok &= add_buffer(l, "retnet_rel_pos.angle", K, angle) && angle;
+        ok &= add_buffer(l, "retnet_rel_pos.decay", H, decay) && decay;
+    } else if (c->preset == RN_PRESET_SEED) {
+        ok &= add_block(l, m, RN_T_EMBED, -1, 0, -1, 0, "embed.weight");
+        ok &= add_block(l, m, RN_T_HEAD, -1, 0, -1, 1, "proj");
+        for (int i = 0; i < c->layers; i++) {
+            const char *p = "retnet.retentions";
+            for (int h = 0; h < H; h++) {
+                ok &= add_block(l, m, RN_T_WQKVG, i, h * K, K, 1, "%s.%d.retentions.%d.W_Q", p, i, h);
+                ok &= add_block(l, m, RN_T_WQKVG, i, d + h * K, K, 1, "%s.%d.retentions.%d.W_K", p, i, h);
+                ok &= add_block(l, m, RN_T_WQKVG, i, 2 * d + h * Dv, Dv, 1, "%s.%d.retentions.%d.W_V", p, i, h);
+            }
+            ok &= add_block(l, m, RN_T_WQKVG, i, 2 * d + Vd, Vd, 1, "%s.%d.W_G", p, i);
+            ok &= add_block(l, m, RN_T_WO, i, 0, -1, 1, "%s.%d.W_O", p, i);
+            ok &= add_block(l, m, RN_T_HN_W, i, 0, -1, 0, "%s.%d.group_norm.weight", p, i);
+            ok &= add_block(l, m, RN_T_HN_B, i, 0, -1, 0, "%s.%d.group_norm.bias", p, i);
+            ok &= add_block(l, m, RN_T_FC1, i, 0, -1, 0, "retnet.ffns.%d.0.weight", i);
+            ok &= add_block(l, m, RN_T_FC1_B, i, 0, -1, 0, "retnet.ffns.%d.0.bias", i);
+            ok &= add_block(l, m, RN_T_FC2, i, 0, -1, 0, "retnet.ffns.%d.2.weight", i);
+            ok &= add_block(l, m, RN_T_FC2_B, i, 0, -1, 0, "retnet.ffns.%d.2.bias", i);
+            ok &= add_block(l, m, RN_T_NORM1_W, i, 0, -1, 0, "retnet.layer_norms_1.%d.weight", i);
+            ok &= add_block(l, m, RN_T_NORM1_B, i, 0, -1, 0, "retnet.layer_norms_1.%d.bias", i);
+            ok &= add_block(l, m, RN_T_NORM2_W, i, 0, -1, 0, "retnet.layer_norms_2.%d.weight", i);
+            ok &= add_block(l, m, RN_T_NORM2_B, i, 0, -1, 0, "retnet.layer_norms_2.%d.bias", i);
+            for (int h = 0; h < H; h++) {
+                char name[112];
+                double *z = malloc(sizeof(double) * (size_t)(K / 2));
+                if (z) for (int j = 0; j < K / 2; j++) z[j] = (2.0 * j + 0.4 * K) / (1.4 * K);
+                snprintf(name, sizeof name, "%s.%d.retentions.%d.xpos.scale", p, i, h);
+                ok &= add_buffer(l, name, K / 2, z) && z;
+            }
+        }
+    } else {
+        ok &= add_block(l, m, RN_T_EMBED, -1, 0, -1, 0, "model.embeddings.weight");
+        for (int i = 0; i < c->layers; i++) {
+            const char *p = "model.layers";
+            ok &= add_block(l, m, RN_T_NORM1_W, i, 0, -1, 0, "%s.%d.attn_norm.weight", p, i);
+            ok &= add_block(l, m, RN_T_WQKVG, i, 0, d, 0, "%s.%d.attn.q_proj.weight", p, i);
+            ok &= add_block(l, m, RN_T_WQKVG, i, d, d, 0, "%s.%d.attn.k_proj.weight", p, i);
+            ok &= add_block(l, m, RN_T_WQKVG, i, 2 * d, Vd, 0, "%s.%d.attn.v_proj.weight", p, i);
+            ok &= add_block(l, m, RN_T_WQKVG, i, 2 * d + Vd, Vd, 0, "%s.%d.attn.g_proj.weight", p, i);
+            ok &= add_block(l, m, RN_T_WO, i, 0, -1, 0, "%s.%d.attn.o_proj.weight", p, i);
+            ok &= add_block(l, m, RN_T_HN_W, i, 0, -1, 0, "%s.%d.attn.g_norm_swish_gate.weight", p, i);
+            ok &= add_block(l, m, RN_T_NORM2_W, i, 0, -1, 0, "%s.%d.mlp_norm.weight", p, i);
+            ok &= add_block(l, m, RN_T_FC1, i, 0, F, 0, "%s.%d.mlp.gate_proj.weight", p, i);
+            ok &= add_block(l, m, RN_T_FC1, i, F, F, 0, "%s.%d.mlp.up_proj.weight", p, i);
+            ok &= add_block(l, m, RN_T_FC2, i, 0, -1, 0, "%s.%d.mlp.down_proj.weight", p, i);
+        }
+        ok &= add_block(l, m, RN_T_FINAL_W, -1, 0, -1, 0, "model.norm.weight");
+        ok &= add_block(l, m, RN_T_HEAD, -1, 0, -1, 0, "lm_head.weight");
+    }
+    if (!ok) { ft_free(l); return rn_fail(RN_ERR_NOMEM, "out of memory"); }
+    return RN_OK;
+}
+
+/* ---------------------------------------------------------- dtypes */
+
+typedef enum { DT_F32, DT_F16, DT_BF16, DT_F64 } dtype;
+
+static int parse_dtype(const char *s, dtype *dt, size_t *size) {
+    if (strcmp(s, "F32") == 0) { *dt = DT_F32; *size = 4; return 1; }
+    if (strcmp(s, "F16") == 0) { *dt = DT_F16; *size = 2; return 1; }
+    if (strcmp(s, "BF16") == 0) { *dt = DT_BF16; *size = 2; return 1; }
+    if (strcmp(s, "F64") == 0) { *dt = DT_F64; *size = 8; return 1; }
+    return 0;
+}
+
+static double half_to_double(uint16_t h) {
+    int s = h >> 15, e = (h >> 10) & 31, f = h & 1023;
+    double v;
+    if (e == 0) v = ldexp(f, -24);
+    else if (e == 31) v = f ? NAN : INFINITY;
+    else v = ldexp(f + 1024, e - 25);
+    return s ? -v : v;
+}
+
+/* Element i of raw little-endian data (unaligned-safe). */
+static double read_elem(const unsigned char *p, dtype dt, size_t i) {
+    switch (dt) {
+    case DT_F32: { float f; memcpy(&f, p + 4 * i, 4); return f; }
+    case DT_F64: { double f; memcpy(&f, p + 8 * i, 8); return f; }
+    case DT_F16: { uint16_t h; memcpy(&h, p + 2 * i, 2); return half_to_double(h); }
+    case DT_BF16: {
+        uint16_t h; memcpy(&h, p + 2 * i, 2);
+        uint32_t u = (uint32_t)h << 16; float f; memcpy(&f, &u, 4); return f;
+    }
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------- load */
+
+typedef struct {
+    const char *name;
+    dtype dt;
+    size_t esize, begin, end;
+    int ndim;
+    int64_t shape[8];
+    int used;
+} st_entry;
+
+static int cmp_begin(const void *a, const void *b) {
+    const st_entry *x = *(st_entry *const *)a, *y = *(st_entry *const *)b;
+    return x->begin < y->begin ? -1 : x->begin > y->begin;
+}
+
+static void shape_str(char *buf, size_t n, int ndim, const int64_t *shape) {
+    size_t o = snprintf(buf, n, "[");
+    for (int i = 0; i < ndim && o < n; i++) o += snprintf(buf + o, n - o, "%s%lld", i ? ", " : "", (long long)shape[i]);
+    if (o < n) snprintf(buf + o, n - o, "]");
+}
+
+/* Parses and validates the header: every entry's dtype, shape, offsets
+ * inside the data section, sizes that match, no overlaps. */
+static rn_status parse_header(const char *path, cJSON *hdr, size_t data_len, st_entry **out, int *n_out,
+                              const char **meta_json) {
+    *out = NULL; *n_out = 0; *meta_json = NULL;
+    int n = 0;
+    for (cJSON *it = hdr->child; it; it = it->next) n++;
+    st_entry *e = calloc((size_t)n + 1, sizeof *e);
+    st_entry **sorted = calloc((size_t)n + 1, sizeof *sorted);
+    if (!e || !sorted) { free(e); free(sorted); return rn_fail(RN_ERR_NOMEM, "out of memory"); }
+    int k = 0;
+    rn_status st = RN_OK;
+    for (cJSON *it = hdr->child; it; it = it->next) {
+        if (strcmp(it->string, "__metadata__") == 0) {
+            if (!cJSON_IsObject(it)) { st = rn_fail(RN_ERR_FORMAT, "%s: __metadata__ is not an object", path); break; }
+            cJSON *r = cJSON_GetObjectItemCaseSensitive(it, "retnet");
+            if (r && !cJSON_IsString(r)) { st = rn_fail(RN_ERR_FORMAT, "%s: __metadata__.retnet is not a string", path); break; }
+            if (r) *meta_json = r->valuestring;
+            continue;
+        }
+        st_entry *t = &e[k];
+        t->name = it->string;
+        cJSON *dt = cJSON_GetObjectItemCaseSensitive(it, "dtype");
+        cJSON *sh = cJSON_GetObjectItemCaseSensitive(it, "shape");
+        cJSON *of = cJSON_GetObjectItemCaseSensitive(it, "data_offsets");
+        if (!cJSON_IsObject(it) || !cJSON_IsString(dt) || !cJSON_IsArray(sh) || !cJSON_IsArray(of) ||
+            cJSON_GetArraySize(of) != 2) {
+            st = rn_fail(RN_ERR_FORMAT, "%s: tensor '%s' has a malformed header entry", path, t->name);
+            break;
+        }
+        if (!parse_dtype(dt->valuestring, &t->dt, &t->esize)) {
+            st = rn_fail(RN_ERR_FORMAT, "%s: tensor '%s' has unsupported dtype %s (F32, F16, BF16, F64)", path, t->name, dt->valuestring);
+            break;
+        }
+        t->ndim = cJSON_GetArraySize(sh);
+        if (t->ndim > 8) { st = rn_fail(RN_ERR_FORMAT, "%s: tensor '%s' has %d dimensions", path, t->name, t->ndim); break; }
+        size_t count = 1;
+        for (int i = 0; i < t->ndim && st == RN_OK; i++) {
+            cJSON *v = cJSON_GetArrayItem(sh, i);
+            if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble > 9e15 || v->valuedouble != floor(v->valuedouble) ||
+                !rn_mul_ok(count, (size_t)v->valuedouble, &count))
+                st = rn_fail(RN_ERR_FORMAT, "%s: tensor '%s' has an invalid shape", path, t->name);
+            else t->shape[i] = (int64_t)v->valuedouble;
+        }
+        if (st != RN_OK) break;
+        cJSON *b0 = cJSON_GetArrayItem(of, 0), *b1 = cJSON_GetArrayItem(of, 1);
+        size_t bytes;
+        if (!cJSON_IsNumber(b0) || !cJSON_IsNumber(b1) || b0->valuedouble < 0 || b1->valuedouble < b0->valuedouble ||
+            b1->valuedouble > (double)data_len || b0->valuedouble != floor(b0->valuedouble) ||
+            b1->valuedouble != floor(b1->valuedouble)) {
+            st = rn_fail(RN_ERR_FORMAT, "%s: tensor '%s' has data offsets outside the file's %zu data bytes", path, t->name, data_len);
+            break;
+        }
+        t->begin = (size_t)b0->valuedouble; t->end = (size_t)b1->valuedouble;
+        if (!rn_mul_ok(count, t->esize, &bytes) || bytes != t->end - t->begin) {
+            st = rn_fail(RN_ERR_FORMAT, "%s: tensor '%s' holds %zu bytes but its shape and dtype need %zu", path, t->name,
+                         t->end - t->begin, bytes);
+            break;
+        }
+        sorted[k] = t;
+        k++;
+    }
+    if (st == RN_OK) {
+        qsort(sorted, (size_t)k, sizeof *sorted, cmp_begin);
+        for (int i = 1; i < k; i++)
+            if (sorted[i]->begin < sorted[i - 1]->end) {
+                st = rn_fail(RN_ERR_FORMAT, "%s: tensors '%s' and '%s' overlap", path, sorted[i - 1]->name, sorted[i]->name);
+                break;
+            }
+    }
+    free(sorted);
+    if (st != RN_OK) { free(e); return st; }
+    *out = e; *n_out = k;
+    return RN_OK;
+}
+
+static st_entry *find_entry(st_entry *e, int n, const char *name) {
+    for (int i = 0; i < n; i++)
+        if (strcmp(e[i].name, name) == 0) return &e[i];
+    return NULL;
+}
+
+rn_status rn_model_load(const char *path, rn_model **out) {
+    *out = NULL;
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return rn_fail(RN_ERR_IO, "cannot open %s: %s", path, strerror(errno));
+    struct stat sb;
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        close(fd);
+        return rn_fail(RN_ERR_IO, "%s is not a regular file", path);
+    }
+    size_t size = (size_t)sb.st_size;
+    if (size < 8) { close(fd); return rn_fail(RN_ERR_FORMAT, "%s: too short for a safetensors file (%zu bytes)", path, size); }
+    /* Memory-mapped: weights are read straight from the page cache. */
+    unsigned char *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
+    close(fd);
+    if (map == MAP_FAILED) return rn_fail(RN_ERR_IO, "cannot map %s: %s", path, strerror(errno));
+    rn_status st = RN_OK;
+    cJSON *hdr = NULL;
+    st_entry *e = NULL;
+    int ne = 0;
+    rn_model *m = NULL;
+    file_list fl = {0};
+    uint64_t hlen = 0;
+    for (int i = 7; i >= 0; i--) hlen = (hlen << 8) | map[i];
+    if (hlen > MAX_HEADER || hlen > size - 8) {
+        st = rn_fail(RN_ERR_FORMAT, "%s: header length %llu exceeds the file size %zu (truncated or not safetensors)", path,
+                     (unsigned long long)hlen, size);
+        goto done;
+    }
+    hdr = cJSON_ParseWithLength((const char *)map + 8, (size_t)hlen);
+    if (!hdr || !cJSON_IsObject(hdr)) { st = rn_fail(RN_ERR_FORMAT, "%s: header is not valid JSON", path); goto done; }
+    const unsigned char *data = map + 8 + hlen;
+    size_t data_len = size - 8 - (size_t)hlen;
+    const char *meta;
+    if ((st = parse_header(path, hdr, data_len, &e, &ne, &meta)) != RN_OK) goto done;
+    if (!meta) { st = rn_fail(RN_ERR_FORMAT, "%s: no retnet config in __metadata__", path); goto done; }
+    rn_config cfg;
+    if ((st = rn_config_from_json(meta, &cfg)) != RN_OK) { st = rn_fail(st, "%s: %s", path, rn_last_error()); goto done; }
+    if ((st = rn_model_create(&cfg, &m)) != RN_OK) goto done;
+    if ((st = file_tensors(m, &fl)) != RN_OK) goto done;
+    for (int i = 0; i < fl.n && st == RN_OK; i++) {
+        file_tensor *t = &fl.t[i];
+        st_entry *en = find_entry(e, ne, t->name);
+        if (!en) {
+            if (t->buffer) continue;  /* buffers are optional on read */
+            st = rn_fail(RN_ERR_FORMAT, "%s: missing tensor '%s'", path, t->name);
+            break;
+        }
+        en->used = 1;
+        if (en->ndim != t->ndim || en->shape[0] != t->shape[0] || (t->ndim == 2 && en->shape[1] != t->shape[1])) {
+            char want[64], got[64];
+            shape_str(want, sizeof want, t->ndim, t->shape);
+            shape_str(got, sizeof got, en->ndim, en->shape);
+            st = rn_fail(RN_ERR_FORMAT, "%s: tensor '%s' has shape %s, the config needs %s", path, t->name, got, want);
+            break;
+        }
+        const unsigned char *src = data + en->begin;
+        if (t->buffer) {
+            for (int j = 0; j < t->rows; j++) {
+                double v = read_elem(src, en->dt, (size_t)j), want = t->buffer[j];
+                if (!(fabs(v - want) <= 1e-5 * fabs(want) + 1e-6)) {
+                    st = rn_fail(RN_ERR_FORMAT, "%s: buffer '%s'[%d] = %g disagrees with the config (%g)", path, t->name, j, v, want);
+                    break;
+                }
+            }
+            continue;
+        }
+        rn_real *dst = m->params + t->off;
+        size_t nel = (size_t)t->rows * t->cols;
+        for (size_t j = 0; j < nel; j++) {
+            /* internal (r, c) <- file (c, r) when transposed */
+            size_t r = j / t->cols, c = j % t->cols;
+            double v = read_elem(src, en->dt, t->transpose ? c * t->rows + r : j);
+            if (!isfinite(v)) {
+                st = rn_fail(RN_ERR_FORMAT, "%s: tensor '%s' holds a non-finite value", path, t->name);
+                break;
+            }
+            dst[j] = (rn_real)v;
+        }
+    }
+    if (st == RN_OK)
+        for (int i = 0; i < ne; i++)
+            if (!e[i].used) {
+                st = rn_fail(RN_ERR_FORMAT, "%s: unknown tensor '%s' for the %s preset", path, e[i].name, rn_preset_name(cfg.preset));
+                break;
+            }
+done:
+    ft_free(&fl);
+    free(e);
+    cJSON_Delete(hdr);
+    munmap(map, size);
+    if (st != RN_OK) { rn_model_free(m); return st; }
+    *out = m;
+    return RN_OK;
+}
+
+/* ------------------------------------------------------------- save */
+
+rn_status rn_model_save(const rn_model *m, const char *path) {
+    file_list fl;
+    rn_status st = file_tensors(m, &fl);
+    if (st != RN_OK) return st;
+    cJSON *hdr = cJSON_CreateObject(), *meta = cJSON_AddObjectToObject(hdr, "__metadata__");
+    char *cfg = rn_config_to_json(&m->cfg);
+    char *js = NULL;
+    size_t off = 0;
+    if (!hdr || !meta || !cfg) { st = rn_fail(RN_ERR_NOMEM, "out of memory"); goto done; }
+    cJSON_AddStringToObject(meta, "format", "pt");
+    cJSON_AddStringToObject(meta, "retnet", cfg);
+    for (int i = 0; i < fl.n; i++) {
+        file_tensor *t = &fl.t[i];
+        cJSON *o = cJSON_AddObjectToObject(hdr, t->name);
+        cJSON_AddStringToObject(o, "dtype", "F32");
+        cJSON *sh = cJSON_AddArrayToObject(o, "shape");
+        for (int j = 0; j < t->ndim; j++) cJSON_AddItemToArray(sh, cJSON_CreateNumber((double)t->shape[j]));
+        size_t bytes = (size_t)t->rows * t->cols * 4;
+        cJSON *of = cJSON_AddArrayToObject(o, "data_offsets");
+        cJSON_AddItemToArray(of, cJSON_CreateNumber((double)off));
+        cJSON_AddItemToArray(of, cJSON_CreateNumber((double)(off + bytes)));
+        off += bytes;
+    }
+    js = cJSON_PrintUnformatted(hdr);
+    if (!js) { st = rn_fail(RN_ERR_NOMEM, "out of memory"); goto done; }
+    size_t jl = strlen(js), padded = (jl + 7) & ~(size_t)7;
+    unsigned char lenb[8];
+    for (int i = 0; i < 8; i++) lenb[i] = (unsigned char)((uint64_t)padded >> (8 * i));
+    rn_atomic_file af;
+    if ((st = rn_atomic_open(&af, path)) != RN_OK) goto done;
+    st = rn_atomic_write(&af, lenb, 8);
+    if (st == RN_OK) st = rn_atomic_write(&af, js, jl);
+    if (st == RN_OK) st = rn_atomic_write(&af, "        ", padded - jl);
+    float buf[1024];
+    for (int i = 0; i < fl.n && st == RN_OK; i++) {
+        file_tensor *t = &fl.t[i];
+        size_t nel = (size_t)t->rows * t->cols, nb = 0;
+        for (size_t j = 0; j < nel && st == RN_OK; j++) {
+            /* file element j: (r, c) of the file shape */
+            double v;
+            if (t->buffer) v = t->buffer[j];
+            else if (t->transpose) v = m->params[t->off + (j % t->rows) * t->cols + j / t->rows];
+            else v = m->params[t->off + j];
+            buf[nb++] = (float)v;
+            if (nb == 1024 || j + 1 == nel) { st = rn_atomic_write(&af, buf, nb * 4); nb = 0; }
+        }
+    }
+    if (st == RN_OK) st = rn_atomic_commit(&af);
+    else rn_atomic_abort(&af);
+done:
+    free(js);
+    free(cfg);
+    cJSON_Delete(hdr);
+    ft_free(&fl);
+    return st;
+}
+
+/* -------------------------------------------------------------- .npy */
+
+rn_status rn_npy_save(const char *path, const rn_real *data, int ndim, const int64_t *shape) {
+    if (ndim < 1 || ndim > 4) return rn_fail(RN_ERR_ARG, "npy: %d dimensions", ndim);
+    char dict[256];
+    size_t o = snprintf(dict, sizeof dict, "{'descr': '<f4', 'fortran_order': False, 'shape': (");
+    size_t count = 1;
+    for (int i = 0; i < ndim; i++) {
+        o += snprintf(dict + o, sizeof dict - o, "%lld,%s", (long long)shape[i], i + 1 < ndim ? " " : "");
+        count *= (size_t)shape[i];
+    }
+    o += snprintf(dict + o, sizeof dict - o, "), }");
+    /* magic (6) + version (2) + header length (2) + dict, padded to 64 with a final \n */
+    size_t total = (10 + o + 1 + 63) & ~(size_t)63;
+    unsigned char pre[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, 0, 0};
+    size_t hl = total - 10;
+    pre[8] = (unsigned char)(hl & 255); pre[9] = (unsigned char)(hl >> 8);
+    memset(dict + o, ' ', hl - o - 1);
+    dict[hl - 1] = '\n';
+    rn_atomic_file af;
+    rn_status st = rn_atomic_open(&af, path);
+    if (st != RN_OK) return st;
+    st = rn_atomic_write(&af, pre, 10);
+    if (st == RN_OK) st = rn_atomic_write(&af, dict, hl);
+    float buf[1024];
+    size_t nb = 0;
+    for (size_t i = 0; i < count && st == RN_OK; i++) {
+        buf[nb++] = (float)data[i];
+        if (nb == 1024 || i + 1 == count) { st = rn_atomic_write(&af, buf, nb * 4); nb = 0; }
+    }
+    if (st == RN_OK) return rn_atomic_commit(&af);
+    rn_atomic_abort(&af);
+    return st;
+}

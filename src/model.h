@@ -1,0 +1,180 @@
+/* model.h: the model's internal layout (parameters, activations, state),
+ * shared by model.c, retention.c, train.c and io.c. Not public. */
+#ifndef RN_MODEL_H
+#define RN_MODEL_H
+
+#include "internal.h"
+
+/* Pointers into one parameter (or gradient) buffer. Linear weights are
+ * [out, in] (y = x W^T) whatever the file layout; NULL where the
+ * architecture has no such tensor. */
+typedef struct {
+    rn_real *norm1_w, *norm1_b;  /* (d)                                  */
+    rn_real *wqkvg;              /* (2d + 2Vd, d): Wq; Wk; Wv; Wg stacked */
+    rn_real *wo;                 /* (d, Vd)                               */
+    rn_real *hn_w, *hn_b;        /* (Vd) group norm, or (Dv) shared RMS   */
+    rn_real *norm2_w, *norm2_b;  /* (d)                                  */
+    rn_real *fc1;                /* (F, d), or (2F, d) for GLU: fc1; gate */
+    rn_real *fc1_b;              /* (F)                                   */
+    rn_real *fc2;                /* (d, F)                                */
+    rn_real *fc2_b;              /* (d)                                   */
+} rn_layer_w;
+
+typedef struct {
+    rn_real *embed;                 /* (V, d) */
+    rn_real *embed_norm_w, *embed_norm_b; /* (d) */
+    rn_layer_w *layer;              /* (L)    */
+    rn_real *final_w, *final_b;     /* (d)    */
+    rn_real *head;                  /* (V, d); == embed when tied */
+} rn_weights;
+
+/* One entry of the parameter table: a named tensor at an offset. The
+ * table drives layout, initialisation and file I/O. */
+typedef enum {
+    RN_T_EMBED, RN_T_EMBED_NORM_W, RN_T_EMBED_NORM_B,
+    RN_T_NORM1_W, RN_T_NORM1_B, RN_T_WQKVG, RN_T_WO, RN_T_HN_W, RN_T_HN_B,
+    RN_T_NORM2_W, RN_T_NORM2_B, RN_T_FC1, RN_T_FC1_B, RN_T_FC2, RN_T_FC2_B,
+    RN_T_FINAL_W, RN_T_FINAL_B, RN_T_HEAD
+} rn_tensor_kind;
+
+typedef struct {
+    rn_tensor_kind kind;
+    int layer;           /* -1 for global tensors */
+    size_t offset;       /* in elements */
+    int rows, cols;      /* cols = 1 for vectors */
+} rn_tensor_info;
+
+/* Per-head constants of the retention. */
+typedef struct {
+    double lambda;       /* log gamma_h */
+} rn_head_const;
+
+struct rn_model {
+    rn_config cfg;
+    int K, Dv;                /* head key / value dims */
+    size_t n_params;
+    rn_real *params;          /* (n_params) */
+    rn_weights w;
+    rn_tensor_info *tensors;  /* parameter table */
+    int n_tensors;
+    rn_head_const *head;      /* (H) */
+    double *rot_freq;         /* (K/2) rotation frequencies */
+    double *xpos_logz;        /* (K) log of the per-dimension xPos decay, or NULL */
+    /* Activations and scratch of the inference forward, grown on demand
+     * and reused by every call (no allocation per token). */
+    struct rn_acts *inf;
+};
+
+struct rn_state {
+    int B, L, H, K, Dv;
+    int64_t pos;              /* position of the next token */
+    rn_real *U;               /* (L, B, H, K, Dv) un-normalised state */
+};
+
+/* Saved activations of one layer (training) or scratch (inference, where
+ * every layer shares one set and x_in == x_mid == the residual stream). */
+typedef struct {
+    rn_real *x_in;                 /* (N, d) layer input                         */
+    rn_real *xn1, *mean1, *rstd1;  /* (N, d), (N), (N): retention_layer_norm     */
+    rn_real *P;                    /* (N, 2d+2Vd): q, k (scaled, rotated), v, g  */
+    rn_real *o;                    /* (N, Vd): retention output, before the norm */
+    rn_real *hmean, *hrstd;        /* (N, H): per-head norm statistics           */
+    rn_real *y;                    /* (N, Vd): per-head normed (affine applied)  */
+    rn_real *x_mid;                /* (N, d): x_in + MSR                         */
+    rn_real *xn2, *mean2, *rstd2;  /* (N, d), (N), (N): final_layer_norm         */
+    rn_real *hf;                   /* (N, 2F) GLU [fc1 | gate], (N, F) MLP        */
+    rn_real *a;                    /* (N, F): activation output, input of fc2    */
+    rn_real *U0;                   /* (B, H, nchunk, K, Dv): state at chunk starts */
+    rn_real *x_out_next;           /* (N, d): layer output (next layer's x_in)  */
+} rn_layer_acts;
+
+typedef struct rn_acts {
+    int B, T, N;                   /* N = B*T rows                                */
+    int train;                     /* every layer keeps its own activations       */
+    int chunk, nchunk;             /* retention chunk length and count            */
+    rn_real *emb;                  /* (N, d): embeddings (before embed norm)      */
+    rn_real *emean, *erstd;        /* (N)                                         */
+    rn_layer_acts *layer;          /* (L), or (1) shared when !train              */
+    rn_real *x_out;                /* (N, d): output of the last layer            */
+    rn_real *xf, *meanf, *rstdf;   /* (N, d), (N), (N): final norm                */
+    rn_real *gated;                /* (N, Vd) scratch: swish(g) * y               */
+    rn_real *dbuf;                 /* (N, max(2F, 2d+2Vd)) backward scratch        */
+    rn_real *ws;                   /* (nthreads, ws_per_thread) retention scratch */
+    size_t ws_per_thread;
+    int nthreads;
+    rn_real *arena;
+    size_t arena_size;
+} rn_acts;
+
+/* Allocates activations for B x T tokens with retention chunks of chunk
+ * rows (T for parallel). */
+rn_status rn_acts_create(const rn_model *m, int B, int T, int chunk, int train, rn_acts **out);
+void rn_acts_free(rn_acts *a);
+
+/* Forward of B x T tokens from state (per layer U, or NULL for a fresh
+ * start) at position pos0, through the layers; leaves the final hidden
+ * states in a->xf. mode is RN_PARALLEL or RN_CHUNKWISE (a->chunk rows per
+ * chunk) or RN_RECURRENT (T == 1). */
+rn_status rn_forward_hidden(rn_model *m, rn_acts *a, const int32_t *tokens, rn_real *U,
+                            int64_t pos0, rn_mode mode, unsigned flags);
+
+/* Builds the parameter table for cfg (count only when tab is NULL). */
+int rn_param_table(const rn_config *cfg, rn_tensor_info *tab, size_t *n_params);
+/* Points w's fields into buf laid out as the table says. */
+rn_status rn_weights_bind(const rn_config *cfg, const rn_tensor_info *tab, int n,
+                          rn_real *buf, rn_weights *w);
+const char *rn_tensor_kind_name(rn_tensor_kind k);
+
+/* ---------------------------------------------------------------- ops.c */
+
+/* C (M,N) = alpha * op(A) op(B) + beta * C; row-major; ta/tb transpose. */
+void rn_gemm(int ta, int tb, int M, int N, int K, rn_real alpha, const rn_real *A, int lda,
+             const rn_real *B, int ldb, rn_real beta, rn_real *C, int ldc);
+
+/* Norm over the last dim of x (N, D): out = norm(x) * w (+ b). mean/rstd
+ * (N) are saved for the backward (mean may be NULL for RMS). */
+void rn_norm_forward(rn_norm kind, rn_real *out, rn_real *mean, rn_real *rstd, const rn_real *x,
+                     const rn_real *w, const rn_real *b, int N, int D, double eps);
+void rn_norm_backward(rn_norm kind, rn_real *dx, rn_real *dw, rn_real *db, const rn_real *dout,
+                      const rn_real *x, const rn_real *w, const rn_real *mean, const rn_real *rstd,
+                      int N, int D);
+
+double rn_act_f(rn_act a, double x);
+double rn_act_df(rn_act a, double x);
+
+/* -------------------------------------------------------- retention.c */
+
+/* Computes the position-dependent parts of the model (decays, rotation). */
+rn_status rn_model_consts(rn_model *m);
+
+/* Rotation of q and k rows (N rows of H heads of K; row stride ld) for
+ * positions pos0 + (row % T); inverse = 1 rotates back (for gradients). */
+void rn_rotate(const rn_model *m, rn_real *x, int ld, int B, int T, int64_t pos0, int inverse);
+
+/* Scratch floats one retention call of L rows needs per thread. */
+size_t rn_retention_ws(const rn_model *m, int L);
+
+/* One chunk of L rows of one (batch, head) stream at positions pos..pos+L-1,
+ * from state U (K, Dv), which is advanced to pos+L.
+ * q, k: (L, K) row stride ldq; v: (L, Dv) row stride ldv; o: (L, Dv)
+ * stride ldo; ws: rn_retention_ws(m, L) scratch. If absn is not NULL the
+ * torchscale row clamp is applied and the clamp per row stored in absn (L). */
+void rn_retention_chunk(const rn_model *m, int h, int64_t pos, int L, const rn_real *q,
+                        const rn_real *k, int ldq, const rn_real *v, int ldv, rn_real *U,
+                        int has_state, rn_real *o, int ldo, rn_real *ws, rn_real *absn);
+
+/* One token for one (batch, head): U = gamma z U + k^T v; o = q U r. */
+void rn_retention_step(const rn_model *m, int h, int64_t pos, const rn_real *q,
+                       const rn_real *k, const rn_real *v, rn_real *U, rn_real *o);
+
+/* Backward of rn_retention_chunk (no abs_norm). U_prev is the state the
+ * forward started from; dU (K, Dv) holds the gradient w.r.t. the state
+ * after the chunk on entry and w.r.t. U_prev on exit. dq, dk, dv are
+ * accumulated (+=) with the same strides as q, k, v. */
+void rn_retention_chunk_backward(const rn_model *m, int h, int64_t pos, int L,
+                                 const rn_real *q, const rn_real *k, int ldq, const rn_real *v,
+                                 int ldv, const rn_real *U_prev, const rn_real *dout, int ldo,
+                                 rn_real *dU, rn_real *dq, rn_real *dk, rn_real *dv, rn_real *ws);
+size_t rn_retention_bwd_ws(const rn_model *m, int L);
+
+#endif

@@ -1,0 +1,92 @@
+/* ops.c: the dense building blocks: GEMM (BLAS), norms, activations. */
+#include "model.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <string.h>
+
+void rn_gemm(int ta, int tb, int M, int N, int K, rn_real alpha, const rn_real *A, int lda,
+             const rn_real *B, int ldb, rn_real beta, rn_real *C, int ldc) {
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0) {
+        /* BLAS leaves C untouched for K = 0 only if beta = 1; be explicit. */
+        for (int i = 0; i < M; i++)
+            for (int j = 0; j < N; j++) C[(size_t)i * ldc + j] = beta == 0 ? 0 : beta * C[(size_t)i * ldc + j];
+        return;
+    }
+#ifdef RETNET_DOUBLE
+    cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K,
+                alpha, A, lda, B, ldb, beta, C, ldc);
+#else
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K,
+                alpha, A, lda, B, ldb, beta, C, ldc);
+#endif
+}
+
+/* ------------------------------------------------------------------ norms */
+
+void rn_norm_forward(rn_norm kind, rn_real *out, rn_real *mean, rn_real *rstd, const rn_real *x,
+                     const rn_real *w, const rn_real *b, int N, int D, double eps) {
+#pragma omp parallel for schedule(static) if (N > 64)
+    for (int n = 0; n < N; n++) {
+        const rn_real *xn = x + (size_t)n * D;  /* (D) */
+        rn_real *on = out + (size_t)n * D;      /* (D) */
+        double mu = 0, var = 0;
+        if (kind == RN_NORM_LAYER) {
+            for (int i = 0; i < D; i++) mu += xn[i];
+            mu /= D;
+        }
+        for (int i = 0; i < D; i++) { double c = xn[i] - mu; var += c * c; }
+        var /= D;
+        double r = 1.0 / sqrt(var + eps);
+        for (int i = 0; i < D; i++) {
+            double y = (xn[i] - mu) * r;
+            if (w) y *= w[i];
+            if (b) y += b[i];
+            on[i] = (rn_real)y;
+        }
+        if (mean) mean[n] = (rn_real)mu;
+        if (rstd) rstd[n] = (rn_real)r;
+    }
+}
+
+/* Backward of y = xhat * w + b, xhat = (x - mu) r. With g = dy * w:
+ *   RMS:   dx = r (g - xhat mean(g xhat))
+ *   Layer: dx = r (g - mean(g) - xhat mean(g xhat))
+ * dw += sum_n dy xhat, db += sum_n dy. dx is accumulated (+=). */
+void rn_norm_backward(rn_norm kind, rn_real *dx, rn_real *dw, rn_real *db, const rn_real *dout,
+                      const rn_real *x, const rn_real *w, const rn_real *mean, const rn_real *rstd,
+                      int N, int D) {
+    for (int n = 0; n < N; n++) {
+        const rn_real *xn = x + (size_t)n * D, *dy = dout + (size_t)n * D;
+        rn_real *dxn = dx + (size_t)n * D;
+        double mu = kind == RN_NORM_LAYER ? mean[n] : 0, r = rstd[n];
+        double sg = 0, sgx = 0;
+        for (int i = 0; i < D; i++) {
+            double g = w ? dy[i] * w[i] : dy[i], xh = (xn[i] - mu) * r;
+            sg += g; sgx += g * xh;
+            if (dw) dw[i] += (rn_real)(dy[i] * xh);
+            if (db) db[i] += dy[i];
+        }
+        sg /= D; sgx /= D;
+        if (kind != RN_NORM_LAYER) sg = 0;
+        for (int i = 0; i < D; i++) {
+            double g = w ? dy[i] * w[i] : dy[i], xh = (xn[i] - mu) * r;
+            dxn[i] += (rn_real)(r * (g - sg - xh * sgx));
+        }
+    }
+}
+
+/* ------------------------------------------------------------ activations */
+
+double rn_act_f(rn_act a, double x) {
+    if (a == RN_ACT_GELU) return 0.5 * x * (1.0 + erf(x * 0.70710678118654752440));
+    return x / (1.0 + exp(-x));
+}
+
+double rn_act_df(rn_act a, double x) {
+    if (a == RN_ACT_GELU)
+        return 0.5 * (1.0 + erf(x * 0.70710678118654752440)) + x * 0.39894228040143267794 * exp(-0.5 * x * x);
+    double s = 1.0 / (1.0 + exp(-x));
+    return s * (1.0 + x * (1.0 - s));
+}

@@ -1,0 +1,283 @@
+/* retention.c: multi-scale retention in its three paradigms, forward and
+ * backward. Per head h (spec, RETNET.md):
+ *
+ *   o_n = r_n * sum_{m<=n} (qr_n . (z^(n-m) ⊙ kr_m)) gamma^(n-m) v_m
+ *
+ * with r_n = 1/sqrt(c_n) when the decay is normalised (torchscale) and 1
+ * otherwise, and z (K) the seed's xPos factor zeta^(1/512) per dimension (1
+ * elsewhere): xPos' s_n / s_m depends only on n - m, so it is a decay.
+ *
+ * All three paradigms work on the un-normalised state
+ *   U_t = sum_{m<=t} gamma^(t-m) (z^(t-m) ⊙ kr_m)^T v_m     (K, Dv)
+ * so they compute the same sums in different orders and agree to rounding:
+ * - parallel:   one chunk of length T;
+ * - chunkwise:  chunks of length C, each one intra-chunk product plus the
+ *               contribution of the state carried from earlier chunks;
+ * - recurrent:  U_n = gamma z ⊙ U_{n-1} + kr_n^T v_n, o_n = r_n qr_n U_n.
+ * Every decay power is bounded by the chunk length, so nothing overflows
+ * however long the stream. */
+#include "model.h"
+
+#include <math.h>
+#include <string.h>
+
+/* ---------------------------------------------------------- constants */
+
+rn_status rn_model_consts(rn_model *m) {
+    const rn_config *c = &m->cfg;
+    int H = c->heads, K = m->K, half = K / 2;
+    for (int h = 0; h < H; h++) {
+        double lam;
+        if (c->decay == RN_DECAY_POW2) {
+            lam = log1p(-pow(2.0, -5.0 - h));
+        } else {
+            double lo = log(1.0 / 32), hi = log(1.0 / 512);
+            double e = H == 1 ? lo : lo + (hi - lo) * h / (H - 1);
+            lam = log1p(-exp(e));
+        }
+        m->head[h].lambda = lam;
+    }
+    for (int j = 0; j < half; j++) {
+        double f;
+        if (c->rotation == RN_ROT_TORCHSCALE)
+            f = half == 1 ? 1.0 : pow(10000.0, -(double)j / (half - 1));
+        else
+            f = pow(10000.0, -(double)j / half);
+        m->rot_freq[j] = f;
+    }
+    if (m->xpos_logz) {
+        for (int j = 0; j < half; j++) {
+            double zeta = (2.0 * j + 0.4 * K) / (1.4 * K);
+            m->xpos_logz[2 * j] = m->xpos_logz[2 * j + 1] = log(zeta) / 512.0;
+        }
+    }
+    return RN_OK;
+}
+
+/* 1/sqrt(c_n), c_n = sum_{i<=n} gamma^i = expm1((n+1) lambda) / expm1(lambda). */
+static double row_scale(const rn_model *m, int h, int64_t n) {
+    if (!m->cfg.decay_norm) return 1.0;
+    double lam = m->head[h].lambda;
+    return sqrt(expm1(lam) / expm1((double)(n + 1) * lam));
+}
+
+/* ----------------------------------------------------------- rotation */
+
+void rn_rotate(const rn_model *m, rn_real *x, int ld, int B, int T, int64_t pos0, int inverse) {
+    const rn_config *c = &m->cfg;
+    int K = m->K, half = K / 2, nh = 2 * c->heads;  /* q heads then k heads */
+    int interleaved = c->rotation != RN_ROT_HALF;
+    double sign = inverse ? -1.0 : 1.0;
+#pragma omp parallel
+    {
+        double cs[half], sn[half]; /* K/2 <= 32768 by rn_config_validate */
+#pragma omp for schedule(static)
+        for (int t = 0; t < T; t++) {
+            double n = (double)(pos0 + t);
+            for (int j = 0; j < half; j++) {
+                cs[j] = cos(n * m->rot_freq[j]);
+                sn[j] = sign * sin(n * m->rot_freq[j]);
+            }
+            for (int b = 0; b < B; b++) {
+                rn_real *row = x + ((size_t)b * T + t) * ld;  /* (2H, K): q heads, k heads */
+                for (int hh = 0; hh < nh; hh++) {
+                    rn_real *v = row + (size_t)hh * K;
+                    for (int j = 0; j < half; j++) {
+                        int i0 = interleaved ? 2 * j : j, i1 = interleaved ? 2 * j + 1 : j + half;
+                        double a = v[i0], bb = v[i1];
+                        v[i0] = (rn_real)(a * cs[j] - bb * sn[j]);
+                        v[i1] = (rn_real)(bb * cs[j] + a * sn[j]);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* ------------------------------------------------------------ forward */
+
+size_t rn_retention_ws(const rn_model *m, int L) {
+    return (size_t)L * L + 2 * (size_t)L * m->K + 2 * (size_t)L + 2;
+}
+
+/* xPos factor z_j^e of key dimension j (1 without xPos). */
+static inline double dim_decay(const rn_model *m, int j, double e) {
+    return m->xpos_logz ? exp(e * m->xpos_logz[j]) : 1.0;
+}
+
+/* Shared prologue of forward and backward: gamma powers gp (L+1), row
+ * scales r (L), and the xPos-centred q~ = q z^(i-c0), k~ = k z^(c0-i) so
+ * that q~_i . k~_m = q_i . (z^(i-m) k_m) with exponents at most L/2. */
+static void chunk_setup(const rn_model *m, int h, int64_t pos, int L, const rn_real *q,
+                        const rn_real *k, int ldq, rn_real *qt, rn_real *kt, rn_real *gp, rn_real *r,
+                        const rn_real **qa, const rn_real **ka, int *lda) {
+    int K = m->K;
+    double lam = m->head[h].lambda;
+    for (int i = 0; i <= L; i++) gp[i] = (rn_real)exp(i * lam);
+    for (int i = 0; i < L; i++) r[i] = (rn_real)row_scale(m, h, pos + i);
+    if (m->xpos_logz) {
+        int c0 = L / 2;
+        for (int i = 0; i < L; i++)
+            for (int j = 0; j < K; j++) {
+                qt[(size_t)i * K + j] = (rn_real)(q[(size_t)i * ldq + j] * dim_decay(m, j, i - c0));
+                kt[(size_t)i * K + j] = (rn_real)(k[(size_t)i * ldq + j] * dim_decay(m, j, c0 - i));
+            }
+        *qa = qt; *ka = kt; *lda = K;
+    } else {
+        *qa = q; *ka = k; *lda = ldq;
+    }
+}
+
+/* A (L, L) = (q~ k~^T) ⊙ Gamma, Gamma[i,m] = gamma^(i-m) for m <= i, else 0. */
+static void decay_mask(rn_real *A, const rn_real *gp, int L) {
+    for (int i = 0; i < L; i++) {
+        rn_real *a = A + (size_t)i * L;
+        for (int mm = 0; mm <= i; mm++) a[mm] *= gp[i - mm];
+        for (int mm = i + 1; mm < L; mm++) a[mm] = 0;
+    }
+}
+
+/* Scaled rows: out[i,j] = x[i,j] gamma^(e_i) z_j^(e_i), e_i = e0 + s*i. */
+static void decayed_rows(const rn_model *m, rn_real *out, const rn_real *x, int ld, int L,
+                         const rn_real *gp, int e0, int s) {
+    int K = m->K;
+    for (int i = 0; i < L; i++) {
+        int e = e0 + s * i;
+        for (int j = 0; j < K; j++)
+            out[(size_t)i * K + j] = (rn_real)(x[(size_t)i * ld + j] * gp[e] * dim_decay(m, j, e));
+    }
+}
+
+void rn_retention_chunk(const rn_model *m, int h, int64_t pos, int L, const rn_real *q,
+                        const rn_real *k, int ldq, const rn_real *v, int ldv, rn_real *U,
+                        int has_state, rn_real *o, int ldo, rn_real *ws, rn_real *absn) {
+    int K = m->K, Dv = m->Dv;
+    rn_real *A = ws;                  /* (L, L) */
+    rn_real *qt = A + (size_t)L * L;  /* (L, K) */
+    rn_real *kt = qt + (size_t)L * K; /* (L, K) */
+    rn_real *gp = kt + (size_t)L * K; /* (L+1)  */
+    rn_real *r = gp + L + 1;          /* (L)    */
+    const rn_real *qa, *ka;
+    int lda;
+    chunk_setup(m, h, pos, L, q, k, ldq, qt, kt, gp, r, &qa, &ka, &lda);
+
+    /* Intra-chunk: o = ((q~ k~^T) ⊙ Gamma) v */
+    rn_gemm(0, 1, L, L, K, 1, qa, lda, ka, lda, 0, A, L);
+    decay_mask(A, gp, L);
+    rn_gemm(0, 0, L, Dv, L, 1, A, L, v, ldv, 0, o, ldo);
+
+    /* Earlier chunks: o_i += gamma^(i+1) (z^(i+1) ⊙ q_i) U */
+    if (has_state) {
+        decayed_rows(m, qt, q, ldq, L, gp, 1, 1);
+        rn_gemm(0, 0, L, Dv, K, 1, qt, K, U, Dv, 1, o, ldo);
+    }
+    for (int i = 0; i < L; i++) {
+        double s = r[i];
+        if (absn) {
+            /* torchscale: R rows divided by clamp(sum |R|, 1, 5e4) */
+            double a = 0;
+            for (int mm = 0; mm <= i; mm++) a += fabs((double)A[(size_t)i * L + mm]);
+            a *= r[i];
+            a = a < 1 ? 1 : a > 5e4 ? 5e4 : a;
+            absn[i] = (rn_real)a;
+            s /= a;
+        }
+        for (int c = 0; c < Dv; c++) o[(size_t)i * ldo + c] = (rn_real)(o[(size_t)i * ldo + c] * s);
+    }
+
+    /* Advance: U = gamma^L z^L ⊙ U + sum_i gamma^(L-1-i) (z^(L-1-i) ⊙ k_i)^T v_i */
+    decayed_rows(m, kt, k, ldq, L, gp, L - 1, -1);
+    if (has_state)
+        for (int j = 0; j < K; j++) {
+            rn_real f = (rn_real)(gp[L] * dim_decay(m, j, L));
+            for (int c = 0; c < Dv; c++) U[(size_t)j * Dv + c] *= f;
+        }
+    rn_gemm(1, 0, K, Dv, L, 1, kt, K, v, ldv, has_state ? 1 : 0, U, Dv);
+}
+
+void rn_retention_step(const rn_model *m, int h, int64_t pos, const rn_real *q,
+                       const rn_real *k, const rn_real *v, rn_real *U, rn_real *o) {
+    int K = m->K, Dv = m->Dv;
+    double g = exp(m->head[h].lambda), r = row_scale(m, h, pos);
+    for (int c = 0; c < Dv; c++) o[c] = 0;
+    for (int j = 0; j < K; j++) {
+        rn_real f = (rn_real)(g * dim_decay(m, j, 1)), kj = k[j], qj = q[j];
+        rn_real *u = U + (size_t)j * Dv;
+        for (int c = 0; c < Dv; c++) {
+            u[c] = u[c] * f + kj * v[c];
+            o[c] += qj * u[c];
+        }
+    }
+    for (int c = 0; c < Dv; c++) o[c] = (rn_real)(o[c] * r);
+}
+
+/* ----------------------------------------------------------- backward */
+
+size_t rn_retention_bwd_ws(const rn_model *m, int L) {
+    return 2 * (size_t)L * L + 3 * (size_t)L * m->K + (size_t)L * m->Dv + 2 * (size_t)L + 2;
+}
+
+void rn_retention_chunk_backward(const rn_model *m, int h, int64_t pos, int L,
+                                 const rn_real *q, const rn_real *k, int ldq, const rn_real *v,
+                                 int ldv, const rn_real *U_prev, const rn_real *dout, int ldo,
+                                 rn_real *dU, rn_real *dq, rn_real *dk, rn_real *dv, rn_real *ws) {
+    int K = m->K, Dv = m->Dv;
+    rn_real *A = ws;                    /* (L, L)  */
+    rn_real *dA = A + (size_t)L * L;    /* (L, L)  */
+    rn_real *qt = dA + (size_t)L * L;   /* (L, K)  */
+    rn_real *kt = qt + (size_t)L * K;   /* (L, K)  */
+    rn_real *tmp = kt + (size_t)L * K;  /* (L, K)  */
+    rn_real *dO = tmp + (size_t)L * K;  /* (L, Dv) */
+    rn_real *gp = dO + (size_t)L * Dv;  /* (L+1)   */
+    rn_real *r = gp + L + 1;            /* (L)     */
+    const rn_real *qa, *ka;
+    int lda;
+    chunk_setup(m, h, pos, L, q, k, ldq, qt, kt, gp, r, &qa, &ka, &lda);
+    int xp = m->xpos_logz != NULL, c0 = L / 2;
+
+    /* o = r ⊙ o_raw */
+    for (int i = 0; i < L; i++)
+        for (int c = 0; c < Dv; c++) dO[(size_t)i * Dv + c] = dout[(size_t)i * ldo + c] * r[i];
+
+    /* o_raw = A v:  dv += A^T dO;  dA = (dO v^T) ⊙ Gamma */
+    rn_gemm(0, 1, L, L, K, 1, qa, lda, ka, lda, 0, A, L);
+    decay_mask(A, gp, L);
+    rn_gemm(1, 0, L, Dv, L, 1, A, L, dO, Dv, 1, dv, ldv);
+    rn_gemm(0, 1, L, L, Dv, 1, dO, Dv, v, ldv, 0, dA, L);
+    decay_mask(dA, gp, L);
+
+    /* A = q~ k~^T:  dq~ = dA k~,  dk~ = dA^T q~;  q~ = q z^(i-c0), k~ = k z^(c0-i) */
+    rn_gemm(0, 0, L, K, L, 1, dA, L, ka, lda, 0, tmp, K);
+    for (int i = 0; i < L; i++)
+        for (int j = 0; j < K; j++)
+            dq[(size_t)i * ldq + j] += (rn_real)(tmp[(size_t)i * K + j] * (xp ? dim_decay(m, j, i - c0) : 1));
+    rn_gemm(1, 0, L, K, L, 1, dA, L, qa, lda, 0, tmp, K);
+    for (int i = 0; i < L; i++)
+        for (int j = 0; j < K; j++)
+            dk[(size_t)i * ldq + j] += (rn_real)(tmp[(size_t)i * K + j] * (xp ? dim_decay(m, j, c0 - i) : 1));
+
+    /* U_new = D_L U_prev + kd^T v, kd_i = gamma^(L-1-i) z^(L-1-i) k_i:
+     * dv += kd dU;  dkd = v dU^T */
+    decayed_rows(m, kt, k, ldq, L, gp, L - 1, -1);
+    rn_gemm(0, 0, L, Dv, K, 1, kt, K, dU, Dv, 1, dv, ldv);
+    rn_gemm(0, 1, L, K, Dv, 1, v, ldv, dU, Dv, 0, tmp, K);
+    for (int i = 0; i < L; i++) {
+        int e = L - 1 - i;
+        for (int j = 0; j < K; j++)
+            dk[(size_t)i * ldq + j] += (rn_real)(tmp[(size_t)i * K + j] * gp[e] * dim_decay(m, j, e));
+    }
+    /* dU_prev = D_L dU + qc^T dO  (cross term o += qc U_prev, qc_i = gamma^(i+1) z^(i+1) q_i);
+     * dq += (dO U_prev^T) ⊙ gamma^(i+1) z^(i+1) */
+    for (int j = 0; j < K; j++) {
+        rn_real f = (rn_real)(gp[L] * dim_decay(m, j, L));
+        for (int c = 0; c < Dv; c++) dU[(size_t)j * Dv + c] *= f;
+    }
+    decayed_rows(m, qt, q, ldq, L, gp, 1, 1);
+    rn_gemm(1, 0, K, Dv, L, 1, qt, K, dO, Dv, 1, dU, Dv);
+    if (U_prev) {
+        rn_gemm(0, 1, L, K, Dv, 1, dO, Dv, U_prev, Dv, 0, tmp, K);
+        for (int i = 0; i < L; i++)
+            for (int j = 0; j < K; j++)
+                dq[(size_t)i * ldq + j] += (rn_real)(tmp[(size_t)i * K + j] * gp[i + 1] * dim_decay(m, j, i + 1));
+    }
+}
