@@ -3,11 +3,11 @@
 
 CC      ?= gcc
 CFLAGS  ?= -O2 -march=native
-override CFLAGS += -std=c11 -Wall -Wextra -fopenmp -fPIC -Iinclude -Isrc
+override CFLAGS += -std=c11 -Wall -Wextra -fopenmp -fPIC -Iinclude -Isrc $(SAN)
 LDLIBS  = -lopenblas -lcjson -lm
 BUILD   = build
 
-SRC     = src/common.c src/config.c src/model.c src/ops.c src/retention.c src/forward.c src/io.c
+SRC     = src/common.c src/config.c src/model.c src/ops.c src/retention.c src/forward.c src/backward.c src/io.c
 OBJ     = $(SRC:src/%.c=$(BUILD)/obj/%.o)
 OBJ64   = $(SRC:src/%.c=$(BUILD)/obj64/%.o)
 CLI_SRC = cli/retnet.c
@@ -31,7 +31,7 @@ $(BUILD)/libretnet64.a: $(OBJ64)
 	ar rcs $@ $^
 
 $(BUILD)/libretnet.so: $(OBJ)
-	$(CC) -shared -fopenmp -o $@ $^ $(LDLIBS)
+	$(CC) -shared -fopenmp $(SAN) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/retnet: $(CLI_SRC) $(wildcard cli/*.c) $(BUILD)/libretnet.a $(HDR)
 	$(CC) $(CFLAGS) -o $@ $(wildcard cli/*.c) $(BUILD)/libretnet.a $(LDLIBS)
@@ -53,7 +53,12 @@ tests: $(TESTS32) $(TESTS64) $(BUILD)/retnet
 test: tests
 	@bash tests/run.sh
 
+# The suite under AddressSanitizer + UndefinedBehaviorSanitizer (separate build dir).
+SANFLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+asan:
+	$(MAKE) BUILD=build/asan SAN="$(SANFLAGS)" CFLAGS="-O1 -g" tests
+
 clean:
 	rm -rf $(BUILD)
 
-.PHONY: all tests test clean
+.PHONY: all tests test clean asan

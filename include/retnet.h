@@ -161,6 +161,17 @@ rn_status rn_forward(rn_model *m, rn_state *state, const int32_t *tokens,
                      int B, int T, rn_mode mode, int chunk, unsigned flags,
                      rn_real *logits);
 
+/* ------------------------------------------------------------- training */
+
+/* Mean cross-entropy of the next-token predictions for x (B, T) against
+ * targets y (B, T) (a target < 0 is ignored), from a fresh state, in the
+ * parallel or chunkwise paradigm. With grad (rn_model_num_params values,
+ * laid out like the parameters) not NULL, adds grad_scale * d loss / d
+ * params to it. count receives the number of scored targets. */
+rn_status rn_model_loss_grad(rn_model *m, const int32_t *x, const int32_t *y, int B, int T,
+                             rn_mode mode, int chunk, double grad_scale, rn_real *grad,
+                             double *loss, int *count);
+
 /* ------------------------------------------------------------ model files */
 
 /* safetensors; the config as JSON under __metadata__["retnet"]. F32, F16,

@@ -64,7 +64,14 @@ static void layout(const rn_model *m, rn_acts *a, bump *b) {
     a->meanf = take(b, N, 1);
     a->rstdf = take(b, N, 1);
     a->gated = take(b, N, Vd);
-    a->dbuf = a->train ? take(b, N, Pw > Fw ? Pw : Fw) : NULL;
+    if (a->train) {
+        size_t Fv = F > Vd ? F : Vd;
+        a->logits = take(b, N, c->vocab);
+        a->dres = take(b, N, d);
+        a->dxn = take(b, N, d);
+        a->dtmp = take(b, N, Fv);
+        a->dbuf = take(b, N, Pw > Fw ? Pw : Fw);
+    }
     a->ws = take(b, a->nthreads, a->ws_per_thread);
 }
 

@@ -63,6 +63,7 @@ struct rn_model {
     /* Activations and scratch of the inference forward, grown on demand
      * and reused by every call (no allocation per token). */
     struct rn_acts *inf;
+    struct rn_acts *train;    /* the same for loss and gradient computation */
 };
 
 struct rn_state {
@@ -98,6 +99,10 @@ typedef struct rn_acts {
     rn_real *x_out;                /* (N, d): output of the last layer            */
     rn_real *xf, *meanf, *rstdf;   /* (N, d), (N), (N): final norm                */
     rn_real *gated;                /* (N, Vd) scratch: swish(g) * y               */
+    rn_real *logits;               /* (N, V): logits, then their gradient (train) */
+    rn_real *dres;                 /* (N, d): gradient of the residual stream     */
+    rn_real *dxn;                  /* (N, d): gradient of a norm's output         */
+    rn_real *dtmp;                 /* (N, max(F, Vd)) backward scratch            */
     rn_real *dbuf;                 /* (N, max(2F, 2d+2Vd)) backward scratch        */
     rn_real *ws;                   /* (nthreads, ws_per_thread) retention scratch */
     size_t ws_per_thread;

@@ -1,0 +1,138 @@
+/*
+ * retnet_data.h: tokenizers and the training dataset of libretnet.
+ *
+ * Same conventions as retnet.h: functions that can fail return rn_status and
+ * leave a one-line message for rn_last_error(); the library never prints.
+ * Token ids are int32_t in [0, vocab_size). Shapes are given as (dim0, ...),
+ * row-major.
+ */
+#ifndef RETNET_DATA_H
+#define RETNET_DATA_H
+
+#include "retnet.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------- tokenizer */
+
+/* A tokenizer is a small vtable, so that the byte-level tokenizer and the BPE
+ * tokenizer to come serve the same callers. Call it through the
+ * rn_tokenizer_* wrappers below, which check their arguments. An
+ * implementation may put its own data after this struct (or behind impl). */
+typedef struct rn_tokenizer rn_tokenizer;
+struct rn_tokenizer {
+    int vocab_size;    /* ids are 0 .. vocab_size-1 */
+    const char *name;  /* short kind name, e.g. "byte" */
+    /* Encodes len bytes of text. Writes the first min(n, cap) ids to ids
+     * (cap); sets *n to the length n of the full encoding. */
+    rn_status (*encode)(const rn_tokenizer *tok, const char *text, size_t len,
+                        int32_t *ids, size_t cap, size_t *n);
+    /* Points *piece at the bytes of one id (*len of them, not
+     * NUL-terminated), owned by the tokenizer; the id is in range. */
+    void (*decode)(const rn_tokenizer *tok, int32_t id, const char **piece, size_t *len);
+    /* Releases the tokenizer and everything it owns. */
+    void (*free)(rn_tokenizer *tok);
+    void *impl;        /* implementation data */
+};
+
+/* The byte-level tokenizer: vocab_size 256, id = byte value, every byte
+ * string encodes losslessly to as many ids as it has bytes. */
+rn_status rn_tokenizer_byte_create(rn_tokenizer **out);
+
+/* Encodes text (len bytes, not necessarily NUL-terminated) into ids (cap).
+ * On RN_OK, *n is the number of ids of the whole text; if *n > cap, only the
+ * first cap ids were written (call again with a buffer of *n). ids may be
+ * NULL when cap is 0, to ask for the count. For the byte-level and for BPE
+ * tokenizers *n <= len. */
+rn_status rn_tokenizer_encode(const rn_tokenizer *tok, const char *text, size_t len,
+                              int32_t *ids, size_t cap, size_t *n);
+
+/* Points *piece at the bytes that id stands for (*len of them, not
+ * NUL-terminated; valid until the tokenizer is freed). RN_ERR_ARG if id is
+ * outside [0, vocab_size). */
+rn_status rn_tokenizer_decode(const rn_tokenizer *tok, int32_t id,
+                              const char **piece, size_t *len);
+
+/* Frees a tokenizer (NULL is a no-op). */
+void rn_tokenizer_free(rn_tokenizer *tok);
+
+/* ---------------------------------------------------------------- files */
+
+/* Reads a whole file into a new buffer, *data (*len bytes, plus a NUL after
+ * the last byte, so text can be used as a C string); release it with free().
+ * Fails with RN_ERR_IO (cannot open, is a directory, read error) or
+ * RN_ERR_ARG (larger than max_bytes; 0 means no limit); the message names
+ * the file. On failure *data is NULL and *len 0. */
+rn_status rn_read_file(const char *path, size_t max_bytes, char **data, size_t *len);
+
+/* --------------------------------------------------------------- dataset */
+
+/* A token stream in memory, split in two contiguous parts: the training
+ * split is the first part, the validation split the last val_fraction of
+ * the tokens. */
+typedef struct rn_dataset rn_dataset;
+
+typedef enum { RN_SPLIT_TRAIN = 0, RN_SPLIT_VAL = 1 } rn_split;
+
+/* Largest text file rn_dataset_open reads. */
+#define RN_DATASET_MAX_BYTES ((size_t)1 << 34)
+
+/* Reads the text file at path, tokenizes it whole with tok and splits it:
+ * the last round(n * val_fraction) tokens are the validation split, the rest
+ * the training split. val_fraction is in [0, 1); with 0 there is no
+ * validation split. Errors (messages name the file): missing or unreadable
+ * file (RN_ERR_IO), empty file, or too few tokens for each split in use to
+ * hold at least 2 tokens, one (input, target) pair (RN_ERR_FORMAT). tok is
+ * only used during the call. */
+rn_status rn_dataset_open(const char *path, const rn_tokenizer *tok, double val_fraction,
+                          rn_dataset **out);
+
+/* The same from tokens (n) already in memory (they are copied), for tests
+ * and for callers with their own reader. Every token must be in
+ * [0, vocab_size). */
+rn_status rn_dataset_from_tokens(const int32_t *tokens, size_t n, int vocab_size,
+                                 double val_fraction, rn_dataset **out);
+
+/* Frees a dataset (NULL is a no-op). */
+void rn_dataset_free(rn_dataset *ds);
+
+/* Number of tokens in a split (0 for an unknown split). */
+size_t rn_dataset_size(const rn_dataset *ds, rn_split split);
+
+/* The tokens of a split (rn_dataset_size of them), owned by the dataset. */
+const int32_t *rn_dataset_tokens(const rn_dataset *ds, rn_split split);
+
+/* Vocabulary size the tokens were checked against. */
+int rn_dataset_vocab_size(const rn_dataset *ds);
+
+/* A training batch: B windows of T+1 consecutive tokens of the split, each
+ * starting at a position drawn uniformly from [0, size - T - 1] with rng
+ * (so the data order is fully captured by the rng state). For window b:
+ *   x[b*T + t] = window_b[t],  y[b*T + t] = window_b[t + 1],  t < T,
+ * so y is x shifted by one: the next-token targets. x, y: (B, T).
+ * RN_ERR_ARG if B < 1, T < 1, or the split has fewer than T+1 tokens.
+ * Allocates nothing. */
+rn_status rn_dataset_sample(const rn_dataset *ds, rn_split split, rn_rng *rng, int B, int T,
+                            int32_t *x, int32_t *y);
+
+/* Number of windows of rn_dataset_window for the split and T: every one of
+ * the size-1 targets of the split (tokens 1 .. size-1) is in exactly one
+ * window, ceil((size - 1) / T) of them (0 if size < 2 or T < 1). */
+size_t rn_dataset_num_windows(const rn_dataset *ds, rn_split split, int T);
+
+/* The index-th evaluation window: with s = index * T and
+ * n = min(T, size - 1 - s), x[t] = tokens[s + t] and y[t] = tokens[s + t + 1]
+ * for t < n. Consecutive windows are adjacent (window i+1 starts where the
+ * targets of window i end), so together they predict each token of the split
+ * once. Only the last window may be short (n < T); entries n .. T-1 of x and
+ * y are set to 0 and must be ignored. x, y: (T). RN_ERR_ARG if T < 1 or
+ * index >= rn_dataset_num_windows. Allocates nothing. */
+rn_status rn_dataset_window(const rn_dataset *ds, rn_split split, size_t index, int T,
+                            int32_t *x, int32_t *y, int *n);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* RETNET_DATA_H */

@@ -1,0 +1,222 @@
+/* backward.c: cross-entropy loss and the hand-written backward pass of the
+ * whole model, in the parallel and chunkwise paradigms. Each step restates
+ * the forward line it differentiates; gradients accumulate (+=) into a
+ * buffer laid out like the parameters. */
+#include "model.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+static int thread_id(void) {
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
+/* Softmax cross-entropy of logits (N, V) against targets (N) (< 0: ignored).
+ * Returns the summed loss; with dscale != 0 the logits are replaced by
+ * dscale * d(loss)/d(logits). */
+static double cross_entropy(rn_real *logits, const int32_t *y, int N, int V, double dscale, int *count) {
+    double total = 0;
+    int cnt = 0;
+#pragma omp parallel for reduction(+ : total, cnt) schedule(static)
+    for (int n = 0; n < N; n++) {
+        rn_real *l = logits + (size_t)n * V;
+        if (y[n] < 0) {
+            if (dscale != 0) memset(l, 0, sizeof(rn_real) * (size_t)V);
+            continue;
+        }
+        double mx = l[0], s = 0;
+        for (int i = 1; i < V; i++) mx = l[i] > mx ? l[i] : mx;
+        for (int i = 0; i < V; i++) s += exp(l[i] - mx);
+        double lse = mx + log(s);
+        total += lse - l[y[n]];
+        cnt++;
+        if (dscale != 0) {
+            for (int i = 0; i < V; i++) l[i] = (rn_real)(dscale * exp(l[i] - lse));
+            l[y[n]] -= (rn_real)dscale;
+        }
+    }
+    *count = cnt;
+    return total;
+}
+
+/* Column sums: out (D) += sum_n x (N, D). */
+static void col_sum(rn_real *out, const rn_real *x, int N, int D) {
+    for (int n = 0; n < N; n++)
+        for (int i = 0; i < D; i++) out[i] += x[(size_t)n * D + i];
+}
+
+static void layer_backward(rn_model *m, rn_acts *a, int l, rn_layer_w *g) {
+    const rn_config *c = &m->cfg;
+    const rn_layer_w *w = &m->w.layer[l];
+    rn_layer_acts *la = &a->layer[l];
+    int N = a->N, B = a->B, T = a->T, d = c->dim, Vd = c->value_dim, F = c->ffn_dim, H = c->heads;
+    int K = m->K, Dv = m->Dv, Pw = 2 * d + 2 * Vd, Fw = c->ffn == RN_FFN_GLU ? 2 * F : F;
+    int C = a->chunk, nch = a->nchunk;
+    size_t kd = (size_t)K * Dv;
+    rn_real *dres = a->dres;  /* (N, d): d loss / d x_out on entry */
+
+    /* ---- FFN: x_out = x_mid + a fc2^T (+ b2) */
+    rn_gemm(1, 0, d, F, N, 1, dres, d, la->a, F, 1, g->fc2, F);          /* dfc2 += dx^T a */
+    if (g->fc2_b) col_sum(g->fc2_b, dres, N, d);
+    rn_real *da = a->dtmp;                                                /* (N, F) */
+    rn_gemm(0, 0, N, F, d, 1, dres, d, w->fc2, F, 0, da, F);             /* da = dx fc2 */
+    rn_real *dhf = a->dbuf;                                               /* (N, Fw) */
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        const rn_real *hf = la->hf + (size_t)n * Fw, *dan = da + (size_t)n * F;
+        rn_real *dh = dhf + (size_t)n * Fw;
+        for (int i = 0; i < F; i++) {
+            if (c->ffn == RN_FFN_GLU) {
+                /* a = act(h1) * h2 */
+                dh[i] = (rn_real)(dan[i] * hf[F + i] * rn_act_df(c->act, hf[i]));
+                dh[F + i] = (rn_real)(dan[i] * rn_act_f(c->act, hf[i]));
+            } else {
+                /* a = act(h), h = fc1 x + b1 */
+                dh[i] = (rn_real)(dan[i] * rn_act_df(c->act, hf[i]));
+            }
+        }
+    }
+    if (g->fc1_b) col_sum(g->fc1_b, dhf, N, F);
+    rn_gemm(1, 0, Fw, d, N, 1, dhf, Fw, la->xn2, d, 1, g->fc1, d);       /* dfc1 += dh^T xn2 */
+    rn_gemm(0, 0, N, d, Fw, 1, dhf, Fw, w->fc1, d, 0, a->dxn, d);        /* dxn2 = dh fc1 */
+    /* xn2 = norm2(x_mid); dres becomes d loss / d x_mid (residual + norm path) */
+    rn_norm_backward(c->block_norm, dres, g->norm2_w, g->norm2_b, a->dxn, la->x_mid, w->norm2_w,
+                     la->mean2, la->rstd2, N, d);
+
+    /* ---- MSR: x_mid = x_in + gated Wo^T, gated = swish(g) * y */
+    rn_real *P = la->P, *dP = a->dbuf;                                    /* (N, Pw) */
+    int wmod = c->head_norm == RN_HEADNORM_RMS_SHARED ? Dv : Vd;
+    for (int n = 0; n < N; n++)
+        for (int i = 0; i < Vd; i++) {
+            double gv = P[(size_t)n * Pw + 2 * d + Vd + i];
+            a->gated[(size_t)n * Vd + i] = (rn_real)(rn_act_f(RN_ACT_SWISH, gv) * la->y[(size_t)n * Vd + i]);
+        }
+    rn_gemm(1, 0, d, Vd, N, 1, dres, d, a->gated, Vd, 1, g->wo, Vd);     /* dWo += dx^T gated */
+    rn_real *dgated = a->dtmp;                                            /* (N, Vd) */
+    rn_gemm(0, 0, N, Vd, d, 1, dres, d, w->wo, Vd, 0, dgated, Vd);
+    /* y = yhat * w + b (yhat = headnorm(o)); dyhat goes to a->gated */
+    memset(dP, 0, sizeof(rn_real) * (size_t)N * Pw);
+    for (int n = 0; n < N; n++) {
+        for (int i = 0; i < Vd; i++) {
+            size_t ni = (size_t)n * Vd + i;
+            int hh = i / Dv;
+            double gv = P[(size_t)n * Pw + 2 * d + Vd + i], sw = rn_act_f(RN_ACT_SWISH, gv);
+            double yhat = ((double)la->o[ni] - (c->head_norm == RN_HEADNORM_GROUP ? la->hmean[(size_t)n * H + hh] : 0)) *
+                          la->hrstd[(size_t)n * H + hh];
+            double dy = dgated[ni] * sw;
+            dP[(size_t)n * Pw + 2 * d + Vd + i] = (rn_real)(dgated[ni] * la->y[ni] * rn_act_df(RN_ACT_SWISH, gv));
+            if (g->hn_w) g->hn_w[i % wmod] += (rn_real)(dy * yhat);
+            if (g->hn_b) g->hn_b[i] += (rn_real)dy;
+            a->gated[ni] = (rn_real)(w->hn_w ? dy * w->hn_w[i % wmod] : dy);
+        }
+    }
+    rn_real *dout = a->dtmp;                                              /* (N, Vd): d loss / d o */
+    memset(dout, 0, sizeof(rn_real) * (size_t)N * Vd);
+    rn_norm_backward(c->head_norm == RN_HEADNORM_GROUP ? RN_NORM_LAYER : RN_NORM_RMS, dout, NULL, NULL,
+                     a->gated, la->o, NULL, la->hmean, la->hrstd, N * H, Dv);
+
+    /* Retention, chunk by chunk from the last, carrying d loss / d U. */
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int bh = 0; bh < B * H; bh++) {
+        int b = bh / H, h = bh % H;
+        rn_real *ws = a->ws + (size_t)thread_id() * a->ws_per_thread;
+        rn_real *dU = ws, *rws = ws + kd;
+        memset(dU, 0, kd * sizeof *dU);
+        size_t qo = (size_t)b * T * Pw + (size_t)h * K, vo = (size_t)b * T * Pw + 2 * d + (size_t)h * Dv;
+        const rn_real *dob = dout + (size_t)b * T * Vd + (size_t)h * Dv;
+        for (int ci = nch - 1; ci >= 0; ci--) {
+            int t0 = ci * C, L = T - t0 < C ? T - t0 : C;
+            size_t r0 = (size_t)t0 * Pw;
+            rn_retention_chunk_backward(m, h, t0, L, P + qo + r0, P + qo + d + r0, Pw, P + vo + r0, Pw,
+                                        ci ? la->U0 + ((size_t)bh * nch + ci) * kd : NULL,
+                                        dob + (size_t)t0 * Vd, Vd, dU, dP + qo + r0, dP + qo + d + r0,
+                                        dP + vo + r0, rws);
+        }
+    }
+    /* q, k were scaled then rotated: undo the rotation, then the scale. */
+    rn_rotate(m, dP, Pw, B, T, 0, 1);
+    if (c->qk_scale != RN_QK_NONE) {
+        rn_real s = (rn_real)(1.0 / sqrt((double)K));
+        int off = c->qk_scale == RN_QK_SCALE_K ? d : 0;
+        for (int n = 0; n < N; n++)
+            for (int i = 0; i < d; i++) dP[(size_t)n * Pw + off + i] *= s;
+    }
+    rn_gemm(1, 0, Pw, d, N, 1, dP, Pw, la->xn1, d, 1, g->wqkvg, d);      /* dW += dP^T xn1 */
+    rn_gemm(0, 0, N, d, Pw, 1, dP, Pw, w->wqkvg, d, 0, a->dxn, d);       /* dxn1 = dP W */
+    rn_norm_backward(c->block_norm, dres, g->norm1_w, g->norm1_b, a->dxn, la->x_in, w->norm1_w,
+                     la->mean1, la->rstd1, N, d);
+    /* dres is now d loss / d x_in */
+}
+
+/* Gradient weights bound to a buffer laid out like the parameters. */
+static rn_status bind_grads(rn_model *m, rn_real *grad, rn_weights *gw) {
+    gw->layer = calloc((size_t)m->cfg.layers, sizeof *gw->layer);
+    if (!gw->layer) return rn_fail(RN_ERR_NOMEM, "out of memory");
+    return rn_weights_bind(&m->cfg, m->tensors, m->n_tensors, grad, gw);
+}
+
+rn_status rn_model_loss_grad(rn_model *m, const int32_t *x, const int32_t *y, int B, int T,
+                             rn_mode mode, int chunk, double grad_scale, rn_real *grad,
+                             double *loss, int *count) {
+    const rn_config *c = &m->cfg;
+    if (B < 1 || T < 1) return rn_fail(RN_ERR_ARG, "batch %d and length %d must be >= 1", B, T);
+    if (mode == RN_RECURRENT) return rn_fail(RN_ERR_ARG, "training runs in the parallel or chunkwise paradigm");
+    if (mode == RN_CHUNKWISE && chunk < 1) return rn_fail(RN_ERR_ARG, "chunk length %d must be >= 1", chunk);
+    if (c->embed_norm && grad) return rn_fail(RN_ERR_ARG, "layernorm_embedding is not supported in training");
+    for (size_t i = 0; i < (size_t)B * T; i++)
+        if (y[i] >= c->vocab) return rn_fail(RN_ERR_ARG, "target %d at index %zu is outside the vocabulary", (int)y[i], i);
+    int C = mode == RN_PARALLEL ? T : (chunk < T ? chunk : T);
+    rn_acts *a = m->train;
+    if (!a || a->B != B || a->T != T || a->chunk != C || a->nthreads != rn_get_threads()) {
+        rn_acts_free(m->train);
+        m->train = NULL;
+        rn_status st = rn_acts_create(m, B, T, C, 1, &m->train);
+        if (st != RN_OK) return st;
+        a = m->train;
+    }
+    rn_status st = rn_forward_hidden(m, a, x, NULL, 0, mode, 0);
+    if (st != RN_OK) return st;
+    int N = a->N, d = c->dim, V = c->vocab;
+    rn_gemm(0, 1, N, V, d, 1, a->xf, d, m->w.head, d, 0, a->logits, V);
+    int cnt;
+    double total = cross_entropy(a->logits, y, N, V, 0, &cnt);
+    /* The gradient of the mean loss needs the count first: recompute the
+     * softmax in place with the right scale (cheap next to the GEMMs). */
+    if (grad && cnt > 0) {
+        rn_gemm(0, 1, N, V, d, 1, a->xf, d, m->w.head, d, 0, a->logits, V);
+        cross_entropy(a->logits, y, N, V, grad_scale / cnt, &cnt);
+    }
+    if (loss) *loss = cnt ? total / cnt : 0;
+    if (count) *count = cnt;
+    if (!grad || cnt == 0) return RN_OK;
+
+    rn_weights gw;
+    if ((st = bind_grads(m, grad, &gw)) != RN_OK) return st;
+    /* logits = xf head^T */
+    rn_gemm(1, 0, V, d, N, 1, a->logits, V, a->xf, d, 1, gw.head, d);
+    if (c->final_norm) {
+        rn_gemm(0, 0, N, d, V, 1, a->logits, V, m->w.head, d, 0, a->dxn, d);
+        memset(a->dres, 0, sizeof(rn_real) * (size_t)N * d);
+        rn_norm_backward(c->block_norm, a->dres, gw.final_w, gw.final_b, a->dxn, a->x_out, m->w.final_w,
+                         a->meanf, a->rstdf, N, d);
+    } else {
+        rn_gemm(0, 0, N, d, V, 1, a->logits, V, m->w.head, d, 0, a->dres, d);
+    }
+    for (int l = c->layers - 1; l >= 0; l--) layer_backward(m, a, l, &gw.layer[l]);
+    /* x = embed[tokens] * scale */
+    double scale = c->scale_embed ? sqrt((double)d) : 1;
+    for (int n = 0; n < N; n++) {
+        rn_real *ge = gw.embed + (size_t)x[n] * d;
+        for (int i = 0; i < d; i++) ge[i] += (rn_real)(a->dres[(size_t)n * d + i] * scale);
+    }
+    free(gw.layer);
+    return RN_OK;
+}

@@ -1,0 +1,186 @@
+/* test_grad.c: the hand-written backward pass. In float64: every tensor of
+ * every preset against central finite differences (relative 1e-6), for the
+ * parallel and the chunkwise paradigm; in both precisions: parallel and
+ * chunkwise gradients agree (1e-12 / 1e-5). Plus per-operation checks of
+ * the norms and of one retention chunk. */
+#include "check.h"
+#include "model.h"
+
+static double loss_of(rn_model *m, const int32_t *x, const int32_t *y, int B, int T, rn_mode mode, int chunk) {
+    double l;
+    rn_model_loss_grad(m, x, y, B, T, mode, chunk, 1, NULL, &l, NULL);
+    return l;
+}
+
+#ifdef RETNET_DOUBLE
+/* Whole model against finite differences, a few entries of every tensor. */
+static void fd_model(rn_preset p, rn_mode mode, int chunk) {
+    rn_model *m = make_model(p, 16, 2, 32, 2, 13, 42);
+    int B = 2, T = 11, V = 13;
+    int32_t x[22], y[22];
+    random_tokens(x, (size_t)B * T, V, 1);
+    random_tokens(y, (size_t)B * T, V, 2);
+    y[3] = -1;  /* ignored target */
+    size_t np = rn_model_num_params(m);
+    rn_real *g = calloc(np, sizeof *g), *p0 = rn_model_params(m);
+    /* Non-trivial norm weights and biases so their gradients matter. */
+    rn_rng r;
+    rn_rng_seed(&r, 5);
+    for (int i = 0; i < m->n_tensors; i++)
+        if (m->tensors[i].cols == 1)
+            for (int j = 0; j < m->tensors[i].rows; j++) p0[m->tensors[i].offset + j] += (rn_real)(0.3 * (rn_rng_uniform(&r) - 0.5));
+    double loss;
+    CHECK_OK(rn_model_loss_grad(m, x, y, B, T, mode, chunk, 1, g, &loss, NULL));
+    double worst = 0;
+    for (int ti = 0; ti < m->n_tensors; ti++) {
+        const rn_tensor_info *t = &m->tensors[ti];
+        size_t n = (size_t)t->rows * t->cols;
+        double num2 = 0, den2 = 0;
+        for (int s = 0; s < 6; s++) {
+            size_t j = t->offset + (size_t)(rn_rng_u64(&r) % n);
+            double h = 1e-5, save = p0[j];
+            p0[j] = (rn_real)(save + h);
+            double lp = loss_of(m, x, y, B, T, mode, chunk);
+            p0[j] = (rn_real)(save - h);
+            double lm = loss_of(m, x, y, B, T, mode, chunk);
+            p0[j] = (rn_real)save;
+            double fd = (lp - lm) / (2 * h);
+            num2 += (fd - g[j]) * (fd - g[j]);
+            den2 += fd * fd;
+        }
+        double e = den2 > 0 ? sqrt(num2 / den2) : sqrt(num2);
+        CHECK(e <= 1e-6, "%s %s: tensor %s (layer %d) gradient vs finite differences: rel err %.3g",
+              rn_preset_name(p), mode == RN_PARALLEL ? "parallel" : "chunkwise", rn_tensor_kind_name(t->kind), t->layer, e);
+        if (e > worst) worst = e;
+    }
+    printf("  %-10s %-9s finite differences over %d tensors: worst rel err %.2e\n", rn_preset_name(p),
+           mode == RN_PARALLEL ? "parallel" : "chunkwise", m->n_tensors, worst);
+    free(g);
+    rn_model_free(m);
+}
+
+#endif
+
+/* Parallel and chunkwise gradients agree. */
+static void par_vs_chunk(rn_preset p, int T, int chunk) {
+    rn_model *m = make_model(p, 32, 4, 64, 2, 29, 7);
+    int B = 2, V = 29;
+    int32_t *x = malloc(sizeof(int32_t) * B * T), *y = malloc(sizeof(int32_t) * B * T);
+    random_tokens(x, (size_t)B * T, V, 3);
+    random_tokens(y, (size_t)B * T, V, 4);
+    size_t np = rn_model_num_params(m);
+    rn_real *ga = calloc(np, sizeof *ga), *gb = calloc(np, sizeof *gb);
+    double la, lb;
+    CHECK_OK(rn_model_loss_grad(m, x, y, B, T, RN_PARALLEL, 0, 1, ga, &la, NULL));
+    CHECK_OK(rn_model_loss_grad(m, x, y, B, T, RN_CHUNKWISE, chunk, 1, gb, &lb, NULL));
+    double e = rel_err(gb, ga, np);
+    CHECK(e <= AGREE_TOL, "%s %s T=%d chunk=%d: chunkwise vs parallel gradients %.3g", rn_preset_name(p), PRECISION, T, chunk, e);
+    CHECK(fabs(la - lb) <= AGREE_TOL * fabs(la), "losses differ: %.17g vs %.17g", la, lb);
+    printf("  %-10s %s T=%-4d chunk=%-3d parallel vs chunkwise gradients: rel err %.2e\n", rn_preset_name(p), PRECISION, T, chunk, e);
+    free(ga); free(gb); free(x); free(y);
+    rn_model_free(m);
+}
+
+#ifdef RETNET_DOUBLE
+/* Norm backward against finite differences of sum(w_out * norm(x)). */
+static void fd_norm(rn_norm kind) {
+    enum { N = 3, D = 7 };
+    rn_real x[N * D], w[D], b[D], wo[N * D], out[N * D], mean[N], rstd[N];
+    rn_real dx[N * D] = {0}, dw[D] = {0}, db[D] = {0};
+    rn_rng r;
+    rn_rng_seed(&r, 11);
+    for (int i = 0; i < N * D; i++) { x[i] = (rn_real)rn_rng_normal(&r); wo[i] = (rn_real)rn_rng_normal(&r); }
+    for (int i = 0; i < D; i++) { w[i] = (rn_real)(1 + 0.3 * rn_rng_normal(&r)); b[i] = (rn_real)rn_rng_normal(&r); }
+    rn_real *bb = kind == RN_NORM_LAYER ? b : NULL;
+    rn_norm_forward(kind, out, mean, rstd, x, w, bb, N, D, 1e-5);
+    rn_norm_backward(kind, dx, dw, kind == RN_NORM_LAYER ? db : NULL, wo, x, w, mean, rstd, N, D);
+    double num = 0, den = 0;
+    rn_real *params[3] = {x, w, b};
+    rn_real *grads[3] = {dx, dw, db};
+    int sizes[3] = {N * D, D, kind == RN_NORM_LAYER ? D : 0};
+    for (int p = 0; p < 3; p++)
+        for (int i = 0; i < sizes[p]; i++) {
+            double save = params[p][i], h = 1e-5, f[2];
+            for (int s = 0; s < 2; s++) {
+                params[p][i] = (rn_real)(save + (s ? -h : h));
+                rn_norm_forward(kind, out, mean, rstd, x, w, bb, N, D, 1e-5);
+                f[s] = 0;
+                for (int j = 0; j < N * D; j++) f[s] += out[j] * wo[j];
+            }
+            params[p][i] = (rn_real)save;
+            double fd = (f[0] - f[1]) / (2 * h);
+            num += (fd - grads[p][i]) * (fd - grads[p][i]);
+            den += fd * fd;
+        }
+    double e = sqrt(num / den);
+    CHECK(e <= 1e-6, "%s norm backward vs finite differences: %.3g", kind == RN_NORM_LAYER ? "layer" : "rms", e);
+    printf("  %s norm: finite differences rel err %.2e\n", kind == RN_NORM_LAYER ? "layer" : "rms", e);
+}
+
+/* One retention chunk with a prior state, all inputs (q, k, v, U_prev). */
+static void fd_retention(rn_preset p) {
+    rn_model *m = make_model(p, 8, 2, 8, 1, 5, 1);
+    int K = m->K, Dv = m->Dv, L = 5, h = 1;
+    int64_t pos = 9;
+    size_t nq = (size_t)L * K, nv = (size_t)L * Dv, nu = (size_t)K * Dv;
+    rn_real *q = malloc(sizeof(rn_real) * nq), *k = malloc(sizeof(rn_real) * nq), *v = malloc(sizeof(rn_real) * nv);
+    rn_real *U = malloc(sizeof(rn_real) * nu), *U1 = malloc(sizeof(rn_real) * nu), *o = malloc(sizeof(rn_real) * nv);
+    rn_real *wo = malloc(sizeof(rn_real) * nv), *wu = malloc(sizeof(rn_real) * nu);
+    rn_real *dq = calloc(nq, sizeof(rn_real)), *dk = calloc(nq, sizeof(rn_real)), *dv = calloc(nv, sizeof(rn_real));
+    rn_real *dU = malloc(sizeof(rn_real) * nu);
+    rn_real *ws = malloc(sizeof(rn_real) * (rn_retention_bwd_ws(m, L) + rn_retention_ws(m, L)));
+    rn_rng r;
+    rn_rng_seed(&r, 3);
+    for (size_t i = 0; i < nq; i++) { q[i] = (rn_real)rn_rng_normal(&r); k[i] = (rn_real)rn_rng_normal(&r); }
+    for (size_t i = 0; i < nv; i++) { v[i] = (rn_real)rn_rng_normal(&r); wo[i] = (rn_real)rn_rng_normal(&r); }
+    for (size_t i = 0; i < nu; i++) { U[i] = (rn_real)rn_rng_normal(&r); wu[i] = (rn_real)rn_rng_normal(&r); }
+    /* f = sum(wo * o) + sum(wu * U_next) */
+    memcpy(dU, wu, sizeof(rn_real) * nu);
+    rn_retention_chunk_backward(m, h, pos, L, q, k, K, v, Dv, U, wo, Dv, dU, dq, dk, dv, ws);
+    rn_real *params[4] = {q, k, v, U}, *grads[4] = {dq, dk, dv, dU};
+    size_t sizes[4] = {nq, nq, nv, nu};
+    double num = 0, den = 0;
+    for (int pi = 0; pi < 4; pi++)
+        for (size_t i = 0; i < sizes[pi]; i++) {
+            double save = params[pi][i], hh = 1e-6, f[2];
+            for (int s = 0; s < 2; s++) {
+                params[pi][i] = (rn_real)(save + (s ? -hh : hh));
+                memcpy(U1, U, sizeof(rn_real) * nu);
+                rn_retention_chunk(m, h, pos, L, q, k, K, v, Dv, U1, 1, o, Dv, ws, NULL);
+                f[s] = 0;
+                for (size_t j = 0; j < nv; j++) f[s] += wo[j] * o[j];
+                for (size_t j = 0; j < nu; j++) f[s] += wu[j] * U1[j];
+            }
+            params[pi][i] = (rn_real)save;
+            double fd = (f[0] - f[1]) / (2 * hh);
+            num += (fd - grads[pi][i]) * (fd - grads[pi][i]);
+            den += fd * fd;
+        }
+    double e = sqrt(num / den);
+    CHECK(e <= 1e-6, "%s retention chunk backward vs finite differences: %.3g", rn_preset_name(p), e);
+    printf("  %-10s retention chunk (q, k, v, state): finite differences rel err %.2e\n", rn_preset_name(p), e);
+    free(q); free(k); free(v); free(U); free(U1); free(o); free(wo); free(wu);
+    free(dq); free(dk); free(dv); free(dU); free(ws);
+    rn_model_free(m);
+}
+
+#endif
+
+int main(void) {
+    rn_set_threads(2);
+    for (int pi = 0; pi < 3; pi++) {
+        rn_preset p = (rn_preset)pi;
+#ifdef RETNET_DOUBLE
+        fd_retention(p);
+        fd_model(p, RN_PARALLEL, 0);
+        fd_model(p, RN_CHUNKWISE, 4);
+#endif
+        par_vs_chunk(p, 64, 7);
+        par_vs_chunk(p, 300, 64);
+    }
+#ifdef RETNET_DOUBLE
+    fd_norm(RN_NORM_RMS);
+    fd_norm(RN_NORM_LAYER);
+#endif
+    CHECK_DONE();
+}
