@@ -30,7 +30,10 @@ rn_model *load_model_or_die(const char *path);
 /* Parses "1,2,3" or "@file" (whitespace/comma separated ids). */
 int32_t *parse_tokens(const char *cmd, const char *spec, int *n);
 
+double now_seconds(void);
+
 int cmd_init(int argc, char **argv);
+int cmd_train(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_logits(int argc, char **argv);
 

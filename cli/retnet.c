@@ -181,6 +181,7 @@ static const struct { const char *name; int (*fn)(int, char **); const char *hel
     {"init", cmd_init, "write a randomly initialised model"},
     {"info", cmd_info, "print a model's configuration"},
     {"logits", cmd_logits, "write the logits of a token sequence (.npy)"},
+    {"train", cmd_train, "train a model on a text file"},
 };
 
 static void usage(FILE *f) {

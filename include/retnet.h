@@ -172,6 +172,56 @@ rn_status rn_model_loss_grad(rn_model *m, const int32_t *x, const int32_t *y, in
                              rn_mode mode, int chunk, double grad_scale, rn_real *grad,
                              double *loss, int *count);
 
+typedef enum { RN_SCHED_COSINE = 0, RN_SCHED_LINEAR = 1, RN_SCHED_CONSTANT = 2 } rn_schedule;
+
+typedef struct {
+    int batch;            /* sequences per micro-batch */
+    int seq;              /* tokens per sequence */
+    int accum;            /* micro-batches per optimiser step */
+    rn_mode mode;         /* RN_PARALLEL or RN_CHUNKWISE */
+    int chunk;            /* chunk length for RN_CHUNKWISE */
+    int steps;            /* schedule length (optimiser steps) */
+    int warmup;           /* linear warm-up steps */
+    double lr;            /* peak learning rate */
+    double min_lr_ratio;  /* floor of the decay, as a fraction of lr */
+    double beta1, beta2, eps;
+    double weight_decay;  /* decoupled (AdamW), on matrices only */
+    double grad_clip;     /* global gradient-norm clip (0: off) */
+    rn_schedule schedule;
+    int decay_embed;      /* also decay the embedding matrix */
+} rn_train_config;
+
+void rn_train_config_default(rn_train_config *tc);
+/* Learning rate of optimiser step `step` (0-based): linear warm-up, then
+ * cosine or linear decay to lr * min_lr_ratio at `steps`. */
+double rn_lr_at(const rn_train_config *tc, int64_t step);
+
+typedef struct rn_trainer rn_trainer;
+typedef struct {
+    int64_t step;         /* step index before this update (0-based) */
+    double loss;          /* mean loss over the accumulated micro-batches */
+    double grad_norm;     /* before clipping */
+    double lr;
+    int tokens;           /* scored targets */
+} rn_step_info;
+
+/* A trainer for model m (which it does not own). */
+rn_status rn_trainer_create(rn_model *m, const rn_train_config *tc, rn_trainer **out);
+void rn_trainer_free(rn_trainer *t);
+/* One optimiser step on x, y (accum, batch, seq). On a non-finite loss or
+ * gradient returns RN_ERR_NUMERIC and leaves the weights untouched. */
+rn_status rn_trainer_step(rn_trainer *t, const int32_t *x, const int32_t *y, rn_step_info *info);
+const rn_train_config *rn_trainer_config(const rn_trainer *t);
+rn_status rn_trainer_set_config(rn_trainer *t, const rn_train_config *tc);
+int64_t rn_trainer_step_count(const rn_trainer *t);
+rn_model *rn_trainer_model(rn_trainer *t);
+/* Checkpoint: model, AdamW moments, step and user_json (e.g. data and RNG
+ * state), atomically and checksummed, in native precision (exact resume). */
+rn_status rn_trainer_save(const rn_trainer *t, const char *path, const char *user_json);
+/* Loads a checkpoint; the trainer owns its model (free it with
+ * rn_model_free(rn_trainer_model(t)) after rn_trainer_free). */
+rn_status rn_trainer_load(const char *path, rn_trainer **out, char **user_json);
+
 /* ------------------------------------------------------------ model files */
 
 /* safetensors; the config as JSON under __metadata__["retnet"]. F32, F16,

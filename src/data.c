@@ -194,12 +194,10 @@ static rn_status dataset_make(const char *what, int32_t *tokens, size_t n, int v
         if (tokens[i] < 0 || tokens[i] >= vocab_size)
             s = rn_fail(RN_ERR_FORMAT, "%s: token %zu is %ld, outside the vocabulary [0, %d)",
                         what, i, (long)tokens[i], vocab_size);
-    rn_dataset *ds = NULL;
-    if (s == RN_OK && !(ds = malloc(sizeof *ds)))
-        s = rn_fail(RN_ERR_NOMEM, "out of memory (dataset)");
-    if (s != RN_OK) {
+    rn_dataset *ds = s == RN_OK ? malloc(sizeof *ds) : NULL;
+    if (!ds) {
         rn_free(tokens);
-        return s;
+        return s != RN_OK ? s : rn_fail(RN_ERR_NOMEM, "out of memory (dataset)");
     }
     ds->tokens = tokens;
     ds->n = n;

@@ -300,14 +300,43 @@ static rn_status parse_header(const char *path, cJSON *hdr, size_t data_len, st_
     return RN_OK;
 }
 
-static st_entry *find_entry(st_entry *e, int n, const char *name) {
-    for (int i = 0; i < n; i++)
-        if (strcmp(e[i].name, name) == 0) return &e[i];
-    return NULL;
+/* An open safetensors file: mapped, header parsed and validated. */
+typedef struct {
+    const char *path;
+    unsigned char *map;
+    size_t size;
+    cJSON *hdr;
+    const char *config;          /* __metadata__["retnet"] or NULL */
+    st_entry *e;
+    int ne;
+    const unsigned char *data;   /* the data section */
+    size_t data_len;
+} st_file;
+
+static void st_close(st_file *f) {
+    free(f->e);
+    cJSON_Delete(f->hdr);
+    if (f->map) munmap(f->map, f->size);
+    memset(f, 0, sizeof *f);
 }
 
-rn_status rn_model_load(const char *path, rn_model **out) {
-    *out = NULL;
+/* FNV-1a 64 of the data section: detects truncated or bit-flipped files. */
+static uint64_t fnv1a(uint64_t h, const void *p, size_t n) {
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 0x100000001b3ull;
+    return h;
+}
+#define FNV_INIT 0xcbf29ce484222325ull
+
+static const char *st_meta(const st_file *f, const char *key) {
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(f->hdr, "__metadata__");
+    const cJSON *v = m ? cJSON_GetObjectItemCaseSensitive(m, key) : NULL;
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+static rn_status st_open(const char *path, st_file *f) {
+    memset(f, 0, sizeof *f);
+    f->path = path;
     int fd = open(path, O_RDONLY);
     if (fd < 0) return rn_fail(RN_ERR_IO, "cannot open %s: %s", path, strerror(errno));
     struct stat sb;
@@ -315,39 +344,64 @@ rn_status rn_model_load(const char *path, rn_model **out) {
         close(fd);
         return rn_fail(RN_ERR_IO, "%s is not a regular file", path);
     }
-    size_t size = (size_t)sb.st_size;
-    if (size < 8) { close(fd); return rn_fail(RN_ERR_FORMAT, "%s: too short for a safetensors file (%zu bytes)", path, size); }
+    f->size = (size_t)sb.st_size;
+    if (f->size < 8) { close(fd); return rn_fail(RN_ERR_FORMAT, "%s: too short for a safetensors file (%zu bytes)", path, f->size); }
     /* Memory-mapped: weights are read straight from the page cache. */
-    unsigned char *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
+    f->map = mmap(NULL, f->size, PROT_READ, MAP_PRIVATE, fd, 0);
     close(fd);
-    if (map == MAP_FAILED) return rn_fail(RN_ERR_IO, "cannot map %s: %s", path, strerror(errno));
+    if (f->map == MAP_FAILED) {
+        f->map = NULL;
+        return rn_fail(RN_ERR_IO, "cannot map %s: %s", path, strerror(errno));
+    }
     rn_status st = RN_OK;
-    cJSON *hdr = NULL;
-    st_entry *e = NULL;
-    int ne = 0;
+    uint64_t hlen = 0;
+    for (int i = 7; i >= 0; i--) hlen = (hlen << 8) | f->map[i];
+    if (hlen > MAX_HEADER || hlen > f->size - 8) {
+        st = rn_fail(RN_ERR_FORMAT, "%s: header length %llu exceeds the file size %zu (truncated or not safetensors)", path,
+                     (unsigned long long)hlen, f->size);
+        goto fail;
+    }
+    f->hdr = cJSON_ParseWithLength((const char *)f->map + 8, (size_t)hlen);
+    if (!f->hdr || !cJSON_IsObject(f->hdr)) { st = rn_fail(RN_ERR_FORMAT, "%s: header is not valid JSON", path); goto fail; }
+    f->data = f->map + 8 + hlen;
+    f->data_len = f->size - 8 - (size_t)hlen;
+    if ((st = parse_header(path, f->hdr, f->data_len, &f->e, &f->ne, &f->config)) != RN_OK) goto fail;
+    const char *sum = st_meta(f, "checksum_fnv1a64");
+    if (sum) {
+        char want[32];
+        snprintf(want, sizeof want, "%016llx", (unsigned long long)fnv1a(FNV_INIT, f->data, f->data_len));
+        if (strcmp(sum, want) != 0) {
+            st = rn_fail(RN_ERR_FORMAT, "%s: checksum mismatch (file corrupted or truncated)", path);
+            goto fail;
+        }
+    }
+    return RN_OK;
+fail:
+    st_close(f);
+    return st;
+}
+
+static st_entry *st_find(st_file *f, const char *name) {
+    for (int i = 0; i < f->ne; i++)
+        if (strcmp(f->e[i].name, name) == 0) return &f->e[i];
+    return NULL;
+}
+
+rn_status rn_model_load(const char *path, rn_model **out) {
+    *out = NULL;
+    st_file f;
+    rn_status st = st_open(path, &f);
+    if (st != RN_OK) return st;
     rn_model *m = NULL;
     file_list fl = {0};
-    uint64_t hlen = 0;
-    for (int i = 7; i >= 0; i--) hlen = (hlen << 8) | map[i];
-    if (hlen > MAX_HEADER || hlen > size - 8) {
-        st = rn_fail(RN_ERR_FORMAT, "%s: header length %llu exceeds the file size %zu (truncated or not safetensors)", path,
-                     (unsigned long long)hlen, size);
-        goto done;
-    }
-    hdr = cJSON_ParseWithLength((const char *)map + 8, (size_t)hlen);
-    if (!hdr || !cJSON_IsObject(hdr)) { st = rn_fail(RN_ERR_FORMAT, "%s: header is not valid JSON", path); goto done; }
-    const unsigned char *data = map + 8 + hlen;
-    size_t data_len = size - 8 - (size_t)hlen;
-    const char *meta;
-    if ((st = parse_header(path, hdr, data_len, &e, &ne, &meta)) != RN_OK) goto done;
-    if (!meta) { st = rn_fail(RN_ERR_FORMAT, "%s: no retnet config in __metadata__", path); goto done; }
+    if (!f.config) { st = rn_fail(RN_ERR_FORMAT, "%s: no retnet config in __metadata__", path); goto done; }
     rn_config cfg;
-    if ((st = rn_config_from_json(meta, &cfg)) != RN_OK) { st = rn_fail(st, "%s: %s", path, rn_last_error()); goto done; }
+    if ((st = rn_config_from_json(f.config, &cfg)) != RN_OK) { st = rn_fail(st, "%s: %s", path, rn_last_error()); goto done; }
     if ((st = rn_model_create(&cfg, &m)) != RN_OK) goto done;
     if ((st = file_tensors(m, &fl)) != RN_OK) goto done;
     for (int i = 0; i < fl.n && st == RN_OK; i++) {
         file_tensor *t = &fl.t[i];
-        st_entry *en = find_entry(e, ne, t->name);
+        st_entry *en = st_find(&f, t->name);
         if (!en) {
             if (t->buffer) continue;  /* buffers are optional on read */
             st = rn_fail(RN_ERR_FORMAT, "%s: missing tensor '%s'", path, t->name);
@@ -361,7 +415,7 @@ rn_status rn_model_load(const char *path, rn_model **out) {
             st = rn_fail(RN_ERR_FORMAT, "%s: tensor '%s' has shape %s, the config needs %s", path, t->name, got, want);
             break;
         }
-        const unsigned char *src = data + en->begin;
+        const unsigned char *src = f.data + en->begin;
         if (t->buffer) {
             for (int j = 0; j < t->rows; j++) {
                 double v = read_elem(src, en->dt, (size_t)j), want = t->buffer[j];
@@ -386,16 +440,14 @@ rn_status rn_model_load(const char *path, rn_model **out) {
         }
     }
     if (st == RN_OK)
-        for (int i = 0; i < ne; i++)
-            if (!e[i].used) {
-                st = rn_fail(RN_ERR_FORMAT, "%s: unknown tensor '%s' for the %s preset", path, e[i].name, rn_preset_name(cfg.preset));
+        for (int i = 0; i < f.ne; i++)
+            if (!f.e[i].used) {
+                st = rn_fail(RN_ERR_FORMAT, "%s: unknown tensor '%s' for the %s preset", path, f.e[i].name, rn_preset_name(cfg.preset));
                 break;
             }
 done:
     ft_free(&fl);
-    free(e);
-    cJSON_Delete(hdr);
-    munmap(map, size);
+    st_close(&f);
     if (st != RN_OK) { rn_model_free(m); return st; }
     *out = m;
     return RN_OK;
@@ -403,61 +455,188 @@ done:
 
 /* ------------------------------------------------------------- save */
 
-rn_status rn_model_save(const rn_model *m, const char *path) {
-    file_list fl;
-    rn_status st = file_tensors(m, &fl);
-    if (st != RN_OK) return st;
-    cJSON *hdr = cJSON_CreateObject(), *meta = cJSON_AddObjectToObject(hdr, "__metadata__");
-    char *cfg = rn_config_to_json(&m->cfg);
+/* A tensor to write: count elements produced by get(ctx, i). */
+typedef struct {
+    const char *name;
+    int ndim;
+    int64_t shape[2];
+    size_t count;
+    double (*get)(const void *ctx, size_t i);
+    const void *ctx;
+} st_out;
+
+/* Element producer of one file tensor of the model. */
+typedef struct { const rn_model *m; const file_tensor *t; } model_src;
+
+static double model_get(const void *ctx, size_t j) {
+    const model_src *s = ctx;
+    const file_tensor *t = s->t;
+    if (t->buffer) return t->buffer[j];
+    /* file element j of a transposed block is internal (j % rows, j / rows) */
+    if (t->transpose) return s->m->params[t->off + (j % t->rows) * t->cols + j / t->rows];
+    return s->m->params[t->off + j];
+}
+
+static double flat_get(const void *ctx, size_t j) { return ((const rn_real *)ctx)[j]; }
+
+/* Streams the tensors through fn in chunks of dtype (F32 or F64) bytes. */
+static rn_status st_stream(const st_out *t, int n, int f64, rn_status (*fn)(void *, const void *, size_t), void *arg) {
+    union { float f[1024]; double d[1024]; } buf;
+    rn_status st = RN_OK;
+    for (int i = 0; i < n && st == RN_OK; i++) {
+        size_t nb = 0;
+        for (size_t j = 0; j < t[i].count && st == RN_OK; j++) {
+            double v = t[i].get(t[i].ctx, j);
+            if (f64) buf.d[nb++] = v; else buf.f[nb++] = (float)v;
+            if (nb == 1024 || j + 1 == t[i].count) { st = fn(arg, &buf, nb * (f64 ? 8 : 4)); nb = 0; }
+        }
+    }
+    return st;
+}
+
+static rn_status hash_chunk(void *arg, const void *p, size_t n) {
+    *(uint64_t *)arg = fnv1a(*(uint64_t *)arg, p, n);
+    return RN_OK;
+}
+
+static rn_status write_chunk(void *arg, const void *p, size_t n) { return rn_atomic_write(arg, p, n); }
+
+/* Writes a safetensors file atomically, with the FNV-1a checksum of the
+ * data section in the metadata. meta is consumed. */
+static rn_status st_write(const char *path, cJSON *meta, const st_out *t, int n, int f64) {
+    rn_status st = RN_OK;
+    cJSON *hdr = cJSON_CreateObject();
     char *js = NULL;
-    size_t off = 0;
-    if (!hdr || !meta || !cfg) { st = rn_fail(RN_ERR_NOMEM, "out of memory"); goto done; }
-    cJSON_AddStringToObject(meta, "format", "pt");
-    cJSON_AddStringToObject(meta, "retnet", cfg);
-    for (int i = 0; i < fl.n; i++) {
-        file_tensor *t = &fl.t[i];
-        cJSON *o = cJSON_AddObjectToObject(hdr, t->name);
-        cJSON_AddStringToObject(o, "dtype", "F32");
+    if (!hdr || !meta) { cJSON_Delete(hdr); cJSON_Delete(meta); return rn_fail(RN_ERR_NOMEM, "out of memory"); }
+    uint64_t h = FNV_INIT;
+    st_stream(t, n, f64, hash_chunk, &h);
+    char sum[32];
+    snprintf(sum, sizeof sum, "%016llx", (unsigned long long)h);
+    cJSON_AddStringToObject(meta, "checksum_fnv1a64", sum);
+    cJSON_AddItemToObject(hdr, "__metadata__", meta);
+    size_t off = 0, es = f64 ? 8 : 4;
+    for (int i = 0; i < n; i++) {
+        cJSON *o = cJSON_AddObjectToObject(hdr, t[i].name);
+        cJSON_AddStringToObject(o, "dtype", f64 ? "F64" : "F32");
         cJSON *sh = cJSON_AddArrayToObject(o, "shape");
-        for (int j = 0; j < t->ndim; j++) cJSON_AddItemToArray(sh, cJSON_CreateNumber((double)t->shape[j]));
-        size_t bytes = (size_t)t->rows * t->cols * 4;
+        for (int j = 0; j < t[i].ndim; j++) cJSON_AddItemToArray(sh, cJSON_CreateNumber((double)t[i].shape[j]));
         cJSON *of = cJSON_AddArrayToObject(o, "data_offsets");
         cJSON_AddItemToArray(of, cJSON_CreateNumber((double)off));
-        cJSON_AddItemToArray(of, cJSON_CreateNumber((double)(off + bytes)));
-        off += bytes;
+        cJSON_AddItemToArray(of, cJSON_CreateNumber((double)(off + t[i].count * es)));
+        off += t[i].count * es;
     }
     js = cJSON_PrintUnformatted(hdr);
-    if (!js) { st = rn_fail(RN_ERR_NOMEM, "out of memory"); goto done; }
+    cJSON_Delete(hdr);
+    if (!js) return rn_fail(RN_ERR_NOMEM, "out of memory");
     size_t jl = strlen(js), padded = (jl + 7) & ~(size_t)7;
     unsigned char lenb[8];
     for (int i = 0; i < 8; i++) lenb[i] = (unsigned char)((uint64_t)padded >> (8 * i));
     rn_atomic_file af;
-    if ((st = rn_atomic_open(&af, path)) != RN_OK) goto done;
-    st = rn_atomic_write(&af, lenb, 8);
-    if (st == RN_OK) st = rn_atomic_write(&af, js, jl);
-    if (st == RN_OK) st = rn_atomic_write(&af, "        ", padded - jl);
-    float buf[1024];
-    for (int i = 0; i < fl.n && st == RN_OK; i++) {
-        file_tensor *t = &fl.t[i];
-        size_t nel = (size_t)t->rows * t->cols, nb = 0;
-        for (size_t j = 0; j < nel && st == RN_OK; j++) {
-            /* file element j: (r, c) of the file shape */
-            double v;
-            if (t->buffer) v = t->buffer[j];
-            else if (t->transpose) v = m->params[t->off + (j % t->rows) * t->cols + j / t->rows];
-            else v = m->params[t->off + j];
-            buf[nb++] = (float)v;
-            if (nb == 1024 || j + 1 == nel) { st = rn_atomic_write(&af, buf, nb * 4); nb = 0; }
-        }
+    if ((st = rn_atomic_open(&af, path)) == RN_OK) {
+        st = rn_atomic_write(&af, lenb, 8);
+        if (st == RN_OK) st = rn_atomic_write(&af, js, jl);
+        if (st == RN_OK) st = rn_atomic_write(&af, "        ", padded - jl);
+        if (st == RN_OK) st = st_stream(t, n, f64, write_chunk, &af);
+        if (st == RN_OK) st = rn_atomic_commit(&af);
+        else rn_atomic_abort(&af);
     }
-    if (st == RN_OK) st = rn_atomic_commit(&af);
-    else rn_atomic_abort(&af);
-done:
     free(js);
+    return st;
+}
+
+static cJSON *config_meta(const rn_config *c) {
+    cJSON *meta = cJSON_CreateObject();
+    char *cfg = rn_config_to_json(c);
+    if (!meta || !cfg) { cJSON_Delete(meta); free(cfg); return NULL; }
+    cJSON_AddStringToObject(meta, "format", "pt");
+    cJSON_AddStringToObject(meta, "retnet", cfg);
     free(cfg);
-    cJSON_Delete(hdr);
+    return meta;
+}
+
+rn_status rn_model_save(const rn_model *m, const char *path) {
+    file_list fl;
+    rn_status st = file_tensors(m, &fl);
+    if (st != RN_OK) return st;
+    st_out *t = calloc((size_t)fl.n, sizeof *t);
+    model_src *src = calloc((size_t)fl.n, sizeof *src);
+    if (!t || !src) st = rn_fail(RN_ERR_NOMEM, "out of memory");
+    for (int i = 0; st == RN_OK && i < fl.n; i++) {
+        src[i] = (model_src){m, &fl.t[i]};
+        t[i] = (st_out){fl.t[i].name, fl.t[i].ndim, {fl.t[i].shape[0], fl.t[i].shape[1]},
+                        (size_t)fl.t[i].rows * fl.t[i].cols, model_get, &src[i]};
+    }
+    if (st == RN_OK) st = st_write(path, config_meta(&m->cfg), t, fl.n, 0);
+    free(t);
+    free(src);
     ft_free(&fl);
     return st;
+}
+
+/* ------------------------------------------------------- checkpoints */
+
+#ifdef RETNET_DOUBLE
+#define CKPT_F64 1
+#else
+#define CKPT_F64 0
+#endif
+
+rn_status rn_ckpt_save(const char *path, const rn_model *m, const rn_real *const *bufs,
+                       const char *const *names, int nbuf, const char *train_json) {
+    st_out t[8];
+    if (nbuf > 7) return rn_fail(RN_ERR_ARG, "too many checkpoint buffers");
+    t[0] = (st_out){"params", 1, {(int64_t)m->n_params, 0}, m->n_params, flat_get, m->params};
+    for (int i = 0; i < nbuf; i++) t[i + 1] = (st_out){names[i], 1, {(int64_t)m->n_params, 0}, m->n_params, flat_get, bufs[i]};
+    cJSON *meta = config_meta(&m->cfg);
+    if (meta) cJSON_AddStringToObject(meta, "train", train_json ? train_json : "{}");
+    /* Exact resume: the native precision, bit for bit. */
+    return st_write(path, meta, t, nbuf + 1, CKPT_F64);
+}
+
+static rn_status read_flat(st_file *f, const char *name, size_t n, rn_real *dst) {
+    st_entry *e = st_find(f, name);
+    if (!e) return rn_fail(RN_ERR_FORMAT, "%s: missing tensor '%s'", f->path, name);
+    if (e->ndim != 1 || (size_t)e->shape[0] != n)
+        return rn_fail(RN_ERR_FORMAT, "%s: tensor '%s' does not match the model's %zu parameters", f->path, name, n);
+    for (size_t i = 0; i < n; i++) {
+        double v = read_elem(f->data + e->begin, e->dt, i);
+        if (!isfinite(v)) return rn_fail(RN_ERR_FORMAT, "%s: tensor '%s' holds a non-finite value", f->path, name);
+        dst[i] = (rn_real)v;
+    }
+    return RN_OK;
+}
+
+rn_status rn_ckpt_load(const char *path, rn_model **mout, rn_real **bufs, const char *const *names,
+                       int nbuf, char **train_json) {
+    *mout = NULL;
+    for (int i = 0; i < nbuf; i++) bufs[i] = NULL;
+    *train_json = NULL;
+    st_file f;
+    rn_status st = st_open(path, &f);
+    if (st != RN_OK) return st;
+    rn_model *m = NULL;
+    rn_config cfg;
+    const char *tj = st_meta(&f, "train");
+    if (!f.config || !tj) { st = rn_fail(RN_ERR_FORMAT, "%s: not a retnet training checkpoint", path); goto done; }
+    if ((st = rn_config_from_json(f.config, &cfg)) != RN_OK) { st = rn_fail(st, "%s: %s", path, rn_last_error()); goto done; }
+    if ((st = rn_model_create(&cfg, &m)) != RN_OK) goto done;
+    if ((st = read_flat(&f, "params", m->n_params, m->params)) != RN_OK) goto done;
+    for (int i = 0; i < nbuf; i++) {
+        bufs[i] = rn_alloc(m->n_params, sizeof(rn_real));
+        if (!bufs[i]) { st = rn_fail(RN_ERR_NOMEM, "out of memory"); goto done; }
+        if ((st = read_flat(&f, names[i], m->n_params, bufs[i])) != RN_OK) goto done;
+    }
+    *train_json = strdup(tj);
+    if (!*train_json) st = rn_fail(RN_ERR_NOMEM, "out of memory");
+done:
+    st_close(&f);
+    if (st != RN_OK) {
+        rn_model_free(m);
+        for (int i = 0; i < nbuf; i++) { rn_free(bufs[i]); bufs[i] = NULL; }
+        return st;
+    }
+    *mout = m;
+    return RN_OK;
 }
 
 /* -------------------------------------------------------------- .npy */

@@ -182,4 +182,14 @@ void rn_retention_chunk_backward(const rn_model *m, int h, int64_t pos, int L,
                                  rn_real *dU, rn_real *dq, rn_real *dk, rn_real *dv, rn_real *ws);
 size_t rn_retention_bwd_ws(const rn_model *m, int L);
 
+/* ----------------------------------------------------------------- io.c */
+
+/* Training checkpoint: the parameters and nbuf more buffers of the same
+ * size (optimiser moments) in native precision, the config and a JSON
+ * string of training state; atomic, checksummed. */
+rn_status rn_ckpt_save(const char *path, const rn_model *m, const rn_real *const *bufs,
+                       const char *const *names, int nbuf, const char *train_json);
+rn_status rn_ckpt_load(const char *path, rn_model **m, rn_real **bufs, const char *const *names,
+                       int nbuf, char **train_json);
+
 #endif

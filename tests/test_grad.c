@@ -6,13 +6,13 @@
 #include "check.h"
 #include "model.h"
 
+#ifdef RETNET_DOUBLE
 static double loss_of(rn_model *m, const int32_t *x, const int32_t *y, int B, int T, rn_mode mode, int chunk) {
     double l;
     rn_model_loss_grad(m, x, y, B, T, mode, chunk, 1, NULL, &l, NULL);
     return l;
 }
 
-#ifdef RETNET_DOUBLE
 /* Whole model against finite differences, a few entries of every tensor. */
 static void fd_model(rn_preset p, rn_mode mode, int chunk) {
     rn_model *m = make_model(p, 16, 2, 32, 2, 13, 42);
