@@ -182,6 +182,8 @@ static const struct { const char *name; int (*fn)(int, char **); const char *hel
     {"info", cmd_info, "print a model's configuration"},
     {"logits", cmd_logits, "write the logits of a token sequence (.npy)"},
     {"train", cmd_train, "train a model on a text file"},
+    {"generate", cmd_generate, "generate text from a model"},
+    {"eval", cmd_eval, "loss, bits per byte and perplexity of a file"},
 };
 
 static void usage(FILE *f) {

@@ -161,6 +161,50 @@ rn_status rn_forward(rn_model *m, rn_state *state, const int32_t *tokens,
                      int B, int T, rn_mode mode, int chunk, unsigned flags,
                      rn_real *logits);
 
+/* ---------------------------------------------------- sampling, sessions */
+
+typedef struct {
+    double temperature;   /* 0: greedy (argmax) */
+    int top_k;            /* keep the k most likely tokens (0: all) */
+    double top_p;         /* then the smallest set with this mass (1: all) */
+    uint64_t seed;
+} rn_sampler_config;
+
+typedef struct rn_sampler rn_sampler;
+void rn_sampler_config_default(rn_sampler_config *sc);
+rn_status rn_sampler_create(int vocab, const rn_sampler_config *sc, rn_sampler **out);
+void rn_sampler_free(rn_sampler *s);
+void rn_sampler_reseed(rn_sampler *s, uint64_t seed);
+/* Draws a token from logits (V). No allocation. */
+int32_t rn_sampler_sample(rn_sampler *s, const rn_real *logits);
+/* The tokens the sampler can draw from logits (V), most likely first, and
+ * (if probs is not NULL) their renormalised probabilities; returns how many.
+ * support and probs need room for V entries. */
+int rn_sampler_support(rn_sampler *s, const rn_real *logits, int32_t *support, double *probs);
+
+/* A generation session: one stream's state, a sampler and the logits of
+ * the next token. Prompts are prefilled chunkwise; each step is one
+ * recurrent update: O(1) time and memory per token, no allocation. */
+typedef struct rn_session rn_session;
+rn_status rn_session_create(rn_model *m, const rn_sampler_config *sc, int chunk, rn_session **out);
+void rn_session_free(rn_session *s);
+void rn_session_reset(rn_session *s);
+/* Runs n tokens through the model (chunkwise) and keeps the last logits. */
+rn_status rn_session_prefill(rn_session *s, const int32_t *tokens, int n);
+/* Feeds one token (recurrent) and keeps its logits. */
+rn_status rn_session_feed(rn_session *s, int32_t token);
+/* Samples the next token from the current logits and feeds it. */
+rn_status rn_session_step(rn_session *s, int32_t *token);
+const rn_real *rn_session_logits(const rn_session *s);   /* (V) or NULL */
+int64_t rn_session_pos(const rn_session *s);
+rn_state *rn_session_state(rn_session *s);
+
+/* Sum of -log p(y_t | x_<=t) over t (targets < 0 ignored) for one stream
+ * x (T), y (T), continuing from state (which is advanced): evaluation of
+ * arbitrarily long files with the context carried across calls. */
+rn_status rn_model_score(rn_model *m, rn_state *state, const int32_t *x, const int32_t *y, int T,
+                         int chunk, double *sum_nll, int *count);
+
 /* ------------------------------------------------------------- training */
 
 /* Mean cross-entropy of the next-token predictions for x (B, T) against

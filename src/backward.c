@@ -19,34 +19,6 @@ static int thread_id(void) {
 #endif
 }
 
-/* Softmax cross-entropy of logits (N, V) against targets (N) (< 0: ignored).
- * Returns the summed loss; with dscale != 0 the logits are replaced by
- * dscale * d(loss)/d(logits). */
-static double cross_entropy(rn_real *logits, const int32_t *y, int N, int V, double dscale, int *count) {
-    double total = 0;
-    int cnt = 0;
-#pragma omp parallel for reduction(+ : total, cnt) schedule(static)
-    for (int n = 0; n < N; n++) {
-        rn_real *l = logits + (size_t)n * V;
-        if (y[n] < 0) {
-            if (dscale != 0) memset(l, 0, sizeof(rn_real) * (size_t)V);
-            continue;
-        }
-        double mx = l[0], s = 0;
-        for (int i = 1; i < V; i++) mx = l[i] > mx ? l[i] : mx;
-        for (int i = 0; i < V; i++) s += exp(l[i] - mx);
-        double lse = mx + log(s);
-        total += lse - l[y[n]];
-        cnt++;
-        if (dscale != 0) {
-            for (int i = 0; i < V; i++) l[i] = (rn_real)(dscale * exp(l[i] - lse));
-            l[y[n]] -= (rn_real)dscale;
-        }
-    }
-    *count = cnt;
-    return total;
-}
-
 /* Column sums: out (D) += sum_n x (N, D). */
 static void col_sum(rn_real *out, const rn_real *x, int N, int D) {
     for (int n = 0; n < N; n++)
@@ -187,12 +159,12 @@ rn_status rn_model_loss_grad(rn_model *m, const int32_t *x, const int32_t *y, in
     int N = a->N, d = c->dim, V = c->vocab;
     rn_gemm(0, 1, N, V, d, 1, a->xf, d, m->w.head, d, 0, a->logits, V);
     int cnt;
-    double total = cross_entropy(a->logits, y, N, V, 0, &cnt);
+    double total = rn_cross_entropy(a->logits, y, N, V, 0, &cnt);
     /* The gradient of the mean loss needs the count first: recompute the
      * softmax in place with the right scale (cheap next to the GEMMs). */
     if (grad && cnt > 0) {
         rn_gemm(0, 1, N, V, d, 1, a->xf, d, m->w.head, d, 0, a->logits, V);
-        cross_entropy(a->logits, y, N, V, grad_scale / cnt, &cnt);
+        rn_cross_entropy(a->logits, y, N, V, grad_scale / cnt, &cnt);
     }
     if (loss) *loss = cnt ? total / cnt : 0;
     if (count) *count = cnt;

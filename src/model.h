@@ -144,6 +144,11 @@ void rn_norm_backward(rn_norm kind, rn_real *dx, rn_real *dw, rn_real *db, const
                       const rn_real *x, const rn_real *w, const rn_real *mean, const rn_real *rstd,
                       int N, int D);
 
+/* Softmax cross-entropy of logits (N, V) against targets (N) (< 0:
+ * ignored): returns the summed loss and the count; with dscale != 0 the
+ * logits are replaced by dscale * d(loss)/d(logits). */
+double rn_cross_entropy(rn_real *logits, const int32_t *y, int N, int V, double dscale, int *count);
+
 double rn_act_f(rn_act a, double x);
 double rn_act_df(rn_act a, double x);
 

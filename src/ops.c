@@ -77,6 +77,34 @@ void rn_norm_backward(rn_norm kind, rn_real *dx, rn_real *dw, rn_real *db, const
     }
 }
 
+/* Softmax cross-entropy of logits (N, V) against targets (N) (< 0: ignored).
+ * Returns the summed loss; with dscale != 0 the logits are replaced by
+ * dscale * d(loss)/d(logits). */
+double rn_cross_entropy(rn_real *logits, const int32_t *y, int N, int V, double dscale, int *count) {
+    double total = 0;
+    int cnt = 0;
+#pragma omp parallel for reduction(+ : total, cnt) schedule(static)
+    for (int n = 0; n < N; n++) {
+        rn_real *l = logits + (size_t)n * V;
+        if (y[n] < 0) {
+            if (dscale != 0) memset(l, 0, sizeof(rn_real) * (size_t)V);
+            continue;
+        }
+        double mx = l[0], s = 0;
+        for (int i = 1; i < V; i++) mx = l[i] > mx ? l[i] : mx;
+        for (int i = 0; i < V; i++) s += exp(l[i] - mx);
+        double lse = mx + log(s);
+        total += lse - l[y[n]];
+        cnt++;
+        if (dscale != 0) {
+            for (int i = 0; i < V; i++) l[i] = (rn_real)(dscale * exp(l[i] - lse));
+            l[y[n]] -= (rn_real)dscale;
+        }
+    }
+    *count = cnt;
+    return total;
+}
+
 /* ------------------------------------------------------------ activations */
 
 double rn_act_f(rn_act a, double x) {
