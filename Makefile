@@ -42,16 +42,21 @@ TESTS64 = $(patsubst tests/%.c,$(BUILD)/tests/%_f64,$(wildcard tests/test_*.c))
 
 $(BUILD)/tests/%: tests/%.c tests/check.h $(BUILD)/libretnet.a $(HDR)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libretnet.a $(LDLIBS)
+	$(CC) $(CFLAGS) -Icli -o $@ $< cli/plot.c $(BUILD)/libretnet.a $(LDLIBS)
 
 $(BUILD)/tests/%_f64: tests/%.c tests/check.h $(BUILD)/libretnet64.a $(HDR)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -DRETNET_DOUBLE -o $@ $< $(BUILD)/libretnet64.a $(LDLIBS)
+	$(CC) $(CFLAGS) -Icli -DRETNET_DOUBLE -o $@ $< cli/plot.c $(BUILD)/libretnet64.a $(LDLIBS)
 
 tests: $(TESTS32) $(TESTS64) $(BUILD)/retnet
 
-test: tests
+test:
+	@bash scripts/setup.sh test
+	@$(MAKE) -s -j2 tests
 	@bash tests/run.sh
+
+demo:
+	@bash scripts/demo.sh
 
 # The suite under AddressSanitizer + UndefinedBehaviorSanitizer (separate build dir).
 SANFLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
@@ -61,4 +66,4 @@ asan:
 clean:
 	rm -rf $(BUILD)
 
-.PHONY: all tests test clean asan
+.PHONY: all tests test demo clean asan
