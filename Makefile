@@ -66,4 +66,7 @@ asan:
 clean:
 	rm -rf $(BUILD)
 
+# Optional parts (fuzzing, benchmarks, ...) each add their own rules here.
+-include $(wildcard mk/*.mk)
+
 .PHONY: all tests test demo clean asan
