@@ -53,10 +53,19 @@ static void metrics_load(metrics *mt, const char *path, double max_step) {
     if (!f) return;
     char line[512];
     while (fgets(line, sizeof line, f)) {
-        metric_row r;
-        char v[64] = "";
-        if (sscanf(line, "%lf,%lf,%63[^,],%lf,%lf", &r.step, &r.train_loss, v, &r.lr, &r.tok_s) != 5) continue;
-        r.val_loss = v[0] ? strtod(v, NULL) : NAN;
+        /* step,train_loss,val_loss(may be empty),lr,tokens_per_s */
+        double v[5];
+        char *p = line, *end;
+        int n = 0;
+        for (; n < 5; n++) {
+            v[n] = strtod(p, &end);
+            if (end == p) v[n] = NAN;
+            p = strchr(end, ',');
+            if (!p) { n++; break; }
+            p++;
+        }
+        if (n != 5 || isnan(v[0]) || isnan(v[1])) continue;  /* the header */
+        metric_row r = {v[0], v[1], v[2], v[3], v[4]};
         if (r.step <= max_step) metrics_add(mt, r);
     }
     fclose(f);
@@ -145,7 +154,7 @@ int cmd_train(int argc, char **argv) {
     const char *data = "data/brown.txt", *out = "runs/latest", *sched = "cosine";
     double time_budget = 0, val_frac = 0.05;
     int64_t seed = 1;
-    int threads = 0, resume = 0, eval_every = 100, eval_batches = 8, ckpt_every = 500, log_every = 10, quiet = 0;
+    int threads = 0, resume = 0, stop_at = 0, eval_every = 100, eval_batches = 8, ckpt_every = 500, log_every = 10, quiet = 0;
     opt opts[] = {ARCH_OPTS(af),
                   {"data", OPT_STR, &data, 0, 0, "training text file (byte-level tokens)", 0},
                   {"val-frac", OPT_DOUBLE, &val_frac, 0.001, 0.5, "fraction of the file held out for validation", 0},
@@ -166,6 +175,7 @@ int cmd_train(int argc, char **argv) {
                   {"chunk", OPT_INT, &tc.chunk, 1, 1 << 20, "train chunkwise with this chunk length (default: parallel)", 0},
                   {"out", OPT_STR, &out, 0, 0, "run directory (checkpoints, metrics.csv, loss.svg)", 0},
                   {"resume", OPT_FLAG, &resume, 0, 0, "continue from OUT/checkpoint.safetensors", 0},
+                  {"stop-at", OPT_INT, &stop_at, 1, 1e9, "stop after this step with a checkpoint, as Ctrl-C would", 0},
                   {"seed", OPT_I64, &seed, 0, 9e15, "random seed (initialisation and data order)", 0},
                   {"threads", OPT_INT, &threads, 1, 1024, "threads (default: all cores)", 0},
                   {"eval-every", OPT_INT, &eval_every, 1, 1e9, "validate every N steps", 0},
@@ -269,6 +279,7 @@ int cmd_train(int argc, char **argv) {
             fprintf(stderr, "%s--time %.0fs: %.3fs per step, scheduling %d steps\n", tty ? "\r\033[K" : "", time_budget, per, tc.steps);
         }
         metric_row row = {(double)step, info.loss, NAN, info.lr, tok_s};
+        if (stop_at && step >= stop_at) stop_signal = SIGUSR1;
         int last = step >= tc.steps || stop_signal;
         if (step % eval_every == 0 || last) {
             row.val_loss = validation_loss(m, ds, tc.batch, tc.seq, tc.mode, tc.chunk, eval_batches, x, y);
@@ -300,7 +311,8 @@ int cmd_train(int argc, char **argv) {
         if (stop_signal) {
             if (tty) fputc('\n', stderr);
             fprintf(stderr, "%s: checkpoint written to %s at step %lld; resume with --resume\n",
-                    stop_signal == SIGINT ? "interrupted" : "terminated", out, (long long)step);
+                    stop_signal == SIGINT ? "interrupted" : stop_signal == SIGTERM ? "terminated" : "stopped", out,
+                    (long long)step);
             break;
         }
     }
