@@ -48,11 +48,11 @@ static void layer_backward(rn_model *m, rn_acts *a, int l, rn_layer_w *g) {
         for (int i = 0; i < F; i++) {
             if (c->ffn == RN_FFN_GLU) {
                 /* a = act(h1) * h2 */
-                dh[i] = (rn_real)(dan[i] * hf[F + i] * rn_act_df(c->act, hf[i]));
-                dh[F + i] = (rn_real)(dan[i] * rn_act_f(c->act, hf[i]));
+                dh[i] = dan[i] * hf[F + i] * rn_act_df(c->act, hf[i]);
+                dh[F + i] = dan[i] * rn_act_f(c->act, hf[i]);
             } else {
                 /* a = act(h), h = fc1 x + b1 */
-                dh[i] = (rn_real)(dan[i] * rn_act_df(c->act, hf[i]));
+                dh[i] = dan[i] * rn_act_df(c->act, hf[i]);
             }
         }
     }
@@ -66,28 +66,43 @@ static void layer_backward(rn_model *m, rn_acts *a, int l, rn_layer_w *g) {
     /* ---- MSR: x_mid = x_in + gated Wo^T, gated = swish(g) * y */
     rn_real *P = la->P, *dP = a->dbuf;                                    /* (N, Pw) */
     int wmod = c->head_norm == RN_HEADNORM_RMS_SHARED ? Dv : Vd;
-    for (int n = 0; n < N; n++)
-        for (int i = 0; i < Vd; i++) {
-            double gv = P[(size_t)n * Pw + 2 * d + Vd + i];
-            a->gated[(size_t)n * Vd + i] = (rn_real)(rn_act_f(RN_ACT_SWISH, gv) * la->y[(size_t)n * Vd + i]);
-        }
+    int group = c->head_norm == RN_HEADNORM_GROUP;
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        const rn_real *g = P + (size_t)n * Pw + 2 * d + Vd;
+        for (int i = 0; i < Vd; i++)
+            a->gated[(size_t)n * Vd + i] = rn_act_f(RN_ACT_SWISH, g[i]) * la->y[(size_t)n * Vd + i];
+    }
     rn_gemm(1, 0, d, Vd, N, 1, dres, d, a->gated, Vd, 1, g->wo, Vd);     /* dWo += dx^T gated */
     rn_real *dgated = a->dtmp;                                            /* (N, Vd) */
     rn_gemm(0, 0, N, Vd, d, 1, dres, d, w->wo, Vd, 0, dgated, Vd);
-    /* y = yhat * w + b (yhat = headnorm(o)); dyhat goes to a->gated */
+    /* gated = swish(g) * y, y = yhat * w + b: dg into dP, dy over dgated,
+     * dyhat = dy * w into a->gated */
     memset(dP, 0, sizeof(rn_real) * (size_t)N * Pw);
+#pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++) {
+        const rn_real *gv = P + (size_t)n * Pw + 2 * d + Vd, *y = la->y + (size_t)n * Vd;
+        rn_real *dg = dP + (size_t)n * Pw + 2 * d + Vd, *dy = dgated + (size_t)n * Vd, *dyh = a->gated + (size_t)n * Vd;
         for (int i = 0; i < Vd; i++) {
-            size_t ni = (size_t)n * Vd + i;
-            int hh = i / Dv;
-            double gv = P[(size_t)n * Pw + 2 * d + Vd + i], sw = rn_act_f(RN_ACT_SWISH, gv);
-            double yhat = ((double)la->o[ni] - (c->head_norm == RN_HEADNORM_GROUP ? la->hmean[(size_t)n * H + hh] : 0)) *
-                          la->hrstd[(size_t)n * H + hh];
-            double dy = dgated[ni] * sw;
-            dP[(size_t)n * Pw + 2 * d + Vd + i] = (rn_real)(dgated[ni] * la->y[ni] * rn_act_df(RN_ACT_SWISH, gv));
-            if (g->hn_w) g->hn_w[i % wmod] += (rn_real)(dy * yhat);
-            if (g->hn_b) g->hn_b[i] += (rn_real)dy;
-            a->gated[ni] = (rn_real)(w->hn_w ? dy * w->hn_w[i % wmod] : dy);
+            dg[i] = dy[i] * y[i] * rn_act_df(RN_ACT_SWISH, gv[i]);
+            dy[i] *= rn_act_f(RN_ACT_SWISH, gv[i]);
+            dyh[i] = w->hn_w ? dy[i] * w->hn_w[i % wmod] : dy[i];
+        }
+    }
+    if (g->hn_w) {
+        /* dw[j] += sum over rows (and heads sharing j) of dy yhat; db += dy */
+#pragma omp parallel for schedule(static)
+        for (int j = 0; j < wmod; j++) {
+            double sw = 0, sb = 0;
+            for (int n = 0; n < N; n++)
+                for (int i = j; i < Vd; i += wmod) {
+                    size_t ni = (size_t)n * Vd + i, nh = (size_t)n * H + i / Dv;
+                    double yhat = ((double)la->o[ni] - (group ? la->hmean[nh] : 0)) * la->hrstd[nh];
+                    sw += dgated[ni] * yhat;
+                    sb += dgated[ni];
+                }
+            g->hn_w[j] += (rn_real)sw;
+            if (g->hn_b) g->hn_b[j] += (rn_real)sb;
         }
     }
     rn_real *dout = a->dtmp;                                              /* (N, Vd): d loss / d o */
@@ -135,9 +150,39 @@ static rn_status bind_grads(rn_model *m, rn_real *grad, rn_weights *gw) {
     return rn_weights_bind(&m->cfg, m->tensors, m->n_tensors, grad, gw);
 }
 
+/* Parameter range [off, off + n) of layer l (-1: global tensors before
+ * the layers, L: after them). Layers are contiguous in the table. */
+static void param_range(const rn_model *m, int l, size_t *off, size_t *n) {
+    size_t lo = SIZE_MAX, hi = 0;
+    int L = m->cfg.layers;
+    for (int i = 0; i < m->n_tensors; i++) {
+        const rn_tensor_info *t = &m->tensors[i];
+        int where = t->layer >= 0 ? t->layer : (t->kind == RN_T_EMBED || t->kind == RN_T_EMBED_NORM_W ||
+                                                t->kind == RN_T_EMBED_NORM_B) ? -1 : L;
+        if (where != l) continue;
+        if (t->offset < lo) lo = t->offset;
+        if (t->offset + (size_t)t->rows * t->cols > hi) hi = t->offset + (size_t)t->rows * t->cols;
+    }
+    *off = lo == SIZE_MAX ? 0 : lo;
+    *n = lo == SIZE_MAX ? 0 : hi - lo;
+}
+
+static void ready(rn_model *m, const rn_grad_hook *hook, int l) {
+    if (!hook || !hook->fn) return;
+    size_t off, n;
+    param_range(m, l, &off, &n);
+    if (n) hook->fn(hook->ctx, off, n);
+}
+
 rn_status rn_model_loss_grad(rn_model *m, const int32_t *x, const int32_t *y, int B, int T,
                              rn_mode mode, int chunk, double grad_scale, rn_real *grad,
                              double *loss, int *count) {
+    return rn_model_loss_grad_hook(m, x, y, B, T, mode, chunk, grad_scale, grad, loss, count, NULL);
+}
+
+rn_status rn_model_loss_grad_hook(rn_model *m, const int32_t *x, const int32_t *y, int B, int T,
+                                  rn_mode mode, int chunk, double grad_scale, rn_real *grad,
+                                  double *loss, int *count, const rn_grad_hook *hook) {
     const rn_config *c = &m->cfg;
     if (B < 1 || T < 1) return rn_fail(RN_ERR_ARG, "batch %d and length %d must be >= 1", B, T);
     if (mode == RN_RECURRENT) return rn_fail(RN_ERR_ARG, "training runs in the parallel or chunkwise paradigm");
@@ -158,14 +203,10 @@ rn_status rn_model_loss_grad(rn_model *m, const int32_t *x, const int32_t *y, in
     if (st != RN_OK) return st;
     int N = a->N, d = c->dim, V = c->vocab;
     rn_gemm(0, 1, N, V, d, 1, a->xf, d, m->w.head, d, 0, a->logits, V);
-    int cnt;
-    double total = rn_cross_entropy(a->logits, y, N, V, 0, &cnt);
-    /* The gradient of the mean loss needs the count first: recompute the
-     * softmax in place with the right scale (cheap next to the GEMMs). */
-    if (grad && cnt > 0) {
-        rn_gemm(0, 1, N, V, d, 1, a->xf, d, m->w.head, d, 0, a->logits, V);
-        rn_cross_entropy(a->logits, y, N, V, grad_scale / cnt, &cnt);
-    }
+    /* The mean's denominator is known before the softmax: one pass. */
+    int cnt = 0;
+    for (int n = 0; n < N; n++) cnt += y[n] >= 0;
+    double total = rn_cross_entropy(a->logits, y, N, V, grad && cnt ? grad_scale / cnt : 0, &cnt);
     if (loss) *loss = cnt ? total / cnt : 0;
     if (count) *count = cnt;
     if (!grad || cnt == 0) return RN_OK;
@@ -182,13 +223,19 @@ rn_status rn_model_loss_grad(rn_model *m, const int32_t *x, const int32_t *y, in
     } else {
         rn_gemm(0, 0, N, d, V, 1, a->logits, V, m->w.head, d, 0, a->dres, d);
     }
-    for (int l = c->layers - 1; l >= 0; l--) layer_backward(m, a, l, &gw.layer[l]);
+    if (!c->tie_embed) ready(m, hook, c->layers);  /* final norm, head */
+    for (int l = c->layers - 1; l >= 0; l--) {
+        layer_backward(m, a, l, &gw.layer[l]);
+        ready(m, hook, l);
+    }
     /* x = embed[tokens] * scale */
     double scale = c->scale_embed ? sqrt((double)d) : 1;
     for (int n = 0; n < N; n++) {
         rn_real *ge = gw.embed + (size_t)x[n] * d;
         for (int i = 0; i < d; i++) ge[i] += (rn_real)(a->dres[(size_t)n * d + i] * scale);
     }
+    if (c->tie_embed) ready(m, hook, c->layers);
+    ready(m, hook, -1);
     free(gw.layer);
     return RN_OK;
 }

@@ -190,19 +190,27 @@ rn_status rn_config_from_json(const char *json, rn_config *c) {
         else if (!json_int(o, "vocab_size", &c->vocab, 1)) bad = "vocab_size";
         if (!bad) c->value_dim = dv ? 2 * c->dim : c->dim;
     } else {
-        double ek = 1, ev = 2, ratio = 4;
+        /* Defaults of fla's RetNetConfig; a null hidden_ratio is its MLP's 4,
+         * a null intermediate_size is derived from the ratio. */
+        double ek = 1, ev = 2, ratio = 2;
         int inter = 0;
+        const cJSON *hr = cJSON_GetObjectItemCaseSensitive(o, "hidden_ratio");
+        const cJSON *is = cJSON_GetObjectItemCaseSensitive(o, "intermediate_size");
+        if (cJSON_IsNull(hr)) ratio = 4;
         if (!json_int(o, "hidden_size", &c->dim, 1)) bad = "hidden_size";
         else if (!json_int(o, "num_hidden_layers", &c->layers, 1)) bad = "num_hidden_layers";
         else if (!json_int(o, "num_heads", &c->heads, 1)) bad = "num_heads";
         else if (!json_double(o, "expand_k", &ek)) bad = "expand_k";
         else if (!json_double(o, "expand_v", &ev)) bad = "expand_v";
-        else if (!json_double(o, "hidden_ratio", &ratio)) bad = "hidden_ratio";
-        else if (!json_int(o, "intermediate_size", &inter, 0)) bad = "intermediate_size";
+        else if (!cJSON_IsNull(hr) && !json_double(o, "hidden_ratio", &ratio)) bad = "hidden_ratio";
+        else if (!cJSON_IsNull(is) && !json_int(o, "intermediate_size", &inter, 0)) bad = "intermediate_size";
         else if (!json_double(o, "norm_eps", &c->norm_eps)) bad = "norm_eps";
         else if (!json_int(o, "vocab_size", &c->vocab, 1)) bad = "vocab_size";
         else if (!json_bool(o, "tie_word_embeddings", &c->tie_embed)) bad = "tie_word_embeddings";
         else if (ek != 1) bad = "expand_k (only 1 is supported)";
+        /* bounded before the float-to-int conversions below */
+        else if (!(fabs(ev * c->dim) <= RN_MAX_DIM)) bad = "expand_v";
+        else if (inter <= 0 && !(fabs(ratio * c->dim) <= 4.0 * RN_MAX_DIM)) bad = "hidden_ratio";
         if (!bad) {
             c->head_eps = c->norm_eps;
             c->value_dim = (int)(c->dim * ev);
@@ -215,7 +223,11 @@ rn_status rn_config_from_json(const char *json, rn_config *c) {
     }
     if (bad) { st = rn_fail(RN_ERR_FORMAT, "config: missing or invalid '%s'", bad); goto done; }
     st = rn_config_validate(c);
-    if (st != RN_OK) st = rn_fail(RN_ERR_FORMAT, "config: %s", rn_last_error());
+    if (st != RN_OK) {
+        char msg[512];  /* rn_fail formats into the buffer rn_last_error returns */
+        snprintf(msg, sizeof msg, "%s", rn_last_error());
+        st = rn_fail(RN_ERR_FORMAT, "config: %s", msg);
+    }
 done:
     cJSON_Delete(o);
     return st;

@@ -149,8 +149,8 @@ void rn_norm_backward(rn_norm kind, rn_real *dx, rn_real *dw, rn_real *db, const
  * logits are replaced by dscale * d(loss)/d(logits). */
 double rn_cross_entropy(rn_real *logits, const int32_t *y, int N, int V, double dscale, int *count);
 
-double rn_act_f(rn_act a, double x);
-double rn_act_df(rn_act a, double x);
+rn_real rn_act_f(rn_act a, rn_real x);
+rn_real rn_act_df(rn_act a, rn_real x);
 
 /* -------------------------------------------------------- retention.c */
 
@@ -186,6 +186,21 @@ void rn_retention_chunk_backward(const rn_model *m, int h, int64_t pos, int L,
                                  int ldv, const rn_real *U_prev, const rn_real *dout, int ldo,
                                  rn_real *dU, rn_real *dq, rn_real *dk, rn_real *dv, rn_real *ws);
 size_t rn_retention_bwd_ws(const rn_model *m, int L);
+
+/* ----------------------------------------------------------- backward.c */
+
+/* Called during the backward pass each time a contiguous range of the
+ * gradient buffer is final (the head, then each layer from the last, then
+ * the embeddings): lets data-parallel training reduce it while the
+ * backward pass goes on. */
+typedef struct {
+    void (*fn)(void *ctx, size_t offset, size_t count);
+    void *ctx;
+} rn_grad_hook;
+
+rn_status rn_model_loss_grad_hook(rn_model *m, const int32_t *x, const int32_t *y, int B, int T,
+                                  rn_mode mode, int chunk, double grad_scale, rn_real *grad,
+                                  double *loss, int *count, const rn_grad_hook *hook);
 
 /* ----------------------------------------------------------------- io.c */
 

@@ -57,6 +57,8 @@ void rn_norm_forward(rn_norm kind, rn_real *out, rn_real *mean, rn_real *rstd, c
 void rn_norm_backward(rn_norm kind, rn_real *dx, rn_real *dw, rn_real *db, const rn_real *dout,
                       const rn_real *x, const rn_real *w, const rn_real *mean, const rn_real *rstd,
                       int N, int D) {
+    /* dx: rows are independent */
+#pragma omp parallel for schedule(static) if (N > 64)
     for (int n = 0; n < N; n++) {
         const rn_real *xn = x + (size_t)n * D, *dy = dout + (size_t)n * D;
         rn_real *dxn = dx + (size_t)n * D;
@@ -65,14 +67,31 @@ void rn_norm_backward(rn_norm kind, rn_real *dx, rn_real *dw, rn_real *db, const
         for (int i = 0; i < D; i++) {
             double g = w ? dy[i] * w[i] : dy[i], xh = (xn[i] - mu) * r;
             sg += g; sgx += g * xh;
-            if (dw) dw[i] += (rn_real)(dy[i] * xh);
-            if (db) db[i] += dy[i];
         }
         sg /= D; sgx /= D;
         if (kind != RN_NORM_LAYER) sg = 0;
         for (int i = 0; i < D; i++) {
             double g = w ? dy[i] * w[i] : dy[i], xh = (xn[i] - mu) * r;
             dxn[i] += (rn_real)(r * (g - sg - xh * sgx));
+        }
+    }
+    if (!dw && !db) return;
+    /* dw, db: sums over rows, one column block per thread (deterministic) */
+#pragma omp parallel for schedule(static) if (N > 64)
+    for (int i0 = 0; i0 < D; i0 += 16) {
+        int i1 = i0 + 16 < D ? i0 + 16 : D;
+        double sw[16] = {0}, sb[16] = {0};
+        for (int n = 0; n < N; n++) {
+            const rn_real *xn = x + (size_t)n * D, *dy = dout + (size_t)n * D;
+            double mu = kind == RN_NORM_LAYER ? mean[n] : 0, r = rstd[n];
+            for (int i = i0; i < i1; i++) {
+                sw[i - i0] += dy[i] * (xn[i] - mu) * r;
+                sb[i - i0] += dy[i];
+            }
+        }
+        for (int i = i0; i < i1; i++) {
+            if (dw) dw[i] += (rn_real)sw[i - i0];
+            if (db) db[i] += (rn_real)sb[i - i0];
         }
     }
 }
@@ -107,14 +126,25 @@ double rn_cross_entropy(rn_real *logits, const int32_t *y, int N, int V, double 
 
 /* ------------------------------------------------------------ activations */
 
-double rn_act_f(rn_act a, double x) {
-    if (a == RN_ACT_GELU) return 0.5 * x * (1.0 + erf(x * 0.70710678118654752440));
-    return x / (1.0 + exp(-x));
+/* Float math in the float32 build (erff, expf): the activations are a
+ * large share of the elementwise work. */
+#ifdef RETNET_DOUBLE
+#define RN_ERF erf
+#define RN_EXP exp
+#else
+#define RN_ERF erff
+#define RN_EXP expf
+#endif
+
+rn_real rn_act_f(rn_act a, rn_real x) {
+    if (a == RN_ACT_GELU) return (rn_real)0.5 * x * ((rn_real)1 + RN_ERF(x * (rn_real)0.70710678118654752440));
+    return x / ((rn_real)1 + RN_EXP(-x));
 }
 
-double rn_act_df(rn_act a, double x) {
+rn_real rn_act_df(rn_act a, rn_real x) {
     if (a == RN_ACT_GELU)
-        return 0.5 * (1.0 + erf(x * 0.70710678118654752440)) + x * 0.39894228040143267794 * exp(-0.5 * x * x);
-    double s = 1.0 / (1.0 + exp(-x));
-    return s * (1.0 + x * (1.0 - s));
+        return (rn_real)0.5 * ((rn_real)1 + RN_ERF(x * (rn_real)0.70710678118654752440)) +
+               x * (rn_real)0.39894228040143267794 * RN_EXP((rn_real)-0.5 * x * x);
+    rn_real s = (rn_real)1 / ((rn_real)1 + RN_EXP(-x));
+    return s * ((rn_real)1 + x * ((rn_real)1 - s));
 }
