@@ -58,6 +58,10 @@ test:
 demo:
 	@bash scripts/demo.sh
 
+# Benchmarks: one table, every figure a ratio to a limit measured in the same run.
+bench: all
+	./build/retnet bench
+
 # The suite under AddressSanitizer + UndefinedBehaviorSanitizer (separate build dir).
 SANFLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 asan:
@@ -69,4 +73,4 @@ clean:
 # Optional parts (fuzzing, benchmarks, ...) each add their own rules here.
 -include $(wildcard mk/*.mk)
 
-.PHONY: all tests test demo clean asan
+.PHONY: all tests test demo bench clean asan

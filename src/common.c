@@ -20,10 +20,15 @@
 static _Thread_local char rn_errbuf[512];
 
 rn_status rn_fail(rn_status s, const char *fmt, ...) {
+    /* Formatted aside first: callers may pass rn_last_error() itself as an
+     * argument (to prefix a file name), which must not be overwritten while
+     * it is read. */
+    char buf[sizeof rn_errbuf];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(rn_errbuf, sizeof rn_errbuf, fmt, ap);
+    vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
+    memcpy(rn_errbuf, buf, sizeof buf);
     return s;
 }
 

@@ -144,7 +144,57 @@ static int json_double(const cJSON *o, const char *key, double *out) {
     return 1;
 }
 
+/* A key only one preset's configs have: tells whose a config.json is. */
+static const char *const signature_key[] = {"decoder_embed_dim", "hidden_dim", "hidden_size"};
+
+/* Upstream config keys that would take the model away from its preset's
+ * math: accepted when absent or with one of the values listed (JSON, '|'
+ * separated). */
+static const struct { rn_preset preset; const char *key, *values; } fixed_keys[] = {
+    {RN_PRESET_TORCHSCALE, "decoder_normalize_before", "true"},
+    {RN_PRESET_TORCHSCALE, "deepnorm", "false"},
+    {RN_PRESET_TORCHSCALE, "multiway", "false"},
+    {RN_PRESET_TORCHSCALE, "no_output_layer", "false"},
+    {RN_PRESET_TORCHSCALE, "use_lm_decay", "false"},
+    {RN_PRESET_TORCHSCALE, "moe_freq", "0"},
+    {RN_PRESET_FLA, "hidden_act", "\"swish\"|\"silu\""},
+    {RN_PRESET_FLA, "use_short_conv", "false"},
+    {RN_PRESET_FLA, "use_output_gate", "true"},
+    {RN_PRESET_FLA, "elementwise_affine", "true"},
+    {RN_PRESET_FLA, "feature_map", "null"},
+    {RN_PRESET_FLA, "attn", "null"},
+};
+
+/* Is js one of the '|'-separated alternatives? */
+static int one_of(const char *js, const char *alts) {
+    size_t n = strlen(js);
+    for (const char *a = alts;; a++) {
+        if (strncmp(a, js, n) == 0 && (a[n] == '|' || a[n] == 0)) return 1;
+        if (!(a = strchr(a, '|'))) return 0;
+    }
+}
+
+/* The first key of o that is not supported for preset p, or NULL. */
+static const char *unsupported_key(const cJSON *o, rn_preset p) {
+    for (size_t i = 0; i < sizeof fixed_keys / sizeof *fixed_keys; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, fixed_keys[i].key);
+        if (fixed_keys[i].preset != p || !v) continue;
+        char *js = cJSON_PrintUnformatted(v);
+        int ok = js && one_of(js, fixed_keys[i].values);
+        free(js);
+        if (!ok) return fixed_keys[i].key;
+    }
+    const cJSON *kv = cJSON_GetObjectItemCaseSensitive(o, "num_kv_heads"), *h = cJSON_GetObjectItemCaseSensitive(o, "num_heads");
+    if (p == RN_PRESET_FLA && kv && !cJSON_IsNull(kv) && !(cJSON_IsNumber(kv) && cJSON_IsNumber(h) && kv->valuedouble == h->valuedouble))
+        return "num_kv_heads";
+    return NULL;
+}
+
 rn_status rn_config_from_json(const char *json, rn_config *c) {
+    return rn_config_from_json_as(json, -1, c);
+}
+
+rn_status rn_config_from_json_as(const char *json, int forced, rn_config *c) {
     cJSON *o = cJSON_Parse(json);
     if (!o || !cJSON_IsObject(o)) { cJSON_Delete(o); return rn_fail(RN_ERR_FORMAT, "config is not a JSON object"); }
     rn_status st = RN_OK;
@@ -155,8 +205,26 @@ rn_status rn_config_from_json(const char *json, rn_config *c) {
         st = rn_fail(RN_ERR_FORMAT, "config: unknown preset %s", cJSON_IsString(pv) ? pv->valuestring : "(not a string)");
         goto done;
     }
+    if (forced >= 0 && pv && (int)p != forced) {
+        st = rn_fail(RN_ERR_FORMAT, "config: preset %s, but the tensors are the %s preset's (mismatched preset)",
+                     rn_preset_name(p), rn_preset_name((rn_preset)forced));
+        goto done;
+    }
+    for (int q = 0; forced >= 0 && q < 3; q++)
+        if (q != forced && cJSON_GetObjectItemCaseSensitive(o, signature_key[q]) &&
+            !cJSON_GetObjectItemCaseSensitive(o, signature_key[forced])) {
+            st = rn_fail(RN_ERR_FORMAT, "config: %s keys ('%s'), but the tensors are the %s preset's (mismatched preset)",
+                         rn_preset_name((rn_preset)q), signature_key[q], rn_preset_name((rn_preset)forced));
+            goto done;
+        }
+    if (forced >= 0) p = (rn_preset)forced;
     set_switches(c, p);
-    const char *bad = NULL;
+    const char *bad = unsupported_key(o, p);
+    if (bad) {
+        st = rn_fail(RN_ERR_FORMAT, "config: '%s' has a value this library does not support (a model other than the %s preset's)",
+                     bad, rn_preset_name(p));
+        goto done;
+    }
     if (p == RN_PRESET_TORCHSCALE) {
         c->dim = 768; c->value_dim = 1280; c->heads = 3; c->ffn_dim = 1280; c->layers = 12; c->vocab = -1;
         int noscale = 1;

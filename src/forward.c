@@ -243,14 +243,21 @@ rn_status rn_forward_hidden(rn_model *m, rn_acts *a, const int32_t *tokens, rn_r
 
 /* ---------------------------------------------------------- public API */
 
-/* Makes sure the model's inference arena fits B x T rows and chunk. */
-static rn_status ensure_inf(rn_model *m, int B, int T, int chunk) {
-    rn_acts *a = m->inf;
-    if (a && a->B == B && a->T == T && a->chunk == (chunk < T ? chunk : T) && a->nthreads == rn_get_threads())
-        return RN_OK;
-    rn_acts_free(m->inf);
-    m->inf = NULL;
-    return rn_acts_create(m, B, T, chunk, 0, &m->inf);
+/* The inference arena for B x T rows and chunk: one kept for single-token
+ * steps and one for whole sequences, so that alternating prefill and
+ * decoding never reallocates. */
+static rn_status ensure_inf(rn_model *m, int B, int T, int chunk, rn_acts **out) {
+    rn_acts **slot = T == 1 ? &m->inf_step : &m->inf;
+    rn_acts *a = *slot;
+    int C = chunk < T ? chunk : T;
+    if (!a || a->B != B || a->T != T || a->chunk != C || a->nthreads != rn_get_threads()) {
+        rn_acts_free(a);
+        *slot = NULL;
+        rn_status st = rn_acts_create(m, B, T, C, 0, slot);
+        if (st != RN_OK) return st;
+    }
+    *out = *slot;
+    return RN_OK;
 }
 
 rn_status rn_forward(rn_model *m, rn_state *state, const int32_t *tokens, int B, int T,
@@ -273,19 +280,21 @@ rn_status rn_forward(rn_model *m, rn_state *state, const int32_t *tokens, int B,
     int V = c->vocab, d = c->dim, last = (flags & RN_FWD_LAST_ONLY) != 0;
     if (mode != RN_RECURRENT) {
         int C = mode == RN_PARALLEL ? T : chunk;
-        rn_status st = ensure_inf(m, B, T, C);
+        rn_acts *a;
+        rn_status st = ensure_inf(m, B, T, C, &a);
         if (st != RN_OK) return st;
-        st = rn_forward_hidden(m, m->inf, tokens, state->U, state->pos, mode, flags);
+        st = rn_forward_hidden(m, a, tokens, state->U, state->pos, mode, flags);
         if (st != RN_OK) return st;
         if (logits) {
-            if (last) rn_gemm(0, 1, B, V, d, 1, m->inf->xf + (size_t)(T - 1) * d, T * d, m->w.head, d, 0, logits, V);
-            else rn_gemm(0, 1, B * T, V, d, 1, m->inf->xf, d, m->w.head, d, 0, logits, V);
+            if (last) rn_gemm(0, 1, B, V, d, 1, a->xf + (size_t)(T - 1) * d, T * d, m->w.head, d, 0, logits, V);
+            else rn_gemm(0, 1, B * T, V, d, 1, a->xf, d, m->w.head, d, 0, logits, V);
         }
         state->pos += T;
         return RN_OK;
     }
     /* Recurrent: one token at a time for all B streams. */
-    rn_status st = ensure_inf(m, B, 1, 1);
+    rn_acts *a;
+    rn_status st = ensure_inf(m, B, 1, 1, &a);
     if (st != RN_OK) return st;
     /* A single step (generation) reads tokens in place: no allocation. */
     int32_t *col = T == 1 ? NULL : malloc(sizeof(int32_t) * (size_t)B);
@@ -293,12 +302,12 @@ rn_status rn_forward(rn_model *m, rn_state *state, const int32_t *tokens, int B,
     for (int t = 0; t < T; t++) {
         if (col)
             for (int b = 0; b < B; b++) col[b] = tokens[(size_t)b * T + t];
-        rn_forward_hidden(m, m->inf, col ? col : tokens, state->U, state->pos, RN_RECURRENT, 0);
+        rn_forward_hidden(m, a, col ? col : tokens, state->U, state->pos, RN_RECURRENT, 0);
         state->pos++;
         if (logits && (!last || t == T - 1)) {
             /* logits (B, T, V): row b*T + t, stride T*V between batches */
             rn_real *dst = last ? logits : logits + (size_t)t * V;
-            rn_gemm(0, 1, B, V, d, 1, m->inf->xf, d, m->w.head, d, 0, dst, last ? V : T * V);
+            rn_gemm(0, 1, B, V, d, 1, a->xf, d, m->w.head, d, 0, dst, last ? V : T * V);
         }
     }
     free(col);

@@ -12,6 +12,13 @@ rn_status rn_fail(rn_status s, const char *fmt, ...)
 #endif
     ;
 
+/* rn_config_from_json for configs that need not name their preset (a
+ * config.json beside the weights): preset >= 0 is the one the tensor names
+ * say, and a config of another preset is refused as a mismatch; -1 reads
+ * the "preset" key (default torchscale). Keys of the upstream configs
+ * that would change the math away from the preset are refused. */
+rn_status rn_config_from_json_as(const char *json, int preset, rn_config *cfg);
+
 /* Overflow-checked size arithmetic: return 0 on overflow. */
 int rn_mul_ok(size_t a, size_t b, size_t *out);
 int rn_add_ok(size_t a, size_t b, size_t *out);

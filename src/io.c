@@ -278,7 +278,8 @@ static rn_status parse_header(const char *path, cJSON *hdr, size_t data_len, st_
         if (!cJSON_IsNumber(b0) || !cJSON_IsNumber(b1) || b0->valuedouble < 0 || b1->valuedouble < b0->valuedouble ||
             b1->valuedouble > (double)data_len || b0->valuedouble != floor(b0->valuedouble) ||
             b1->valuedouble != floor(b1->valuedouble)) {
-            st = rn_fail(RN_ERR_FORMAT, "%s: tensor '%s' has data offsets outside the file's %zu data bytes", path, t->name, data_len);
+            st = rn_fail(RN_ERR_FORMAT, "%s: tensor '%s' has invalid data offsets (want integers 0 <= begin <= end <= %zu, the data size)",
+                         path, t->name, data_len);
             break;
         }
         t->begin = (size_t)b0->valuedouble; t->end = (size_t)b1->valuedouble;

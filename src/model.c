@@ -125,6 +125,7 @@ void rn_model_free(rn_model *m) {
     free(m->rot_freq);
     free(m->xpos_logz);
     rn_acts_free(m->inf);
+    rn_acts_free(m->inf_step);
     rn_acts_free(m->train);
     free(m);
 }

@@ -63,6 +63,7 @@ struct rn_model {
     /* Activations and scratch of the inference forward, grown on demand
      * and reused by every call (no allocation per token). */
     struct rn_acts *inf;
+    struct rn_acts *inf_step; /* the same for single-token steps */
     struct rn_acts *train;    /* the same for loss and gradient computation */
 };
 
