@@ -7,17 +7,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
-static int thread_id(void) {
-#ifdef _OPENMP
-    return omp_get_thread_num();
-#else
-    return 0;
-#endif
-}
 
 /* Column sums: out (D) += sum_n x (N, D). */
 static void col_sum(rn_real *out, const rn_real *x, int N, int D) {
@@ -114,7 +103,7 @@ static void layer_backward(rn_model *m, rn_acts *a, int l, rn_layer_w *g) {
 #pragma omp parallel for schedule(dynamic, 1)
     for (int bh = 0; bh < B * H; bh++) {
         int b = bh / H, h = bh % H;
-        rn_real *ws = a->ws + (size_t)thread_id() * a->ws_per_thread;
+        rn_real *ws = a->ws + (size_t)rn_thread_id() * a->ws_per_thread;
         rn_real *dU = ws, *rws = ws + kd;
         memset(dU, 0, kd * sizeof *dU);
         size_t qo = (size_t)b * T * Pw + (size_t)h * K, vo = (size_t)b * T * Pw + 2 * d + (size_t)h * Dv;

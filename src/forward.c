@@ -5,17 +5,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
-static int thread_id(void) {
-#ifdef _OPENMP
-    return omp_get_thread_num();
-#else
-    return 0;
-#endif
-}
 
 /* ------------------------------------------------------------- arena */
 
@@ -129,7 +118,7 @@ static void retention_forward(rn_model *m, rn_acts *a, rn_layer_acts *la, rn_rea
 #pragma omp parallel for schedule(dynamic, 1)
     for (int bh = 0; bh < B * H; bh++) {
         int b = bh / H, h = bh % H;
-        rn_real *ws = a->ws + (size_t)thread_id() * a->ws_per_thread;
+        rn_real *ws = a->ws + (size_t)rn_thread_id() * a->ws_per_thread;
         rn_real *Ubh = U ? U + (size_t)bh * kd : ws;  /* fresh start: scratch state */
         rn_real *absn = ws + kd, *rws = absn + C;
         const rn_real *q = la->P + (size_t)b * T * Pw + (size_t)h * K;  /* (T, K) stride Pw */

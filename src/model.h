@@ -4,6 +4,17 @@
 #define RN_MODEL_H
 
 #include "internal.h"
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+static inline int rn_thread_id(void) {
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
 
 /* Pointers into one parameter (or gradient) buffer. Linear weights are
  * [out, in] (y = x W^T) whatever the file layout; NULL where the
