@@ -60,12 +60,15 @@ static double rss_mb(void) {
     return kb / 1024;
 }
 
+/* A model of a named size, or (size NULL) the issue's reference shape:
+ * d 256, 4 layers, 4 heads, value 512, ffn 512, vocabulary 256. */
 static rn_model *bench_model(const char *preset, const char *size) {
     rn_config c;
     memset(&c, 0, sizeof c);
     c.vocab = 256;
     rn_preset p;
     if (rn_preset_from_name(preset, &p) != RN_OK || rn_config_preset(&c, p, size) != RN_OK) die("%s", rn_last_error());
+    if (!size) { c.dim = 256; c.layers = 4; c.heads = 4; c.value_dim = 512; c.ffn_dim = 512; }
     rn_model *m;
     if (rn_model_create(&c, &m) != RN_OK) die("%s", rn_last_error());
     rn_model_init_random(m, 1);
@@ -125,14 +128,14 @@ static train_result bench_train(rn_model *m, int B, int T, rn_mode mode, int chu
 static void section_train(double peak, int quick) {
     printf("\n## training: full step (forward, backward, AdamW), %d threads\n\n", rn_get_threads());
     printf("| case | tokens/s | GFLOP/s | / sgemm |\n|---|---|---|---|\n");
-    struct { const char *name, *size; int B, T, chunk; int dim; } cases[] = {
-        {"torchscale d256 L4 H4 v512 f512, seq 256, batch 8", NULL, 8, 256, 0, 256},
-        {"torchscale base, seq 512, batch 4", "base", 4, 512, 0, 0},
-        {"torchscale d256 L4, chunkwise seq 8192 (chunk 256), batch 1", NULL, 1, 8192, 256, 256},
+    struct { const char *name, *size; int B, T, chunk; } cases[] = {
+        {"torchscale d256 L4 H4 v512 f512, seq 256, batch 8", NULL, 8, 256, 0},
+        {"torchscale base, seq 512, batch 4", "base", 4, 512, 0},
+        {"torchscale d256 L4, chunkwise seq 8192 (chunk 256), batch 1", NULL, 1, 8192, 256},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         if (quick && i == 1) continue;
-        rn_model *m = bench_model("torchscale", cases[i].size ? cases[i].size : "demo");
+        rn_model *m = bench_model("torchscale", cases[i].size);
         train_result r = bench_train(m, cases[i].B, cases[i].T, cases[i].chunk ? RN_CHUNKWISE : RN_PARALLEL,
                                      cases[i].chunk, quick ? 2 : 3);
         printf("| %s | %.0f | %.1f | %.2f |\n", cases[i].name, r.tok_s, r.gflops, r.gflops / peak);
@@ -168,7 +171,7 @@ static void section_threads(void) {
     double one = 0;
     for (int th = 1; th <= saved && th <= 2; th++) {
         rn_set_threads(th);
-        rn_model *m = bench_model("torchscale", "demo");
+        rn_model *m = bench_model("torchscale", NULL);
         train_result r = bench_train(m, 8, 256, RN_PARALLEL, 0, 2);
         if (th == 1) one = r.tok_s;
         printf("| %d | %.0f | %.2f |\n", th, r.tok_s, r.tok_s / one);

@@ -270,13 +270,20 @@ int cmd_train(int argc, char **argv) {
         last_t = now;
         ema = isnan(ema) ? info.loss : 0.9 * ema + 0.1 * info.loss;
         /* --time: fix the schedule length from the speed of the first steps */
-        if (time_budget > 0 && step - start_step == 5 && !resume) {
-            double per = (now - t0) / 5;
-            int est = (int)(time_budget / per);
-            tc.steps = est > (int)step + 1 ? est : (int)step + 1;
-            if (!args_seen(&cmd, "warmup")) tc.warmup = tc.steps / 20;
-            rn_trainer_set_config(t, &tc);
-            fprintf(stderr, "%s--time %.0fs: %.3fs per step, scheduling %d steps\n", tty ? "\r\033[K" : "", time_budget, per, tc.steps);
+        /* --time: the schedule length follows from the measured speed, first
+         * after 5 steps, then refined at 40 (the first steps are slower). */
+        int64_t done = step - start_step;
+        if (time_budget > 0 && !resume && (done == 5 || done == 40)) {
+            double per = (now - t0) / (double)done, left = time_budget - (now - t0);
+            int est = (int)step + (int)(left / per);
+            if (est < (int)step + 1) est = (int)step + 1;
+            if (done == 5 || abs(est - tc.steps) > tc.steps / 20) {
+                tc.steps = est;
+                if (done == 5 && !args_seen(&cmd, "warmup")) tc.warmup = tc.steps / 20 < 40 ? tc.steps / 20 : 40;
+                rn_trainer_set_config(t, &tc);
+                fprintf(stderr, "%s--time %.0fs: %.3fs per step, scheduling %d steps\n", tty ? "\r\033[K" : "",
+                        time_budget, per, tc.steps);
+            }
         }
         metric_row row = {(double)step, info.loss, NAN, info.lr, tok_s};
         if (stop_at && step >= stop_at) stop_signal = SIGUSR1;

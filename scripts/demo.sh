@@ -9,7 +9,7 @@ make -s -j"$(nproc)" all
 bash scripts/fetch_corpus.sh data/brown.txt
 OUT=${OUT:-runs/demo}
 TIME=${TIME:-540}
-./build/retnet train --data data/brown.txt --out "$OUT" --preset torchscale --size small \
+./build/retnet train --data data/brown.txt --out "$OUT" --preset torchscale --size demo \
     --seq 256 --batch 16 --lr 3e-3 --time "$TIME" --eval-every 200 --eval-batches 16 --seed 1
 echo
 echo "=== sample (temperature 0.7) ==="

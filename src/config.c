@@ -47,7 +47,7 @@ static const named_size torchscale_sizes[] = {
 static const named_size small_sizes[] = {
     {"tiny", 64, 128, 128, 2, 4},
     {"small", 128, 256, 256, 4, 4},
-    {"demo", 256, 512, 512, 4, 4},
+    {"demo", 192, 384, 384, 4, 4},
 };
 
 static void set_switches(rn_config *c, rn_preset p) {
