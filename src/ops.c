@@ -14,6 +14,16 @@ void rn_gemm(int ta, int tb, int M, int N, int K, rn_real alpha, const rn_real *
             for (int j = 0; j < N; j++) C[(size_t)i * ldc + j] = beta == 0 ? 0 : beta * C[(size_t)i * ldc + j];
         return;
     }
+    /* A single row times a transposed matrix (decoding: x W^T) is a
+     * matrix-vector product; gemv streams W at memory bandwidth. */
+    if (M == 1 && !ta && tb) {
+#ifdef RETNET_DOUBLE
+        cblas_dgemv(CblasRowMajor, CblasNoTrans, N, K, alpha, B, ldb, A, 1, beta, C, 1);
+#else
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, N, K, alpha, B, ldb, A, 1, beta, C, 1);
+#endif
+        return;
+    }
 #ifdef RETNET_DOUBLE
     cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K,
                 alpha, A, lda, B, ldb, beta, C, ldc);
