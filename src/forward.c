@@ -69,8 +69,8 @@ rn_status rn_acts_create(const rn_model *m, int B, int T, int chunk, int train, 
     rn_acts *a = calloc(1, sizeof *a);
     if (!a) return rn_fail(RN_ERR_NOMEM, "out of memory");
     int nl = train ? m->cfg.layers : 1;
-    a->B = B; a->T = T; a->N = B * T; a->train = train;
-    a->chunk = chunk < T ? chunk : T;
+    a->B = B; a->T = a->cap_T = T; a->N = B * T; a->train = train;
+    a->chunk = a->cap_chunk = chunk < T ? chunk : T;
     a->nchunk = (T + a->chunk - 1) / a->chunk;
     a->nthreads = rn_get_threads();
     size_t kd = (size_t)m->K * m->Dv;
@@ -233,21 +233,29 @@ rn_status rn_forward_hidden(rn_model *m, rn_acts *a, const int32_t *tokens, rn_r
 /* ---------------------------------------------------------- public API */
 
 /* The inference arena for B x T rows and chunk: one kept for single-token
- * steps and one for whole sequences, so that alternating prefill and
- * decoding never reallocates. */
+ * steps and one for sequences, each reused while the request fits its
+ * capacity, so alternating prefill and decoding never reallocates. */
 static rn_status ensure_inf(rn_model *m, int B, int T, int chunk, rn_acts **out) {
     rn_acts **slot = T == 1 ? &m->inf_step : &m->inf;
     rn_acts *a = *slot;
     int C = chunk < T ? chunk : T;
-    if (!a || a->B != B || a->T != T || a->chunk != C || a->nthreads != rn_get_threads()) {
+    if (!a || a->B != B || a->cap_T < T || a->cap_chunk < C || a->nthreads != rn_get_threads()) {
         rn_acts_free(a);
         *slot = NULL;
         rn_status st = rn_acts_create(m, B, T, C, 0, slot);
         if (st != RN_OK) return st;
+        a = *slot;
     }
-    *out = *slot;
+    /* Use a prefix of the capacity: every tensor is row-major over rows. */
+    a->T = T; a->N = B * T; a->chunk = C; a->nchunk = (T + C - 1) / C;
+    *out = a;
     return RN_OK;
 }
+
+/* Inference processes long sequences in segments (a whole number of
+ * chunks), carrying the state: memory stays bounded however long T is,
+ * and the results are those of one call. */
+#define RN_SEGMENT 2048
 
 rn_status rn_forward(rn_model *m, rn_state *state, const int32_t *tokens, int B, int T,
                      rn_mode mode, int chunk, unsigned flags, rn_real *logits) {
@@ -260,45 +268,44 @@ rn_status rn_forward(rn_model *m, rn_state *state, const int32_t *tokens, int B,
     if (mode == RN_CHUNKWISE && chunk < 1) return rn_fail(RN_ERR_ARG, "forward: chunk length %d must be >= 1", chunk);
     if ((flags & RN_FWD_ABS_NORM) && (mode != RN_PARALLEL || state->pos != 0 || c->decay_norm == 0))
         return rn_fail(RN_ERR_ARG, "forward: abs_norm is torchscale's parallel mode from position 0 only");
-    if ((size_t)B * T > ((size_t)1 << 31) / (size_t)(c->dim > c->vocab ? c->dim : c->vocab))
+    /* Row counts and strides are ints in the kernels. */
+    if ((int64_t)B * T * c->heads >= INT32_MAX || (int64_t)T * c->dim >= INT32_MAX)
         return rn_fail(RN_ERR_ARG, "forward: %d x %d tokens is too large for one call", B, T);
     for (size_t i = 0; i < (size_t)B * T; i++)
         if (tokens[i] < 0 || tokens[i] >= c->vocab)
             return rn_fail(RN_ERR_ARG, "token %d at index %zu is outside the vocabulary [0, %d)", (int)tokens[i], i, c->vocab);
 
     int V = c->vocab, d = c->dim, last = (flags & RN_FWD_LAST_ONLY) != 0;
-    if (mode != RN_RECURRENT) {
-        int C = mode == RN_PARALLEL ? T : chunk;
+    int S = T;  /* segment length */
+    if (mode == RN_RECURRENT) S = 1;
+    else if (mode == RN_CHUNKWISE && T > RN_SEGMENT) S = chunk >= RN_SEGMENT ? chunk : RN_SEGMENT / chunk * chunk;
+    int32_t *seg = NULL;  /* (B, S) tokens of a segment when they are strided */
+    if (S < T && B > 1 && !(seg = malloc(sizeof(int32_t) * (size_t)B * S)))
+        return rn_fail(RN_ERR_NOMEM, "out of memory");
+    rn_status st = RN_OK;
+    for (int t0 = 0; t0 < T && st == RN_OK; t0 += S) {
+        int L = T - t0 < S ? T - t0 : S;
         rn_acts *a;
-        rn_status st = ensure_inf(m, B, T, C, &a);
-        if (st != RN_OK) return st;
-        st = rn_forward_hidden(m, a, tokens, state->U, state->pos, mode, flags);
-        if (st != RN_OK) return st;
-        if (logits) {
-            if (last) rn_gemm(0, 1, B, V, d, 1, a->xf + (size_t)(T - 1) * d, T * d, m->w.head, d, 0, logits, V);
-            else rn_gemm(0, 1, B * T, V, d, 1, a->xf, d, m->w.head, d, 0, logits, V);
+        if ((st = ensure_inf(m, B, L, mode == RN_CHUNKWISE ? chunk : L, &a)) != RN_OK) break;
+        const int32_t *tk = tokens + t0;
+        if (seg) {
+            for (int b = 0; b < B; b++) memcpy(seg + (size_t)b * L, tokens + (size_t)b * T + t0, sizeof(int32_t) * L);
+            tk = seg;
         }
-        state->pos += T;
-        return RN_OK;
-    }
-    /* Recurrent: one token at a time for all B streams. */
-    rn_acts *a;
-    rn_status st = ensure_inf(m, B, 1, 1, &a);
-    if (st != RN_OK) return st;
-    /* A single step (generation) reads tokens in place: no allocation. */
-    int32_t *col = T == 1 ? NULL : malloc(sizeof(int32_t) * (size_t)B);
-    if (T > 1 && !col) return rn_fail(RN_ERR_NOMEM, "out of memory");
-    for (int t = 0; t < T; t++) {
-        if (col)
-            for (int b = 0; b < B; b++) col[b] = tokens[(size_t)b * T + t];
-        rn_forward_hidden(m, a, col ? col : tokens, state->U, state->pos, RN_RECURRENT, 0);
-        state->pos++;
-        if (logits && (!last || t == T - 1)) {
-            /* logits (B, T, V): row b*T + t, stride T*V between batches */
-            rn_real *dst = last ? logits : logits + (size_t)t * V;
-            rn_gemm(0, 1, B, V, d, 1, a->xf, d, m->w.head, d, 0, dst, last ? V : T * V);
+        if ((st = rn_forward_hidden(m, a, tk, state->U, state->pos, mode, flags)) != RN_OK) break;
+        state->pos += L;
+        if (!logits) continue;
+        if (last) {
+            if (t0 + L == T)  /* rows b*L + L-1, a stride of L*d apart */
+                rn_gemm(0, 1, B, V, d, 1, a->xf + (size_t)(L - 1) * d, L * d, m->w.head, d, 0, logits, V);
+        } else if (L == T) {
+            rn_gemm(0, 1, B * T, V, d, 1, a->xf, d, m->w.head, d, 0, logits, V);
+        } else {
+            for (int b = 0; b < B; b++)  /* logits (B, T, V): rows b*T + t0 .. */
+                rn_gemm(0, 1, L, V, d, 1, a->xf + (size_t)b * L * d, d, m->w.head, d, 0,
+                        logits + ((size_t)b * T + t0) * V, V);
         }
     }
-    free(col);
-    return RN_OK;
+    free(seg);
+    return st;
 }

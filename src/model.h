@@ -105,6 +105,7 @@ typedef struct rn_acts {
     int B, T, N;                   /* N = B*T rows                                */
     int train;                     /* every layer keeps its own activations       */
     int chunk, nchunk;             /* retention chunk length and count            */
+    int cap_T, cap_chunk;          /* the sizes the arena was made for            */
     rn_real *emb;                  /* (N, d): embeddings (before embed norm)      */
     rn_real *emean, *erstd;        /* (N)                                         */
     rn_layer_acts *layer;          /* (L), or (1) shared when !train              */
