@@ -37,11 +37,15 @@ static void layer_backward(rn_model *m, rn_acts *a, int l, rn_layer_w *g) {
         for (int i = 0; i < F; i++) {
             if (c->ffn == RN_FFN_GLU) {
                 /* a = act(h1) * h2 */
-                dh[i] = dan[i] * hf[F + i] * rn_act_df(c->act, hf[i]);
-                dh[F + i] = dan[i] * rn_act_f(c->act, hf[i]);
+                rn_real f, df;
+                rn_act_fdf(c->act, hf[i], &f, &df);
+                dh[i] = dan[i] * hf[F + i] * df;
+                dh[F + i] = dan[i] * f;
             } else {
                 /* a = act(h), h = fc1 x + b1 */
-                dh[i] = dan[i] * rn_act_df(c->act, hf[i]);
+                rn_real f, df;
+                rn_act_fdf(c->act, hf[i], &f, &df);
+                dh[i] = dan[i] * df;
             }
         }
     }
@@ -73,8 +77,10 @@ static void layer_backward(rn_model *m, rn_acts *a, int l, rn_layer_w *g) {
         const rn_real *gv = P + (size_t)n * Pw + 2 * d + Vd, *y = la->y + (size_t)n * Vd;
         rn_real *dg = dP + (size_t)n * Pw + 2 * d + Vd, *dy = dgated + (size_t)n * Vd, *dyh = a->gated + (size_t)n * Vd;
         for (int i = 0; i < Vd; i++) {
-            dg[i] = dy[i] * y[i] * rn_act_df(RN_ACT_SWISH, gv[i]);
-            dy[i] *= rn_act_f(RN_ACT_SWISH, gv[i]);
+            rn_real f, df;
+            rn_act_fdf(RN_ACT_SWISH, gv[i], &f, &df);
+            dg[i] = dy[i] * y[i] * df;
+            dy[i] *= f;
             dyh[i] = w->hn_w ? dy[i] * w->hn_w[i % wmod] : dy[i];
         }
     }

@@ -163,7 +163,7 @@ void rn_norm_backward(rn_norm kind, rn_real *dx, rn_real *dw, rn_real *db, const
 double rn_cross_entropy(rn_real *logits, const int32_t *y, int N, int V, double dscale, int *count);
 
 rn_real rn_act_f(rn_act a, rn_real x);
-rn_real rn_act_df(rn_act a, rn_real x);
+void rn_act_fdf(rn_act a, rn_real x, rn_real *f, rn_real *df);
 
 /* -------------------------------------------------------- retention.c */
 

@@ -151,10 +151,15 @@ rn_real rn_act_f(rn_act a, rn_real x) {
     return x / ((rn_real)1 + RN_EXP(-x));
 }
 
-rn_real rn_act_df(rn_act a, rn_real x) {
-    if (a == RN_ACT_GELU)
-        return (rn_real)0.5 * ((rn_real)1 + RN_ERF(x * (rn_real)0.70710678118654752440)) +
-               x * (rn_real)0.39894228040143267794 * RN_EXP((rn_real)-0.5 * x * x);
+/* The activation and its derivative with one transcendental call each. */
+void rn_act_fdf(rn_act a, rn_real x, rn_real *f, rn_real *df) {
+    if (a == RN_ACT_GELU) {
+        rn_real cdf = (rn_real)0.5 * ((rn_real)1 + RN_ERF(x * (rn_real)0.70710678118654752440));
+        *f = x * cdf;
+        *df = cdf + x * (rn_real)0.39894228040143267794 * RN_EXP((rn_real)-0.5 * x * x);
+        return;
+    }
     rn_real s = (rn_real)1 / ((rn_real)1 + RN_EXP(-x));
-    return s * ((rn_real)1 + x * ((rn_real)1 - s));
+    *f = x * s;
+    *df = s * ((rn_real)1 + x * ((rn_real)1 - s));
 }
