@@ -115,7 +115,10 @@ static void retention_forward(rn_model *m, rn_acts *a, rn_layer_acts *la, rn_rea
     int B = a->B, T = a->T, H = c->heads, K = m->K, Dv = m->Dv, d = c->dim, Vd = c->value_dim;
     int Pw = 2 * d + 2 * Vd, C = a->chunk, nch = a->nchunk;
     size_t kd = (size_t)K * Dv;
-#pragma omp parallel for schedule(dynamic, 1)
+    /* Threads only where there is work for them: a decoding step's parallel
+     * regions would cost more than they save (and much more on a loaded
+     * machine, where a descheduled thread stalls the barrier). */
+#pragma omp parallel for schedule(dynamic, 1) if (B * H > 1 && (size_t)T * B * H * K * Dv >= (1u << 18))
     for (int bh = 0; bh < B * H; bh++) {
         int b = bh / H, h = bh % H;
         rn_real *ws = a->ws + (size_t)rn_thread_id() * a->ws_per_thread;
@@ -169,7 +172,7 @@ static void layer_forward(rn_model *m, rn_acts *a, int l, rn_real *U, int64_t po
     rn_norm_forward(head_norm_kind(c), la->y, la->hmean, la->hrstd, la->o, NULL, NULL, N * H, Dv, c->head_eps);
     const rn_real *hw = w->hn_w, *hb = w->hn_b;
     int wmod = c->head_norm == RN_HEADNORM_RMS_SHARED ? Dv : Vd;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (N > 16)
     for (int n = 0; n < N; n++) {
         const rn_real *g = la->P + (size_t)n * Pw + 2 * d + Vd;
         rn_real *y = la->y + (size_t)n * Vd, *gt = a->gated + (size_t)n * Vd;
@@ -188,7 +191,7 @@ static void layer_forward(rn_model *m, rn_acts *a, int l, rn_real *U, int64_t po
     rn_norm_forward(c->block_norm, la->xn2, la->mean2, la->rstd2, la->x_mid, w->norm2_w, w->norm2_b, N, d, c->norm_eps);
     int Fw = c->ffn == RN_FFN_GLU ? 2 * F : F;
     rn_gemm(0, 1, N, Fw, d, 1, la->xn2, d, w->fc1, d, 0, la->hf, Fw);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (N > 16)
     for (int n = 0; n < N; n++) {
         rn_real *hf = la->hf + (size_t)n * Fw, *an = la->a + (size_t)n * F;
         for (int i = 0; i < F; i++) {

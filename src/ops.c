@@ -14,6 +14,21 @@ void rn_gemm(int ta, int tb, int M, int N, int K, rn_real alpha, const rn_real *
             for (int j = 0; j < N; j++) C[(size_t)i * ldc + j] = beta == 0 ? 0 : beta * C[(size_t)i * ldc + j];
         return;
     }
+    if (!ta && tb && M <= 8 && (size_t)M * N * K <= ((size_t)1 << 21)) {
+        /* A few rows times a small W^T (decoding, short prompts) on one
+         * core: BLAS's threads would cost more in synchronisation than they
+         * save, the more so on a loaded machine. */
+        for (int i = 0; i < M; i++)
+            for (int j = 0; j < N; j++) {
+                const rn_real *a = A + (size_t)i * lda, *b = B + (size_t)j * ldb;
+                rn_real acc = 0;
+#pragma omp simd reduction(+ : acc)
+                for (int k = 0; k < K; k++) acc += a[k] * b[k];
+                rn_real *c = C + (size_t)i * ldc + j;
+                *c = alpha * acc + (beta == 0 ? 0 : beta * *c);
+            }
+        return;
+    }
     /* A single row times a transposed matrix (decoding: x W^T) is a
      * matrix-vector product; gemv streams W at memory bandwidth. */
     if (M == 1 && !ta && tb) {
@@ -112,7 +127,7 @@ void rn_norm_backward(rn_norm kind, rn_real *dx, rn_real *dw, rn_real *db, const
 double rn_cross_entropy(rn_real *logits, const int32_t *y, int N, int V, double dscale, int *count) {
     double total = 0;
     int cnt = 0;
-#pragma omp parallel for reduction(+ : total, cnt) schedule(static)
+#pragma omp parallel for reduction(+ : total, cnt) schedule(static) if (N > 16)
     for (int n = 0; n < N; n++) {
         rn_real *l = logits + (size_t)n * V;
         if (y[n] < 0) {

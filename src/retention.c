@@ -68,7 +68,7 @@ void rn_rotate(const rn_model *m, rn_real *x, int ld, int B, int T, int64_t pos0
     int K = m->K, half = K / 2, nh = 2 * c->heads;  /* q heads then k heads */
     int interleaved = c->rotation != RN_ROT_HALF;
     double sign = inverse ? -1.0 : 1.0;
-#pragma omp parallel
+#pragma omp parallel if ((size_t)T * B > 16)
     {
         double cs[half], sn[half]; /* K/2 <= 32768 by rn_config_validate */
 #pragma omp for schedule(static)
