@@ -123,10 +123,13 @@ int cmd_info(int argc, char **argv) {
     command_spec cmd = {"info", "--model FILE", "Prints a model's configuration and parameter count.", opts};
     args_parse(&cmd, argc, argv);
     if (!path) die_usage("info", "--model is required");
-    rn_model *m = load_model_or_die(path);
+    rn_model *m;
+    rn_format fmt;
+    if (rn_model_load_ex(path, &m, &fmt) != RN_OK) die("%s", rn_last_error());
     const rn_config *c = rn_model_config(m);
     char *js = rn_config_to_json(c);
     printf("model:      %s\n", path);
+    printf("format:     %s\n", rn_format_name(fmt));
     printf("preset:     %s\n", rn_preset_name(c->preset));
     printf("dim:        %d\nvalue dim:  %d\nheads:      %d (key %d, value %d per head)\n", c->dim, c->value_dim,
            c->heads, c->dim / c->heads, c->value_dim / c->heads);
@@ -181,6 +184,8 @@ static const struct { const char *name; int (*fn)(int, char **); const char *hel
     {"init", cmd_init, "write a randomly initialised model"},
     {"info", cmd_info, "print a model's configuration"},
     {"logits", cmd_logits, "write the logits of a token sequence (.npy)"},
+    {"convert", cmd_convert, "convert a model between file formats (torchscale, fla, ...)"},
+    {"grads", cmd_grads, "write the gradients of one sequence's loss (.safetensors)"},
     {"train", cmd_train, "train a model on a text file"},
     {"generate", cmd_generate, "generate text from a model"},
     {"eval", cmd_eval, "loss, bits per byte and perplexity of a file"},

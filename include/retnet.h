@@ -252,8 +252,11 @@ typedef struct {
 /* A trainer for model m (which it does not own). */
 rn_status rn_trainer_create(rn_model *m, const rn_train_config *tc, rn_trainer **out);
 void rn_trainer_free(rn_trainer *t);
-/* One optimiser step on x, y (accum, batch, seq). On a non-finite loss or
- * gradient returns RN_ERR_NUMERIC and leaves the weights untouched. */
+/* One optimiser step on x, y (accum, batch, seq). Each micro-batch's
+ * gradient is computed from zero and they are added in order, so that
+ * accum = 2 on one trainer equals two replicas (rn_trainer_set_replicas)
+ * bit for bit. On a non-finite loss or gradient returns RN_ERR_NUMERIC and
+ * leaves the weights untouched. */
 rn_status rn_trainer_step(rn_trainer *t, const int32_t *x, const int32_t *y, rn_step_info *info);
 const rn_train_config *rn_trainer_config(const rn_trainer *t);
 rn_status rn_trainer_set_config(rn_trainer *t, const rn_train_config *tc);
@@ -266,14 +269,119 @@ rn_status rn_trainer_save(const rn_trainer *t, const char *path, const char *use
  * rn_model_free(rn_trainer_model(t)) after rn_trainer_free). */
 rn_status rn_trainer_load(const char *path, rn_trainer **out, char **user_json);
 
+/* ------------------------------------------------- data-parallel training */
+
+/* A group of `size` replicas that train one model together, each on its
+ * own share of every batch (data parallelism). The library does the
+ * arithmetic: each replica's gradient is scaled by 1/size, so the sum over
+ * replicas is the mean gradient of the global batch; the optimiser step is
+ * the same on every replica; with ZeRO-1 each replica keeps the AdamW
+ * moments of its shard only. The caller supplies the communication (the
+ * retnet CLI uses MPI, see docs/DISTRIBUTED.md). Every callback except
+ * grad_ready is collective: all replicas call it in the same order with
+ * the same sizes. A callback that fails (RN_ERR_IO) fails the step. */
+typedef struct {
+    int rank, size;   /* this replica (0-based) and the number of replicas */
+    void *ctx;        /* passed to every callback */
+    /* Optional. During the backward pass of a step's last micro-batch:
+     * grad[off, off + n) is final on this replica and may start its
+     * reduction (the head, each layer from the last, then the embeddings;
+     * together they cover the buffer once per step). */
+    void (*grad_ready)(void *ctx, rn_real *grad, size_t off, size_t n);
+    /* Completes the reductions: on return grad (n values) holds the sum
+     * over the replicas, everywhere or (ZeRO-1) at least in this replica's
+     * shard [rn_shard_offset(n, size, rank), rn_shard_offset(n, size, rank + 1)). */
+    rn_status (*grad_reduce)(void *ctx, rn_real *grad, size_t n);
+    /* x (n) := its sum over the replicas, the same on every replica. */
+    rn_status (*sum)(void *ctx, double *x, int n);
+    /* ZeRO-1 only. Replica r's slice of a buffer, [off[r], off[r + 1]),
+     * given on each replica as mine (off[rank + 1] - off[rank] values, may
+     * be all + off[rank]), lands at all + off[r] on every replica (root < 0;
+     * the updated weights) or on replica root only (all is NULL elsewhere;
+     * the moments before a checkpoint). */
+    rn_status (*gather)(void *ctx, const rn_real *mine, rn_real *all, const size_t *off, int root);
+} rn_replicas;
+
+/* Start of replica r's ZeRO-1 shard of n parameters among size replicas
+ * (r = size gives n). Shards are contiguous, balanced and aligned to
+ * RN_SHARD_ALIGN values, so the gradient norm is summed in the same blocks
+ * and order whatever the number of replicas. */
+#define RN_SHARD_ALIGN 4096
+size_t rn_shard_offset(size_t n, int size, int r);
+
+/* Makes t one replica of rp (copied; size 1 means alone) before its first
+ * step, or right after rn_trainer_load. x, y of rn_trainer_step are then
+ * this replica's micro-batches, and rn_step_info reports the global loss
+ * and tokens. zero_stage 1 shards the AdamW moments (ZeRO-1): each replica
+ * keeps and updates only its shard, and the updated weights are gathered;
+ * results are identical to zero_stage 0. With replicas, rn_trainer_save is
+ * collective: every replica calls it and replica 0 alone writes the file
+ * (the moments are gathered to it). */
+rn_status rn_trainer_set_replicas(rn_trainer *t, const rn_replicas *rp, int zero_stage);
+/* The parameters [*off, *off + *n) whose moments this trainer keeps and
+ * which it updates (everything unless sharded). */
+void rn_trainer_shard(const rn_trainer *t, size_t *off, size_t *n);
+
 /* ------------------------------------------------------------ model files */
 
-/* safetensors; the config as JSON under __metadata__["retnet"]. F32, F16,
- * BF16 tensors are accepted (converted to rn_real). Every header field is
- * validated; errors name the tensor. */
+/* Model file formats. Each holds the tensors of one preset under the names
+ * of its PyTorch implementation (spec, RETNET.md) in safetensors files; they
+ * differ in where the config is and in name variants. */
+typedef enum {
+    RN_FORMAT_RETNET = 0,    /* ours: one file, any preset, its own names;
+                                the config as JSON in __metadata__["retnet"] */
+    RN_FORMAT_TORCHSCALE,    /* torchscale RetNetDecoder state dict, with its
+                                RetNetConfig keys in a config.json beside it */
+    RN_FORMAT_TORCHSCALE_HF, /* its Hugging Face port: the same names under
+                                "model.", head "lm_head.weight"; config.json */
+    RN_FORMAT_SEED,          /* the seed's RetNetCLM state dict; the config
+                                follows from the shapes */
+    RN_FORMAT_FLA            /* flash-linear-attention's Hugging Face layout:
+                                config.json + model.safetensors, or shards
+                                model-0000N-of-0000M.safetensors listed in
+                                model.safetensors.index.json */
+} rn_format;
+
+/* Tensor types written (F16 is read as well). */
+typedef enum { RN_DTYPE_F32 = 0, RN_DTYPE_BF16, RN_DTYPE_F64 } rn_dtype;
+
+/* "retnet", "torchscale", "torchscale-hf", "seed", "fla". */
+const char *rn_format_name(rn_format f);
+rn_status rn_format_from_name(const char *name, rn_format *out);
+/* "f32", "bf16", "f64". */
+const char *rn_dtype_name(rn_dtype d);
+rn_status rn_dtype_from_name(const char *name, rn_dtype *out);
+
+/* Loads a model in any of the formats, detected from the tensor names and
+ * the metadata. path: a .safetensors file (a config.json beside it is read
+ * when the file has no __metadata__["retnet"]), a model directory
+ * (config.json with model.safetensors, or with the shards of
+ * model.safetensors.index.json), or such an index file. Accepted variants:
+ * fla's older fused mlp.gate_proj [2I, d] and attn.g_norm.weight; a tied
+ * head stored beside the embedding when equal to it. F32, F16, BF16, F64
+ * tensors, memory-mapped and converted to rn_real. Everything is validated:
+ * a missing, unknown, misshapen or non-finite tensor, or a config of
+ * another preset than the tensor names, is an error naming it, never a
+ * partial load. format (may be NULL) receives the format detected. */
+rn_status rn_model_load_ex(const char *path, rn_model **out, rn_format *format);
 rn_status rn_model_load(const char *path, rn_model **out);
-/* Writes F32 atomically (temp file, fsync, rename). */
+/* Writes the model in format as dtype, atomically (temp file, fsync,
+ * rename). RN_FORMAT_RETNET and RN_FORMAT_SEED write the file path; the
+ * formats with a config.json write path and config.json beside it when
+ * path ends in ".safetensors", else path/model.safetensors and
+ * path/config.json (the directory is created). A format of another preset
+ * than the model's is refused (RN_ERR_ARG). Converting is exact: F32 (or
+ * BF16) tensors read and written again in the same type are bit-identical;
+ * BF16 rounds to nearest even. */
+rn_status rn_model_save_as(const rn_model *m, const char *path, rn_format format, rn_dtype dtype);
+/* rn_model_save_as(m, path, RN_FORMAT_RETNET, RN_DTYPE_F32). */
 rn_status rn_model_save(const rn_model *m, const char *path);
+/* Writes values laid out like the parameters (rn_model_num_params of them,
+ * e.g. a gradient from rn_model_loss_grad) as one safetensors file, under
+ * the tensor names of format for the model's preset, without position
+ * buffers or config: the names and shapes of PyTorch's named_parameters(). */
+rn_status rn_model_save_values(const rn_model *m, const rn_real *values, const char *path, rn_format format,
+                               rn_dtype dtype);
 /* The config as the JSON string stored in model files (caller frees). */
 char *rn_config_to_json(const rn_config *cfg);
 rn_status rn_config_from_json(const char *json, rn_config *cfg);

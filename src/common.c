@@ -28,6 +28,10 @@ rn_status rn_fail(rn_status s, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
+    /* One line, whatever a hostile file put in the names it quotes: control
+     * characters (newlines, terminal escapes) are shown as '?'. */
+    for (char *c = buf; *c; c++)
+        if ((unsigned char)*c < 0x20 || *c == 0x7f) *c = '?';
     memcpy(rn_errbuf, buf, sizeof buf);
     return s;
 }

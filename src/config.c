@@ -5,6 +5,7 @@
 
 #include <cjson/cJSON.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -301,6 +302,14 @@ done:
     return st;
 }
 
+cJSON *rn_json_add_number(cJSON *o, const char *key, double v) {
+    char buf[32];
+    if (!isfinite(v)) return cJSON_AddNullToObject(o, key);
+    snprintf(buf, sizeof buf, "%.15g", v);
+    if (strtod(buf, NULL) != v) snprintf(buf, sizeof buf, "%.17g", v);
+    return cJSON_AddRawToObject(o, key, buf);
+}
+
 char *rn_config_to_json(const rn_config *c) {
     cJSON *o = cJSON_CreateObject();
     if (!o) return NULL;
@@ -313,7 +322,7 @@ char *rn_config_to_json(const rn_config *c) {
         cJSON_AddNumberToObject(o, "decoder_ffn_embed_dim", c->ffn_dim);
         cJSON_AddNumberToObject(o, "decoder_layers", c->layers);
         cJSON_AddNumberToObject(o, "vocab_size", c->vocab);
-        cJSON_AddNumberToObject(o, "layernorm_eps", c->norm_eps);
+        rn_json_add_number(o, "layernorm_eps", c->norm_eps);
         cJSON_AddStringToObject(o, "activation_fn", c->act == RN_ACT_GELU ? "gelu" : "swish");
         cJSON_AddBoolToObject(o, "no_scale_embedding", !c->scale_embed);
         cJSON_AddBoolToObject(o, "share_decoder_input_output_embed", c->tie_embed);
@@ -327,17 +336,24 @@ char *rn_config_to_json(const rn_config *c) {
         cJSON_AddBoolToObject(o, "double_v_dim", c->value_dim == 2 * c->dim);
         cJSON_AddNumberToObject(o, "vocab_size", c->vocab);
         break;
-    case RN_PRESET_FLA:
+    case RN_PRESET_FLA: {
+        /* fla (and rn_config_from_json) compute value_dim as
+         * int(hidden_size * expand_v): the ratio is nudged up where the
+         * rounding of value_dim / dim would make that one less (and written
+         * exactly). */
+        double ev = (double)c->value_dim / c->dim;
+        while ((int)(c->dim * ev) < c->value_dim) ev = nextafter(ev, INFINITY);
         cJSON_AddNumberToObject(o, "hidden_size", c->dim);
         cJSON_AddNumberToObject(o, "num_hidden_layers", c->layers);
         cJSON_AddNumberToObject(o, "num_heads", c->heads);
         cJSON_AddNumberToObject(o, "expand_k", 1);
-        cJSON_AddNumberToObject(o, "expand_v", (double)c->value_dim / c->dim);
+        rn_json_add_number(o, "expand_v", ev);
         cJSON_AddNumberToObject(o, "intermediate_size", c->ffn_dim);
-        cJSON_AddNumberToObject(o, "norm_eps", c->norm_eps);
+        rn_json_add_number(o, "norm_eps", c->norm_eps);
         cJSON_AddNumberToObject(o, "vocab_size", c->vocab);
         cJSON_AddBoolToObject(o, "tie_word_embeddings", c->tie_embed);
         break;
+    }
     }
     char *s = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);

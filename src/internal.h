@@ -23,6 +23,13 @@ rn_status rn_config_from_json_as(const char *json, int preset, rn_config *cfg);
 int rn_mul_ok(size_t a, size_t b, size_t *out);
 int rn_add_ok(size_t a, size_t b, size_t *out);
 
+/* Adds the number v to the JSON object o under key, exactly: cJSON prints
+ * 15 significant digits when they come within about an ulp of v, which a
+ * file read back (a learning rate, an eps, a ratio) would feel. NULL on
+ * failure. */
+struct cJSON;
+struct cJSON *rn_json_add_number(struct cJSON *o, const char *key, double v);
+
 /* 64-byte aligned allocation, NULL on failure or overflow (n elements of sz). */
 void *rn_alloc(size_t n, size_t sz);
 void *rn_calloc(size_t n, size_t sz);

@@ -1,11 +1,14 @@
 /* io.c: model files in safetensors (the PyTorch world's format), under the
- * tensor names of each preset (spec, RETNET.md), with the config as JSON in
- * __metadata__["retnet"]. Every field read is validated before use. */
+ * tensor names of each preset (spec, RETNET.md) and their variants, read
+ * from one file or several (shards); the config as JSON in
+ * __metadata__["retnet"]. Every field read is validated before use. Which
+ * format a model is in, and where its config is, is formats.c's part. */
 #define _POSIX_C_SOURCE 200809L
-#include "model.h"
+#include "io.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <float.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <math.h>
@@ -30,9 +33,16 @@ typedef struct {
     int rows, cols;          /* internal block shape */
     int transpose;
     double *buffer;          /* constant buffer values (rows) or NULL */
+    int alias;               /* a second name of a block listed before it (a
+                                tied head): optional, checked equal on read,
+                                not written */
 } file_tensor;
 
-typedef struct { file_tensor *t; int n, cap; } file_list;
+typedef struct {
+    file_tensor *t;
+    int n, cap;
+    const char *prefix;      /* before every name added */
+} file_list;
 
 static file_tensor *ft_add(file_list *l, const char *name) {
     if (l->n == l->cap) {
@@ -43,7 +53,7 @@ static file_tensor *ft_add(file_list *l, const char *name) {
     }
     file_tensor *t = &l->t[l->n++];
     memset(t, 0, sizeof *t);
-    snprintf(t->name, sizeof t->name, "%s", name);
+    snprintf(t->name, sizeof t->name, "%s%s", l->prefix ? l->prefix : "", name);
     return t;
 }
 
@@ -87,12 +97,25 @@ static int add_buffer(file_list *l, const char *name, int n, double *values) {
     return 1;
 }
 
-static rn_status file_tensors(const rn_model *m, file_list *l) {
+/* The head of a tied model under its own name, as files may still hold it
+ * (equal to the embedding). */
+static int add_tied_head(file_list *l, const rn_model *m, const char *name) {
+    if (!m->cfg.tie_embed) return 1;
+    if (!add_block(l, m, RN_T_EMBED, -1, 0, -1, 0, "%s", name)) return 0;
+    l->t[l->n - 1].alias = 1;
+    return 1;
+}
+
+/* The file tensors of m's preset under the names nm. */
+static rn_status file_tensors(const rn_model *m, const rn_names *nm, file_list *l) {
     const rn_config *c = &m->cfg;
     int d = c->dim, Vd = c->value_dim, F = c->ffn_dim, H = c->heads, K = m->K, Dv = m->Dv;
     int ok = 1;
     memset(l, 0, sizeof *l);
     if (c->preset == RN_PRESET_TORCHSCALE) {
+        const char *prefix = nm->hf_prefix ? "model." : "";
+        const char *head = nm->hf_prefix ? "lm_head.weight" : "output_projection.weight";
+        l->prefix = prefix;
         ok &= add_block(l, m, RN_T_EMBED, -1, 0, -1, 0, "embed_tokens.weight");
         ok &= add_block(l, m, RN_T_EMBED_NORM_W, -1, 0, -1, 0, "layernorm_embedding.weight");
         for (int i = 0; i < c->layers; i++) {
@@ -108,7 +131,10 @@ static rn_status file_tensors(const rn_model *m, file_list *l) {
             ok &= add_block(l, m, RN_T_FC2, i, 0, -1, 0, "layers.%d.ffn.fc2.weight", i);
         }
         ok &= add_block(l, m, RN_T_FINAL_W, -1, 0, -1, 0, "layer_norm.weight");
-        ok &= add_block(l, m, RN_T_HEAD, -1, 0, -1, 0, "output_projection.weight");
+        l->prefix = "";  /* the head has no prefix in the Hugging Face port */
+        ok &= add_block(l, m, RN_T_HEAD, -1, 0, -1, 0, "%s", head);
+        ok &= add_tied_head(l, m, head);
+        l->prefix = prefix;
         double *angle = malloc(sizeof(double) * (size_t)K), *decay = malloc(sizeof(double) * (size_t)H);
         if (angle) for (int j = 0; j < K; j++) angle[j] = m->rot_freq[j / 2];
         if (decay) for (int h = 0; h < H; h++) decay[h] = m->head[h].lambda;
@@ -154,14 +180,17 @@ static rn_status file_tensors(const rn_model *m, file_list *l) {
             ok &= add_block(l, m, RN_T_WQKVG, i, 2 * d, Vd, 0, "%s.%d.attn.v_proj.weight", p, i);
             ok &= add_block(l, m, RN_T_WQKVG, i, 2 * d + Vd, Vd, 0, "%s.%d.attn.g_proj.weight", p, i);
             ok &= add_block(l, m, RN_T_WO, i, 0, -1, 0, "%s.%d.attn.o_proj.weight", p, i);
-            ok &= add_block(l, m, RN_T_HN_W, i, 0, -1, 0, "%s.%d.attn.g_norm_swish_gate.weight", p, i);
+            ok &= add_block(l, m, RN_T_HN_W, i, 0, -1, 0, "%s.%d.attn.%s.weight", p, i,
+                            nm->g_norm_alias ? "g_norm" : "g_norm_swish_gate");
             ok &= add_block(l, m, RN_T_NORM2_W, i, 0, -1, 0, "%s.%d.mlp_norm.weight", p, i);
-            ok &= add_block(l, m, RN_T_FC1, i, 0, F, 0, "%s.%d.mlp.gate_proj.weight", p, i);
-            ok &= add_block(l, m, RN_T_FC1, i, F, F, 0, "%s.%d.mlp.up_proj.weight", p, i);
+            /* fused: [gate; up] is the internal layout of the GLU block */
+            ok &= add_block(l, m, RN_T_FC1, i, 0, nm->fused_mlp ? 2 * F : F, 0, "%s.%d.mlp.gate_proj.weight", p, i);
+            if (!nm->fused_mlp) ok &= add_block(l, m, RN_T_FC1, i, F, F, 0, "%s.%d.mlp.up_proj.weight", p, i);
             ok &= add_block(l, m, RN_T_FC2, i, 0, -1, 0, "%s.%d.mlp.down_proj.weight", p, i);
         }
         ok &= add_block(l, m, RN_T_FINAL_W, -1, 0, -1, 0, "model.norm.weight");
         ok &= add_block(l, m, RN_T_HEAD, -1, 0, -1, 0, "lm_head.weight");
+        ok &= add_tied_head(l, m, "lm_head.weight");
     }
     if (!ok) { ft_free(l); return rn_fail(RN_ERR_NOMEM, "out of memory"); }
     return RN_OK;
@@ -278,8 +307,9 @@ static rn_status parse_header(const char *path, cJSON *hdr, size_t data_len, st_
         if (!cJSON_IsNumber(b0) || !cJSON_IsNumber(b1) || b0->valuedouble < 0 || b1->valuedouble < b0->valuedouble ||
             b1->valuedouble > (double)data_len || b0->valuedouble != floor(b0->valuedouble) ||
             b1->valuedouble != floor(b1->valuedouble)) {
-            st = rn_fail(RN_ERR_FORMAT, "%s: tensor '%s' has invalid data offsets (want integers 0 <= begin <= end <= %zu, the data size)",
-                         path, t->name, data_len);
+            st = rn_fail(RN_ERR_FORMAT, "%s: tensor '%s' has invalid data offsets (want integers 0 <= begin <= end <= %zu, the data size)%s",
+                         path, t->name, data_len,
+                         cJSON_IsNumber(b1) && b1->valuedouble > (double)data_len ? ": a truncated file?" : "");
             break;
         }
         t->begin = (size_t)b0->valuedouble; t->end = (size_t)b1->valuedouble;
@@ -346,14 +376,44 @@ static uint64_t fnv1a(uint64_t h, const void *p, size_t n) {
 }
 #define FNV_INIT 0xcbf29ce484222325ull
 
+/* FNV-1a 64 of the metadata: every key and string value, in order, but
+ * the checksums. Checkpoints store it (a flipped digit of the learning rate
+ * or the step would otherwise load); the tensor entries need none, as a
+ * flip in one of them breaks their agreement with the others. */
+static uint64_t meta_hash(const cJSON *meta) {
+    uint64_t h = FNV_INIT;
+    for (const cJSON *it = meta ? meta->child : NULL; it; it = it->next)
+        if (cJSON_IsString(it) && strncmp(it->string, "checksum_", 9) != 0) {
+            h = fnv1a(h, it->string, strlen(it->string) + 1);
+            h = fnv1a(h, it->valuestring, strlen(it->valuestring) + 1);
+        }
+    return h;
+}
+
+/* A stored checksum (hex) against h. */
+static int sum_matches(const char *sum, uint64_t h) {
+    char want[32];
+    snprintf(want, sizeof want, "%016llx", (unsigned long long)h);
+    return strcmp(sum, want) == 0;
+}
+
 static const char *st_meta(const st_file *f, const char *key) {
     const cJSON *m = cJSON_GetObjectItemCaseSensitive(f->hdr, "__metadata__");
     const cJSON *v = m ? cJSON_GetObjectItemCaseSensitive(m, key) : NULL;
     return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
-/* The config of an open file, refused (before anything is allocated) when
- * its parameters cannot fit in the file's data at 2 bytes each. */
+/* Refuses (before anything is allocated) a config whose parameters cannot
+ * fit in data_len bytes of files at 2 bytes each. */
+static rn_status config_fits(const char *path, const rn_config *cfg, size_t data_len) {
+    size_t n = rn_config_num_params(cfg), bytes;
+    if (!rn_mul_ok(n, 2, &bytes) || bytes > data_len)
+        return rn_fail(RN_ERR_FORMAT, "%s: the config needs %zu parameters, more than the file's %zu data bytes hold",
+                       path, n, data_len);
+    return RN_OK;
+}
+
+/* The config of an open file, refused when it cannot fit (config_fits). */
 static rn_status st_config(const st_file *f, rn_config *cfg) {
     rn_status st = rn_config_from_json(f->config, cfg);
     if (st != RN_OK) {
@@ -361,11 +421,7 @@ static rn_status st_config(const st_file *f, rn_config *cfg) {
         snprintf(msg, sizeof msg, "%s", rn_last_error());
         return rn_fail(st, "%s: %s", f->path, msg);
     }
-    size_t n = rn_config_num_params(cfg), bytes;
-    if (!rn_mul_ok(n, 2, &bytes) || bytes > f->data_len)
-        return rn_fail(RN_ERR_FORMAT, "%s: the config needs %zu parameters, more than the file's %zu data bytes hold",
-                       f->path, n, f->data_len);
-    return RN_OK;
+    return config_fits(f->path, cfg, f->data_len);
 }
 
 static rn_status st_open(const char *path, st_file *f) {
@@ -390,9 +446,14 @@ static rn_status st_open(const char *path, st_file *f) {
     rn_status st = RN_OK;
     uint64_t hlen = 0;
     for (int i = 7; i >= 0; i--) hlen = (hlen << 8) | f->map[i];
-    if (hlen > MAX_HEADER || hlen > f->size - 8) {
+    if (hlen > f->size - 8) {
         st = rn_fail(RN_ERR_FORMAT, "%s: header length %llu exceeds the file size %zu (truncated or not safetensors)", path,
                      (unsigned long long)hlen, f->size);
+        goto fail;
+    }
+    if (hlen > MAX_HEADER) {
+        st = rn_fail(RN_ERR_FORMAT, "%s: header length %llu is more than the %zu bytes a header may have", path,
+                     (unsigned long long)hlen, MAX_HEADER);
         goto fail;
     }
     const char *hdr_end = NULL, *hdr_lim = (const char *)f->map + 8 + hlen;
@@ -408,14 +469,11 @@ static rn_status st_open(const char *path, st_file *f) {
     f->data = f->map + 8 + hlen;
     f->data_len = f->size - 8 - (size_t)hlen;
     if ((st = parse_header(path, f->hdr, f->data_len, &f->e, &f->ne, &f->config)) != RN_OK) goto fail;
-    const char *sum = st_meta(f, "checksum_fnv1a64");
-    if (sum) {
-        char want[32];
-        snprintf(want, sizeof want, "%016llx", (unsigned long long)fnv1a(FNV_INIT, f->data, f->data_len));
-        if (strcmp(sum, want) != 0) {
-            st = rn_fail(RN_ERR_FORMAT, "%s: checksum mismatch (file corrupted or truncated)", path);
-            goto fail;
-        }
+    const char *sum = st_meta(f, "checksum_fnv1a64"), *msum = st_meta(f, "checksum_meta_fnv1a64");
+    if ((sum && !sum_matches(sum, fnv1a(FNV_INIT, f->data, f->data_len))) ||
+        (msum && !sum_matches(msum, meta_hash(cJSON_GetObjectItemCaseSensitive(f->hdr, "__metadata__"))))) {
+        st = rn_fail(RN_ERR_FORMAT, "%s: checksum mismatch (file corrupted or truncated)", path);
+        goto fail;
     }
     return RN_OK;
 fail:
@@ -429,69 +487,152 @@ static st_entry *st_find(st_file *f, const char *name) {
     return NULL;
 }
 
-rn_status rn_model_load(const char *path, rn_model **out) {
+/* ------------------------------------------------------- tensor sets */
+
+/* A tensor of a set: its name, file and header entry. */
+typedef struct {
+    const char *name;
+    int file;
+    st_entry *e;
+} set_entry;
+
+struct rn_tensor_set {
+    const char *label;
+    st_file *f;              /* (nf) */
+    int nf;
+    set_entry *idx;          /* (nidx) sorted by name */
+    int nidx;
+    size_t data_len;         /* of all files */
+};
+
+static int cmp_set_name(const void *a, const void *b) {
+    return strcmp(((const set_entry *)a)->name, ((const set_entry *)b)->name);
+}
+
+void rn_tensor_set_close(rn_tensor_set *s) {
+    if (!s) return;
+    for (int i = 0; i < s->nf; i++) st_close(&s->f[i]);
+    free(s->f);
+    free(s->idx);
+    free(s);
+}
+
+rn_status rn_tensor_set_open(const char *label, const char *const *paths, int n, rn_tensor_set **out) {
     *out = NULL;
-    st_file f;
-    rn_status st = st_open(path, &f);
+    rn_tensor_set *s = calloc(1, sizeof *s);
+    if (!s || !(s->f = calloc((size_t)n + 1, sizeof *s->f))) {
+        free(s);
+        return rn_fail(RN_ERR_NOMEM, "out of memory");
+    }
+    s->label = label;
+    rn_status st = RN_OK;
+    size_t total = 0;
+    for (int i = 0; i < n && st == RN_OK; i++)
+        if ((st = st_open(paths[i], &s->f[i])) == RN_OK) {
+            s->nf++;
+            total += (size_t)s->f[i].ne;
+            s->data_len += s->f[i].data_len;
+        }
+    if (st == RN_OK && !(s->idx = calloc(total + 1, sizeof *s->idx))) st = rn_fail(RN_ERR_NOMEM, "out of memory");
+    for (int i = 0; st == RN_OK && i < s->nf; i++)
+        for (int j = 0; j < s->f[i].ne; j++) s->idx[s->nidx++] = (set_entry){s->f[i].e[j].name, i, &s->f[i].e[j]};
+    if (st == RN_OK) {
+        qsort(s->idx, (size_t)s->nidx, sizeof *s->idx, cmp_set_name);
+        for (int i = 1; i < s->nidx && st == RN_OK; i++)
+            if (strcmp(s->idx[i].name, s->idx[i - 1].name) == 0)
+                st = rn_fail(RN_ERR_FORMAT, "%s: tensor '%s' is in both %s and %s", label, s->idx[i].name,
+                             s->f[s->idx[i - 1].file].path, s->f[s->idx[i].file].path);
+    }
+    if (st != RN_OK) { rn_tensor_set_close(s); return st; }
+    *out = s;
+    return RN_OK;
+}
+
+const char *rn_tensor_set_meta(const rn_tensor_set *s, const char *key) {
+    return s->nf ? st_meta(&s->f[0], key) : NULL;
+}
+
+static set_entry *set_find(const rn_tensor_set *s, const char *name) {
+    set_entry key = {name, 0, NULL};
+    return s->nidx ? bsearch(&key, s->idx, (size_t)s->nidx, sizeof *s->idx, cmp_set_name) : NULL;
+}
+
+int rn_tensor_set_find(const rn_tensor_set *s, const char *name, int *ndim, int64_t *shape) {
+    const set_entry *e = set_find(s, name);
+    if (!e) return -1;
+    if (ndim) *ndim = e->e->ndim;
+    if (shape) memcpy(shape, e->e->shape, sizeof e->e->shape);
+    return e->file;
+}
+
+/* v is finite and stays finite as rn_real (an F64 1e300 would not in float). */
+static int real_ok(double v) {
+#ifdef RETNET_DOUBLE
+    return fabs(v) <= DBL_MAX;
+#else
+    return fabs(v) <= FLT_MAX;
+#endif
+}
+
+/* Reads one file tensor into m's parameters, or checks a buffer or an
+ * alias against what it must hold. */
+static rn_status read_tensor(rn_model *m, const file_tensor *t, const st_file *f, const st_entry *en) {
+    const char *path = f->path;
+    if (en->ndim != t->ndim || en->shape[0] != t->shape[0] || (t->ndim == 2 && en->shape[1] != t->shape[1])) {
+        char want[64], got[64];
+        shape_str(want, sizeof want, t->ndim, t->shape);
+        shape_str(got, sizeof got, en->ndim, en->shape);
+        return rn_fail(RN_ERR_FORMAT, "%s: tensor '%s' has shape %s, the config needs %s", path, t->name, got, want);
+    }
+    const unsigned char *src = f->data + en->begin;
+    if (t->buffer) {
+        for (int j = 0; j < t->rows; j++) {
+            double v = read_elem(src, en->dt, (size_t)j), want = t->buffer[j];
+            /* half precision files (a PyTorch model cast and saved) round them */
+            double tol = en->dt == DT_BF16 ? 1e-2 : en->dt == DT_F16 ? 1e-3 : 1e-5;
+            if (!(fabs(v - want) <= tol * fabs(want) + 1e-6))
+                return rn_fail(RN_ERR_FORMAT, "%s: buffer '%s'[%d] = %g disagrees with the config (%g)", path, t->name, j, v, want);
+        }
+        return RN_OK;
+    }
+    rn_real *dst = m->params + t->off;
+    size_t rows = (size_t)t->rows, cols = (size_t)t->cols;
+    for (size_t r = 0; r < rows; r++)
+        for (size_t c = 0; c < cols; c++) {
+            /* internal (r, c) <- file (c, r) when transposed */
+            double v = read_elem(src, en->dt, t->transpose ? c * rows + r : r * cols + c);
+            if (!real_ok(v)) return rn_fail(RN_ERR_FORMAT, "%s: tensor '%s' holds a non-finite value", path, t->name);
+            if (!t->alias) dst[r * cols + c] = (rn_real)v;
+            else if (dst[r * cols + c] != (rn_real)v)
+                return rn_fail(RN_ERR_FORMAT, "%s: tensor '%s' differs from the embedding it is tied to (the config ties them)",
+                               path, t->name);
+        }
+    return RN_OK;
+}
+
+rn_status rn_tensor_set_model(rn_tensor_set *s, const rn_config *cfg, const rn_names *names, rn_model **out) {
+    *out = NULL;
+    rn_status st = config_fits(s->label, cfg, s->data_len);
     if (st != RN_OK) return st;
     rn_model *m = NULL;
     file_list fl = {0};
-    if (!f.config) { st = rn_fail(RN_ERR_FORMAT, "%s: no retnet config in __metadata__", path); goto done; }
-    rn_config cfg;
-    if ((st = st_config(&f, &cfg)) != RN_OK) goto done;
-    if ((st = rn_model_create(&cfg, &m)) != RN_OK) goto done;
-    if ((st = file_tensors(m, &fl)) != RN_OK) goto done;
+    for (int i = 0; i < s->nidx; i++) s->idx[i].e->used = 0;
+    if ((st = rn_model_create(cfg, &m)) == RN_OK) st = file_tensors(m, names, &fl);
     for (int i = 0; i < fl.n && st == RN_OK; i++) {
-        file_tensor *t = &fl.t[i];
-        st_entry *en = st_find(&f, t->name);
-        if (!en) {
-            if (t->buffer) continue;  /* buffers are optional on read */
-            st = rn_fail(RN_ERR_FORMAT, "%s: missing tensor '%s'", path, t->name);
-            break;
-        }
-        en->used = 1;
-        if (en->ndim != t->ndim || en->shape[0] != t->shape[0] || (t->ndim == 2 && en->shape[1] != t->shape[1])) {
-            char want[64], got[64];
-            shape_str(want, sizeof want, t->ndim, t->shape);
-            shape_str(got, sizeof got, en->ndim, en->shape);
-            st = rn_fail(RN_ERR_FORMAT, "%s: tensor '%s' has shape %s, the config needs %s", path, t->name, got, want);
-            break;
-        }
-        const unsigned char *src = f.data + en->begin;
-        if (t->buffer) {
-            for (int j = 0; j < t->rows; j++) {
-                double v = read_elem(src, en->dt, (size_t)j), want = t->buffer[j];
-                /* half precision files (a PyTorch model cast and saved) round them */
-                double tol = en->dt == DT_BF16 ? 1e-2 : en->dt == DT_F16 ? 1e-3 : 1e-5;
-                if (!(fabs(v - want) <= tol * fabs(want) + 1e-6)) {
-                    st = rn_fail(RN_ERR_FORMAT, "%s: buffer '%s'[%d] = %g disagrees with the config (%g)", path, t->name, j, v, want);
-                    break;
-                }
-            }
-            continue;
-        }
-        rn_real *dst = m->params + t->off;
-        size_t nel = (size_t)t->rows * t->cols;
-        for (size_t j = 0; j < nel; j++) {
-            /* internal (r, c) <- file (c, r) when transposed */
-            size_t r = j / t->cols, c = j % t->cols;
-            double v = read_elem(src, en->dt, t->transpose ? c * t->rows + r : j);
-            if (!isfinite(v)) {
-                st = rn_fail(RN_ERR_FORMAT, "%s: tensor '%s' holds a non-finite value", path, t->name);
-                break;
-            }
-            dst[j] = (rn_real)v;
+        const file_tensor *t = &fl.t[i];
+        set_entry *se = set_find(s, t->name);
+        if (se) {
+            se->e->used = 1;
+            st = read_tensor(m, t, &s->f[se->file], se->e);
+        } else if (!t->buffer && !t->alias) {  /* buffers and aliases are optional on read */
+            st = rn_fail(RN_ERR_FORMAT, "%s: missing tensor '%s'", s->label, t->name);
         }
     }
-    if (st == RN_OK)
-        for (int i = 0; i < f.ne; i++)
-            if (!f.e[i].used) {
-                st = rn_fail(RN_ERR_FORMAT, "%s: unknown tensor '%s' for the %s preset", path, f.e[i].name, rn_preset_name(cfg.preset));
-                break;
-            }
-done:
+    for (int i = 0; i < s->nidx && st == RN_OK; i++)
+        if (!s->idx[i].e->used)
+            st = rn_fail(RN_ERR_FORMAT, "%s: unknown tensor '%s' for the %s preset", s->f[s->idx[i].file].path,
+                         s->idx[i].name, rn_preset_name(cfg->preset));
     ft_free(&fl);
-    st_close(&f);
     if (st != RN_OK) { rn_model_free(m); return st; }
     *out = m;
     return RN_OK;
@@ -509,30 +650,46 @@ typedef struct {
     const void *ctx;
 } st_out;
 
-/* Element producer of one file tensor of the model. */
-typedef struct { const rn_model *m; const file_tensor *t; } model_src;
+/* Element producer of one file tensor from values laid out like params. */
+typedef struct { const rn_real *values; const file_tensor *t; } model_src;
 
 static double model_get(const void *ctx, size_t j) {
     const model_src *s = ctx;
     const file_tensor *t = s->t;
     if (t->buffer) return t->buffer[j];
     /* file element j of a transposed block is internal (j % rows, j / rows) */
-    if (t->transpose) return s->m->params[t->off + (j % t->rows) * t->cols + j / t->rows];
-    return s->m->params[t->off + j];
+    if (t->transpose) return s->values[t->off + (j % t->rows) * t->cols + j / t->rows];
+    return s->values[t->off + j];
 }
 
 static double flat_get(const void *ctx, size_t j) { return ((const rn_real *)ctx)[j]; }
 
-/* Streams the tensors through fn in chunks of dtype (F32 or F64) bytes. */
-static rn_status st_stream(const st_out *t, int n, int f64, rn_status (*fn)(void *, const void *, size_t), void *arg) {
-    union { float f[1024]; double d[1024]; } buf;
+static size_t dtype_size(rn_dtype dt) { return dt == RN_DTYPE_F64 ? 8 : dt == RN_DTYPE_BF16 ? 2 : 4; }
+
+/* v rounded to bfloat16, to nearest even, as the bits of its upper half. */
+static uint16_t bf16_bits(double v) {
+    float f = (float)v;
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40);  /* NaN stays NaN */
+    /* (float)v rounded onto a midpoint of the bf16 grid: v itself decides */
+    if ((u & 0xffffu) == 0x8000u && (double)f != v) return (uint16_t)((u >> 16) + (fabs(v) > fabs((double)f)));
+    u += 0x7fffu + ((u >> 16) & 1);
+    return (uint16_t)(u >> 16);
+}
+
+/* Streams the tensors through fn in chunks of dtype bytes. */
+static rn_status st_stream(const st_out *t, int n, rn_dtype dt, rn_status (*fn)(void *, const void *, size_t), void *arg) {
+    union { float f[1024]; double d[1024]; uint16_t h[1024]; } buf;
     rn_status st = RN_OK;
     for (int i = 0; i < n && st == RN_OK; i++) {
         size_t nb = 0;
         for (size_t j = 0; j < t[i].count && st == RN_OK; j++) {
             double v = t[i].get(t[i].ctx, j);
-            if (f64) buf.d[nb++] = v; else buf.f[nb++] = (float)v;
-            if (nb == 1024 || j + 1 == t[i].count) { st = fn(arg, &buf, nb * (f64 ? 8 : 4)); nb = 0; }
+            if (dt == RN_DTYPE_F64) buf.d[nb++] = v;
+            else if (dt == RN_DTYPE_BF16) buf.h[nb++] = bf16_bits(v);
+            else buf.f[nb++] = (float)v;
+            if (nb == 1024 || j + 1 == t[i].count) { st = fn(arg, &buf, nb * dtype_size(dt)); nb = 0; }
         }
     }
     return st;
@@ -547,21 +704,21 @@ static rn_status write_chunk(void *arg, const void *p, size_t n) { return rn_ato
 
 /* Writes a safetensors file atomically, with the FNV-1a checksum of the
  * data section in the metadata. meta is consumed. */
-static rn_status st_write(const char *path, cJSON *meta, const st_out *t, int n, int f64) {
+static rn_status st_write(const char *path, cJSON *meta, const st_out *t, int n, rn_dtype dt) {
     rn_status st = RN_OK;
     cJSON *hdr = cJSON_CreateObject();
     char *js = NULL;
     if (!hdr || !meta) { cJSON_Delete(hdr); cJSON_Delete(meta); return rn_fail(RN_ERR_NOMEM, "out of memory"); }
     uint64_t h = FNV_INIT;
-    st_stream(t, n, f64, hash_chunk, &h);
+    st_stream(t, n, dt, hash_chunk, &h);
     char sum[32];
     snprintf(sum, sizeof sum, "%016llx", (unsigned long long)h);
     cJSON_AddStringToObject(meta, "checksum_fnv1a64", sum);
     cJSON_AddItemToObject(hdr, "__metadata__", meta);
-    size_t off = 0, es = f64 ? 8 : 4;
+    size_t off = 0, es = dtype_size(dt);
     for (int i = 0; i < n; i++) {
         cJSON *o = cJSON_AddObjectToObject(hdr, t[i].name);
-        cJSON_AddStringToObject(o, "dtype", f64 ? "F64" : "F32");
+        cJSON_AddStringToObject(o, "dtype", dt == RN_DTYPE_F64 ? "F64" : dt == RN_DTYPE_BF16 ? "BF16" : "F32");
         cJSON *sh = cJSON_AddArrayToObject(o, "shape");
         for (int j = 0; j < t[i].ndim; j++) cJSON_AddItemToArray(sh, cJSON_CreateNumber((double)t[i].shape[j]));
         cJSON *of = cJSON_AddArrayToObject(o, "data_offsets");
@@ -580,7 +737,7 @@ static rn_status st_write(const char *path, cJSON *meta, const st_out *t, int n,
         st = rn_atomic_write(&af, lenb, 8);
         if (st == RN_OK) st = rn_atomic_write(&af, js, jl);
         if (st == RN_OK) st = rn_atomic_write(&af, "        ", padded - jl);
-        if (st == RN_OK) st = st_stream(t, n, f64, write_chunk, &af);
+        if (st == RN_OK) st = st_stream(t, n, dt, write_chunk, &af);
         if (st == RN_OK) st = rn_atomic_commit(&af);
         else rn_atomic_abort(&af);
     }
@@ -588,29 +745,39 @@ static rn_status st_write(const char *path, cJSON *meta, const st_out *t, int n,
     return st;
 }
 
-static cJSON *config_meta(const rn_config *c) {
+/* The metadata of a file: PyTorch's "format" and our config when given. */
+static cJSON *file_meta(const char *config_json) {
     cJSON *meta = cJSON_CreateObject();
-    char *cfg = rn_config_to_json(c);
-    if (!meta || !cfg) { cJSON_Delete(meta); free(cfg); return NULL; }
+    if (!meta) return NULL;
     cJSON_AddStringToObject(meta, "format", "pt");
-    cJSON_AddStringToObject(meta, "retnet", cfg);
+    if (config_json) cJSON_AddStringToObject(meta, "retnet", config_json);
+    return meta;
+}
+
+static cJSON *config_meta(const rn_config *c) {
+    char *cfg = rn_config_to_json(c);
+    cJSON *meta = cfg ? file_meta(cfg) : NULL;
     free(cfg);
     return meta;
 }
 
-rn_status rn_model_save(const rn_model *m, const char *path) {
+rn_status rn_tensors_save(const char *path, const rn_model *m, const rn_real *values, const rn_names *names,
+                          int buffers, rn_dtype dtype, const char *config_json) {
     file_list fl;
-    rn_status st = file_tensors(m, &fl);
+    rn_status st = file_tensors(m, names, &fl);
     if (st != RN_OK) return st;
     st_out *t = calloc((size_t)fl.n, sizeof *t);
     model_src *src = calloc((size_t)fl.n, sizeof *src);
     if (!t || !src) st = rn_fail(RN_ERR_NOMEM, "out of memory");
+    int n = 0;
     for (int i = 0; st == RN_OK && i < fl.n; i++) {
-        src[i] = (model_src){m, &fl.t[i]};
-        t[i] = (st_out){fl.t[i].name, fl.t[i].ndim, {fl.t[i].shape[0], fl.t[i].shape[1]},
-                        (size_t)fl.t[i].rows * fl.t[i].cols, model_get, &src[i]};
+        if (fl.t[i].alias || (fl.t[i].buffer && !buffers)) continue;
+        src[n] = (model_src){values, &fl.t[i]};
+        t[n] = (st_out){fl.t[i].name, fl.t[i].ndim, {fl.t[i].shape[0], fl.t[i].shape[1]},
+                        (size_t)fl.t[i].rows * fl.t[i].cols, model_get, &src[n]};
+        n++;
     }
-    if (st == RN_OK) st = st_write(path, config_meta(&m->cfg), t, fl.n, 0);
+    if (st == RN_OK) st = st_write(path, file_meta(config_json), t, n, dtype);
     free(t);
     free(src);
     ft_free(&fl);
@@ -620,10 +787,14 @@ rn_status rn_model_save(const rn_model *m, const char *path) {
 /* ------------------------------------------------------- checkpoints */
 
 #ifdef RETNET_DOUBLE
-#define CKPT_F64 1
+#define CKPT_DTYPE RN_DTYPE_F64
 #else
-#define CKPT_F64 0
+#define CKPT_DTYPE RN_DTYPE_F32
 #endif
+
+/* The metadata of a checkpoint, all of it: anything else is a key with a
+ * bit flipped (which could hide a checksum), refused on load. */
+static const char *const ckpt_meta_keys[] = {"format", "retnet", "train", "checksum_meta_fnv1a64", "checksum_fnv1a64"};
 
 rn_status rn_ckpt_save(const char *path, const rn_model *m, const rn_real *const *bufs,
                        const char *const *names, int nbuf, const char *train_json) {
@@ -632,9 +803,14 @@ rn_status rn_ckpt_save(const char *path, const rn_model *m, const rn_real *const
     t[0] = (st_out){"params", 1, {(int64_t)m->n_params, 0}, m->n_params, flat_get, m->params};
     for (int i = 0; i < nbuf; i++) t[i + 1] = (st_out){names[i], 1, {(int64_t)m->n_params, 0}, m->n_params, flat_get, bufs[i]};
     cJSON *meta = config_meta(&m->cfg);
-    if (meta) cJSON_AddStringToObject(meta, "train", train_json ? train_json : "{}");
+    if (meta) {
+        char msum[32];
+        cJSON_AddStringToObject(meta, "train", train_json ? train_json : "{}");
+        snprintf(msum, sizeof msum, "%016llx", (unsigned long long)meta_hash(meta));
+        cJSON_AddStringToObject(meta, "checksum_meta_fnv1a64", msum);
+    }
     /* Exact resume: the native precision, bit for bit. */
-    return st_write(path, meta, t, nbuf + 1, CKPT_F64);
+    return st_write(path, meta, t, nbuf + 1, CKPT_DTYPE);
 }
 
 static rn_status read_flat(st_file *f, const char *name, size_t n, rn_real *dst) {
@@ -644,7 +820,7 @@ static rn_status read_flat(st_file *f, const char *name, size_t n, rn_real *dst)
         return rn_fail(RN_ERR_FORMAT, "%s: tensor '%s' does not match the model's %zu parameters", f->path, name, n);
     for (size_t i = 0; i < n; i++) {
         double v = read_elem(f->data + e->begin, e->dt, i);
-        if (!isfinite(v)) return rn_fail(RN_ERR_FORMAT, "%s: tensor '%s' holds a non-finite value", f->path, name);
+        if (!real_ok(v)) return rn_fail(RN_ERR_FORMAT, "%s: tensor '%s' holds a non-finite value", f->path, name);
         dst[i] = (rn_real)v;
     }
     return RN_OK;
@@ -662,6 +838,11 @@ rn_status rn_ckpt_load(const char *path, rn_model **mout, rn_real **bufs, const 
     rn_config cfg;
     const char *tj = st_meta(&f, "train");
     if (!f.config || !tj) { st = rn_fail(RN_ERR_FORMAT, "%s: not a retnet training checkpoint", path); goto done; }
+    for (const cJSON *it = cJSON_GetObjectItemCaseSensitive(f.hdr, "__metadata__")->child; it; it = it->next) {
+        size_t k = 0, nk = sizeof ckpt_meta_keys / sizeof *ckpt_meta_keys;
+        while (k < nk && strcmp(it->string, ckpt_meta_keys[k]) != 0) k++;
+        if (k == nk) { st = rn_fail(RN_ERR_FORMAT, "%s: unknown metadata '%s' (file corrupted?)", path, it->string); goto done; }
+    }
     if ((st = st_config(&f, &cfg)) != RN_OK) goto done;
     if ((st = rn_model_create(&cfg, &m)) != RN_OK) goto done;
     if ((st = read_flat(&f, "params", m->n_params, m->params)) != RN_OK) goto done;

@@ -1,9 +1,11 @@
 /* train.c: AdamW with decoupled weight decay, the learning-rate schedule,
- * gradient clipping and accumulation, and training checkpoints. */
+ * gradient clipping and accumulation, data-parallel replicas (gradient
+ * averaging, ZeRO-1 sharded moments) and training checkpoints. */
 #define _POSIX_C_SOURCE 200809L
 #include "model.h"
 
 #include <cjson/cJSON.h>
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,10 +15,18 @@ struct rn_trainer {
     rn_train_config tc;
     int64_t step;         /* optimiser steps done */
     rn_real *grad;        /* (n_params) */
-    rn_real *adam_m;      /* (n_params) first moment */
-    rn_real *adam_v;      /* (n_params) second moment */
+    rn_real *micro;       /* (n_params) one micro-batch's gradient (accum > 1), or NULL */
+    rn_real *adam_m;      /* (hi - lo) first moment of the parameters [lo, hi) */
+    rn_real *adam_v;      /* (hi - lo) second moment */
+    size_t lo, hi;        /* the parameters this trainer updates: its shard, or all */
     unsigned char *decay; /* (n_tensors) weight decay applies */
+    double *norm2;        /* (nblocks) squared gradient norm per RN_SHARD_ALIGN block */
+    rn_replicas rp;       /* rp.size == 1: alone */
+    int zero;             /* ZeRO stage: 0, or 1 (moments sharded) */
+    size_t *shard_off;    /* (rp.size + 1) shard boundaries when zero */
 };
+
+static size_t num_blocks(size_t n) { return (n + RN_SHARD_ALIGN - 1) / RN_SHARD_ALIGN; }
 
 void rn_train_config_default(rn_train_config *tc) {
     memset(tc, 0, sizeof *tc);
@@ -33,10 +43,16 @@ void rn_train_config_default(rn_train_config *tc) {
 static rn_status check_tc(const rn_train_config *tc) {
     if (tc->batch < 1 || tc->seq < 1 || tc->accum < 1 || tc->steps < 1 || tc->warmup < 0)
         return rn_fail(RN_ERR_ARG, "batch, seq, accum and steps must be >= 1, warmup >= 0");
+    /* Tokens per step, bounded so that no size computed from them can
+     * overflow (a checkpoint may ask for anything). */
+    size_t n;
+    if (!rn_mul_ok((size_t)tc->batch, (size_t)tc->seq, &n) || !rn_mul_ok(n, (size_t)tc->accum, &n) || n > INT_MAX)
+        return rn_fail(RN_ERR_ARG, "batch x seq x accum = %d x %d x %d tokens per step is too many", tc->batch, tc->seq, tc->accum);
     if (tc->mode != RN_PARALLEL && tc->mode != RN_CHUNKWISE) return rn_fail(RN_ERR_ARG, "training mode must be parallel or chunkwise");
     if (tc->mode == RN_CHUNKWISE && tc->chunk < 1) return rn_fail(RN_ERR_ARG, "chunk must be >= 1");
     if (!(tc->lr > 0 && tc->lr < 10) || !(tc->min_lr_ratio >= 0 && tc->min_lr_ratio <= 1) || !(tc->beta1 >= 0 && tc->beta1 < 1) ||
-        !(tc->beta2 >= 0 && tc->beta2 < 1) || !(tc->eps > 0) || !(tc->weight_decay >= 0) || !(tc->grad_clip >= 0))
+        !(tc->beta2 >= 0 && tc->beta2 < 1) || !(tc->eps > 0) || !(tc->weight_decay >= 0) || !(tc->grad_clip >= 0) ||
+        !isfinite(tc->eps) || !isfinite(tc->weight_decay) || !isfinite(tc->grad_clip))
         return rn_fail(RN_ERR_ARG, "optimiser settings out of range");
     if ((unsigned)tc->schedule > RN_SCHED_CONSTANT) return rn_fail(RN_ERR_ARG, "unknown schedule");
     return RN_OK;
@@ -50,11 +66,15 @@ rn_status rn_trainer_create(rn_model *m, const rn_train_config *tc, rn_trainer *
     if (!t) return rn_fail(RN_ERR_NOMEM, "out of memory");
     t->m = m;
     t->tc = *tc;
+    t->lo = 0;
+    t->hi = m->n_params;
+    t->rp.size = 1;
     t->grad = rn_calloc(m->n_params, sizeof(rn_real));
     t->adam_m = rn_calloc(m->n_params, sizeof(rn_real));
     t->adam_v = rn_calloc(m->n_params, sizeof(rn_real));
     t->decay = calloc((size_t)m->n_tensors, 1);
-    if (!t->grad || !t->adam_m || !t->adam_v || !t->decay) {
+    t->norm2 = calloc(num_blocks(m->n_params) + 2, sizeof(double));
+    if (!t->grad || !t->adam_m || !t->adam_v || !t->decay || !t->norm2) {
         rn_trainer_free(t);
         return rn_fail(RN_ERR_NOMEM, "out of memory for the optimiser");
     }
@@ -71,9 +91,12 @@ rn_status rn_trainer_create(rn_model *m, const rn_train_config *tc, rn_trainer *
 void rn_trainer_free(rn_trainer *t) {
     if (!t) return;
     rn_free(t->grad);
+    rn_free(t->micro);
     rn_free(t->adam_m);
     rn_free(t->adam_v);
     free(t->decay);
+    free(t->norm2);
+    free(t->shard_off);
     free(t);
 }
 
@@ -91,27 +114,103 @@ double rn_lr_at(const rn_train_config *tc, int64_t step) {
     return lo + 0.5 * (lr - lo) * (1 + cos(3.14159265358979323846 * p));
 }
 
-rn_status rn_trainer_step(rn_trainer *t, const int32_t *x, const int32_t *y, rn_step_info *info) {
+/* Receives each final range of a micro-batch's gradient from the backward
+ * pass: adds it to the step's gradient when the micro-batch has a buffer of
+ * its own, and hands it to the replicas on the step's last micro-batch. */
+typedef struct {
+    rn_trainer *t;
+    const rn_real *micro;  /* the micro-batch's gradient, or NULL: computed in place */
+    int last;              /* the step's last micro-batch */
+    size_t done;           /* values received */
+} ready_ctx;
+
+static void on_ready(void *ctx, size_t off, size_t n) {
+    ready_ctx *rc = ctx;
+    rn_trainer *t = rc->t;
+    if (rc->micro) {
+        rn_real *g = t->grad + off;
+        const rn_real *mg = rc->micro + off;
+#pragma omp parallel for schedule(static) if (n > 65536)
+        for (size_t i = 0; i < n; i++) g[i] += mg[i];
+    }
+    rc->done += n;
+    if (rc->last && t->rp.grad_ready) t->rp.grad_ready(t->rp.ctx, t->grad, off, n);
+}
+
+/* The gradient of the step's micro-batches, scaled to the mean over all
+ * replicas' micro-batches, and this replica's share of the mean loss. Each
+ * micro-batch's gradient starts from zero and they are added in order, so
+ * one replica with accum = R equals R replicas (R <= 2; beyond, up to the
+ * order of the reduction) bit for bit. */
+static rn_status accumulate(rn_trainer *t, const int32_t *x, const int32_t *y, double *loss, int *tokens) {
     rn_model *m = t->m;
     const rn_train_config *tc = &t->tc;
     size_t np = m->n_params, bt = (size_t)tc->batch * tc->seq;
+    double share = 1.0 / ((double)tc->accum * t->rp.size);
+    if (tc->accum > 1 && !t->micro && !(t->micro = rn_alloc(np, sizeof(rn_real))))
+        return rn_fail(RN_ERR_NOMEM, "out of memory for gradient accumulation");
     memset(t->grad, 0, np * sizeof *t->grad);
-    double loss = 0;
-    int tokens = 0;
+    ready_ctx rc = {t, NULL, 0, 0};
+    rn_grad_hook hook = {on_ready, &rc};
+    *loss = 0;
+    *tokens = 0;
     for (int a = 0; a < tc->accum; a++) {
+        rc.micro = a ? t->micro : NULL;
+        rc.last = a == tc->accum - 1;
+        rc.done = 0;
+        if (a) memset(t->micro, 0, np * sizeof *t->micro);
         double l;
         int cnt;
-        rn_status st = rn_model_loss_grad(m, x + a * bt, y + a * bt, tc->batch, tc->seq, tc->mode, tc->chunk,
-                                          1.0 / tc->accum, t->grad, &l, &cnt);
+        rn_status st = rn_model_loss_grad_hook(m, x + a * bt, y + a * bt, tc->batch, tc->seq, tc->mode, tc->chunk,
+                                               share, a ? t->micro : t->grad, &l, &cnt, &hook);
         if (st != RN_OK) return st;
-        loss += l / tc->accum;
-        tokens += cnt;
+        /* No scored target: no gradient, and no range was reported. */
+        if (rc.last && rc.done == 0 && t->rp.grad_ready) t->rp.grad_ready(t->rp.ctx, t->grad, 0, np);
+        *loss += l * share;
+        *tokens += cnt;
+    }
+    return RN_OK;
+}
+
+rn_status rn_trainer_step(rn_trainer *t, const int32_t *x, const int32_t *y, rn_step_info *info) {
+    rn_model *m = t->m;
+    const rn_train_config *tc = &t->tc;
+    const rn_replicas *rp = &t->rp;
+    size_t np = m->n_params, nb = num_blocks(np);
+    double loss = 0;
+    int tokens = 0;
+    rn_status st = accumulate(t, x, y, &loss, &tokens);
+    if (st == RN_OK && rp->size > 1) st = rp->grad_reduce(rp->ctx, t->grad, np);
+    if (st != RN_OK) return st;
+    /* The squared norm in fixed blocks, added in order: the same sum
+     * whatever the sharding. Sharded, each block is summed by its owner and
+     * the others contribute zeros (exact). norm2[nb], [nb + 1]: the loss
+     * and the tokens, summed over the replicas with the blocks. */
+    double *norm2 = t->norm2;
+    const rn_real *g = t->grad;
+    memset(norm2, 0, nb * sizeof *norm2);
+    size_t blk0 = t->lo / RN_SHARD_ALIGN, blk1 = num_blocks(t->hi);
+#pragma omp parallel for schedule(static)
+    for (size_t b = blk0; b < blk1; b++) {
+        size_t i1 = (b + 1) * RN_SHARD_ALIGN < np ? (b + 1) * RN_SHARD_ALIGN : np;
+        double s = 0;
+        for (size_t i = b * RN_SHARD_ALIGN; i < i1; i++) s += (double)g[i] * g[i];
+        norm2[b] = s;
+    }
+    norm2[nb] = loss;
+    norm2[nb + 1] = tokens;
+    if (rp->size > 1) {
+        st = t->zero ? rp->sum(rp->ctx, norm2, (int)nb + 2) : rp->sum(rp->ctx, norm2 + nb, 2);
+        if (st != RN_OK) return st;
+        loss = norm2[nb];
+        tokens = (int)norm2[nb + 1];
     }
     double gn2 = 0;
-    for (size_t i = 0; i < np; i++) gn2 += (double)t->grad[i] * t->grad[i];
+    for (size_t b = 0; b < nb; b++) gn2 += norm2[b];
     double gnorm = sqrt(gn2), lr = rn_lr_at(tc, t->step);
     if (info) { info->loss = loss; info->grad_norm = gnorm; info->lr = lr; info->tokens = tokens; info->step = t->step; }
-    /* A non-finite loss or gradient must not touch the weights. */
+    /* A non-finite loss or gradient must not touch the weights (the same
+     * decision on every replica: the loss and the norm are global). */
     if (!isfinite(loss) || !isfinite(gnorm))
         return rn_fail(RN_ERR_NUMERIC, "non-finite %s at step %lld (loss %g, gradient norm %g)",
                        isfinite(loss) ? "gradient" : "loss", (long long)t->step + 1, loss, gnorm);
@@ -119,13 +218,18 @@ rn_status rn_trainer_step(rn_trainer *t, const int32_t *x, const int32_t *y, rn_
     int64_t s = t->step + 1;
     double b1 = tc->beta1, b2 = tc->beta2, bc1 = 1 - pow(b1, (double)s), bc2 = 1 - pow(b2, (double)s);
     for (int ti = 0; ti < m->n_tensors; ti++) {
+        /* The part of the tensor in [lo, hi) */
         const rn_tensor_info *inf = &m->tensors[ti];
-        size_t off = inf->offset, n = (size_t)inf->rows * inf->cols;
+        size_t end = inf->offset + (size_t)inf->rows * inf->cols;
+        size_t i0 = inf->offset > t->lo ? inf->offset : t->lo, i1 = end < t->hi ? end : t->hi;
+        if (i0 >= i1) continue;
+        size_t n = i1 - i0;
         double wd = t->decay[ti] ? tc->weight_decay : 0;
-        rn_real *p = m->params + off, *g = t->grad + off, *mm = t->adam_m + off, *vv = t->adam_v + off;
+        rn_real *p = m->params + i0, *mm = t->adam_m + (i0 - t->lo), *vv = t->adam_v + (i0 - t->lo);
+        const rn_real *gt = t->grad + i0;
 #pragma omp parallel for schedule(static) if (n > 65536)
         for (size_t i = 0; i < n; i++) {
-            double gi = g[i] * clip;
+            double gi = gt[i] * clip;
             double mi = b1 * mm[i] + (1 - b1) * gi, vi = b2 * vv[i] + (1 - b2) * gi * gi;
             mm[i] = (rn_real)mi;
             vv[i] = (rn_real)vi;
@@ -134,14 +238,85 @@ rn_status rn_trainer_step(rn_trainer *t, const int32_t *x, const int32_t *y, rn_
         }
     }
     t->step = s;
+    /* Sharded: every replica gets the others' updated weights. */
+    if (t->zero && rp->size > 1) return rp->gather(rp->ctx, m->params + t->lo, m->params, t->shard_off, -1);
     return RN_OK;
+}
+
+/* ----------------------------------------------------- replicas, ZeRO-1 */
+
+size_t rn_shard_offset(size_t n, int size, int r) {
+    if (size < 1 || r >= size) return n;
+    if (r <= 0) return 0;
+    /* Whole blocks, split as evenly as integer division allows. */
+    size_t nb = num_blocks(n), off = (size_t)((unsigned long long)nb * (unsigned)r / (unsigned)size) * RN_SHARD_ALIGN;
+    return off < n ? off : n;
+}
+
+rn_status rn_trainer_set_replicas(rn_trainer *t, const rn_replicas *rp, int zero_stage) {
+    if (!rp || rp->size < 1 || rp->rank < 0 || rp->rank >= rp->size)
+        return rn_fail(RN_ERR_ARG, "replica %d of %d: invalid", rp ? rp->rank : -1, rp ? rp->size : 0);
+    if (zero_stage != 0 && zero_stage != 1) return rn_fail(RN_ERR_ARG, "ZeRO stage %d: only 0 and 1 exist", zero_stage);
+    if (rp->size > 1 && (!rp->grad_reduce || !rp->sum || (zero_stage && !rp->gather)))
+        return rn_fail(RN_ERR_ARG, "replicas need grad_reduce, sum%s", zero_stage ? " and gather" : "");
+    if (t->zero) return rn_fail(RN_ERR_ARG, "the trainer's optimiser is already sharded");
+    size_t np = t->m->n_params;
+    if (zero_stage && rp->size > 1) {
+        size_t *off = malloc(sizeof *off * ((size_t)rp->size + 1));
+        if (!off) return rn_fail(RN_ERR_NOMEM, "out of memory");
+        for (int r = 0; r <= rp->size; r++) off[r] = rn_shard_offset(np, rp->size, r);
+        size_t lo = off[rp->rank], n = off[rp->rank + 1] - lo;
+        /* Keep the shard's part of the moments (a loaded checkpoint's). */
+        rn_real *mm = rn_alloc(n ? n : 1, sizeof(rn_real)), *vv = rn_alloc(n ? n : 1, sizeof(rn_real));
+        if (!mm || !vv) {
+            free(off); rn_free(mm); rn_free(vv);
+            return rn_fail(RN_ERR_NOMEM, "out of memory for the optimiser shard");
+        }
+        memcpy(mm, t->adam_m + lo, n * sizeof *mm);
+        memcpy(vv, t->adam_v + lo, n * sizeof *vv);
+        rn_free(t->adam_m);
+        rn_free(t->adam_v);
+        t->adam_m = mm;
+        t->adam_v = vv;
+        t->shard_off = off;
+        t->lo = lo;
+        t->hi = lo + n;
+        t->zero = 1;
+    }
+    t->rp = *rp;
+    return RN_OK;
+}
+
+void rn_trainer_shard(const rn_trainer *t, size_t *off, size_t *n) {
+    *off = t->lo;
+    *n = t->hi - t->lo;
 }
 
 /* ------------------------------------------------------- checkpoints */
 
 static const char *const moment_names[2] = {"adam.m", "adam.v"};
 
-rn_status rn_trainer_save(const rn_trainer *t, const char *path, const char *user_json) {
+/* Replica 0's moments for a checkpoint: its own, or (sharded) every
+ * replica's gathered into full[2] (n_params each; NULL elsewhere). If
+ * replica 0 cannot allocate them, the others wait in the gather until the
+ * caller's communication gives up (the CLI's collective timeout). */
+static rn_status gather_moments(const rn_trainer *t, rn_real *full[2]) {
+    full[0] = full[1] = NULL;
+    if (!t->zero) return RN_OK;
+    const rn_replicas *rp = &t->rp;
+    size_t np = t->m->n_params;
+    if (rp->rank == 0) {
+        full[0] = rn_alloc(np, sizeof(rn_real));
+        full[1] = rn_alloc(np, sizeof(rn_real));
+        if (!full[0] || !full[1]) return rn_fail(RN_ERR_NOMEM, "out of memory for gathering the optimiser moments");
+    }
+    rn_status st = rp->gather(rp->ctx, t->adam_m, full[0], t->shard_off, 0);
+    if (st == RN_OK) st = rp->gather(rp->ctx, t->adam_v, full[1], t->shard_off, 0);
+    return st;
+}
+
+/* The training state as the checkpoint's JSON (caller frees *js). */
+static rn_status state_json(const rn_trainer *t, const char *user_json, char **js) {
     const rn_train_config *tc = &t->tc;
     cJSON *o = cJSON_CreateObject();
     if (!o) return rn_fail(RN_ERR_NOMEM, "out of memory");
@@ -153,13 +328,13 @@ rn_status rn_trainer_save(const rn_trainer *t, const char *path, const char *use
     cJSON_AddNumberToObject(o, "chunk", tc->chunk);
     cJSON_AddNumberToObject(o, "steps", tc->steps);
     cJSON_AddNumberToObject(o, "warmup", tc->warmup);
-    cJSON_AddNumberToObject(o, "lr", tc->lr);
-    cJSON_AddNumberToObject(o, "min_lr_ratio", tc->min_lr_ratio);
-    cJSON_AddNumberToObject(o, "beta1", tc->beta1);
-    cJSON_AddNumberToObject(o, "beta2", tc->beta2);
-    cJSON_AddNumberToObject(o, "eps", tc->eps);
-    cJSON_AddNumberToObject(o, "weight_decay", tc->weight_decay);
-    cJSON_AddNumberToObject(o, "grad_clip", tc->grad_clip);
+    rn_json_add_number(o, "lr", tc->lr);
+    rn_json_add_number(o, "min_lr_ratio", tc->min_lr_ratio);
+    rn_json_add_number(o, "beta1", tc->beta1);
+    rn_json_add_number(o, "beta2", tc->beta2);
+    rn_json_add_number(o, "eps", tc->eps);
+    rn_json_add_number(o, "weight_decay", tc->weight_decay);
+    rn_json_add_number(o, "grad_clip", tc->grad_clip);
     cJSON_AddNumberToObject(o, "schedule", tc->schedule);
     cJSON_AddNumberToObject(o, "decay_embed", tc->decay_embed);
     if (user_json) {
@@ -167,12 +342,23 @@ rn_status rn_trainer_save(const rn_trainer *t, const char *path, const char *use
         if (!u) { cJSON_Delete(o); return rn_fail(RN_ERR_ARG, "checkpoint user data is not JSON"); }
         cJSON_AddItemToObject(o, "user", u);
     }
-    char *js = cJSON_PrintUnformatted(o);
+    *js = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
-    if (!js) return rn_fail(RN_ERR_NOMEM, "out of memory");
-    const rn_real *bufs[2] = {t->adam_m, t->adam_v};
-    rn_status st = rn_ckpt_save(path, t->m, bufs, moment_names, 2, js);
-    free(js);
+    return *js ? RN_OK : rn_fail(RN_ERR_NOMEM, "out of memory");
+}
+
+rn_status rn_trainer_save(const rn_trainer *t, const char *path, const char *user_json) {
+    rn_real *full[2];
+    rn_status st = gather_moments(t, full);
+    if (st == RN_OK && t->rp.rank == 0) {
+        char *js = NULL;
+        const rn_real *bufs[2] = {full[0] ? full[0] : t->adam_m, full[1] ? full[1] : t->adam_v};
+        st = state_json(t, user_json, &js);
+        if (st == RN_OK) st = rn_ckpt_save(path, t->m, bufs, moment_names, 2, js);
+        free(js);
+    }
+    rn_free(full[0]);
+    rn_free(full[1]);
     return st;
 }
 
@@ -200,6 +386,8 @@ rn_status rn_trainer_load(const char *path, rn_trainer **out, char **user_json) 
                             "beta1", "beta2", "eps", "weight_decay", "grad_clip", "schedule", "decay_embed", NULL};
     int ok = o != NULL;
     for (int i = 0; ok && keys[i]; i++) ok = get_num(o, keys[i], &v[i]);
+    /* the integer settings must fit in an int before they are converted */
+    for (int i = 1; ok && keys[i]; i++) ok = (i > 7 && i < 15) || fabs(v[i]) <= INT_MAX;
     if (ok) {
         tc.batch = (int)v[1]; tc.seq = (int)v[2]; tc.accum = (int)v[3]; tc.mode = (rn_mode)(int)v[4];
         tc.chunk = (int)v[5]; tc.steps = (int)v[6]; tc.warmup = (int)v[7]; tc.lr = v[8]; tc.min_lr_ratio = v[9];
