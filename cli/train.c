@@ -316,7 +316,8 @@ int cmd_train(int argc, char **argv) {
     int tty = isatty(2) && !quiet;
     double t0 = now_seconds(), last_t = t0, tok_s = 0;
     int64_t start_step = rn_trainer_step_count(t);
-    double ema = NAN;
+    double ema = NAN, t_est = t0;
+    int64_t d_est = 0;
     int code = 0;
     while (rn_trainer_step_count(t) < tc.steps) {
         for (int a = 0; a < tc.accum; a++) sample_shard(ds, &rng, tc.batch, tc.seq, &di, x + a * bt, y + a * bt, skip);
@@ -335,12 +336,15 @@ int cmd_train(int argc, char **argv) {
         tok_s = (double)nxy * di.size / (now - last_t);
         last_t = now;
         ema = isnan(ema) ? info.loss : 0.9 * ema + 0.1 * info.loss;
-        /* --time: fix the schedule length from the speed of the first steps */
         /* --time: the schedule length follows from the measured speed, first
-         * after 5 steps, then refined at 40 (the first steps are slower). */
+         * after 5 steps, then refined every 40 (the first steps are slower,
+         * and a shared machine's speed drifts) so the decay ends in time. */
         int64_t done = step - start_step;
-        if (time_budget > 0 && !resume && (done == 5 || done == 40)) {
-            double per = (now - t0) / (double)done, left = time_budget - (now - t0);
+        if (time_budget > 0 && !resume && (done == 5 || done % 40 == 0)) {
+            /* the speed of the last stretch: the machine's load changes */
+            double per = (now - t_est) / (double)(done - d_est), left = time_budget - (now - t0);
+            t_est = now;
+            d_est = done;
             int est = (int)step + (int)(left / per);
             if (est < (int)step + 1) est = (int)step + 1;
             dist_max(&est, 1);  /* one schedule on every rank */
@@ -358,7 +362,7 @@ int cmd_train(int argc, char **argv) {
         int halt[2] = {stop_signal, di.rank == 0 && time_budget > 0 && now - t0 > time_budget * 1.05};
         dist_max(halt, 2);
         stop_signal = halt[0];
-        int last = step >= tc.steps || stop_signal;
+        int last = step >= tc.steps || stop_signal || halt[1];
         if (step % eval_every == 0 || last) {
             row.val_loss = validation_loss(m, ds, tc.batch, tc.seq, tc.mode, tc.chunk, eval_batches, &di, x, y);
             if (!quiet)
@@ -380,8 +384,6 @@ int cmd_train(int argc, char **argv) {
             if (di.rank == 0) metrics_write(&mt, out);
         }
         if (halt[1] && step < tc.steps) {
-            save_all(t, out, &rng, data, (uint64_t)seed, &di);
-            if (di.rank == 0) metrics_write(&mt, out);
             if (tty) fputc('\n', stderr);
             if (di.rank == 0) fprintf(stderr, "time budget reached at step %lld\n", (long long)step);
             break;

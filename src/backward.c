@@ -180,6 +180,9 @@ rn_status rn_model_loss_grad_hook(rn_model *m, const int32_t *x, const int32_t *
                                   double *loss, int *count, const rn_grad_hook *hook) {
     const rn_config *c = &m->cfg;
     if (B < 1 || T < 1) return rn_fail(RN_ERR_ARG, "batch %d and length %d must be >= 1", B, T);
+    /* Row counts are ints in the kernels (as in rn_forward). */
+    if ((int64_t)B * T * (c->heads > c->vocab ? c->heads : c->vocab) >= INT32_MAX || (int64_t)T * c->dim >= INT32_MAX)
+        return rn_fail(RN_ERR_ARG, "%d x %d tokens is too large for one step", B, T);
     if (mode == RN_RECURRENT) return rn_fail(RN_ERR_ARG, "training runs in the parallel or chunkwise paradigm");
     if (mode == RN_CHUNKWISE && chunk < 1) return rn_fail(RN_ERR_ARG, "chunk length %d must be >= 1", chunk);
     if (c->embed_norm && grad) return rn_fail(RN_ERR_ARG, "layernorm_embedding is not supported in training");
