@@ -364,7 +364,15 @@ static char *upstream_config(const rn_config *c, rn_format fmt) {
         cJSON_AddBoolToObject(o, "elementwise_affine", 1);
         cJSON_AddNullToObject(o, "feature_map");
     }
-    char *out = cJSON_Print(o);
+    /* cJSON prints 15 digits, which may not round-trip: numbers are
+     * written exactly, the rest copied. */
+    cJSON *exact = cJSON_CreateObject();
+    for (cJSON *it = o->child; exact && it; it = it->next) {
+        if (cJSON_IsNumber(it)) rn_json_add_number(exact, it->string, it->valuedouble);
+        else cJSON_AddItemToObject(exact, it->string, cJSON_Duplicate(it, 1));
+    }
+    char *out = exact ? cJSON_Print(exact) : NULL;
+    cJSON_Delete(exact);
     cJSON_Delete(o);
     return out;
 }

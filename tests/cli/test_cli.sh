@@ -221,5 +221,11 @@ runtime_err "logits with tokens from a missing file" $R logits --model "$good" -
 runtime_err "init into a missing directory" $R init --out "$tmp/no/such/dir/m.safetensors"
 check "! ls '$tmp' | grep -q '\.tmp\.'" "temporary files left behind"
 
+# A config whose numbers need 17 digits (fla expand_v = 191/44) survives
+# conversion to a Hugging Face directory.
+$R init --preset fla --dim 44 --heads 1 --value-dim 191 --out "$tmp/fla44.safetensors" >/dev/null 2>&1
+$R convert --in "$tmp/fla44.safetensors" --out "$tmp/fla44" --to fla >/dev/null 2>&1
+check "$R info --model '$tmp/fla44' 2>/dev/null | grep -q 'value dim:  191'" "fla config with expand_v 191/44 did not round-trip"
+
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]
