@@ -9,10 +9,7 @@
 set -u
 cd "$(dirname "$0")/../.."
 R=${RETNET:-build/retnet}   # RETNET=build/asan/retnet runs it under the sanitizers
-pass=0; fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
-check() { if eval "$1"; then ok; else bad "$2"; fi; }
+. tests/cli/lib.bash
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 if [ ! -x "$R" ]; then echo "FAIL: $R not built (make tests)" >&2; echo "0 passed, 1 failed"; exit 1; fi
 
@@ -227,5 +224,4 @@ $R init --preset fla --dim 44 --heads 1 --value-dim 191 --out "$tmp/fla44.safete
 $R convert --in "$tmp/fla44.safetensors" --out "$tmp/fla44" --to fla >/dev/null 2>&1
 check "$R info --model '$tmp/fla44' 2>/dev/null | grep -q 'value dim:  191'" "fla config with expand_v 191/44 did not round-trip"
 
-echo "$pass passed, $fail failed"
-[ $fail -eq 0 ]
+finish

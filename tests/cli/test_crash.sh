@@ -14,10 +14,7 @@
 set -u
 cd "$(dirname "$0")/../.."
 R=build/retnet
-pass=0; fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
-check() { if eval "$1"; then ok; else bad "$2"; fi; }
+. tests/cli/lib.bash
 tmp=$(mktemp -d)
 mnt=""
 cleanup() { [ -n "$mnt" ] && umount "$mnt" 2>/dev/null; rm -rf "$tmp"; }
@@ -140,5 +137,4 @@ for off in 0 3 7 $(seq 8 $(( (hlen + 8) / 24 )) $((hlen + 7))) $(for i in $(seq 
 done
 echo "  corrupted checkpoints: 7 truncations and $nflip bit flips refused, e.g. $(cat "$tmp/log")"
 
-echo "$pass passed, $fail failed"
-[ $fail -eq 0 ]
+finish

@@ -7,10 +7,7 @@
 set -u
 cd "$(dirname "$0")/../.."
 R=${RETNET_BIN:-build/retnet}
-pass=0; fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
-check() { if eval "$1"; then ok; else bad "$2"; fi; }
+. tests/cli/lib.bash
 if ! command -v mpirun >/dev/null; then
   echo "no mpirun (scripts/setup.sh test installs Open MPI): skipped"
   echo "0 passed, 0 failed"; exit 0
@@ -139,5 +136,4 @@ kill $guard 2>/dev/null; wait $guard 2>/dev/null
 check "[ -n '$victim' ] && [ $rc -ne 0 ] && [ $((SECONDS - t0)) -lt 30 ]" "hung rank: rc $rc after $((SECONDS - t0))s"
 check "grep -q 'waited 2 s for the other ranks: one has died or hangs' '$tmp/log'" "hung rank: no message: $(head -5 "$tmp/log")"
 
-echo "$pass passed, $fail failed"
-[ $fail -eq 0 ]
+finish

@@ -6,10 +6,7 @@
 set -u
 cd "$(dirname "$0")/../.."
 R=build/retnet
-pass=0; fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
-check() { if eval "$1"; then ok; else bad "$2"; fi; }
+. tests/cli/lib.bash
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 
 # A deterministic English-like corpus (the suite needs no download).
@@ -49,5 +46,4 @@ check "[ $rc -eq 1 ] && [ \$(wc -l < '$tmp/log') -eq 1 ]" "resume without checkp
 $R train "${common[@]}" --seq 8 --chunk 9 --out "$tmp/x" 2>"$tmp/log"; rc=$?
 check "[ $rc -eq 2 ] && [ \$(wc -l < '$tmp/log') -eq 1 ]" "chunk > seq: rc $rc"
 
-echo "$pass passed, $fail failed"
-[ $fail -eq 0 ]
+finish
