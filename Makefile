@@ -2,8 +2,8 @@
 # `make` builds; `make test` runs the suite; `make demo` trains and generates.
 
 CC      ?= gcc
-CFLAGS  ?= -O2 -march=native
-override CFLAGS += -std=c11 -Wall -Wextra -fopenmp -fPIC -Iinclude -Isrc $(SAN)
+CFLAGS  ?= -O3 -march=native
+override CFLAGS += -std=c11 -Wall -Wextra -fopenmp -fPIC -fno-math-errno -Iinclude -Isrc $(SAN)
 LDLIBS  = -lopenblas -lcjson -lm
 BUILD   = build
 

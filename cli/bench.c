@@ -91,9 +91,10 @@ static double train_flops(const rn_config *c, int B, int T, int chunk) {
     /* retention per (b, h) and chunk of L rows */
     double ret_f = 0, ret_b = 0;
     for (int t0 = 0; t0 < T; t0 += chunk) {
-        double L = T - t0 < chunk ? T - t0 : chunk, first = t0 == 0;
-        ret_f += L * L * K + L * L * Dv + (first ? 0 : L * K * Dv) + K * L * Dv;
-        ret_b += L * L * K + 2 * L * L * Dv + 2 * L * L * K + 2 * L * K * Dv + K * L * Dv + (first ? 0 : L * Dv * K);
+        /* the state enters after the first chunk and leaves before the last */
+        double L = T - t0 < chunk ? T - t0 : chunk, in = t0 > 0, out = t0 + chunk < T;
+        ret_f += L * L * K + L * L * Dv + in * L * K * Dv + out * K * L * Dv;
+        ret_b += 3 * L * L * K + 2 * L * L * Dv + out * 2 * L * K * Dv + in * 2 * L * K * Dv;
     }
     double ret = 2 * (ret_f + ret_b) * B * H * c->layers;
     return fwd + bwd + ret;

@@ -3,6 +3,7 @@
  * the forward line it differentiates; gradients accumulate (+=) into a
  * buffer laid out like the parameters. */
 #include "model.h"
+#include "vmath.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -34,15 +35,19 @@ static void layer_backward(rn_model *m, rn_acts *a, int l, rn_layer_w *g) {
     for (int n = 0; n < N; n++) {
         const rn_real *hf = la->hf + (size_t)n * Fw, *dan = da + (size_t)n * F;
         rn_real *dh = dhf + (size_t)n * Fw;
-        for (int i = 0; i < F; i++) {
-            if (c->ffn == RN_FFN_GLU) {
-                /* a = act(h1) * h2 */
+        if (c->ffn == RN_FFN_GLU) {
+            /* a = act(h1) * h2 */
+#pragma omp simd
+            for (int i = 0; i < F; i++) {
                 rn_real f, df;
                 rn_act_fdf(c->act, hf[i], &f, &df);
                 dh[i] = dan[i] * hf[F + i] * df;
                 dh[F + i] = dan[i] * f;
-            } else {
-                /* a = act(h), h = fc1 x + b1 */
+            }
+        } else {
+            /* a = act(h), h = fc1 x + b1 */
+#pragma omp simd
+            for (int i = 0; i < F; i++) {
                 rn_real f, df;
                 rn_act_fdf(c->act, hf[i], &f, &df);
                 dh[i] = dan[i] * df;
@@ -62,9 +67,10 @@ static void layer_backward(rn_model *m, rn_acts *a, int l, rn_layer_w *g) {
     int group = c->head_norm == RN_HEADNORM_GROUP;
 #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++) {
-        const rn_real *g = P + (size_t)n * Pw + 2 * d + Vd;
-        for (int i = 0; i < Vd; i++)
-            a->gated[(size_t)n * Vd + i] = rn_act_f(RN_ACT_SWISH, g[i]) * la->y[(size_t)n * Vd + i];
+        const rn_real *g = P + (size_t)n * Pw + 2 * d + Vd, *y = la->y + (size_t)n * Vd;
+        rn_real *gt = a->gated + (size_t)n * Vd;
+#pragma omp simd
+        for (int i = 0; i < Vd; i++) gt[i] = rn_act_f(RN_ACT_SWISH, g[i]) * y[i];
     }
     rn_gemm(1, 0, d, Vd, N, 1, dres, d, a->gated, Vd, 1, g->wo, Vd);     /* dWo += dx^T gated */
     rn_real *dgated = a->dtmp;                                            /* (N, Vd) */
@@ -76,13 +82,17 @@ static void layer_backward(rn_model *m, rn_acts *a, int l, rn_layer_w *g) {
     for (int n = 0; n < N; n++) {
         const rn_real *gv = P + (size_t)n * Pw + 2 * d + Vd, *y = la->y + (size_t)n * Vd;
         rn_real *dg = dP + (size_t)n * Pw + 2 * d + Vd, *dy = dgated + (size_t)n * Vd, *dyh = a->gated + (size_t)n * Vd;
+#pragma omp simd
         for (int i = 0; i < Vd; i++) {
             rn_real f, df;
             rn_act_fdf(RN_ACT_SWISH, gv[i], &f, &df);
             dg[i] = dy[i] * y[i] * df;
             dy[i] *= f;
-            dyh[i] = w->hn_w ? dy[i] * w->hn_w[i % wmod] : dy[i];
         }
+        if (w->hn_w)
+            for (int i = 0; i < Vd; i++) dyh[i] = dy[i] * w->hn_w[i % wmod];
+        else
+            memcpy(dyh, dy, sizeof(rn_real) * (size_t)Vd);
     }
     if (g->hn_w) {
         /* dw[j] += sum over rows (and heads sharing j) of dy yhat; db += dy */
@@ -110,8 +120,7 @@ static void layer_backward(rn_model *m, rn_acts *a, int l, rn_layer_w *g) {
     for (int bh = 0; bh < B * H; bh++) {
         int b = bh / H, h = bh % H;
         rn_real *ws = a->ws + (size_t)rn_thread_id() * a->ws_per_thread;
-        rn_real *dU = ws, *rws = ws + kd;
-        memset(dU, 0, kd * sizeof *dU);
+        rn_real *dU = ws, *rws = ws + kd;  /* zero after the last chunk: not read there */
         size_t qo = (size_t)b * T * Pw + (size_t)h * K, vo = (size_t)b * T * Pw + 2 * d + (size_t)h * Dv;
         const rn_real *dob = dout + (size_t)b * T * Vd + (size_t)h * Dv;
         for (int ci = nch - 1; ci >= 0; ci--) {
@@ -119,7 +128,7 @@ static void layer_backward(rn_model *m, rn_acts *a, int l, rn_layer_w *g) {
             size_t r0 = (size_t)t0 * Pw;
             rn_retention_chunk_backward(m, h, t0, L, P + qo + r0, P + qo + d + r0, Pw, P + vo + r0, Pw,
                                         ci ? la->U0 + ((size_t)bh * nch + ci) * kd : NULL,
-                                        dob + (size_t)t0 * Vd, Vd, dU, dP + qo + r0, dP + qo + d + r0,
+                                        dob + (size_t)t0 * Vd, Vd, dU, ci < nch - 1, dP + qo + r0, dP + qo + d + r0,
                                         dP + vo + r0, rws);
         }
     }

@@ -1,6 +1,7 @@
 /* forward.c: the model's forward pass (embedding, layers, head) in the
  * three paradigms, and the activation arena it runs in. */
 #include "model.h"
+#include "vmath.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -133,6 +134,7 @@ static void retention_forward(rn_model *m, rn_acts *a, rn_layer_acts *la, rn_rea
             continue;
         }
         int has_state = U && pos0 > 0;
+        /* Without U, the state after the last chunk is not wanted. */
         for (int ci = 0; ci < nch; ci++) {
             int t0 = ci * C, L = T - t0 < C ? T - t0 : C;
             if (la->U0) {
@@ -141,7 +143,9 @@ static void retention_forward(rn_model *m, rn_acts *a, rn_layer_acts *la, rn_rea
                 else memset(dst, 0, kd * sizeof *dst);
             }
             rn_retention_chunk(m, h, pos0 + t0, L, q + (size_t)t0 * Pw, k + (size_t)t0 * Pw, Pw,
-                               v + (size_t)t0 * Pw, Pw, Ubh, has_state, o + (size_t)t0 * Vd, Vd, rws,
+                               v + (size_t)t0 * Pw, Pw, Ubh,
+                               (has_state ? RN_STATE_IN : 0) | (U || ci < nch - 1 ? RN_STATE_OUT : 0),
+                               o + (size_t)t0 * Vd, Vd, rws,
                                (flags & RN_FWD_ABS_NORM) ? absn : NULL);
             has_state = 1;
         }
@@ -176,13 +180,12 @@ static void layer_forward(rn_model *m, rn_acts *a, int l, rn_real *U, int64_t po
     for (int n = 0; n < N; n++) {
         const rn_real *g = la->P + (size_t)n * Pw + 2 * d + Vd;
         rn_real *y = la->y + (size_t)n * Vd, *gt = a->gated + (size_t)n * Vd;
-        for (int i = 0; i < Vd; i++) {
-            double yv = y[i];
-            if (hw) yv *= hw[i % wmod];
-            if (hb) yv += hb[i];
-            y[i] = (rn_real)yv;
-            gt[i] = (rn_real)(rn_act_f(RN_ACT_SWISH, g[i]) * yv);
-        }
+        if (hw)
+            for (int i = 0; i < Vd; i++) y[i] *= hw[i % wmod];
+        if (hb)
+            for (int i = 0; i < Vd; i++) y[i] += hb[i];
+#pragma omp simd
+        for (int i = 0; i < Vd; i++) gt[i] = rn_act_f(RN_ACT_SWISH, g[i]) * y[i];
     }
     if (la->x_mid != la->x_in) memcpy(la->x_mid, la->x_in, sizeof(rn_real) * (size_t)N * d);
     rn_gemm(0, 1, N, d, Vd, 1, a->gated, Vd, w->wo, Vd, 1, la->x_mid, d);
@@ -194,12 +197,14 @@ static void layer_forward(rn_model *m, rn_acts *a, int l, rn_real *U, int64_t po
 #pragma omp parallel for schedule(static) if (N > 16)
     for (int n = 0; n < N; n++) {
         rn_real *hf = la->hf + (size_t)n * Fw, *an = la->a + (size_t)n * F;
-        for (int i = 0; i < F; i++) {
-            if (c->ffn == RN_FFN_GLU) {
-                an[i] = (rn_real)(rn_act_f(c->act, hf[i]) * hf[F + i]);
-            } else {
+        if (c->ffn == RN_FFN_GLU) {
+#pragma omp simd
+            for (int i = 0; i < F; i++) an[i] = rn_act_f(c->act, hf[i]) * hf[F + i];
+        } else {
+#pragma omp simd
+            for (int i = 0; i < F; i++) {
                 hf[i] += w->fc1_b[i];
-                an[i] = (rn_real)rn_act_f(c->act, hf[i]);
+                an[i] = rn_act_f(c->act, hf[i]);
             }
         }
     }

@@ -162,9 +162,6 @@ void rn_norm_backward(rn_norm kind, rn_real *dx, rn_real *dw, rn_real *db, const
  * logits are replaced by dscale * d(loss)/d(logits). */
 double rn_cross_entropy(rn_real *logits, const int32_t *y, int N, int V, double dscale, int *count);
 
-rn_real rn_act_f(rn_act a, rn_real x);
-void rn_act_fdf(rn_act a, rn_real x, rn_real *f, rn_real *df);
-
 /* -------------------------------------------------------- retention.c */
 
 /* Computes the position-dependent parts of the model (decays, rotation). */
@@ -178,26 +175,30 @@ void rn_rotate(const rn_model *m, rn_real *x, int ld, int B, int T, int64_t pos0
 size_t rn_retention_ws(const rn_model *m, int L);
 
 /* One chunk of L rows of one (batch, head) stream at positions pos..pos+L-1,
- * from state U (K, Dv), which is advanced to pos+L.
+ * with state U (K, Dv): state & RN_STATE_IN: U holds the state before the
+ * chunk (else a zero state); state & RN_STATE_OUT: U is advanced to pos+L
+ * (else the state after the chunk is not wanted and U not written).
  * q, k: (L, K) row stride ldq; v: (L, Dv) row stride ldv; o: (L, Dv)
  * stride ldo; ws: rn_retention_ws(m, L) scratch. If absn is not NULL the
  * torchscale row clamp is applied and the clamp per row stored in absn (L). */
 void rn_retention_chunk(const rn_model *m, int h, int64_t pos, int L, const rn_real *q,
                         const rn_real *k, int ldq, const rn_real *v, int ldv, rn_real *U,
-                        int has_state, rn_real *o, int ldo, rn_real *ws, rn_real *absn);
+                        unsigned state, rn_real *o, int ldo, rn_real *ws, rn_real *absn);
+enum { RN_STATE_IN = 1, RN_STATE_OUT = 2 };
 
 /* One token for one (batch, head): U = gamma z U + k^T v; o = q U r. */
 void rn_retention_step(const rn_model *m, int h, int64_t pos, const rn_real *q,
                        const rn_real *k, const rn_real *v, rn_real *U, rn_real *o);
 
 /* Backward of rn_retention_chunk (no abs_norm). U_prev is the state the
- * forward started from; dU (K, Dv) holds the gradient w.r.t. the state
- * after the chunk on entry and w.r.t. U_prev on exit. dq, dk, dv are
- * accumulated (+=) with the same strides as q, k, v. */
+ * forward started from (NULL: a zero state). dU (K, Dv) holds the gradient
+ * w.r.t. the state after the chunk on entry (dU_in = 0: it is zero, and
+ * not read) and w.r.t. U_prev on exit (not written when U_prev is NULL).
+ * dq, dk, dv are accumulated (+=) with the same strides as q, k, v. */
 void rn_retention_chunk_backward(const rn_model *m, int h, int64_t pos, int L,
                                  const rn_real *q, const rn_real *k, int ldq, const rn_real *v,
                                  int ldv, const rn_real *U_prev, const rn_real *dout, int ldo,
-                                 rn_real *dU, rn_real *dq, rn_real *dk, rn_real *dv, rn_real *ws);
+                                 rn_real *dU, int dU_in, rn_real *dq, rn_real *dk, rn_real *dv, rn_real *ws);
 size_t rn_retention_bwd_ws(const rn_model *m, int L);
 
 /* ----------------------------------------------------------- backward.c */

@@ -56,22 +56,30 @@ void rn_norm_forward(rn_norm kind, rn_real *out, rn_real *mean, rn_real *rstd, c
     for (int n = 0; n < N; n++) {
         const rn_real *xn = x + (size_t)n * D;  /* (D) */
         rn_real *on = out + (size_t)n * D;      /* (D) */
+        /* Sums in double (vectorised, two passes); the row in rn_real. */
         double mu = 0, var = 0;
         if (kind == RN_NORM_LAYER) {
+#pragma omp simd reduction(+ : mu)
             for (int i = 0; i < D; i++) mu += xn[i];
             mu /= D;
         }
+#pragma omp simd reduction(+ : var)
         for (int i = 0; i < D; i++) { double c = xn[i] - mu; var += c * c; }
         var /= D;
         double r = 1.0 / sqrt(var + eps);
-        for (int i = 0; i < D; i++) {
-            double y = (xn[i] - mu) * r;
-            if (w) y *= w[i];
-            if (b) y += b[i];
-            on[i] = (rn_real)y;
+        rn_real mr = (rn_real)mu, rr = (rn_real)r;
+        if (w && b) {
+#pragma omp simd
+            for (int i = 0; i < D; i++) on[i] = (xn[i] - mr) * rr * w[i] + b[i];
+        } else if (w) {
+#pragma omp simd
+            for (int i = 0; i < D; i++) on[i] = (xn[i] - mr) * rr * w[i];
+        } else {
+#pragma omp simd
+            for (int i = 0; i < D; i++) on[i] = (xn[i] - mr) * rr;
         }
-        if (mean) mean[n] = (rn_real)mu;
-        if (rstd) rstd[n] = (rn_real)r;
+        if (mean) mean[n] = mr;
+        if (rstd) rstd[n] = rr;
     }
 }
 
@@ -87,17 +95,19 @@ void rn_norm_backward(rn_norm kind, rn_real *dx, rn_real *dw, rn_real *db, const
     for (int n = 0; n < N; n++) {
         const rn_real *xn = x + (size_t)n * D, *dy = dout + (size_t)n * D;
         rn_real *dxn = dx + (size_t)n * D;
-        double mu = kind == RN_NORM_LAYER ? mean[n] : 0, r = rstd[n];
+        rn_real mu = kind == RN_NORM_LAYER ? mean[n] : 0, r = rstd[n];
         double sg = 0, sgx = 0;
+#pragma omp simd reduction(+ : sg, sgx)
         for (int i = 0; i < D; i++) {
-            double g = w ? dy[i] * w[i] : dy[i], xh = (xn[i] - mu) * r;
-            sg += g; sgx += g * xh;
+            rn_real g = w ? dy[i] * w[i] : dy[i], xh = (xn[i] - mu) * r;
+            sg += g;
+            sgx += (double)g * xh;
         }
-        sg /= D; sgx /= D;
-        if (kind != RN_NORM_LAYER) sg = 0;
+        rn_real msg = kind == RN_NORM_LAYER ? (rn_real)(sg / D) : 0, msgx = (rn_real)(sgx / D);
+#pragma omp simd
         for (int i = 0; i < D; i++) {
-            double g = w ? dy[i] * w[i] : dy[i], xh = (xn[i] - mu) * r;
-            dxn[i] += (rn_real)(r * (g - sg - xh * sgx));
+            rn_real g = w ? dy[i] * w[i] : dy[i], xh = (xn[i] - mu) * r;
+            dxn[i] += r * (g - msg - xh * msgx);
         }
     }
     if (!dw && !db) return;
@@ -108,9 +118,10 @@ void rn_norm_backward(rn_norm kind, rn_real *dx, rn_real *dw, rn_real *db, const
         double sw[16] = {0}, sb[16] = {0};
         for (int n = 0; n < N; n++) {
             const rn_real *xn = x + (size_t)n * D, *dy = dout + (size_t)n * D;
-            double mu = kind == RN_NORM_LAYER ? mean[n] : 0, r = rstd[n];
+            rn_real mu = kind == RN_NORM_LAYER ? mean[n] : 0, r = rstd[n];
+#pragma omp simd
             for (int i = i0; i < i1; i++) {
-                sw[i - i0] += dy[i] * (xn[i] - mu) * r;
+                sw[i - i0] += (double)dy[i] * ((xn[i] - mu) * r);
                 sb[i - i0] += dy[i];
             }
         }
@@ -147,34 +158,4 @@ double rn_cross_entropy(rn_real *logits, const int32_t *y, int N, int V, double 
     }
     *count = cnt;
     return total;
-}
-
-/* ------------------------------------------------------------ activations */
-
-/* Float math in the float32 build (erff, expf): the activations are a
- * large share of the elementwise work. */
-#ifdef RETNET_DOUBLE
-#define RN_ERF erf
-#define RN_EXP exp
-#else
-#define RN_ERF erff
-#define RN_EXP expf
-#endif
-
-rn_real rn_act_f(rn_act a, rn_real x) {
-    if (a == RN_ACT_GELU) return (rn_real)0.5 * x * ((rn_real)1 + RN_ERF(x * (rn_real)0.70710678118654752440));
-    return x / ((rn_real)1 + RN_EXP(-x));
-}
-
-/* The activation and its derivative with one transcendental call each. */
-void rn_act_fdf(rn_act a, rn_real x, rn_real *f, rn_real *df) {
-    if (a == RN_ACT_GELU) {
-        rn_real cdf = (rn_real)0.5 * ((rn_real)1 + RN_ERF(x * (rn_real)0.70710678118654752440));
-        *f = x * cdf;
-        *df = cdf + x * (rn_real)0.39894228040143267794 * RN_EXP((rn_real)-0.5 * x * x);
-        return;
-    }
-    rn_real s = (rn_real)1 / ((rn_real)1 + RN_EXP(-x));
-    *f = x * s;
-    *df = s * ((rn_real)1 + x * ((rn_real)1 - s));
 }

@@ -150,7 +150,8 @@ static void decayed_rows(const rn_model *m, rn_real *out, const rn_real *x, int 
 
 void rn_retention_chunk(const rn_model *m, int h, int64_t pos, int L, const rn_real *q,
                         const rn_real *k, int ldq, const rn_real *v, int ldv, rn_real *U,
-                        int has_state, rn_real *o, int ldo, rn_real *ws, rn_real *absn) {
+                        unsigned state, rn_real *o, int ldo, rn_real *ws, rn_real *absn) {
+    int has_state = (state & RN_STATE_IN) != 0;
     int K = m->K, Dv = m->Dv;
     rn_real *A = ws;                  /* (L, L) */
     rn_real *qt = A + (size_t)L * L;  /* (L, K) */
@@ -186,6 +187,7 @@ void rn_retention_chunk(const rn_model *m, int h, int64_t pos, int L, const rn_r
     }
 
     /* Advance: U = gamma^L z^L ⊙ U + sum_i gamma^(L-1-i) (z^(L-1-i) ⊙ k_i)^T v_i */
+    if (!(state & RN_STATE_OUT)) return;
     decayed_rows(m, kt, k, ldq, L, gp, L - 1, -1);
     if (has_state)
         for (int j = 0; j < K; j++) {
@@ -220,7 +222,7 @@ size_t rn_retention_bwd_ws(const rn_model *m, int L) {
 void rn_retention_chunk_backward(const rn_model *m, int h, int64_t pos, int L,
                                  const rn_real *q, const rn_real *k, int ldq, const rn_real *v,
                                  int ldv, const rn_real *U_prev, const rn_real *dout, int ldo,
-                                 rn_real *dU, rn_real *dq, rn_real *dk, rn_real *dv, rn_real *ws) {
+                                 rn_real *dU, int dU_in, rn_real *dq, rn_real *dk, rn_real *dv, rn_real *ws) {
     int K = m->K, Dv = m->Dv;
     rn_real *A = ws;                    /* (L, L)  */
     rn_real *dA = A + (size_t)L * L;    /* (L, L)  */
@@ -258,23 +260,27 @@ void rn_retention_chunk_backward(const rn_model *m, int h, int64_t pos, int L,
 
     /* U_new = D_L U_prev + kd^T v, kd_i = gamma^(L-1-i) z^(L-1-i) k_i:
      * dv += kd dU;  dkd = v dU^T */
-    decayed_rows(m, kt, k, ldq, L, gp, L - 1, -1);
-    rn_gemm(0, 0, L, Dv, K, 1, kt, K, dU, Dv, 1, dv, ldv);
-    rn_gemm(0, 1, L, K, Dv, 1, v, ldv, dU, Dv, 0, tmp, K);
-    for (int i = 0; i < L; i++) {
-        int e = L - 1 - i;
-        for (int j = 0; j < K; j++)
-            dk[(size_t)i * ldq + j] += (rn_real)(tmp[(size_t)i * K + j] * gp[e] * dim_decay(m, j, e));
+    if (dU_in) {
+        decayed_rows(m, kt, k, ldq, L, gp, L - 1, -1);
+        rn_gemm(0, 0, L, Dv, K, 1, kt, K, dU, Dv, 1, dv, ldv);
+        rn_gemm(0, 1, L, K, Dv, 1, v, ldv, dU, Dv, 0, tmp, K);
+        for (int i = 0; i < L; i++) {
+            int e = L - 1 - i;
+            for (int j = 0; j < K; j++)
+                dk[(size_t)i * ldq + j] += (rn_real)(tmp[(size_t)i * K + j] * gp[e] * dim_decay(m, j, e));
+        }
     }
-    /* dU_prev = D_L dU + qc^T dO  (cross term o += qc U_prev, qc_i = gamma^(i+1) z^(i+1) q_i);
-     * dq += (dO U_prev^T) ⊙ gamma^(i+1) z^(i+1) */
-    for (int j = 0; j < K; j++) {
-        rn_real f = (rn_real)(gp[L] * dim_decay(m, j, L));
-        for (int c = 0; c < Dv; c++) dU[(size_t)j * Dv + c] *= f;
-    }
-    decayed_rows(m, qt, q, ldq, L, gp, 1, 1);
-    rn_gemm(1, 0, K, Dv, L, 1, qt, K, dO, Dv, 1, dU, Dv);
+    /* Without a prior state there is no dU_prev to compute. */
     if (U_prev) {
+        /* dU_prev = D_L dU + qc^T dO  (cross term o += qc U_prev, qc_i = gamma^(i+1) z^(i+1) q_i);
+         * dq += (dO U_prev^T) ⊙ gamma^(i+1) z^(i+1) */
+        if (dU_in)
+            for (int j = 0; j < K; j++) {
+                rn_real f = (rn_real)(gp[L] * dim_decay(m, j, L));
+                for (int c = 0; c < Dv; c++) dU[(size_t)j * Dv + c] *= f;
+            }
+        decayed_rows(m, qt, q, ldq, L, gp, 1, 1);
+        rn_gemm(1, 0, K, Dv, L, 1, qt, K, dO, Dv, dU_in ? 1 : 0, dU, Dv);
         rn_gemm(0, 1, L, K, Dv, 1, dO, Dv, U_prev, Dv, 0, tmp, K);
         for (int i = 0; i < L; i++)
             for (int j = 0; j < K; j++)

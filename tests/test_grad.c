@@ -136,7 +136,7 @@ static void fd_retention(rn_preset p) {
     for (size_t i = 0; i < nu; i++) { U[i] = (rn_real)rn_rng_normal(&r); wu[i] = (rn_real)rn_rng_normal(&r); }
     /* f = sum(wo * o) + sum(wu * U_next) */
     memcpy(dU, wu, sizeof(rn_real) * nu);
-    rn_retention_chunk_backward(m, h, pos, L, q, k, K, v, Dv, U, wo, Dv, dU, dq, dk, dv, ws);
+    rn_retention_chunk_backward(m, h, pos, L, q, k, K, v, Dv, U, wo, Dv, dU, 1, dq, dk, dv, ws);
     rn_real *params[4] = {q, k, v, U}, *grads[4] = {dq, dk, dv, dU};
     size_t sizes[4] = {nq, nq, nv, nu};
     double num = 0, den = 0;
@@ -146,7 +146,7 @@ static void fd_retention(rn_preset p) {
             for (int s = 0; s < 2; s++) {
                 params[pi][i] = (rn_real)(save + (s ? -hh : hh));
                 memcpy(U1, U, sizeof(rn_real) * nu);
-                rn_retention_chunk(m, h, pos, L, q, k, K, v, Dv, U1, 1, o, Dv, ws, NULL);
+                rn_retention_chunk(m, h, pos, L, q, k, K, v, Dv, U1, RN_STATE_IN | RN_STATE_OUT, o, Dv, ws, NULL);
                 f[s] = 0;
                 for (size_t j = 0; j < nv; j++) f[s] += wo[j] * o[j];
                 for (size_t j = 0; j < nu; j++) f[s] += wu[j] * U1[j];

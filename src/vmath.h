@@ -1,0 +1,121 @@
+/* vmath.h: the activations (GELU, swish) and their derivatives as inline
+ * straight-line code, so that a `#pragma omp simd` loop over a row compiles
+ * to vector instructions. libm's expf/erff are scalar calls; in the float32
+ * build the activations were about 8% of a training step through them
+ * (docs/PERFORMANCE.md). The float64 build keeps libm: its gradients are
+ * checked against finite differences far below float32 rounding, which
+ * needs the derivative of exactly the function computed. */
+#ifndef RN_VMATH_H
+#define RN_VMATH_H
+
+#include "retnet.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#ifndef RETNET_DOUBLE
+
+/* fmaf is one instruction where the target has FMA, a slow call elsewhere. */
+#ifdef FP_FAST_FMAF
+#define RN_FMA(a, b, c) fmaf(a, b, c)
+#else
+#define RN_FMA(a, b, c) ((a) * (b) + (c))
+#endif
+
+/* exp(x) to about 1 ulp: x = n ln2 + r, |r| <= ln2/2, exp(r) by its Taylor
+ * series to r^7 (truncation < 6e-9 relative), times 2^n built in the
+ * exponent bits. x is clamped to [-87.3, 88] (NaN goes to -87.3: the
+ * callers multiply by x, which carries the NaN on). */
+static inline float rn_vexpf(float x) {
+    x = x > -87.3f ? x : -87.3f;
+    x = x < 88.0f ? x : 88.0f;
+    /* round to nearest by adding 1.5 * 2^23 (floorf is a call, not vectorised) */
+    float n = (x * 1.44269504f + 12582912.0f) - 12582912.0f;
+    float r = RN_FMA(n, -0.693145752f, x);  /* ln2 in two parts: exact n*hi */
+    r = RN_FMA(n, -1.42860677e-6f, r);
+    float p = 1.98412698e-4f;              /* 1/7! */
+    p = RN_FMA(p, r, 1.38888889e-3f);        /* 1/6! */
+    p = RN_FMA(p, r, 8.33333333e-3f);
+    p = RN_FMA(p, r, 4.16666667e-2f);
+    p = RN_FMA(p, r, 1.66666667e-1f);
+    p = RN_FMA(p, r, 0.5f);
+    p = RN_FMA(p, r, 1.0f);
+    p = RN_FMA(p, r, 1.0f);
+    int32_t bits = ((int32_t)n + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return p * scale;
+}
+
+/* Phi(x) = (1 + erf(x / sqrt 2)) / 2, the GELU's gate. |z| < 1: erf's
+ * Taylor series to z^23 (truncation < 1e-9); |z| >= 1: erfc(|z|) =
+ * exp(poly(|z| - 2.5)), a least-squares fit of log erfc on [1, 4]
+ * (scripts/fit_erfc.py, |error| < 2e-9); beyond 4, erfc/2 < 8e-9 is
+ * taken as 0, as float32 1 + erf(z) rounds it (what PyTorch computes).
+ * Both are computed and one selected, so the loop stays branch-free. */
+static inline float rn_vphi(float x) {
+    float z = x * 0.707106781f, az = fabsf(z), z2 = z * z;
+    float s = -1.22905553e-9f;
+    s = RN_FMA(s, z2, 1.48071928e-8f);
+    s = RN_FMA(s, z2, -1.63658447e-7f);
+    s = RN_FMA(s, z2, 1.64621144e-6f);
+    s = RN_FMA(s, z2, -1.49256504e-5f);
+    s = RN_FMA(s, z2, 1.20553330e-4f);
+    s = RN_FMA(s, z2, -8.54832702e-4f);
+    s = RN_FMA(s, z2, 5.22397763e-3f);
+    s = RN_FMA(s, z2, -2.68661706e-2f);
+    s = RN_FMA(s, z2, 1.12837917e-1f);
+    s = RN_FMA(s, z2, -3.76126389e-1f);
+    s = RN_FMA(s, z2, 1.12837917f);
+    float erf_small = z * s;
+    float t = (az < 4.0f ? az : 4.0f) - 2.5f;
+    float l = -4.104853711e-08f;
+    l = RN_FMA(l, t, -6.582858126e-08f);
+    l = RN_FMA(l, t, 1.844959634e-06f);
+    l = RN_FMA(l, t, -1.297613319e-05f);
+    l = RN_FMA(l, t, 7.693984504e-05f);
+    l = RN_FMA(l, t, -4.207069391e-04f);
+    l = RN_FMA(l, t, 2.165525598e-03f);
+    l = RN_FMA(l, t, -1.085816553e-02f);
+    l = RN_FMA(l, t, -9.438937430e-01f);
+    l = RN_FMA(l, t, -5.352680740e+00f);
+    l = RN_FMA(l, t, -7.806815272e+00f);
+    float half_erfc = az < 4.0f ? 0.5f * rn_vexpf(l) : 0.0f;  /* erfc(|z|) / 2 */
+    float big = z < 0 ? half_erfc : 1.0f - half_erfc;
+    return az < 1.0f ? 0.5f + 0.5f * erf_small : big;
+}
+
+static inline float rn_vsigmoid(float x) { return 1.0f / (1.0f + rn_vexpf(-x)); }
+#define RN_PHI(x) rn_vphi(x)
+#define RN_SIGMOID(x) rn_vsigmoid(x)
+#define RN_GAUSS(x) rn_vexpf(x)
+
+#else
+
+#define RN_PHI(x) (0.5 * (1 + erf((x) * 0.70710678118654752440)))
+#define RN_SIGMOID(x) (1 / (1 + exp(-(x))))
+#define RN_GAUSS(x) exp(x)
+
+#endif
+
+/* act(x) */
+static inline rn_real rn_act_f(rn_act a, rn_real x) {
+    if (a == RN_ACT_GELU) return x * (rn_real)RN_PHI(x);
+    return x * (rn_real)RN_SIGMOID(x);
+}
+
+/* act(x) and act'(x): GELU' = Phi(x) + x phi(x); swish' = s (1 + x (1 - s)). */
+static inline void rn_act_fdf(rn_act a, rn_real x, rn_real *f, rn_real *df) {
+    if (a == RN_ACT_GELU) {
+        rn_real cdf = (rn_real)RN_PHI(x);
+        *f = x * cdf;
+        *df = cdf + x * (rn_real)0.39894228040143267794 * (rn_real)RN_GAUSS((rn_real)-0.5 * x * x);
+        return;
+    }
+    rn_real s = (rn_real)RN_SIGMOID(x);
+    *f = x * s;
+    *df = s * ((rn_real)1 + x * ((rn_real)1 - s));
+}
+
+#endif
