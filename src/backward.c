@@ -76,8 +76,7 @@ static void layer_backward(rn_model *m, rn_acts *a, int l, rn_layer_w *g) {
     rn_real *dgated = a->dtmp;                                            /* (N, Vd) */
     rn_gemm(0, 0, N, Vd, d, 1, dres, d, w->wo, Vd, 0, dgated, Vd);
     /* gated = swish(g) * y, y = yhat * w + b: dg into dP, dy over dgated,
-     * dyhat = dy * w into a->gated */
-    memset(dP, 0, sizeof(rn_real) * (size_t)N * Pw);
+     * dyhat = dy * w into a->gated. (dq, dk, dv are written by retention.) */
 #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++) {
         const rn_real *gv = P + (size_t)n * Pw + 2 * d + Vd, *y = la->y + (size_t)n * Vd;
@@ -132,14 +131,8 @@ static void layer_backward(rn_model *m, rn_acts *a, int l, rn_layer_w *g) {
                                         dP + vo + r0, rws);
         }
     }
-    /* q, k were scaled then rotated: undo the rotation, then the scale. */
+    /* q, k were scaled and rotated: the transpose of both. */
     rn_rotate(m, dP, Pw, B, T, 0, 1);
-    if (c->qk_scale != RN_QK_NONE) {
-        rn_real s = (rn_real)(1.0 / sqrt((double)K));
-        int off = c->qk_scale == RN_QK_SCALE_K ? d : 0;
-        for (int n = 0; n < N; n++)
-            for (int i = 0; i < d; i++) dP[(size_t)n * Pw + off + i] *= s;
-    }
     rn_gemm(1, 0, Pw, d, N, 1, dP, Pw, la->xn1, d, 1, g->wqkvg, d);      /* dW += dP^T xn1 */
     rn_gemm(0, 0, N, d, Pw, 1, dP, Pw, w->wqkvg, d, 0, a->dxn, d);       /* dxn1 = dP W */
     rn_norm_backward(c->block_norm, dres, g->norm1_w, g->norm1_b, a->dxn, la->x_in, w->norm1_w,

@@ -163,13 +163,7 @@ static void layer_forward(rn_model *m, rn_acts *a, int l, rn_real *U, int64_t po
     /* q, k, v, g = RMSNorm(x) [Wq; Wk; Wv; Wg]^T in one GEMM */
     rn_norm_forward(c->block_norm, la->xn1, la->mean1, la->rstd1, la->x_in, w->norm1_w, w->norm1_b, N, d, c->norm_eps);
     rn_gemm(0, 1, N, Pw, d, 1, la->xn1, d, w->wqkvg, d, 0, la->P, Pw);
-    if (c->qk_scale != RN_QK_NONE) {
-        rn_real s = (rn_real)(1.0 / sqrt((double)m->K));
-        int off = c->qk_scale == RN_QK_SCALE_K ? d : 0;
-        for (int n = 0; n < N; n++)
-            for (int i = 0; i < d; i++) la->P[(size_t)n * Pw + off + i] *= s;
-    }
-    rn_rotate(m, la->P, Pw, a->B, a->T, pos0, 0);
+    rn_rotate(m, la->P, Pw, a->B, a->T, pos0, 0);  /* and the q/k scale */
     retention_forward(m, a, la, U, pos0, mode, flags);
 
     /* y = headnorm(o); gated = swish(g) * y; x_mid = x_in + gated Wo^T */

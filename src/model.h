@@ -168,7 +168,8 @@ double rn_cross_entropy(rn_real *logits, const int32_t *y, int N, int V, double 
 rn_status rn_model_consts(rn_model *m);
 
 /* Rotation of q and k rows (N rows of H heads of K; row stride ld) for
- * positions pos0 + (row % T); inverse = 1 rotates back (for gradients). */
+ * positions pos0 + (row % T), and the config's q or k scale 1/sqrt(K);
+ * inverse = 1 applies the transpose (for gradients). */
 void rn_rotate(const rn_model *m, rn_real *x, int ld, int B, int T, int64_t pos0, int inverse);
 
 /* Scratch floats one retention call of L rows needs per thread. */
@@ -194,7 +195,7 @@ void rn_retention_step(const rn_model *m, int h, int64_t pos, const rn_real *q,
  * forward started from (NULL: a zero state). dU (K, Dv) holds the gradient
  * w.r.t. the state after the chunk on entry (dU_in = 0: it is zero, and
  * not read) and w.r.t. U_prev on exit (not written when U_prev is NULL).
- * dq, dk, dv are accumulated (+=) with the same strides as q, k, v. */
+ * dq, dk, dv are written (not accumulated) with the same strides as q, k, v. */
 void rn_retention_chunk_backward(const rn_model *m, int h, int64_t pos, int L,
                                  const rn_real *q, const rn_real *k, int ldq, const rn_real *v,
                                  int ldv, const rn_real *U_prev, const rn_real *dout, int ldo,

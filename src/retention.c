@@ -65,28 +65,43 @@ static double row_scale(const rn_model *m, int h, int64_t n) {
 
 void rn_rotate(const rn_model *m, rn_real *x, int ld, int B, int T, int64_t pos0, int inverse) {
     const rn_config *c = &m->cfg;
-    int K = m->K, half = K / 2, nh = 2 * c->heads;  /* q heads then k heads */
+    int K = m->K, half = K / 2, H = c->heads;
     int interleaved = c->rotation != RN_ROT_HALF;
-    double sign = inverse ? -1.0 : 1.0;
+    double sign = inverse ? -1.0 : 1.0, s = 1.0 / sqrt((double)K);
+    /* The q/k scale commutes with the rotation: folded into its factors. */
+    double scale[2] = {c->qk_scale == RN_QK_SCALE_Q ? s : 1, c->qk_scale == RN_QK_SCALE_K ? s : 1};
 #pragma omp parallel if ((size_t)T * B > 16)
     {
-        double cs[half], sn[half]; /* K/2 <= 32768 by rn_config_validate */
+        rn_real cs[2][half], sn[2][half]; /* [q|k][j]; K/2 <= 32768 by rn_config_validate */
 #pragma omp for schedule(static)
         for (int t = 0; t < T; t++) {
             double n = (double)(pos0 + t);
             for (int j = 0; j < half; j++) {
-                cs[j] = cos(n * m->rot_freq[j]);
-                sn[j] = sign * sin(n * m->rot_freq[j]);
+                double cj = cos(n * m->rot_freq[j]), sj = sign * sin(n * m->rot_freq[j]);
+                for (int p = 0; p < 2; p++) {
+                    cs[p][j] = (rn_real)(cj * scale[p]);
+                    sn[p][j] = (rn_real)(sj * scale[p]);
+                }
             }
             for (int b = 0; b < B; b++) {
                 rn_real *row = x + ((size_t)b * T + t) * ld;  /* (2H, K): q heads, k heads */
-                for (int hh = 0; hh < nh; hh++) {
+                for (int hh = 0; hh < 2 * H; hh++) {
                     rn_real *v = row + (size_t)hh * K;
-                    for (int j = 0; j < half; j++) {
-                        int i0 = interleaved ? 2 * j : j, i1 = interleaved ? 2 * j + 1 : j + half;
-                        double a = v[i0], bb = v[i1];
-                        v[i0] = (rn_real)(a * cs[j] - bb * sn[j]);
-                        v[i1] = (rn_real)(bb * cs[j] + a * sn[j]);
+                    const rn_real *cp = cs[hh >= H], *sp = sn[hh >= H];
+                    if (interleaved) {
+#pragma omp simd
+                        for (int j = 0; j < half; j++) {
+                            rn_real a = v[2 * j], bb = v[2 * j + 1];
+                            v[2 * j] = a * cp[j] - bb * sp[j];
+                            v[2 * j + 1] = bb * cp[j] + a * sp[j];
+                        }
+                    } else {
+#pragma omp simd
+                        for (int j = 0; j < half; j++) {
+                            rn_real a = v[j], bb = v[j + half];
+                            v[j] = a * cp[j] - bb * sp[j];
+                            v[j + half] = bb * cp[j] + a * sp[j];
+                        }
                     }
                 }
             }
@@ -241,10 +256,11 @@ void rn_retention_chunk_backward(const rn_model *m, int h, int64_t pos, int L,
     for (int i = 0; i < L; i++)
         for (int c = 0; c < Dv; c++) dO[(size_t)i * Dv + c] = dout[(size_t)i * ldo + c] * r[i];
 
-    /* o_raw = A v:  dv += A^T dO;  dA = (dO v^T) ⊙ Gamma */
+    /* o_raw = A v:  dv = A^T dO;  dA = (dO v^T) ⊙ Gamma (the first writes
+     * of dv, dq, dk: a chunk's rows get gradient from that chunk only) */
     rn_gemm(0, 1, L, L, K, 1, qa, lda, ka, lda, 0, A, L);
     decay_mask(A, gp, L);
-    rn_gemm(1, 0, L, Dv, L, 1, A, L, dO, Dv, 1, dv, ldv);
+    rn_gemm(1, 0, L, Dv, L, 1, A, L, dO, Dv, 0, dv, ldv);
     rn_gemm(0, 1, L, L, Dv, 1, dO, Dv, v, ldv, 0, dA, L);
     decay_mask(dA, gp, L);
 
@@ -252,11 +268,11 @@ void rn_retention_chunk_backward(const rn_model *m, int h, int64_t pos, int L,
     rn_gemm(0, 0, L, K, L, 1, dA, L, ka, lda, 0, tmp, K);
     for (int i = 0; i < L; i++)
         for (int j = 0; j < K; j++)
-            dq[(size_t)i * ldq + j] += (rn_real)(tmp[(size_t)i * K + j] * (xp ? dim_decay(m, j, i - c0) : 1));
+            dq[(size_t)i * ldq + j] = (rn_real)(tmp[(size_t)i * K + j] * (xp ? dim_decay(m, j, i - c0) : 1));
     rn_gemm(1, 0, L, K, L, 1, dA, L, qa, lda, 0, tmp, K);
     for (int i = 0; i < L; i++)
         for (int j = 0; j < K; j++)
-            dk[(size_t)i * ldq + j] += (rn_real)(tmp[(size_t)i * K + j] * (xp ? dim_decay(m, j, c0 - i) : 1));
+            dk[(size_t)i * ldq + j] = (rn_real)(tmp[(size_t)i * K + j] * (xp ? dim_decay(m, j, c0 - i) : 1));
 
     /* U_new = D_L U_prev + kd^T v, kd_i = gamma^(L-1-i) z^(L-1-i) k_i:
      * dv += kd dU;  dkd = v dU^T */

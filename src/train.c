@@ -194,6 +194,7 @@ rn_status rn_trainer_step(rn_trainer *t, const int32_t *x, const int32_t *y, rn_
     for (size_t b = blk0; b < blk1; b++) {
         size_t i1 = (b + 1) * RN_SHARD_ALIGN < np ? (b + 1) * RN_SHARD_ALIGN : np;
         double s = 0;
+#pragma omp simd reduction(+ : s)
         for (size_t i = b * RN_SHARD_ALIGN; i < i1; i++) s += (double)g[i] * g[i];
         norm2[b] = s;
     }
