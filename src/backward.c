@@ -33,24 +33,22 @@ static void layer_backward(rn_model *m, rn_acts *a, int l, rn_layer_w *g) {
     rn_real *dhf = a->dbuf;                                               /* (N, Fw) */
 #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++) {
-        const rn_real *hf = la->hf + (size_t)n * Fw, *dan = da + (size_t)n * F;
+        const rn_real *hf = la->hf + (size_t)n * Fw, *dan = da + (size_t)n * F, *ag = la->ag + (size_t)n * F;
         rn_real *dh = dhf + (size_t)n * Fw;
-        if (c->ffn == RN_FFN_GLU) {
-            /* a = act(h1) * h2 */
+        /* dh1 = da act'(h1) (* h2 for GLU), act' from the saved gate */
+        if (c->act == RN_ACT_GELU) {
 #pragma omp simd
-            for (int i = 0; i < F; i++) {
-                rn_real f, df;
-                rn_act_fdf(c->act, hf[i], &f, &df);
-                dh[i] = dan[i] * hf[F + i] * df;
-                dh[F + i] = dan[i] * f;
-            }
+            for (int i = 0; i < F; i++) dh[i] = dan[i] * rn_act_deriv(RN_ACT_GELU, hf[i], ag[i]);
         } else {
-            /* a = act(h), h = fc1 x + b1 */
+#pragma omp simd
+            for (int i = 0; i < F; i++) dh[i] = dan[i] * rn_act_deriv(RN_ACT_SWISH, hf[i], ag[i]);
+        }
+        if (c->ffn == RN_FFN_GLU) {
+            /* a = act(h1) * h2: dh2 = da act(h1) */
 #pragma omp simd
             for (int i = 0; i < F; i++) {
-                rn_real f, df;
-                rn_act_fdf(c->act, hf[i], &f, &df);
-                dh[i] = dan[i] * df;
+                dh[F + i] = dan[i] * hf[i] * ag[i];
+                dh[i] *= hf[F + i];
             }
         }
     }
@@ -65,33 +63,26 @@ static void layer_backward(rn_model *m, rn_acts *a, int l, rn_layer_w *g) {
     rn_real *P = la->P, *dP = a->dbuf;                                    /* (N, Pw) */
     int wmod = c->head_norm == RN_HEADNORM_RMS_SHARED ? Dv : Vd;
     int group = c->head_norm == RN_HEADNORM_GROUP;
-#pragma omp parallel for schedule(static)
-    for (int n = 0; n < N; n++) {
-        const rn_real *g = P + (size_t)n * Pw + 2 * d + Vd, *y = la->y + (size_t)n * Vd;
-        rn_real *gt = a->gated + (size_t)n * Vd;
-#pragma omp simd
-        for (int i = 0; i < Vd; i++) gt[i] = rn_act_f(RN_ACT_SWISH, g[i]) * y[i];
-    }
-    rn_gemm(1, 0, d, Vd, N, 1, dres, d, a->gated, Vd, 1, g->wo, Vd);     /* dWo += dx^T gated */
+    rn_gemm(1, 0, d, Vd, N, 1, dres, d, la->gated, Vd, 1, g->wo, Vd);    /* dWo += dx^T gated */
     rn_real *dgated = a->dtmp;                                            /* (N, Vd) */
     rn_gemm(0, 0, N, Vd, d, 1, dres, d, w->wo, Vd, 0, dgated, Vd);
     /* gated = swish(g) * y, y = yhat * w + b: dg into dP, dy over dgated,
-     * dyhat = dy * w into a->gated. (dq, dk, dv are written by retention.) */
+     * dyhat = dy * w over la->gated (no longer needed) when there is a w.
+     * (dq, dk, dv are written by retention.) */
+    rn_real *dyhat = w->hn_w ? la->gated : dgated;
 #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++) {
-        const rn_real *gv = P + (size_t)n * Pw + 2 * d + Vd, *y = la->y + (size_t)n * Vd;
-        rn_real *dg = dP + (size_t)n * Pw + 2 * d + Vd, *dy = dgated + (size_t)n * Vd, *dyh = a->gated + (size_t)n * Vd;
+        const rn_real *gv = P + (size_t)n * Pw + 2 * d + Vd, *y = la->y + (size_t)n * Vd, *sg = la->sg + (size_t)n * Vd;
+        rn_real *dg = dP + (size_t)n * Pw + 2 * d + Vd, *dy = dgated + (size_t)n * Vd;
 #pragma omp simd
         for (int i = 0; i < Vd; i++) {
-            rn_real f, df;
-            rn_act_fdf(RN_ACT_SWISH, gv[i], &f, &df);
-            dg[i] = dy[i] * y[i] * df;
-            dy[i] *= f;
+            dg[i] = dy[i] * y[i] * rn_act_deriv(RN_ACT_SWISH, gv[i], sg[i]);
+            dy[i] *= gv[i] * sg[i];
         }
-        if (w->hn_w)
+        if (w->hn_w) {
+            rn_real *dyh = dyhat + (size_t)n * Vd;
             for (int i = 0; i < Vd; i++) dyh[i] = dy[i] * w->hn_w[i % wmod];
-        else
-            memcpy(dyh, dy, sizeof(rn_real) * (size_t)Vd);
+        }
     }
     if (g->hn_w) {
         /* dw[j] += sum over rows (and heads sharing j) of dy yhat; db += dy */
@@ -109,10 +100,10 @@ static void layer_backward(rn_model *m, rn_acts *a, int l, rn_layer_w *g) {
             if (g->hn_b) g->hn_b[j] += (rn_real)sb;
         }
     }
-    rn_real *dout = a->dtmp;                                              /* (N, Vd): d loss / d o */
+    rn_real *dout = dyhat == dgated ? la->gated : dgated;                 /* (N, Vd): d loss / d o */
     memset(dout, 0, sizeof(rn_real) * (size_t)N * Vd);
     rn_norm_backward(c->head_norm == RN_HEADNORM_GROUP ? RN_NORM_LAYER : RN_NORM_RMS, dout, NULL, NULL,
-                     a->gated, la->o, NULL, la->hmean, la->hrstd, N * H, Dv);
+                     dyhat, la->o, NULL, la->hmean, la->hrstd, N * H, Dv);
 
     /* Retention, chunk by chunk from the last, carrying d loss / d U. */
 #pragma omp parallel for schedule(dynamic, 1)

@@ -40,12 +40,15 @@ static void layout(const rn_model *m, rn_acts *a, bump *b) {
         la->hmean = take(b, N, H);
         la->hrstd = take(b, N, H);
         la->y = a->train ? take(b, N, Vd) : la->o;
+        la->sg = a->train ? take(b, N, Vd) : NULL;
+        la->gated = a->train ? take(b, N, Vd) : NULL;  /* inference: a->gated, below */
         la->x_mid = a->train ? take(b, N, d) : la->x_in;
         la->xn2 = a->train ? take(b, N, d) : la->xn1;
         la->mean2 = take(b, N, 1);
         la->rstd2 = take(b, N, 1);
         la->hf = take(b, N, Fw);
         la->a = take(b, N, F);
+        la->ag = a->train ? take(b, N, F) : NULL;
         la->U0 = a->train ? take(b, (size_t)a->B * H * a->nchunk, (size_t)m->K * m->Dv) : NULL;
         la->x_out_next = a->train ? take(b, N, d) : la->x_in;
     }
@@ -53,7 +56,7 @@ static void layout(const rn_model *m, rn_acts *a, bump *b) {
     a->xf = c->final_norm ? take(b, N, d) : a->x_out;
     a->meanf = take(b, N, 1);
     a->rstdf = take(b, N, 1);
-    a->gated = take(b, N, Vd);
+    if (!a->train) a->gated = a->layer[0].gated = take(b, N, Vd);
     if (a->train) {
         size_t Fv = F > Vd ? F : Vd;
         a->logits = take(b, N, c->vocab);
@@ -173,16 +176,25 @@ static void layer_forward(rn_model *m, rn_acts *a, int l, rn_real *U, int64_t po
 #pragma omp parallel for schedule(static) if (N > 16)
     for (int n = 0; n < N; n++) {
         const rn_real *g = la->P + (size_t)n * Pw + 2 * d + Vd;
-        rn_real *y = la->y + (size_t)n * Vd, *gt = a->gated + (size_t)n * Vd;
+        rn_real *y = la->y + (size_t)n * Vd, *gt = la->gated + (size_t)n * Vd;
         if (hw)
             for (int i = 0; i < Vd; i++) y[i] *= hw[i % wmod];
         if (hb)
             for (int i = 0; i < Vd; i++) y[i] += hb[i];
+        if (la->sg) {
+            rn_real *sg = la->sg + (size_t)n * Vd;
 #pragma omp simd
-        for (int i = 0; i < Vd; i++) gt[i] = rn_act_f(RN_ACT_SWISH, g[i]) * y[i];
+            for (int i = 0; i < Vd; i++) {
+                sg[i] = rn_act_gate(RN_ACT_SWISH, g[i]);
+                gt[i] = g[i] * sg[i] * y[i];
+            }
+        } else {
+#pragma omp simd
+            for (int i = 0; i < Vd; i++) gt[i] = g[i] * rn_act_gate(RN_ACT_SWISH, g[i]) * y[i];
+        }
     }
     if (la->x_mid != la->x_in) memcpy(la->x_mid, la->x_in, sizeof(rn_real) * (size_t)N * d);
-    rn_gemm(0, 1, N, d, Vd, 1, a->gated, Vd, w->wo, Vd, 1, la->x_mid, d);
+    rn_gemm(0, 1, N, d, Vd, 1, la->gated, Vd, w->wo, Vd, 1, la->x_mid, d);
 
     /* FFN: x_out = x_mid + fc2(act(fc1 xn) * gate xn)  or  fc2(act(fc1 xn + b1)) + b2 */
     rn_norm_forward(c->block_norm, la->xn2, la->mean2, la->rstd2, la->x_mid, w->norm2_w, w->norm2_b, N, d, c->norm_eps);
@@ -191,15 +203,22 @@ static void layer_forward(rn_model *m, rn_acts *a, int l, rn_real *U, int64_t po
 #pragma omp parallel for schedule(static) if (N > 16)
     for (int n = 0; n < N; n++) {
         rn_real *hf = la->hf + (size_t)n * Fw, *an = la->a + (size_t)n * F;
-        if (c->ffn == RN_FFN_GLU) {
+        rn_real *ag = la->ag ? la->ag + (size_t)n * F : an;  /* inference: the gate in place */
+        if (c->ffn != RN_FFN_GLU)
+            for (int i = 0; i < F; i++) hf[i] += w->fc1_b[i];
+        if (c->act == RN_ACT_GELU) {
 #pragma omp simd
-            for (int i = 0; i < F; i++) an[i] = rn_act_f(c->act, hf[i]) * hf[F + i];
+            for (int i = 0; i < F; i++) ag[i] = rn_act_gate(RN_ACT_GELU, hf[i]);
         } else {
 #pragma omp simd
-            for (int i = 0; i < F; i++) {
-                hf[i] += w->fc1_b[i];
-                an[i] = rn_act_f(c->act, hf[i]);
-            }
+            for (int i = 0; i < F; i++) ag[i] = rn_act_gate(RN_ACT_SWISH, hf[i]);
+        }
+        if (c->ffn == RN_FFN_GLU) {
+#pragma omp simd
+            for (int i = 0; i < F; i++) an[i] = hf[i] * ag[i] * hf[F + i];  /* act(h1) * h2 */
+        } else {
+#pragma omp simd
+            for (int i = 0; i < F; i++) an[i] = hf[i] * ag[i];
         }
     }
     rn_real *x_out = la->x_out_next;

@@ -93,10 +93,13 @@ typedef struct {
     rn_real *o;                    /* (N, Vd): retention output, before the norm */
     rn_real *hmean, *hrstd;        /* (N, H): per-head norm statistics           */
     rn_real *y;                    /* (N, Vd): per-head normed (affine applied)  */
+    rn_real *sg;                   /* (N, Vd): sigmoid(g) (train; else NULL)     */
+    rn_real *gated;                /* (N, Vd): swish(g) * y                      */
     rn_real *x_mid;                /* (N, d): x_in + MSR                         */
     rn_real *xn2, *mean2, *rstd2;  /* (N, d), (N), (N): final_layer_norm         */
     rn_real *hf;                   /* (N, 2F) GLU [fc1 | gate], (N, F) MLP        */
     rn_real *a;                    /* (N, F): activation output, input of fc2    */
+    rn_real *ag;                   /* (N, F): the activation's gate (train; else NULL) */
     rn_real *U0;                   /* (B, H, nchunk, K, Dv): state at chunk starts */
     rn_real *x_out_next;           /* (N, d): layer output (next layer's x_in)  */
 } rn_layer_acts;
@@ -111,7 +114,7 @@ typedef struct rn_acts {
     rn_layer_acts *layer;          /* (L), or (1) shared when !train              */
     rn_real *x_out;                /* (N, d): output of the last layer            */
     rn_real *xf, *meanf, *rstdf;   /* (N, d), (N), (N): final norm                */
-    rn_real *gated;                /* (N, Vd) scratch: swish(g) * y               */
+    rn_real *gated;                /* (N, Vd): the layers' shared gated (inference) */
     rn_real *logits;               /* (N, V): logits, then their gradient (train) */
     rn_real *dres;                 /* (N, d): gradient of the residual stream     */
     rn_real *dxn;                  /* (N, d): gradient of a norm's output         */

@@ -99,23 +99,17 @@ static inline float rn_vsigmoid(float x) { return 1.0f / (1.0f + rn_vexpf(-x)); 
 
 #endif
 
-/* act(x) */
-static inline rn_real rn_act_f(rn_act a, rn_real x) {
-    if (a == RN_ACT_GELU) return x * (rn_real)RN_PHI(x);
-    return x * (rn_real)RN_SIGMOID(x);
+/* An activation is x * gate(x): GELU's Phi(x), swish's sigmoid(x). The
+ * forward pass of training keeps the gate, so the backward pass needs no
+ * erf and (swish) no exp. */
+static inline rn_real rn_act_gate(rn_act a, rn_real x) {
+    return a == RN_ACT_GELU ? (rn_real)RN_PHI(x) : (rn_real)RN_SIGMOID(x);
 }
 
-/* act(x) and act'(x): GELU' = Phi(x) + x phi(x); swish' = s (1 + x (1 - s)). */
-static inline void rn_act_fdf(rn_act a, rn_real x, rn_real *f, rn_real *df) {
-    if (a == RN_ACT_GELU) {
-        rn_real cdf = (rn_real)RN_PHI(x);
-        *f = x * cdf;
-        *df = cdf + x * (rn_real)0.39894228040143267794 * (rn_real)RN_GAUSS((rn_real)-0.5 * x * x);
-        return;
-    }
-    rn_real s = (rn_real)RN_SIGMOID(x);
-    *f = x * s;
-    *df = s * ((rn_real)1 + x * ((rn_real)1 - s));
+/* act'(x) from x and its gate: GELU' = Phi(x) + x phi(x); swish' = s (1 + x (1 - s)). */
+static inline rn_real rn_act_deriv(rn_act a, rn_real x, rn_real gate) {
+    if (a == RN_ACT_GELU) return gate + x * (rn_real)0.39894228040143267794 * (rn_real)RN_GAUSS((rn_real)-0.5 * x * x);
+    return gate * ((rn_real)1 + x * ((rn_real)1 - gate));
 }
 
 #endif
