@@ -56,7 +56,7 @@ static void layer_backward(rn_model *m, rn_acts *a, int l, rn_layer_w *g) {
     rn_gemm(1, 0, Fw, d, N, 1, dhf, Fw, la->xn2, d, 1, g->fc1, d);       /* dfc1 += dh^T xn2 */
     rn_gemm(0, 0, N, d, Fw, 1, dhf, Fw, w->fc1, d, 0, a->dxn, d);        /* dxn2 = dh fc1 */
     /* xn2 = norm2(x_mid); dres becomes d loss / d x_mid (residual + norm path) */
-    rn_norm_backward(c->block_norm, dres, g->norm2_w, g->norm2_b, a->dxn, la->x_mid, w->norm2_w,
+    rn_norm_backward(c->block_norm, dres, 1, g->norm2_w, g->norm2_b, a->dxn, la->x_mid, w->norm2_w,
                      la->mean2, la->rstd2, N, d);
 
     /* ---- MSR: x_mid = x_in + gated Wo^T, gated = swish(g) * y */
@@ -101,8 +101,7 @@ static void layer_backward(rn_model *m, rn_acts *a, int l, rn_layer_w *g) {
         }
     }
     rn_real *dout = dyhat == dgated ? la->gated : dgated;                 /* (N, Vd): d loss / d o */
-    memset(dout, 0, sizeof(rn_real) * (size_t)N * Vd);
-    rn_norm_backward(c->head_norm == RN_HEADNORM_GROUP ? RN_NORM_LAYER : RN_NORM_RMS, dout, NULL, NULL,
+    rn_norm_backward(c->head_norm == RN_HEADNORM_GROUP ? RN_NORM_LAYER : RN_NORM_RMS, dout, 0, NULL, NULL,
                      dyhat, la->o, NULL, la->hmean, la->hrstd, N * H, Dv);
 
     /* Retention, chunk by chunk from the last, carrying d loss / d U. */
@@ -126,7 +125,7 @@ static void layer_backward(rn_model *m, rn_acts *a, int l, rn_layer_w *g) {
     rn_rotate(m, dP, Pw, B, T, 0, 1);
     rn_gemm(1, 0, Pw, d, N, 1, dP, Pw, la->xn1, d, 1, g->wqkvg, d);      /* dW += dP^T xn1 */
     rn_gemm(0, 0, N, d, Pw, 1, dP, Pw, w->wqkvg, d, 0, a->dxn, d);       /* dxn1 = dP W */
-    rn_norm_backward(c->block_norm, dres, g->norm1_w, g->norm1_b, a->dxn, la->x_in, w->norm1_w,
+    rn_norm_backward(c->block_norm, dres, 1, g->norm1_w, g->norm1_b, a->dxn, la->x_in, w->norm1_w,
                      la->mean1, la->rstd1, N, d);
     /* dres is now d loss / d x_in */
 }
@@ -208,8 +207,7 @@ rn_status rn_model_loss_grad_hook(rn_model *m, const int32_t *x, const int32_t *
     rn_gemm(1, 0, V, d, N, 1, a->logits, V, a->xf, d, 1, gw.head, d);
     if (c->final_norm) {
         rn_gemm(0, 0, N, d, V, 1, a->logits, V, m->w.head, d, 0, a->dxn, d);
-        memset(a->dres, 0, sizeof(rn_real) * (size_t)N * d);
-        rn_norm_backward(c->block_norm, a->dres, gw.final_w, gw.final_b, a->dxn, a->x_out, m->w.final_w,
+        rn_norm_backward(c->block_norm, a->dres, 0, gw.final_w, gw.final_b, a->dxn, a->x_out, m->w.final_w,
                          a->meanf, a->rstdf, N, d);
     } else {
         rn_gemm(0, 0, N, d, V, 1, a->logits, V, m->w.head, d, 0, a->dres, d);

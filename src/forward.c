@@ -140,11 +140,8 @@ static void retention_forward(rn_model *m, rn_acts *a, rn_layer_acts *la, rn_rea
         /* Without U, the state after the last chunk is not wanted. */
         for (int ci = 0; ci < nch; ci++) {
             int t0 = ci * C, L = T - t0 < C ? T - t0 : C;
-            if (la->U0) {
-                rn_real *dst = la->U0 + ((size_t)bh * nch + ci) * kd;
-                if (has_state) memcpy(dst, Ubh, kd * sizeof *dst);
-                else memset(dst, 0, kd * sizeof *dst);
-            }
+            if (la->U0 && has_state)  /* the backward reads the states entering chunks 1.. */
+                memcpy(la->U0 + ((size_t)bh * nch + ci) * kd, Ubh, kd * sizeof(rn_real));
             rn_retention_chunk(m, h, pos0 + t0, L, q + (size_t)t0 * Pw, k + (size_t)t0 * Pw, Pw,
                                v + (size_t)t0 * Pw, Pw, Ubh,
                                (has_state ? RN_STATE_IN : 0) | (U || ci < nch - 1 ? RN_STATE_OUT : 0),

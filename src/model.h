@@ -156,7 +156,7 @@ void rn_gemm(int ta, int tb, int M, int N, int K, rn_real alpha, const rn_real *
  * (N) are saved for the backward (mean may be NULL for RMS). */
 void rn_norm_forward(rn_norm kind, rn_real *out, rn_real *mean, rn_real *rstd, const rn_real *x,
                      const rn_real *w, const rn_real *b, int N, int D, double eps);
-void rn_norm_backward(rn_norm kind, rn_real *dx, rn_real *dw, rn_real *db, const rn_real *dout,
+void rn_norm_backward(rn_norm kind, rn_real *dx, int accumulate, rn_real *dw, rn_real *db, const rn_real *dout,
                       const rn_real *x, const rn_real *w, const rn_real *mean, const rn_real *rstd,
                       int N, int D);
 

@@ -86,8 +86,9 @@ void rn_norm_forward(rn_norm kind, rn_real *out, rn_real *mean, rn_real *rstd, c
 /* Backward of y = xhat * w + b, xhat = (x - mu) r. With g = dy * w:
  *   RMS:   dx = r (g - xhat mean(g xhat))
  *   Layer: dx = r (g - mean(g) - xhat mean(g xhat))
- * dw += sum_n dy xhat, db += sum_n dy. dx is accumulated (+=). */
-void rn_norm_backward(rn_norm kind, rn_real *dx, rn_real *dw, rn_real *db, const rn_real *dout,
+ * dw += sum_n dy xhat, db += sum_n dy. dx is accumulated (+=) when
+ * accumulate is set, else written. */
+void rn_norm_backward(rn_norm kind, rn_real *dx, int accumulate, rn_real *dw, rn_real *db, const rn_real *dout,
                       const rn_real *x, const rn_real *w, const rn_real *mean, const rn_real *rstd,
                       int N, int D) {
     /* dx: rows are independent */
@@ -104,10 +105,18 @@ void rn_norm_backward(rn_norm kind, rn_real *dx, rn_real *dw, rn_real *db, const
             sgx += (double)g * xh;
         }
         rn_real msg = kind == RN_NORM_LAYER ? (rn_real)(sg / D) : 0, msgx = (rn_real)(sgx / D);
+        if (accumulate) {
 #pragma omp simd
-        for (int i = 0; i < D; i++) {
-            rn_real g = w ? dy[i] * w[i] : dy[i], xh = (xn[i] - mu) * r;
-            dxn[i] += r * (g - msg - xh * msgx);
+            for (int i = 0; i < D; i++) {
+                rn_real g = w ? dy[i] * w[i] : dy[i], xh = (xn[i] - mu) * r;
+                dxn[i] += r * (g - msg - xh * msgx);
+            }
+        } else {
+#pragma omp simd
+            for (int i = 0; i < D; i++) {
+                rn_real g = w ? dy[i] * w[i] : dy[i], xh = (xn[i] - mu) * r;
+                dxn[i] = r * (g - msg - xh * msgx);
+            }
         }
     }
     if (!dw && !db) return;

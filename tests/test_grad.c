@@ -93,7 +93,7 @@ static void fd_norm(rn_norm kind) {
     for (int i = 0; i < D; i++) { w[i] = (rn_real)(1 + 0.3 * rn_rng_normal(&r)); b[i] = (rn_real)rn_rng_normal(&r); }
     rn_real *bb = kind == RN_NORM_LAYER ? b : NULL;
     rn_norm_forward(kind, out, mean, rstd, x, w, bb, N, D, 1e-5);
-    rn_norm_backward(kind, dx, dw, kind == RN_NORM_LAYER ? db : NULL, wo, x, w, mean, rstd, N, D);
+    rn_norm_backward(kind, dx, 0, dw, kind == RN_NORM_LAYER ? db : NULL, wo, x, w, mean, rstd, N, D);
     double num = 0, den = 0;
     rn_real *params[3] = {x, w, b};
     rn_real *grads[3] = {dx, dw, db};
