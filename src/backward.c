@@ -177,7 +177,6 @@ rn_status rn_model_loss_grad_hook(rn_model *m, const int32_t *x, const int32_t *
         return rn_fail(RN_ERR_ARG, "%d x %d tokens is too large for one step", B, T);
     if (mode == RN_RECURRENT) return rn_fail(RN_ERR_ARG, "training runs in the parallel or chunkwise paradigm");
     if (mode == RN_CHUNKWISE && chunk < 1) return rn_fail(RN_ERR_ARG, "chunk length %d must be >= 1", chunk);
-    if (c->embed_norm && grad) return rn_fail(RN_ERR_ARG, "layernorm_embedding is not supported in training");
     for (size_t i = 0; i < (size_t)B * T; i++)
         if (y[i] >= c->vocab) return rn_fail(RN_ERR_ARG, "target %d at index %zu is outside the vocabulary", (int)y[i], i);
     int C = mode == RN_PARALLEL ? T : (chunk < T ? chunk : T);
@@ -217,11 +216,17 @@ rn_status rn_model_loss_grad_hook(rn_model *m, const int32_t *x, const int32_t *
         layer_backward(m, a, l, &gw.layer[l]);
         ready(m, hook, l);
     }
-    /* x = embed[tokens] * scale */
+    /* x = embed_norm(embed[tokens] * scale) */
+    const rn_real *dx = a->dres;
+    if (c->embed_norm) {
+        rn_norm_backward(c->block_norm, a->dxn, 0, gw.embed_norm_w, gw.embed_norm_b, a->dres, a->emb_raw,
+                         m->w.embed_norm_w, a->emean, a->erstd, N, d);
+        dx = a->dxn;
+    }
     double scale = c->scale_embed ? sqrt((double)d) : 1;
     for (int n = 0; n < N; n++) {
         rn_real *ge = gw.embed + (size_t)x[n] * d;
-        for (int i = 0; i < d; i++) ge[i] += (rn_real)(a->dres[(size_t)n * d + i] * scale);
+        for (int i = 0; i < d; i++) ge[i] += (rn_real)(dx[(size_t)n * d + i] * scale);
     }
     if (c->tie_embed) ready(m, hook, c->layers);
     ready(m, hook, -1);

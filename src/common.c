@@ -2,8 +2,11 @@
 #define _POSIX_C_SOURCE 200809L
 #include "internal.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
+#include <time.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -173,6 +176,37 @@ static void fsync_parent_dir(const char *path) {
     free(dir);
 }
 
+/* Temporaries of `path` left by writers that died mid-write (kill -9, power
+ * loss): `path`.tmp.PID where no process PID exists on this machine and the
+ * file has not changed for a minute (a writer on another machine sharing the
+ * directory would still be changing it). Removed after a successful write. */
+static void remove_stale_temps(const char *path) {
+    const char *slash = strrchr(path, '/');
+    size_t dlen = slash ? (size_t)(slash - path) + 1 : 0;
+    const char *base = path + dlen;
+    size_t blen = strlen(base);
+    char *dir = malloc(dlen + 2), *full = malloc(strlen(path) + 300);
+    if (!dir || !full) { free(dir); free(full); return; }
+    if (dlen) memcpy(dir, path, dlen);
+    else dir[dlen++] = '.';
+    dir[dlen] = 0;
+    DIR *dp = opendir(dir);
+    for (struct dirent *e; dp && (e = readdir(dp));) {
+        const char *n = e->d_name;
+        if (strncmp(n, base, blen) != 0 || strncmp(n + blen, ".tmp.", 5) != 0) continue;
+        char *end;
+        long pid = strtol(n + blen + 5, &end, 10);
+        if (end == n + blen + 5 || *end || pid <= 0 || pid == (long)getpid()) continue;
+        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;  /* alive, or not ours to judge */
+        snprintf(full, strlen(path) + 300, "%.*s%s", (int)(slash ? slash - path + 1 : 0), path, n);
+        struct stat st;
+        if (stat(full, &st) == 0 && S_ISREG(st.st_mode) && time(NULL) - st.st_mtime > 60) unlink(full);
+    }
+    if (dp) closedir(dp);
+    free(dir);
+    free(full);
+}
+
 rn_status rn_atomic_commit(rn_atomic_file *af) {
     rn_status s = RN_OK;
     if (fflush(af->f) != 0 || fsync(fileno(af->f)) != 0)
@@ -182,8 +216,12 @@ rn_status rn_atomic_commit(rn_atomic_file *af) {
     af->f = NULL;
     if (s == RN_OK && rename(af->tmp, af->path) != 0)
         s = rn_fail(RN_ERR_IO, "cannot rename %s to %s: %s", af->tmp, af->path, strerror(errno));
-    if (s == RN_OK) fsync_parent_dir(af->path);
-    else unlink(af->tmp);
+    if (s == RN_OK) {
+        fsync_parent_dir(af->path);
+        remove_stale_temps(af->path);
+    } else {
+        unlink(af->tmp);
+    }
     free(af->path); free(af->tmp);
     af->path = af->tmp = NULL;
     return s;

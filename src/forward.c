@@ -27,6 +27,7 @@ static void layout(const rn_model *m, rn_acts *a, bump *b) {
     size_t Pw = 2 * d + 2 * Vd, Fw = c->ffn == RN_FFN_GLU ? 2 * F : F;
     int nl = a->train ? c->layers : 1;
     a->emb = take(b, N, d);
+    a->emb_raw = a->train && c->embed_norm ? take(b, N, d) : a->emb;  /* the norm's input, for its backward */
     a->emean = take(b, N, 1);
     a->erstd = take(b, N, 1);
     for (int l = 0; l < nl; l++) {
@@ -235,10 +236,10 @@ rn_status rn_forward_hidden(rn_model *m, rn_acts *a, const int32_t *tokens, rn_r
         if (tokens[n] < 0 || tokens[n] >= c->vocab)
             return rn_fail(RN_ERR_ARG, "token %d at index %d is outside the vocabulary [0, %d)", (int)tokens[n], n, c->vocab);
         const rn_real *e = m->w.embed + (size_t)tokens[n] * d;
-        for (int i = 0; i < d; i++) a->emb[(size_t)n * d + i] = e[i] * scale;
+        for (int i = 0; i < d; i++) a->emb_raw[(size_t)n * d + i] = e[i] * scale;
     }
     if (c->embed_norm)
-        rn_norm_forward(c->block_norm, a->emb, a->emean, a->erstd, a->emb, m->w.embed_norm_w,
+        rn_norm_forward(c->block_norm, a->emb, a->emean, a->erstd, a->emb_raw, m->w.embed_norm_w,
                         m->w.embed_norm_b, N, d, c->norm_eps);
     size_t per_layer = (size_t)a->B * c->heads * m->K * m->Dv;
     for (int l = 0; l < c->layers; l++)

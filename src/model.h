@@ -109,7 +109,8 @@ typedef struct rn_acts {
     int train;                     /* every layer keeps its own activations       */
     int chunk, nchunk;             /* retention chunk length and count            */
     int cap_T, cap_chunk;          /* the sizes the arena was made for            */
-    rn_real *emb;                  /* (N, d): embeddings (before embed norm)      */
+    rn_real *emb;                  /* (N, d): embeddings (after the embed norm)   */
+    rn_real *emb_raw;              /* (N, d): before the embed norm (== emb without one, or in inference) */
     rn_real *emean, *erstd;        /* (N)                                         */
     rn_layer_acts *layer;          /* (L), or (1) shared when !train              */
     rn_real *x_out;                /* (N, d): output of the last layer            */

@@ -137,4 +137,20 @@ for off in 0 3 7 $(seq 8 $(( (hlen + 8) / 24 )) $((hlen + 7))) $(for i in $(seq 
 done
 echo "  corrupted checkpoints: 7 truncations and $nflip bit flips refused, e.g. $(cat "$tmp/log")"
 
+# ------------------------------------------------- stale temporary files
+# A writer killed mid-write leaves FILE.tmp.PID; the next successful write
+# of FILE removes those whose process is gone and that have not changed for
+# a minute, and nothing else.
+st=$tmp/stale; mkdir -p "$st"
+sleep 0 & dead=$!; wait $dead
+for f in "model.safetensors.tmp.$dead" "model.safetensors.tmp.$$" "model.safetensors.tmp.x1" "other.safetensors.tmp.$dead"; do
+  echo partial > "$st/$f"; touch -d '1 hour ago' "$st/$f"
+done
+echo partial > "$st/model.safetensors.tmp.$((dead + 1))"   # recent: perhaps still being written
+(cd "$st" && "$OLDPWD/$R" init --preset torchscale --dim 32 --layers 1 --heads 2 --vocab 16 --out model.safetensors > /dev/null 2>&1)
+check "[ -e '$st/model.safetensors' ] && [ ! -e '$st/model.safetensors.tmp.$dead' ]" "a dead writer's old temporary file was not removed"
+check "[ -e '$st/model.safetensors.tmp.$$' ]" "a live process's temporary file was removed"
+check "[ -e '$st/model.safetensors.tmp.$((dead + 1))' ]" "a recent temporary file was removed"
+check "[ -e '$st/model.safetensors.tmp.x1' ] && [ -e '$st/other.safetensors.tmp.$dead' ]" "files that are not this file's temporaries were removed"
+
 finish
