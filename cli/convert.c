@@ -16,13 +16,14 @@ int cmd_convert(int argc, char **argv) {
     opt opts[] = {{"in", OPT_STR, &in, 0, 0, "model: file, Hugging Face directory or shard index (format detected)", 0},
                   {"out", OPT_STR, &out, 0, 0, "output: file, or directory for torchscale, torchscale-hf and fla", 0},
                   {"to", OPT_STR, &to_s, 0, 0, "format: retnet, torchscale, torchscale-hf, seed or fla", 0},
-                  {"dtype", OPT_STR, &dtype_s, 0, 0, "tensor type written: f32 or bf16", 0},
+                  {"dtype", OPT_STR, &dtype_s, 0, 0, "tensor type written: f32, bf16 or f16", 0},
                   {0}};
-    command_spec cmd = {"convert", "--in PATH --out PATH [--to FORMAT] [--dtype f32|bf16]",
+    command_spec cmd = {"convert", "--in PATH --out PATH [--to FORMAT] [--dtype f32|bf16|f16]",
                         "Converts a model between file formats. The format of --in is detected; --to\n"
                         "torchscale, torchscale-hf and fla write a config.json beside the weights (in the\n"
                         "directory --out, or beside --out when it ends in .safetensors). Tensors read\n"
-                        "and written in the same type are bit-identical; bf16 rounds to nearest even.",
+                        "and written in the same type are bit-identical; bf16 and f16 round to nearest\n"
+                        "even (a value beyond f16's range, 65504, is an error).",
                         opts};
     args_parse(&cmd, argc, argv);
     if (!in || !out) die_usage("convert", "--in and --out are required");
@@ -30,7 +31,7 @@ int cmd_convert(int argc, char **argv) {
     rn_dtype dt;
     if (rn_format_from_name(to_s, &to) != RN_OK) die_usage("convert", "%s", rn_last_error());
     if (rn_dtype_from_name(dtype_s, &dt) != RN_OK || dt == RN_DTYPE_F64)
-        die_usage("convert", "unknown --dtype '%s' (expected f32 or bf16)", dtype_s);
+        die_usage("convert", "unknown --dtype '%s' (expected f32, bf16 or f16)", dtype_s);
     rn_model *m;
     if (rn_model_load_ex(in, &m, &from) != RN_OK) die("%s", rn_last_error());
     if (rn_model_save_as(m, out, to, dt) != RN_OK) die("%s", rn_last_error());
@@ -64,7 +65,7 @@ int cmd_grads(int argc, char **argv) {
     rn_dtype dt;
     if (rn_mode_from_name(mode_s, &mode) != RN_OK || mode == RN_RECURRENT)
         die_usage("grads", "unknown --mode '%s' (expected parallel or chunkwise)", mode_s);
-    if (rn_dtype_from_name(dtype_s, &dt) != RN_OK || dt == RN_DTYPE_BF16)
+    if (rn_dtype_from_name(dtype_s, &dt) != RN_OK || dt == RN_DTYPE_BF16 || dt == RN_DTYPE_F16)
         die_usage("grads", "unknown --dtype '%s' (expected f32 or f64)", dtype_s);
     int T, Ty;
     int32_t *x = parse_tokens("grads", tokens, &T), *y = parse_tokens("grads", targets, &Ty);

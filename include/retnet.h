@@ -342,13 +342,13 @@ typedef enum {
                                 model.safetensors.index.json */
 } rn_format;
 
-/* Tensor types written (F16 is read as well). */
-typedef enum { RN_DTYPE_F32 = 0, RN_DTYPE_BF16, RN_DTYPE_F64 } rn_dtype;
+/* Tensor types read and written. */
+typedef enum { RN_DTYPE_F32 = 0, RN_DTYPE_BF16, RN_DTYPE_F64, RN_DTYPE_F16 } rn_dtype;
 
 /* "retnet", "torchscale", "torchscale-hf", "seed", "fla". */
 const char *rn_format_name(rn_format f);
 rn_status rn_format_from_name(const char *name, rn_format *out);
-/* "f32", "bf16", "f64". */
+/* "f32", "bf16", "f64", "f16". */
 const char *rn_dtype_name(rn_dtype d);
 rn_status rn_dtype_from_name(const char *name, rn_dtype *out);
 
@@ -371,8 +371,10 @@ rn_status rn_model_load(const char *path, rn_model **out);
  * path ends in ".safetensors", else path/model.safetensors and
  * path/config.json (the directory is created). A format of another preset
  * than the model's is refused (RN_ERR_ARG). Converting is exact: F32 (or
- * BF16) tensors read and written again in the same type are bit-identical;
- * BF16 rounds to nearest even. */
+ * BF16, F16) tensors read and written again in the same type are
+ * bit-identical; BF16 and F16 round to nearest even. A value beyond F16's
+ * range (65504) is refused (RN_ERR_ARG, naming the tensor), not written as
+ * infinity. */
 rn_status rn_model_save_as(const rn_model *m, const char *path, rn_format format, rn_dtype dtype);
 /* rn_model_save_as(m, path, RN_FORMAT_RETNET, RN_DTYPE_F32). */
 rn_status rn_model_save(const rn_model *m, const char *path);

@@ -17,7 +17,7 @@
 #define MAX_JSON_FILE ((long)64 << 20)  /* config.json or an index: a few kB in practice */
 
 static const char *const format_names[] = {"retnet", "torchscale", "torchscale-hf", "seed", "fla"};
-static const char *const dtype_names[] = {"f32", "bf16", "f64"};
+static const char *const dtype_names[] = {"f32", "bf16", "f64", "f16"};
 #define N_FORMATS (int)(sizeof format_names / sizeof *format_names)
 #define N_DTYPES (int)(sizeof dtype_names / sizeof *dtype_names)
 

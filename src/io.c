@@ -664,7 +664,24 @@ static double model_get(const void *ctx, size_t j) {
 
 static double flat_get(const void *ctx, size_t j) { return ((const rn_real *)ctx)[j]; }
 
-static size_t dtype_size(rn_dtype dt) { return dt == RN_DTYPE_F64 ? 8 : dt == RN_DTYPE_BF16 ? 2 : 4; }
+static size_t dtype_size(rn_dtype dt) { return dt == RN_DTYPE_F64 ? 8 : dt == RN_DTYPE_F32 ? 4 : 2; }
+
+/* v rounded to IEEE half precision, to nearest even, as its bits; *ok = 0
+ * when |v| rounds beyond 65504 (the caller refuses it). */
+static uint16_t f16_bits(double v, int *ok) {
+    uint16_t sign = signbit(v) ? 0x8000 : 0;
+    double a = fabs(v);
+    if (isnan(v)) return 0x7e00;
+    if (a >= 65520.0) { *ok = 0; return sign | 0x7c00; }  /* 65520: halfway to 2^16 */
+    int e;
+    frexp(a, &e);                               /* a = m 2^e, m in [0.5, 1) */
+    int E = a == 0 ? -15 : e - 1;               /* a = 1.f 2^E */
+    double q = ldexp(1.0, (E >= -14 ? E : -14) - 10);  /* the spacing at a (subnormals: 2^-24) */
+    double n = nearbyint(a / q);                /* a / q is exact; ties to even */
+    if (E < -14) return sign | (uint16_t)n;     /* subnormal (n = 1024 is the least normal's bits) */
+    if (n == 2048) { n = 1024; E++; }           /* rounded up to the next binade */
+    return sign | (uint16_t)((E + 15) << 10) | (uint16_t)(n - 1024);
+}
 
 /* v rounded to bfloat16, to nearest even, as the bits of its upper half. */
 static uint16_t bf16_bits(double v) {
@@ -686,9 +703,12 @@ static rn_status st_stream(const st_out *t, int n, rn_dtype dt, rn_status (*fn)(
         size_t nb = 0;
         for (size_t j = 0; j < t[i].count && st == RN_OK; j++) {
             double v = t[i].get(t[i].ctx, j);
+            int ok = 1;
             if (dt == RN_DTYPE_F64) buf.d[nb++] = v;
             else if (dt == RN_DTYPE_BF16) buf.h[nb++] = bf16_bits(v);
+            else if (dt == RN_DTYPE_F16) buf.h[nb++] = f16_bits(v, &ok);
             else buf.f[nb++] = (float)v;
+            if (!ok) return rn_fail(RN_ERR_ARG, "tensor '%s' holds %g, beyond the range of f16 (65504)", t[i].name, v);
             if (nb == 1024 || j + 1 == t[i].count) { st = fn(arg, &buf, nb * dtype_size(dt)); nb = 0; }
         }
     }
@@ -710,7 +730,11 @@ static rn_status st_write(const char *path, cJSON *meta, const st_out *t, int n,
     char *js = NULL;
     if (!hdr || !meta) { cJSON_Delete(hdr); cJSON_Delete(meta); return rn_fail(RN_ERR_NOMEM, "out of memory"); }
     uint64_t h = FNV_INIT;
-    st_stream(t, n, dt, hash_chunk, &h);
+    if ((st = st_stream(t, n, dt, hash_chunk, &h)) != RN_OK) {  /* refused before any file is made */
+        cJSON_Delete(hdr);
+        cJSON_Delete(meta);
+        return st;
+    }
     char sum[32];
     snprintf(sum, sizeof sum, "%016llx", (unsigned long long)h);
     cJSON_AddStringToObject(meta, "checksum_fnv1a64", sum);
@@ -718,7 +742,8 @@ static rn_status st_write(const char *path, cJSON *meta, const st_out *t, int n,
     size_t off = 0, es = dtype_size(dt);
     for (int i = 0; i < n; i++) {
         cJSON *o = cJSON_AddObjectToObject(hdr, t[i].name);
-        cJSON_AddStringToObject(o, "dtype", dt == RN_DTYPE_F64 ? "F64" : dt == RN_DTYPE_BF16 ? "BF16" : "F32");
+        static const char *const names[] = {"F32", "BF16", "F64", "F16"};
+        cJSON_AddStringToObject(o, "dtype", names[dt]);
         cJSON *sh = cJSON_AddArrayToObject(o, "shape");
         for (int j = 0; j < t[i].ndim; j++) cJSON_AddItemToArray(sh, cJSON_CreateNumber((double)t[i].shape[j]));
         cJSON *of = cJSON_AddArrayToObject(o, "data_offsets");

@@ -157,6 +157,10 @@ static rn_real bf16_round(rn_real x) {
     return f;
 }
 
+/* x rounded to IEEE half (nearest even) by the compiler's _Float16
+ * conversion: a reference independent of io.c's. */
+static rn_real f16_round(rn_real x) { return (rn_real)(_Float16)x; }
+
 /* The loaded parameters are the originals rounded to dt, bit for bit. */
 static void check_params(const rn_model *a, rn_model *b, rn_dtype dt, const char *what) {
     size_t n = rn_model_num_params(a), bad = 0;
@@ -164,7 +168,8 @@ static void check_params(const rn_model *a, rn_model *b, rn_dtype dt, const char
     if (rn_model_num_params(b) != n) return;
     const rn_real *x = rn_model_params((rn_model *)a), *y = rn_model_params(b);
     for (size_t i = 0; i < n; i++) {
-        rn_real want = dt == RN_DTYPE_BF16 ? bf16_round(x[i]) : dt == RN_DTYPE_F64 ? x[i] : (rn_real)(float)x[i];
+        rn_real want = dt == RN_DTYPE_BF16 ? bf16_round(x[i]) : dt == RN_DTYPE_F16 ? f16_round(x[i])
+                     : dt == RN_DTYPE_F64 ? x[i] : (rn_real)(float)x[i];
         bad += memcmp(&want, &y[i], sizeof want) != 0;
     }
     CHECK(bad == 0, "%s: %zu of %zu parameters are not the %s rounding", what, bad, n, rn_dtype_name(dt));
@@ -196,7 +201,7 @@ static void round_trips(rn_preset p, int tie, const char *label) {
     if (p == RN_PRESET_TORCHSCALE) { formats[nf++] = RN_FORMAT_TORCHSCALE; formats[nf++] = RN_FORMAT_TORCHSCALE_HF; }
     if (p == RN_PRESET_SEED) formats[nf++] = RN_FORMAT_SEED;
     if (p == RN_PRESET_FLA) formats[nf++] = RN_FORMAT_FLA;
-    rn_dtype dtypes[] = {RN_DTYPE_F32, RN_DTYPE_BF16, RN_DTYPE_F64};
+    rn_dtype dtypes[] = {RN_DTYPE_F32, RN_DTYPE_BF16, RN_DTYPE_F16, RN_DTYPE_F64};
     rn_model *m = model(p, tie, 3);
     char ours[512];
     snprintf(ours, sizeof ours, "%s", tp("%s.safetensors", label));
@@ -485,14 +490,44 @@ static void names(void) {
         rn_format g = (rn_format)-1;
         CHECK(rn_format_from_name(rn_format_name((rn_format)f), &g) == RN_OK && g == (rn_format)f, "format %d name", f);
     }
-    for (int d = 0; d < 3; d++) {
+    for (int d = 0; d < 4; d++) {
         rn_dtype g = (rn_dtype)-1;
         CHECK(rn_dtype_from_name(rn_dtype_name((rn_dtype)d), &g) == RN_OK && g == (rn_dtype)d, "dtype %d name", d);
     }
     rn_format f;
     rn_dtype d;
     CHECK(rn_format_from_name("onnx", &f) == RN_ERR_ARG && strstr(rn_last_error(), "onnx"), "format onnx accepted");
-    CHECK(rn_dtype_from_name("f16", &d) == RN_ERR_ARG, "dtype f16 accepted for writing");
+    CHECK(rn_dtype_from_name("f8", &d) == RN_ERR_ARG, "dtype f8 accepted");
+}
+
+/* F16 at its edges: the largest finite value, ties, subnormals, signed
+ * zero round as the compiler's _Float16 does; a value beyond the range is
+ * refused naming its tensor, and no file is made. */
+static void f16_edges(void) {
+    rn_model *m = model(RN_PRESET_TORCHSCALE, 0, 4);
+    rn_real *w = rn_model_params(m);
+    const double v[] = {65504, 65519.99, -65519.99, 65505, 1.0 / (1 << 24), 1.0 / (1 << 25), 3.0 / (1 << 25),
+                        1.5 / (1 << 24), 1e-8, -0.0, 0.1, 1.0 + 1.0 / 2048, 1.0 + 3.0 / 2048, 6.1e-5, 6.103515625e-05};
+    int nv = (int)(sizeof v / sizeof *v);
+    for (int i = 0; i < nv; i++) w[i] = (rn_real)v[i];
+    const char *path = tp("f16-edges.safetensors");
+    CHECK_OK(rn_model_save_as(m, path, RN_FORMAT_RETNET, RN_DTYPE_F16));
+    rn_model *m2 = load_as(path, RN_FORMAT_RETNET, "f16 edges");
+    if (m2) {
+        check_params(m, m2, RN_DTYPE_F16, "f16 edges");
+        const rn_real *y = rn_model_params(m2);
+        CHECK(y[0] == 65504 && y[1] == 65504 && y[2] == -65504 && y[4] == (rn_real)(1.0 / (1 << 24)) && y[5] == 0 &&
+              y[6] == (rn_real)(1.0 / (1 << 23)) && signbit(y[9]) && y[11] == 1 && y[12] == (rn_real)(1.0 + 4.0 / 2048),
+              "f16 edges: known roundings");
+        rn_model_free(m2);
+    }
+    w[7] = (rn_real)65520;
+    const char *big = tp("f16-big.safetensors");
+    rn_status st = rn_model_save_as(m, big, RN_FORMAT_RETNET, RN_DTYPE_F16);
+    CHECK(st == RN_ERR_ARG && strstr(rn_last_error(), "embed") && strstr(rn_last_error(), "65504"),
+          "f16 overflow: status %s, message '%s'", rn_status_name(st), rn_last_error());
+    CHECK(access(big, F_OK) != 0, "f16 overflow: a file was written");
+    rn_model_free(m);
 }
 
 int main(void) {
@@ -502,6 +537,7 @@ int main(void) {
     if (!mkdtemp(tmpdir)) { perror("mkdtemp"); return 1; }
     printf("test_formats (%s), files under %s\n", PRECISION, tmpdir);
     names();
+    f16_edges();
     round_trips(RN_PRESET_TORCHSCALE, 0, "ts");
     round_trips(RN_PRESET_TORCHSCALE, 1, "ts-tied");
     round_trips(RN_PRESET_SEED, 0, "seed");

@@ -8,12 +8,13 @@
 #   in all three paradigms (and torchscale's abs_norm) match PyTorch's float64
 #   logits to 1e-5 relative, its gradients of one step (parallel and chunkwise)
 #   to 1e-4 per tensor.
-# - retnet writes (init, convert to every format, f32 and bf16): PyTorch loads
+# - retnet writes (init, convert to every format, f32, bf16 and f16): PyTorch loads
 #   the files strictly (load_state_dict(strict=True), or ref.py's own reader),
 #   with the same bounds.
 # - retnet convert round trips: A -> retnet -> A keeps every tensor bit for bit;
 #   retnet-written files come back byte-identical; f32 -> bf16 -> f32 is the bf16
-#   rounding; bf16 -> f32 -> bf16 is byte-identical.
+#   rounding and f32 -> f16 -> f32 numpy's float16 rounding; bf16 -> f32 -> bf16
+#   and f16 -> f32 -> f16 are byte-identical.
 # - Malformed models (a shape against the config, an unknown, missing or
 #   non-finite tensor, another preset's config, unsupported config values, an
 #   index naming the wrong shard) fail with exit 1 and one line naming it.
@@ -66,6 +67,8 @@ cv --in "$tmp/r-ts.safetensors" --out "$tmp/r-ts-bf16/w.safetensors" --to torchs
   add r-ts-bf16 r-ts-bf16/w.safetensors torchscale bf16 r-ts
 add r-seed r-seed.safetensors retnet f32 -
 cv --in "$tmp/r-seed.safetensors" --out "$tmp/r-seed-sd.safetensors" --to seed && add r-seed-sd r-seed-sd.safetensors seed f32 r-seed
+cv --in "$tmp/r-seed.safetensors" --out "$tmp/r-seed-f16.safetensors" --to seed --dtype f16 &&
+  add r-seed-f16 r-seed-f16.safetensors seed f16 r-seed
 add r-fla r-fla.safetensors retnet f32 -
 cv --in "$tmp/r-fla.safetensors" --out "$tmp/r-fla-hf" --to fla && add r-fla-hf r-fla-hf fla f32 r-fla
 cv --in "$tmp/r-fla.safetensors" --out "$tmp/r-fla-bf16" --to fla --dtype bf16 && add r-fla-bf16 r-fla-bf16 fla bf16 r-fla
@@ -119,6 +122,10 @@ cv --in "$tmp/r-ts.safetensors" --out "$tmp/rt/r-ts.bf16.safetensors" --dtype bf
   cv --in "$tmp/rt/r-ts.bf16.safetensors" --out "$tmp/rt/r-ts.bf16.f32.safetensors" &&
   cv --in "$tmp/rt/r-ts.bf16.f32.safetensors" --out "$tmp/rt/r-ts.bf16.again.safetensors" --dtype bf16 &&
   same "$tmp/rt/r-ts.bf16.safetensors" "$tmp/rt/r-ts.bf16.again.safetensors" "retnet bf16 -> f32 -> bf16"
+cv --in "$tmp/r-ts.safetensors" --out "$tmp/rt/r-ts.f16.safetensors" --dtype f16 &&
+  cv --in "$tmp/rt/r-ts.f16.safetensors" --out "$tmp/rt/r-ts.f16.f32.safetensors" &&
+  cv --in "$tmp/rt/r-ts.f16.f32.safetensors" --out "$tmp/rt/r-ts.f16.again.safetensors" --dtype f16 &&
+  same "$tmp/rt/r-ts.f16.safetensors" "$tmp/rt/r-ts.f16.again.safetensors" "retnet f16 -> f32 -> f16"
 
 # ------------------------------------------------------ malformed input
 # expect_error WHAT NEEDLE CMD...: exit 1, exactly one line on stderr, naming NEEDLE.

@@ -430,17 +430,17 @@ def check_round_trips(ck, out, rows):
         ck.truth(f"{name}: {fmt} -> retnet -> {fmt} keeps every tensor bit for bit", not bad, f"differ: {bad[:4]}")
 
 
-def check_bf16(ck, out):
-    """f32 -> bf16 -> f32 gives the bf16 rounding of every parameter (buffers stay exact)."""
+def check_rounding(ck, out, name, rounding):
+    """f32 -> name -> f32 gives the rounding of every parameter (buffers stay exact)."""
     f32, _, _ = read_tensors(os.path.join(out, "r-ts.safetensors"))
-    back, dt, _ = read_tensors(os.path.join(out, "rt", "r-ts.bf16.f32.safetensors"))
+    back, dt, _ = read_tensors(os.path.join(out, "rt", f"r-ts.{name}.f32.safetensors"))
     buffers = ("retnet_rel_pos.angle", "retnet_rel_pos.decay")
     bad = []
     for k, v in f32.items():
-        want = v if k in buffers else st_io.bf16_bits_to_f32(st_io.f32_to_bf16_bits(v))
+        want = v if k in buffers else rounding(v)
         if k not in back or dt[k] != "F32" or want.astype(np.float32).tobytes() != back[k].tobytes():
             bad.append(k)
-    ck.truth("f32 -> bf16 -> f32 equals the bf16 rounding of every parameter", not bad and set(back) == set(f32),
+    ck.truth(f"f32 -> {name} -> f32 equals the {name} rounding of every parameter", not bad and set(back) == set(f32),
              f"differ: {bad[:4]}")
 
 
@@ -451,7 +451,8 @@ def cmd_check(out):
     for row in rows:
         check_model(ck, out, row, tokens, targets)
     check_round_trips(ck, out, rows)
-    check_bf16(ck, out)
+    check_rounding(ck, out, "bf16", lambda v: st_io.bf16_bits_to_f32(st_io.f32_to_bf16_bits(v)))
+    check_rounding(ck, out, "f16", lambda v: v.astype(np.float32).astype(np.float16))  # numpy: nearest even
     print("\nworst relative errors (float32 retnet against float64 PyTorch):")
     print(f"  {'preset':<11} {'check':<26} {'torch->retnet':>14} {'retnet->torch':>14}")
     for preset in ("torchscale", "seed", "fla"):
