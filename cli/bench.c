@@ -87,27 +87,6 @@ static rn_model *bench_model(const char *preset, const char *size) {
 
 /* ------------------------------------------------------------ training */
 
-/* Multiply-adds x 2 of every matrix product of one training step (forward
- * and backward, retention included), as this implementation computes them. */
-static double train_flops(const rn_config *c, int B, int T, int chunk) {
-    double d = c->dim, Vd = c->value_dim, F = c->ffn_dim, V = c->vocab, H = c->heads;
-    double K = d / H, Dv = Vd / H, N = (double)B * T;
-    double Fw = c->ffn == RN_FFN_GLU ? 2 * F : F;
-    /* dense: forward x W^T, backward dX and dW: 3 products each */
-    double dense = N * (d * (2 * d + 2 * Vd) + Vd * d + d * Fw + F * d) * c->layers + N * d * V;
-    double fwd = 2 * dense, bwd = 4 * dense;
-    /* retention per (b, h) and chunk of L rows */
-    double ret_f = 0, ret_b = 0;
-    for (int t0 = 0; t0 < T; t0 += chunk) {
-        /* the state enters after the first chunk and leaves before the last */
-        double L = T - t0 < chunk ? T - t0 : chunk, in = t0 > 0, out = t0 + chunk < T;
-        ret_f += L * L * K + L * L * Dv + in * L * K * Dv + out * K * L * Dv;
-        ret_b += 3 * L * L * K + 2 * L * L * Dv + out * 2 * L * K * Dv + in * 2 * L * K * Dv;
-    }
-    double ret = 2 * (ret_f + ret_b) * B * H * c->layers;
-    return fwd + bwd + ret;
-}
-
 /* Best step of `steps` and, for the ratio, the best sgemm sampled between
  * the steps: both maxima over the same minutes, so a machine that speeds
  * up or slows down during the case moves both. */
@@ -136,8 +115,7 @@ static train_result bench_train(rn_model *m, int B, int T, rn_mode mode, int chu
     }
     free(x); free(y);
     rn_trainer_free(t);
-    int C = mode == RN_PARALLEL ? T : chunk;
-    train_result res = {(double)B * T / best, train_flops(rn_model_config(m), B, T, C) / best / 1e9, peak};
+    train_result res = {(double)B * T / best, rn_train_flops(rn_model_config(m), B, T, mode, chunk) / best / 1e9, peak};
     return res;
 }
 

@@ -130,6 +130,25 @@ static void layer_backward(rn_model *m, rn_acts *a, int l, rn_layer_w *g) {
     /* dres is now d loss / d x_in */
 }
 
+double rn_train_flops(const rn_config *c, int B, int T, rn_mode mode, int chunk) {
+    double d = c->dim, Vd = c->value_dim, F = c->ffn_dim, V = c->vocab, H = c->heads;
+    double K = d / H, Dv = Vd / H, N = (double)B * T;
+    double Fw = c->ffn == RN_FFN_GLU ? 2 * F : F;
+    int C = mode == RN_PARALLEL || chunk > T ? T : chunk;
+    /* dense: forward x W^T, backward dX and dW: 3 products each */
+    double dense = N * (d * (2 * d + 2 * Vd) + Vd * d + d * Fw + F * d) * c->layers + N * d * V;
+    /* retention per (sequence, head) and chunk of L rows: the intra-chunk
+     * products are full L x L (the causal mask is applied after them); the
+     * state enters after the first chunk and leaves before the last */
+    double ret_f = 0, ret_b = 0;
+    for (int t0 = 0; t0 < T && C > 0; t0 += C) {
+        double L = T - t0 < C ? T - t0 : C, P = L * L, in = t0 > 0, out = t0 + C < T;
+        ret_f += P * K + P * Dv + in * L * K * Dv + out * K * L * Dv;
+        ret_b += 3 * P * K + 2 * P * Dv + out * 2 * L * K * Dv + in * 2 * L * K * Dv;
+    }
+    return 2 * 3 * dense + 2 * (ret_f + ret_b) * B * H * c->layers;
+}
+
 /* Gradient weights bound to a buffer laid out like the parameters. */
 static rn_status bind_grads(rn_model *m, rn_real *grad, rn_weights *gw) {
     gw->layer = calloc((size_t)m->cfg.layers, sizeof *gw->layer);

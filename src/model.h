@@ -152,6 +152,8 @@ const char *rn_tensor_kind_name(rn_tensor_kind k);
 /* C (M,N) = alpha * op(A) op(B) + beta * C; row-major; ta/tb transpose. */
 void rn_gemm(int ta, int tb, int M, int N, int K, rn_real alpha, const rn_real *A, int lda,
              const rn_real *B, int ldb, rn_real beta, rn_real *C, int ldc);
+/* Multiply-adds issued through rn_gemm by this process so far (tests). */
+uint64_t rn_gemm_madds(void);
 
 /* Norm over the last dim of x (N, D): out = norm(x) * w (+ b). mean/rstd
  * (N) are saved for the backward (mean may be NULL for RMS). */

@@ -3,11 +3,18 @@
 
 #include <cblas.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <string.h>
+
+/* Multiply-adds issued, so a test can hold rn_train_flops to the truth. */
+static _Atomic uint64_t gemm_madds;
+
+uint64_t rn_gemm_madds(void) { return atomic_load(&gemm_madds); }
 
 void rn_gemm(int ta, int tb, int M, int N, int K, rn_real alpha, const rn_real *A, int lda,
              const rn_real *B, int ldb, rn_real beta, rn_real *C, int ldc) {
     if (M <= 0 || N <= 0) return;
+    if (K > 0) atomic_fetch_add_explicit(&gemm_madds, (uint64_t)M * N * K, memory_order_relaxed);
     if (K <= 0) {
         /* BLAS leaves C untouched for K = 0 only if beta = 1; be explicit. */
         for (int i = 0; i < M; i++)

@@ -183,6 +183,33 @@ static void fd_retention(rn_preset p) {
 
 #endif
 
+/* rn_train_flops counts exactly the multiply-adds a step issues (x 2):
+ * the benchmark's FLOP/s rest on it. */
+static void flop_count(rn_preset p) {
+    rn_model *m = make_model(p, 32, 2, 64, 2, 29, 3);
+    const struct { int B, T, chunk; rn_mode mode; } cases[] = {
+        {2, 300, 0, RN_PARALLEL}, {2, 300, 64, RN_CHUNKWISE}, {1, 70, 7, RN_CHUNKWISE},
+        {3, 5, 64, RN_CHUNKWISE}, {1, 129, 128, RN_CHUNKWISE}, {1, 1, 0, RN_PARALLEL}};
+    rn_real *g = calloc(rn_model_num_params(m), sizeof *g);
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        int B = cases[i].B, T = cases[i].T;
+        int32_t *x = malloc(sizeof(int32_t) * (size_t)B * T), *y = malloc(sizeof(int32_t) * (size_t)B * T);
+        random_tokens(x, (size_t)B * T, 29, 1);
+        random_tokens(y, (size_t)B * T, 29, 2);
+        uint64_t before = rn_gemm_madds();
+        double loss;
+        CHECK_OK(rn_model_loss_grad(m, x, y, B, T, cases[i].mode, cases[i].chunk, 1, g, &loss, NULL));
+        double issued = 2.0 * (double)(rn_gemm_madds() - before);
+        double counted = rn_train_flops(rn_model_config(m), B, T, cases[i].mode, cases[i].chunk);
+        CHECK(issued == counted, "%s B=%d T=%d chunk=%d: rn_train_flops %.0f, issued %.0f", rn_preset_name(p), B, T,
+              cases[i].chunk, counted, issued);
+        free(x);
+        free(y);
+    }
+    free(g);
+    rn_model_free(m);
+}
+
 int main(void) {
     rn_set_threads(2);
     for (int pi = 0; pi < 3; pi++) {
@@ -193,6 +220,7 @@ int main(void) {
         fd_model(p, RN_CHUNKWISE, 4, 0);
         fd_model(p, RN_CHUNKWISE, 3, 1);
 #endif
+        flop_count(p);
         par_vs_chunk(p, 64, 7);
         par_vs_chunk(p, 300, 64);
     }
