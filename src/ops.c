@@ -1,5 +1,6 @@
 /* ops.c: the dense building blocks: GEMM (BLAS), norms, activations. */
 #include "model.h"
+#include "vmath.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -161,16 +162,23 @@ double rn_cross_entropy(rn_real *logits, const int32_t *y, int N, int V, double 
             if (dscale != 0) memset(l, 0, sizeof(rn_real) * (size_t)V);
             continue;
         }
-        double mx = l[0], s = 0;
+        rn_real mx = l[0], ly = l[y[n]];
         for (int i = 1; i < V; i++) mx = l[i] > mx ? l[i] : mx;
-        for (int i = 0; i < V; i++) s += exp(l[i] - mx);
-        double lse = mx + log(s);
-        total += lse - l[y[n]];
-        cnt++;
+        double s = 0;
         if (dscale != 0) {
-            for (int i = 0; i < V; i++) l[i] = (rn_real)(dscale * exp(l[i] - lse));
+            /* keep exp(l - max) in place: the gradient is it over the sum */
+#pragma omp simd reduction(+ : s)
+            for (int i = 0; i < V; i++) { l[i] = RN_EXP_REAL(l[i] - mx); s += l[i]; }
+            rn_real f = (rn_real)(dscale / s);
+#pragma omp simd
+            for (int i = 0; i < V; i++) l[i] *= f;
             l[y[n]] -= (rn_real)dscale;
+        } else {
+#pragma omp simd reduction(+ : s)
+            for (int i = 0; i < V; i++) s += RN_EXP_REAL(l[i] - mx);
         }
+        total += (double)mx + log(s) - (double)ly;
+        cnt++;
     }
     *count = cnt;
     return total;

@@ -76,12 +76,16 @@ static inline float rn_vsigmoid(float x) { return 1.0f / (1.0f + rn_vexpf(-x)); 
 #define RN_PHI(x) rn_vphi(x)
 #define RN_SIGMOID(x) rn_vsigmoid(x)
 #define RN_GAUSS(x) rn_vexpf(x)
+#define RN_EXP_REAL(x) rn_vexpf(x)
+#define RN_SQRT_REAL(x) sqrtf(x)
 
 #else
 
 #define RN_PHI(x) (0.5 * (1 + erf((x) * 0.70710678118654752440)))
 #define RN_SIGMOID(x) (1 / (1 + exp(-(x))))
 #define RN_GAUSS(x) exp(x)
+#define RN_EXP_REAL(x) exp(x)
+#define RN_SQRT_REAL(x) sqrt(x)
 
 #endif
 
