@@ -131,7 +131,7 @@ static void section_train(int quick) {
         if (quick && i == 1) continue;
         rn_model *m = bench_model("torchscale", cases[i].size);
         train_result r = bench_train(m, cases[i].B, cases[i].T, cases[i].chunk ? RN_CHUNKWISE : RN_PARALLEL,
-                                     cases[i].chunk, quick ? 2 : 5);
+                                     cases[i].chunk, quick ? 2 : 10);
         printf("| %s | %.0f | %.1f | %.1f | %.2f |\n", cases[i].name, r.tok_s, r.gflops, r.sgemm, r.gflops / r.sgemm);
         fflush(stdout);
         rn_model_free(m);
