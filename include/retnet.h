@@ -218,7 +218,8 @@ rn_status rn_model_loss_grad(rn_model *m, const int32_t *x, const int32_t *y, in
 /* The floating-point operations of the matrix products of one
  * rn_model_loss_grad with a gradient (2 per multiply-add, forward and
  * backward, retention included), as this library computes them: what
- * benchmarks divide by the step time. */
+ * benchmarks divide by the step time. 0 for arguments rn_model_loss_grad
+ * would refuse (B or T < 1, recurrent, chunkwise with chunk < 1). */
 double rn_train_flops(const rn_config *cfg, int B, int T, rn_mode mode, int chunk);
 
 typedef enum { RN_SCHED_COSINE = 0, RN_SCHED_LINEAR = 1, RN_SCHED_CONSTANT = 2 } rn_schedule;

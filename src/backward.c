@@ -131,6 +131,7 @@ static void layer_backward(rn_model *m, rn_acts *a, int l, rn_layer_w *g) {
 }
 
 double rn_train_flops(const rn_config *c, int B, int T, rn_mode mode, int chunk) {
+    if (!c || B < 1 || T < 1 || c->heads < 1 || (mode == RN_CHUNKWISE && chunk < 1) || mode == RN_RECURRENT) return 0;
     double d = c->dim, Vd = c->value_dim, F = c->ffn_dim, V = c->vocab, H = c->heads;
     double K = d / H, Dv = Vd / H, N = (double)B * T;
     double Fw = c->ffn == RN_FFN_GLU ? 2 * F : F;
@@ -141,7 +142,7 @@ double rn_train_flops(const rn_config *c, int B, int T, rn_mode mode, int chunk)
      * products are full L x L (the causal mask is applied after them); the
      * state enters after the first chunk and leaves before the last */
     double ret_f = 0, ret_b = 0;
-    for (int t0 = 0; t0 < T && C > 0; t0 += C) {
+    for (int t0 = 0; t0 < T; t0 += C) {
         double L = T - t0 < C ? T - t0 : C, P = L * L, in = t0 > 0, out = t0 + C < T;
         ret_f += P * K + P * Dv + in * L * K * Dv + out * K * L * Dv;
         ret_b += 3 * P * K + 2 * P * Dv + out * 2 * L * K * Dv + in * 2 * L * K * Dv;

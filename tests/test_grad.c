@@ -206,6 +206,10 @@ static void flop_count(rn_preset p) {
         free(x);
         free(y);
     }
+    const rn_config *c = rn_model_config(m);
+    CHECK(rn_train_flops(c, 0, 8, RN_PARALLEL, 0) == 0 && rn_train_flops(c, 1, 8, RN_CHUNKWISE, 0) == 0 &&
+          rn_train_flops(c, 1, 8, RN_RECURRENT, 4) == 0 && rn_train_flops(NULL, 1, 8, RN_PARALLEL, 0) == 0,
+          "rn_train_flops of arguments a step refuses is not 0");
     free(g);
     rn_model_free(m);
 }
