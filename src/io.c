@@ -198,13 +198,13 @@ static rn_status file_tensors(const rn_model *m, const rn_names *nm, file_list *
 
 /* ---------------------------------------------------------- dtypes */
 
-typedef enum { DT_F32, DT_F16, DT_BF16, DT_F64 } dtype;
+/* The safetensors name and element size of each rn_dtype (read and written). */
+static const struct { const char *name; size_t size; } dtypes[] = {
+    [RN_DTYPE_F32] = {"F32", 4}, [RN_DTYPE_BF16] = {"BF16", 2}, [RN_DTYPE_F64] = {"F64", 8}, [RN_DTYPE_F16] = {"F16", 2}};
 
-static int parse_dtype(const char *s, dtype *dt, size_t *size) {
-    if (strcmp(s, "F32") == 0) { *dt = DT_F32; *size = 4; return 1; }
-    if (strcmp(s, "F16") == 0) { *dt = DT_F16; *size = 2; return 1; }
-    if (strcmp(s, "BF16") == 0) { *dt = DT_BF16; *size = 2; return 1; }
-    if (strcmp(s, "F64") == 0) { *dt = DT_F64; *size = 8; return 1; }
+static int parse_dtype(const char *s, rn_dtype *dt, size_t *size) {
+    for (size_t i = 0; i < sizeof dtypes / sizeof *dtypes; i++)
+        if (strcmp(s, dtypes[i].name) == 0) { *dt = (rn_dtype)i; *size = dtypes[i].size; return 1; }
     return 0;
 }
 
@@ -218,12 +218,12 @@ static double half_to_double(uint16_t h) {
 }
 
 /* Element i of raw little-endian data (unaligned-safe). */
-static double read_elem(const unsigned char *p, dtype dt, size_t i) {
+static double read_elem(const unsigned char *p, rn_dtype dt, size_t i) {
     switch (dt) {
-    case DT_F32: { float f; memcpy(&f, p + 4 * i, 4); return f; }
-    case DT_F64: { double f; memcpy(&f, p + 8 * i, 8); return f; }
-    case DT_F16: { uint16_t h; memcpy(&h, p + 2 * i, 2); return half_to_double(h); }
-    case DT_BF16: {
+    case RN_DTYPE_F32: { float f; memcpy(&f, p + 4 * i, 4); return f; }
+    case RN_DTYPE_F64: { double f; memcpy(&f, p + 8 * i, 8); return f; }
+    case RN_DTYPE_F16: { uint16_t h; memcpy(&h, p + 2 * i, 2); return half_to_double(h); }
+    case RN_DTYPE_BF16: {
         uint16_t h; memcpy(&h, p + 2 * i, 2);
         uint32_t u = (uint32_t)h << 16; float f; memcpy(&f, &u, 4); return f;
     }
@@ -235,7 +235,7 @@ static double read_elem(const unsigned char *p, dtype dt, size_t i) {
 
 typedef struct {
     const char *name;
-    dtype dt;
+    rn_dtype dt;
     size_t esize, begin, end;
     int ndim;
     int64_t shape[8];
@@ -589,7 +589,7 @@ static rn_status read_tensor(rn_model *m, const file_tensor *t, const st_file *f
         for (int j = 0; j < t->rows; j++) {
             double v = read_elem(src, en->dt, (size_t)j), want = t->buffer[j];
             /* half precision files (a PyTorch model cast and saved) round them */
-            double tol = en->dt == DT_BF16 ? 1e-2 : en->dt == DT_F16 ? 1e-3 : 1e-5;
+            double tol = en->dt == RN_DTYPE_BF16 ? 1e-2 : en->dt == RN_DTYPE_F16 ? 1e-3 : 1e-5;
             if (!(fabs(v - want) <= tol * fabs(want) + 1e-6))
                 return rn_fail(RN_ERR_FORMAT, "%s: buffer '%s'[%d] = %g disagrees with the config (%g)", path, t->name, j, v, want);
         }
@@ -664,8 +664,6 @@ static double model_get(const void *ctx, size_t j) {
 
 static double flat_get(const void *ctx, size_t j) { return ((const rn_real *)ctx)[j]; }
 
-static size_t dtype_size(rn_dtype dt) { return dt == RN_DTYPE_F64 ? 8 : dt == RN_DTYPE_F32 ? 4 : 2; }
-
 /* v rounded to IEEE half precision, to nearest even, as its bits; *ok = 0
  * when |v| rounds beyond 65504 (the caller refuses it). */
 static uint16_t f16_bits(double v, int *ok) {
@@ -709,7 +707,7 @@ static rn_status st_stream(const st_out *t, int n, rn_dtype dt, rn_status (*fn)(
             else if (dt == RN_DTYPE_F16) buf.h[nb++] = f16_bits(v, &ok);
             else buf.f[nb++] = (float)v;
             if (!ok) return rn_fail(RN_ERR_ARG, "tensor '%s' holds %g, beyond the range of f16 (65504)", t[i].name, v);
-            if (nb == 1024 || j + 1 == t[i].count) { st = fn(arg, &buf, nb * dtype_size(dt)); nb = 0; }
+            if (nb == 1024 || j + 1 == t[i].count) { st = fn(arg, &buf, nb * dtypes[dt].size); nb = 0; }
         }
     }
     return st;
@@ -739,11 +737,10 @@ static rn_status st_write(const char *path, cJSON *meta, const st_out *t, int n,
     snprintf(sum, sizeof sum, "%016llx", (unsigned long long)h);
     cJSON_AddStringToObject(meta, "checksum_fnv1a64", sum);
     cJSON_AddItemToObject(hdr, "__metadata__", meta);
-    size_t off = 0, es = dtype_size(dt);
+    size_t off = 0, es = dtypes[dt].size;
     for (int i = 0; i < n; i++) {
         cJSON *o = cJSON_AddObjectToObject(hdr, t[i].name);
-        static const char *const names[] = {"F32", "BF16", "F64", "F16"};
-        cJSON_AddStringToObject(o, "dtype", names[dt]);
+        cJSON_AddStringToObject(o, "dtype", dtypes[dt].name);
         cJSON *sh = cJSON_AddArrayToObject(o, "shape");
         for (int j = 0; j < t[i].ndim; j++) cJSON_AddItemToArray(sh, cJSON_CreateNumber((double)t[i].shape[j]));
         cJSON *of = cJSON_AddArrayToObject(o, "data_offsets");
