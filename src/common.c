@@ -182,14 +182,12 @@ static void fsync_parent_dir(const char *path) {
  * directory would still be changing it). Removed after a successful write. */
 static void remove_stale_temps(const char *path) {
     const char *slash = strrchr(path, '/');
-    size_t dlen = slash ? (size_t)(slash - path) + 1 : 0;
+    int dlen = slash ? (int)(slash - path) + 1 : 0;  /* the directory part, '/' included */
     const char *base = path + dlen;
-    size_t blen = strlen(base);
-    char *dir = malloc(dlen + 2), *full = malloc(strlen(path) + 300);
+    size_t blen = strlen(base), fsize = strlen(path) + 300;
+    char *dir = malloc((size_t)dlen + 2), *full = malloc(fsize);
     if (!dir || !full) { free(dir); free(full); return; }
-    if (dlen) memcpy(dir, path, dlen);
-    else dir[dlen++] = '.';
-    dir[dlen] = 0;
+    snprintf(dir, (size_t)dlen + 2, "%.*s", dlen ? dlen : 1, dlen ? path : ".");
     DIR *dp = opendir(dir);
     for (struct dirent *e; dp && (e = readdir(dp));) {
         const char *n = e->d_name;
@@ -198,7 +196,7 @@ static void remove_stale_temps(const char *path) {
         long pid = strtol(n + blen + 5, &end, 10);
         if (end == n + blen + 5 || *end || pid <= 0 || pid == (long)getpid()) continue;
         if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;  /* alive, or not ours to judge */
-        snprintf(full, strlen(path) + 300, "%.*s%s", (int)(slash ? slash - path + 1 : 0), path, n);
+        snprintf(full, fsize, "%.*s%s", dlen, path, n);
         struct stat st;
         if (stat(full, &st) == 0 && S_ISREG(st.st_mode) && time(NULL) - st.st_mtime > 60) unlink(full);
     }
