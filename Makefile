@@ -40,11 +40,11 @@ $(BUILD)/retnet: $(CLI_SRC) $(wildcard cli/*.c) $(BUILD)/libretnet.a $(HDR)
 TESTS32 = $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c))
 TESTS64 = $(patsubst tests/%.c,$(BUILD)/tests/%_f64,$(wildcard tests/test_*.c))
 
-$(BUILD)/tests/%: tests/%.c tests/check.h $(BUILD)/libretnet.a $(HDR)
+$(BUILD)/tests/%: tests/%.c tests/check.h tests/same_config.h $(BUILD)/libretnet.a $(HDR)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Icli -o $@ $< cli/plot.c $(BUILD)/libretnet.a $(LDLIBS)
 
-$(BUILD)/tests/%_f64: tests/%.c tests/check.h $(BUILD)/libretnet64.a $(HDR)
+$(BUILD)/tests/%_f64: tests/%.c tests/check.h tests/same_config.h $(BUILD)/libretnet64.a $(HDR)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Icli -DRETNET_DOUBLE -o $@ $< cli/plot.c $(BUILD)/libretnet64.a $(LDLIBS)
 

@@ -39,13 +39,13 @@ FUZZ_ALLOC = malloc realloc strdup free
 $(FUZZ_DIR)/cli/retnet-tracked.o: $(FUZZ_DIR)/cli/retnet.o
 	objcopy $(foreach f,$(FUZZ_ALLOC),--redefine-sym $(f)=fuzz_$(f)) $< $@
 
-$(FUZZ_DIR)/fuzz_tokens: tests/fuzz/fuzz_tokens.c tests/fuzz/fuzz.h $(FUZZ_CLI_OBJ) $(FUZZ_DIR)/cli/retnet-tracked.o \
+$(FUZZ_DIR)/fuzz_tokens: tests/fuzz/fuzz_tokens.c tests/fuzz/fuzz.h tests/same_config.h $(FUZZ_CLI_OBJ) $(FUZZ_DIR)/cli/retnet-tracked.o \
 		$(FUZZ_DIR)/libretnet.a
 	$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer -Wl,--wrap=die,--wrap=die_usage -o $@ $< \
 		$(filter-out $(FUZZ_DIR)/cli/retnet.o,$(FUZZ_CLI_OBJ)) $(FUZZ_DIR)/cli/retnet-tracked.o \
 		$(FUZZ_DIR)/libretnet.a $(LDLIBS)
 
-$(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $(FUZZ_DIR)/libretnet.a
+$(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h tests/same_config.h $(FUZZ_DIR)/libretnet.a
 	$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_DIR)/libretnet.a $(LDLIBS)
 
 fuzz-build: $(FUZZ_BINS)

@@ -12,6 +12,7 @@
  * - rn_npy_save writes a valid .npy. */
 #define _POSIX_C_SOURCE 200809L
 #include "check.h"
+#include "same_config.h"
 #include "model.h"
 
 #include <cjson/cJSON.h>
@@ -295,15 +296,6 @@ static rn_model *random_model(const rn_config *c, uint64_t seed) {
     rn_real *p = rn_model_params(m);
     for (size_t i = 0; i < rn_model_num_params(m); i++) p[i] = (rn_real)(0.5 * rn_rng_normal(&r));
     return m;
-}
-
-static int same_config(const rn_config *a, const rn_config *b) {
-    return a->preset == b->preset && a->dim == b->dim && a->value_dim == b->value_dim && a->heads == b->heads &&
-           a->ffn_dim == b->ffn_dim && a->layers == b->layers && a->vocab == b->vocab && a->norm_eps == b->norm_eps &&
-           a->head_eps == b->head_eps && a->rotation == b->rotation && a->decay == b->decay &&
-           a->decay_norm == b->decay_norm && a->qk_scale == b->qk_scale && a->head_norm == b->head_norm &&
-           a->block_norm == b->block_norm && a->final_norm == b->final_norm && a->ffn == b->ffn && a->act == b->act &&
-           a->tie_embed == b->tie_embed && a->scale_embed == b->scale_embed && a->embed_norm == b->embed_norm;
 }
 
 /* Loaded parameters equal the originals rounded to float32 (the file

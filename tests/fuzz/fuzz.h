@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "retnet.h"
+#include "../same_config.h"
 
 static char fuzz_dir[256];
 static char fuzz_paths[16][320];
@@ -85,16 +86,6 @@ static inline void fuzz_run_model(rn_model *m) {
         fuzz_fail("recurrent forward", rn_last_error());
     rn_state_free(s);
     free(logits);
-}
-
-/* Field by field (struct padding is not part of the value). */
-static inline int fuzz_same_config(const rn_config *a, const rn_config *b) {
-    return a->preset == b->preset && a->dim == b->dim && a->value_dim == b->value_dim && a->heads == b->heads &&
-           a->ffn_dim == b->ffn_dim && a->layers == b->layers && a->vocab == b->vocab && a->norm_eps == b->norm_eps &&
-           a->head_eps == b->head_eps && a->rotation == b->rotation && a->decay == b->decay &&
-           a->decay_norm == b->decay_norm && a->qk_scale == b->qk_scale && a->head_norm == b->head_norm &&
-           a->block_norm == b->block_norm && a->final_norm == b->final_norm && a->ffn == b->ffn && a->act == b->act &&
-           a->tie_embed == b->tie_embed && a->scale_embed == b->scale_embed && a->embed_norm == b->embed_norm;
 }
 
 #endif

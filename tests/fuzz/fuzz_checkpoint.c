@@ -49,7 +49,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (rn_trainer_load(out, &t2, &user2) != RN_OK) fuzz_fail("reload", rn_last_error());
     rn_model *m = rn_trainer_model(t), *m2 = rn_trainer_model(t2);
     if (rn_trainer_step_count(t) != rn_trainer_step_count(t2)) fuzz_fail("reload", "the step changed");
-    if (!fuzz_same_config(rn_model_config(m), rn_model_config(m2))) fuzz_fail("reload", "the config changed");
+    if (!same_config(rn_model_config(m), rn_model_config(m2))) fuzz_fail("reload", "the config changed");
     if (!same_settings(rn_trainer_config(t), rn_trainer_config(t2)))
         fuzz_fail("reload", "the training settings changed");
     if (rn_model_num_params(m) != rn_model_num_params(m2) ||

@@ -9,7 +9,7 @@
 #include "fuzz.h"
 
 static void check_same(const rn_model *a, const rn_model *b) {
-    if (!fuzz_same_config(rn_model_config(a), rn_model_config(b)))
+    if (!same_config(rn_model_config(a), rn_model_config(b)))
         fuzz_fail("resave", "the config changed");
     size_t n = rn_model_num_params(a);
     if (n != rn_model_num_params(b)) fuzz_fail("resave", "the parameter count changed");
