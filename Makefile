@@ -3,7 +3,7 @@
 
 CC      ?= gcc
 CFLAGS  ?= -O3 -march=native
-override CFLAGS += -std=c11 -Wall -Wextra -fopenmp -fPIC -fno-math-errno -Iinclude -Isrc $(SAN)
+override CFLAGS += -std=c11 -Wall -Wextra -fopenmp -fPIC -fvisibility=hidden -fno-math-errno -Iinclude -Isrc $(SAN)
 LDLIBS  = -lopenblas -lcjson -lm
 BUILD   = build
 

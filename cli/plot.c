@@ -1,7 +1,9 @@
 /* plot.c: loss curves as a self-contained SVG line chart. The chart is built
  * in memory, then written with one atomic write. */
 #include "plot.h"
-#include "internal.h"
+#include "retnet.h"
+
+#include <stdio.h>
 
 #include <math.h>
 #include <stdarg.h>
@@ -141,12 +143,12 @@ static void series(sbuf *b, const axis *ax, const axis *ay, const double *x, con
 
 /* ----------------------------------------------------------------- chart */
 
-int rn_plot_loss_svg(const char *path, const double *step, const double *train_loss,
+int plot_loss_svg(const char *path, const double *step, const double *train_loss,
                      int n_train, const double *vstep, const double *val_loss, int n_val,
                      const char *title) {
     if (!path || n_train < 0 || n_val < 0 || (n_train && (!step || !train_loss)) ||
         (n_val && (!vstep || !val_loss)))
-        return (int)rn_fail(RN_ERR_ARG, "rn_plot_loss_svg: invalid argument");
+        return RN_ERR_ARG;
 
     /* Canvas and plot area (pixels). */
     const double W = 800, H = 480, L = 76, R = W - 24, TOP = 48, BOT = H - 56;
@@ -241,7 +243,7 @@ int rn_plot_loss_svg(const char *path, const double *step, const double *train_l
 
     if (b.failed) {
         free(b.p);
-        return (int)rn_fail(RN_ERR_NOMEM, "out of memory drawing %s", path);
+        return RN_ERR_NOMEM;
     }
     rn_atomic_file af;
     rn_status s = rn_atomic_open(&af, path);

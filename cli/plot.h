@@ -13,7 +13,7 @@
  * display in a browser.
  * Returns 0 (RN_OK) on success, else an rn_status code with the message in
  * rn_last_error(). */
-int rn_plot_loss_svg(const char *path, const double *step, const double *train_loss,
+int plot_loss_svg(const char *path, const double *step, const double *train_loss,
                      int n_train, const double *vstep, const double *val_loss, int n_val,
                      const char *title);
 

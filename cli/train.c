@@ -114,8 +114,8 @@ static void metrics_write(const metrics *mt, const char *dir) {
         if (isfinite(mt->r[i].val_loss)) { vs[nv] = mt->r[i].step; vl[nv++] = mt->r[i].val_loss; }
     }
     snprintf(path, sizeof path, "%s/loss.svg", dir);
-    if (rn_plot_loss_svg(path, s, tl, mt->n, vs, vl, nv, "retnet training loss") != 0)
-        die("cannot write %s", path);
+    if (plot_loss_svg(path, s, tl, mt->n, vs, vl, nv, "retnet training loss") != 0)
+        die("cannot write %s: %s", path, rn_last_error());
     free(s);
 }
 

@@ -22,6 +22,22 @@
 extern "C" {
 #endif
 
+/* Version of this header's API: MAJOR changes break callers, MINOR adds. */
+#define RETNET_VERSION_MAJOR 0
+#define RETNET_VERSION_MINOR 2
+#define RETNET_VERSION_PATCH 0
+#define RETNET_VERSION_STRING "0.2.0"
+
+/* Marks the public API: libretnet.so is built with -fvisibility=hidden and
+ * exports only what carries RN_API. */
+#ifndef RN_API
+#if defined(__GNUC__) || defined(__clang__)
+#define RN_API __attribute__((visibility("default")))
+#else
+#define RN_API
+#endif
+#endif
+
 #ifdef RETNET_DOUBLE
 typedef double rn_real;
 #else
@@ -40,22 +56,25 @@ typedef enum {
     RN_ERR_INTERRUPTED  /* stopped on request (signal) */
 } rn_status;
 
-const char *rn_status_name(rn_status s);
+RN_API const char *rn_status_name(rn_status s);
 /* Detailed message of the last error on this thread ("" if none). */
-const char *rn_last_error(void);
+RN_API const char *rn_last_error(void);
+/* The library's version, RETNET_VERSION_STRING of the build (it may differ
+ * from the header a program was compiled with). */
+RN_API const char *rn_version(void);
 
 /* Number of threads for OpenMP regions and BLAS (0 = library default). */
-void rn_set_threads(int n);
-int rn_get_threads(void);
+RN_API void rn_set_threads(int n);
+RN_API int rn_get_threads(void);
 
 /* ------------------------------------------------------------------- rng */
 
 /* xoshiro256** seeded by splitmix64: small, fast, reproducible everywhere. */
 typedef struct { uint64_t s[4]; } rn_rng;
-void rn_rng_seed(rn_rng *r, uint64_t seed);
-uint64_t rn_rng_u64(rn_rng *r);
-double rn_rng_uniform(rn_rng *r);            /* [0, 1) */
-double rn_rng_normal(rn_rng *r);             /* N(0, 1) */
+RN_API void rn_rng_seed(rn_rng *r, uint64_t seed);
+RN_API uint64_t rn_rng_u64(rn_rng *r);
+RN_API double rn_rng_uniform(rn_rng *r);            /* [0, 1) */
+RN_API double rn_rng_normal(rn_rng *r);             /* N(0, 1) */
 
 /* ---------------------------------------------------------------- config */
 
@@ -113,41 +132,41 @@ typedef struct {
 /* Fills cfg with the preset's switches and the given sizes. size may be
  * NULL (keep cfg's sizes) or a named size: torchscale base, medium, xl, 3b,
  * 7b, 13b, 65b; and for every preset tiny, small, demo. */
-rn_status rn_config_preset(rn_config *cfg, rn_preset preset, const char *size);
-rn_status rn_preset_from_name(const char *name, rn_preset *out);
-const char *rn_preset_name(rn_preset p);
+RN_API rn_status rn_config_preset(rn_config *cfg, rn_preset preset, const char *size);
+RN_API rn_status rn_preset_from_name(const char *name, rn_preset *out);
+RN_API const char *rn_preset_name(rn_preset p);
 /* Checks sizes and switches (divisibility, positivity, limits). */
-rn_status rn_config_validate(const rn_config *cfg);
+RN_API rn_status rn_config_validate(const rn_config *cfg);
 /* Number of parameters (0 if the config is invalid). */
-size_t rn_config_num_params(const rn_config *cfg);
+RN_API size_t rn_config_num_params(const rn_config *cfg);
 
 /* ----------------------------------------------------------------- model */
 
 typedef struct rn_model rn_model;
 
 /* Creates a model with zeroed parameters. */
-rn_status rn_model_create(const rn_config *cfg, rn_model **out);
-void rn_model_free(rn_model *m);
+RN_API rn_status rn_model_create(const rn_config *cfg, rn_model **out);
+RN_API void rn_model_free(rn_model *m);
 /* The preset's initialisation (spec: torchscale's, the seed's). */
-rn_status rn_model_init_random(rn_model *m, uint64_t seed);
-const rn_config *rn_model_config(const rn_model *m);
-size_t rn_model_num_params(const rn_model *m);
+RN_API rn_status rn_model_init_random(rn_model *m, uint64_t seed);
+RN_API const rn_config *rn_model_config(const rn_model *m);
+RN_API size_t rn_model_num_params(const rn_model *m);
 /* All parameters, one contiguous buffer of rn_model_num_params values. */
-rn_real *rn_model_params(rn_model *m);
+RN_API rn_real *rn_model_params(rn_model *m);
 
 /* Recurrent state of a batch of B streams: per layer and head a K x Dv
  * matrix, plus the position of the next token. It does not grow with the
  * sequence length. */
 typedef struct rn_state rn_state;
-rn_status rn_state_create(const rn_model *m, int batch, rn_state **out);
-void rn_state_free(rn_state *s);
-void rn_state_reset(rn_state *s);
-int64_t rn_state_pos(const rn_state *s);
-int rn_state_batch(const rn_state *s);
-rn_status rn_state_copy(rn_state *dst, const rn_state *src);
+RN_API rn_status rn_state_create(const rn_model *m, int batch, rn_state **out);
+RN_API void rn_state_free(rn_state *s);
+RN_API void rn_state_reset(rn_state *s);
+RN_API int64_t rn_state_pos(const rn_state *s);
+RN_API int rn_state_batch(const rn_state *s);
+RN_API rn_status rn_state_copy(rn_state *dst, const rn_state *src);
 
 typedef enum { RN_PARALLEL = 0, RN_CHUNKWISE = 1, RN_RECURRENT = 2 } rn_mode;
-rn_status rn_mode_from_name(const char *name, rn_mode *out);
+RN_API rn_status rn_mode_from_name(const char *name, rn_mode *out);
 
 /* Forward flags. */
 #define RN_FWD_ABS_NORM   1u  /* torchscale's parallel row clamp (parallel only) */
@@ -157,7 +176,7 @@ rn_status rn_mode_from_name(const char *name, rn_mode *out);
  * leaving the state at position p+T. Any paradigm may continue from any
  * other's state. chunk is the chunk length for RN_CHUNKWISE (>= 1).
  * logits: (B, T, V), or (B, V) with RN_FWD_LAST_ONLY; may be NULL. */
-rn_status rn_forward(rn_model *m, rn_state *state, const int32_t *tokens,
+RN_API rn_status rn_forward(rn_model *m, rn_state *state, const int32_t *tokens,
                      int B, int T, rn_mode mode, int chunk, unsigned flags,
                      rn_real *logits);
 
@@ -171,38 +190,38 @@ typedef struct {
 } rn_sampler_config;
 
 typedef struct rn_sampler rn_sampler;
-void rn_sampler_config_default(rn_sampler_config *sc);
-rn_status rn_sampler_create(int vocab, const rn_sampler_config *sc, rn_sampler **out);
-void rn_sampler_free(rn_sampler *s);
-void rn_sampler_reseed(rn_sampler *s, uint64_t seed);
+RN_API void rn_sampler_config_default(rn_sampler_config *sc);
+RN_API rn_status rn_sampler_create(int vocab, const rn_sampler_config *sc, rn_sampler **out);
+RN_API void rn_sampler_free(rn_sampler *s);
+RN_API void rn_sampler_reseed(rn_sampler *s, uint64_t seed);
 /* Draws a token from logits (V). No allocation. */
-int32_t rn_sampler_sample(rn_sampler *s, const rn_real *logits);
+RN_API int32_t rn_sampler_sample(rn_sampler *s, const rn_real *logits);
 /* The tokens the sampler can draw from logits (V), most likely first, and
  * (if probs is not NULL) their renormalised probabilities; returns how many.
  * support and probs need room for V entries. */
-int rn_sampler_support(rn_sampler *s, const rn_real *logits, int32_t *support, double *probs);
+RN_API int rn_sampler_support(rn_sampler *s, const rn_real *logits, int32_t *support, double *probs);
 
 /* A generation session: one stream's state, a sampler and the logits of
  * the next token. Prompts are prefilled chunkwise; each step is one
  * recurrent update: O(1) time and memory per token, no allocation. */
 typedef struct rn_session rn_session;
-rn_status rn_session_create(rn_model *m, const rn_sampler_config *sc, int chunk, rn_session **out);
-void rn_session_free(rn_session *s);
-void rn_session_reset(rn_session *s);
+RN_API rn_status rn_session_create(rn_model *m, const rn_sampler_config *sc, int chunk, rn_session **out);
+RN_API void rn_session_free(rn_session *s);
+RN_API void rn_session_reset(rn_session *s);
 /* Runs n tokens through the model (chunkwise) and keeps the last logits. */
-rn_status rn_session_prefill(rn_session *s, const int32_t *tokens, int n);
+RN_API rn_status rn_session_prefill(rn_session *s, const int32_t *tokens, int n);
 /* Feeds one token (recurrent) and keeps its logits. */
-rn_status rn_session_feed(rn_session *s, int32_t token);
+RN_API rn_status rn_session_feed(rn_session *s, int32_t token);
 /* Samples the next token from the current logits and feeds it. */
-rn_status rn_session_step(rn_session *s, int32_t *token);
-const rn_real *rn_session_logits(const rn_session *s);   /* (V) or NULL */
-int64_t rn_session_pos(const rn_session *s);
-rn_state *rn_session_state(rn_session *s);
+RN_API rn_status rn_session_step(rn_session *s, int32_t *token);
+RN_API const rn_real *rn_session_logits(const rn_session *s);   /* (V) or NULL */
+RN_API int64_t rn_session_pos(const rn_session *s);
+RN_API rn_state *rn_session_state(rn_session *s);
 
 /* Sum of -log p(y_t | x_<=t) over t (targets < 0 ignored) for one stream
  * x (T), y (T), continuing from state (which is advanced): evaluation of
  * arbitrarily long files with the context carried across calls. */
-rn_status rn_model_score(rn_model *m, rn_state *state, const int32_t *x, const int32_t *y, int T,
+RN_API rn_status rn_model_score(rn_model *m, rn_state *state, const int32_t *x, const int32_t *y, int T,
                          int chunk, double *sum_nll, int *count);
 
 /* ------------------------------------------------------------- training */
@@ -212,7 +231,7 @@ rn_status rn_model_score(rn_model *m, rn_state *state, const int32_t *x, const i
  * parallel or chunkwise paradigm. With grad (rn_model_num_params values,
  * laid out like the parameters) not NULL, adds grad_scale * d loss / d
  * params to it. count receives the number of scored targets. */
-rn_status rn_model_loss_grad(rn_model *m, const int32_t *x, const int32_t *y, int B, int T,
+RN_API rn_status rn_model_loss_grad(rn_model *m, const int32_t *x, const int32_t *y, int B, int T,
                              rn_mode mode, int chunk, double grad_scale, rn_real *grad,
                              double *loss, int *count);
 /* The floating-point operations of the matrix products of one
@@ -220,7 +239,7 @@ rn_status rn_model_loss_grad(rn_model *m, const int32_t *x, const int32_t *y, in
  * backward, retention included), as this library computes them: what
  * benchmarks divide by the step time. 0 for arguments rn_model_loss_grad
  * would refuse (B or T < 1, recurrent, chunkwise with chunk < 1). */
-double rn_train_flops(const rn_config *cfg, int B, int T, rn_mode mode, int chunk);
+RN_API double rn_train_flops(const rn_config *cfg, int B, int T, rn_mode mode, int chunk);
 
 typedef enum { RN_SCHED_COSINE = 0, RN_SCHED_LINEAR = 1, RN_SCHED_CONSTANT = 2 } rn_schedule;
 
@@ -241,10 +260,10 @@ typedef struct {
     int decay_embed;      /* also decay the embedding matrix */
 } rn_train_config;
 
-void rn_train_config_default(rn_train_config *tc);
+RN_API void rn_train_config_default(rn_train_config *tc);
 /* Learning rate of optimiser step `step` (0-based): linear warm-up, then
  * cosine or linear decay to lr * min_lr_ratio at `steps`. */
-double rn_lr_at(const rn_train_config *tc, int64_t step);
+RN_API double rn_lr_at(const rn_train_config *tc, int64_t step);
 
 typedef struct rn_trainer rn_trainer;
 typedef struct {
@@ -256,24 +275,24 @@ typedef struct {
 } rn_step_info;
 
 /* A trainer for model m (which it does not own). */
-rn_status rn_trainer_create(rn_model *m, const rn_train_config *tc, rn_trainer **out);
-void rn_trainer_free(rn_trainer *t);
+RN_API rn_status rn_trainer_create(rn_model *m, const rn_train_config *tc, rn_trainer **out);
+RN_API void rn_trainer_free(rn_trainer *t);
 /* One optimiser step on x, y (accum, batch, seq). Each micro-batch's
  * gradient is computed from zero and they are added in order, so that
  * accum = 2 on one trainer equals two replicas (rn_trainer_set_replicas)
  * bit for bit. On a non-finite loss or gradient returns RN_ERR_NUMERIC and
  * leaves the weights untouched. */
-rn_status rn_trainer_step(rn_trainer *t, const int32_t *x, const int32_t *y, rn_step_info *info);
-const rn_train_config *rn_trainer_config(const rn_trainer *t);
-rn_status rn_trainer_set_config(rn_trainer *t, const rn_train_config *tc);
-int64_t rn_trainer_step_count(const rn_trainer *t);
-rn_model *rn_trainer_model(rn_trainer *t);
+RN_API rn_status rn_trainer_step(rn_trainer *t, const int32_t *x, const int32_t *y, rn_step_info *info);
+RN_API const rn_train_config *rn_trainer_config(const rn_trainer *t);
+RN_API rn_status rn_trainer_set_config(rn_trainer *t, const rn_train_config *tc);
+RN_API int64_t rn_trainer_step_count(const rn_trainer *t);
+RN_API rn_model *rn_trainer_model(rn_trainer *t);
 /* Checkpoint: model, AdamW moments, step and user_json (e.g. data and RNG
  * state), atomically and checksummed, in native precision (exact resume). */
-rn_status rn_trainer_save(const rn_trainer *t, const char *path, const char *user_json);
+RN_API rn_status rn_trainer_save(const rn_trainer *t, const char *path, const char *user_json);
 /* Loads a checkpoint; the trainer owns its model (free it with
  * rn_model_free(rn_trainer_model(t)) after rn_trainer_free). */
-rn_status rn_trainer_load(const char *path, rn_trainer **out, char **user_json);
+RN_API rn_status rn_trainer_load(const char *path, rn_trainer **out, char **user_json);
 
 /* ------------------------------------------------- data-parallel training */
 
@@ -313,7 +332,7 @@ typedef struct {
  * RN_SHARD_ALIGN values, so the gradient norm is summed in the same blocks
  * and order whatever the number of replicas. */
 #define RN_SHARD_ALIGN 4096
-size_t rn_shard_offset(size_t n, int size, int r);
+RN_API size_t rn_shard_offset(size_t n, int size, int r);
 
 /* Makes t one replica of rp (copied; size 1 means alone) before its first
  * step, or right after rn_trainer_load. x, y of rn_trainer_step are then
@@ -323,10 +342,10 @@ size_t rn_shard_offset(size_t n, int size, int r);
  * results are identical to zero_stage 0. With replicas, rn_trainer_save is
  * collective: every replica calls it and replica 0 alone writes the file
  * (the moments are gathered to it). */
-rn_status rn_trainer_set_replicas(rn_trainer *t, const rn_replicas *rp, int zero_stage);
+RN_API rn_status rn_trainer_set_replicas(rn_trainer *t, const rn_replicas *rp, int zero_stage);
 /* The parameters [*off, *off + *n) whose moments this trainer keeps and
  * which it updates (everything unless sharded). */
-void rn_trainer_shard(const rn_trainer *t, size_t *off, size_t *n);
+RN_API void rn_trainer_shard(const rn_trainer *t, size_t *off, size_t *n);
 
 /* ------------------------------------------------------------ model files */
 
@@ -352,11 +371,11 @@ typedef enum {
 typedef enum { RN_DTYPE_F32 = 0, RN_DTYPE_BF16, RN_DTYPE_F64, RN_DTYPE_F16 } rn_dtype;
 
 /* "retnet", "torchscale", "torchscale-hf", "seed", "fla". */
-const char *rn_format_name(rn_format f);
-rn_status rn_format_from_name(const char *name, rn_format *out);
+RN_API const char *rn_format_name(rn_format f);
+RN_API rn_status rn_format_from_name(const char *name, rn_format *out);
 /* "f32", "bf16", "f64", "f16". */
-const char *rn_dtype_name(rn_dtype d);
-rn_status rn_dtype_from_name(const char *name, rn_dtype *out);
+RN_API const char *rn_dtype_name(rn_dtype d);
+RN_API rn_status rn_dtype_from_name(const char *name, rn_dtype *out);
 
 /* Loads a model in any of the formats, detected from the tensor names and
  * the metadata. path: a .safetensors file (a config.json beside it is read
@@ -369,8 +388,8 @@ rn_status rn_dtype_from_name(const char *name, rn_dtype *out);
  * a missing, unknown, misshapen or non-finite tensor, or a config of
  * another preset than the tensor names, is an error naming it, never a
  * partial load. format (may be NULL) receives the format detected. */
-rn_status rn_model_load_ex(const char *path, rn_model **out, rn_format *format);
-rn_status rn_model_load(const char *path, rn_model **out);
+RN_API rn_status rn_model_load_ex(const char *path, rn_model **out, rn_format *format);
+RN_API rn_status rn_model_load(const char *path, rn_model **out);
 /* Writes the model in format as dtype, atomically (temp file, fsync,
  * rename). RN_FORMAT_RETNET and RN_FORMAT_SEED write the file path; the
  * formats with a config.json write path and config.json beside it when
@@ -381,21 +400,37 @@ rn_status rn_model_load(const char *path, rn_model **out);
  * bit-identical; BF16 and F16 round to nearest even. A value beyond F16's
  * range (65504) is refused (RN_ERR_ARG, naming the tensor), not written as
  * infinity. */
-rn_status rn_model_save_as(const rn_model *m, const char *path, rn_format format, rn_dtype dtype);
+RN_API rn_status rn_model_save_as(const rn_model *m, const char *path, rn_format format, rn_dtype dtype);
 /* rn_model_save_as(m, path, RN_FORMAT_RETNET, RN_DTYPE_F32). */
-rn_status rn_model_save(const rn_model *m, const char *path);
+RN_API rn_status rn_model_save(const rn_model *m, const char *path);
 /* Writes values laid out like the parameters (rn_model_num_params of them,
  * e.g. a gradient from rn_model_loss_grad) as one safetensors file, under
  * the tensor names of format for the model's preset, without position
  * buffers or config: the names and shapes of PyTorch's named_parameters(). */
-rn_status rn_model_save_values(const rn_model *m, const rn_real *values, const char *path, rn_format format,
+RN_API rn_status rn_model_save_values(const rn_model *m, const rn_real *values, const char *path, rn_format format,
                                rn_dtype dtype);
 /* The config as the JSON string stored in model files (caller frees). */
-char *rn_config_to_json(const rn_config *cfg);
-rn_status rn_config_from_json(const char *json, rn_config *cfg);
+RN_API char *rn_config_to_json(const rn_config *cfg);
+RN_API rn_status rn_config_from_json(const char *json, rn_config *cfg);
 
 /* Writes data (float32 on disk) as a NumPy .npy array, atomically. */
-rn_status rn_npy_save(const char *path, const rn_real *data, int ndim, const int64_t *shape);
+RN_API rn_status rn_npy_save(const char *path, const rn_real *data, int ndim, const int64_t *shape);
+
+/* ----------------------------------------------------------- atomic files */
+
+/* Atomic file write: data goes to PATH.tmp.PID, is fsync'ed, then renamed
+ * over path, and the directory is fsync'ed. Never leaves a partial file at
+ * path; a temporary left by a writer that died is removed by the next
+ * successful write of the same path. */
+typedef struct rn_atomic_file {
+    void *f;      /* FILE * of the temporary */
+    char *path;
+    char *tmp;
+} rn_atomic_file;
+RN_API rn_status rn_atomic_open(rn_atomic_file *af, const char *path);
+RN_API rn_status rn_atomic_write(rn_atomic_file *af, const void *data, size_t n);
+RN_API rn_status rn_atomic_commit(rn_atomic_file *af);
+RN_API void rn_atomic_abort(rn_atomic_file *af);
 
 #ifdef __cplusplus
 }

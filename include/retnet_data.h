@@ -39,24 +39,24 @@ struct rn_tokenizer {
 
 /* The byte-level tokenizer: vocab_size 256, id = byte value, every byte
  * string encodes losslessly to as many ids as it has bytes. */
-rn_status rn_tokenizer_byte_create(rn_tokenizer **out);
+RN_API rn_status rn_tokenizer_byte_create(rn_tokenizer **out);
 
 /* Encodes text (len bytes, not necessarily NUL-terminated) into ids (cap).
  * On RN_OK, *n is the number of ids of the whole text; if *n > cap, only the
  * first cap ids were written (call again with a buffer of *n). ids may be
  * NULL when cap is 0, to ask for the count. For the byte-level and for BPE
  * tokenizers *n <= len. */
-rn_status rn_tokenizer_encode(const rn_tokenizer *tok, const char *text, size_t len,
+RN_API rn_status rn_tokenizer_encode(const rn_tokenizer *tok, const char *text, size_t len,
                               int32_t *ids, size_t cap, size_t *n);
 
 /* Points *piece at the bytes that id stands for (*len of them, not
  * NUL-terminated; valid until the tokenizer is freed). RN_ERR_ARG if id is
  * outside [0, vocab_size). */
-rn_status rn_tokenizer_decode(const rn_tokenizer *tok, int32_t id,
+RN_API rn_status rn_tokenizer_decode(const rn_tokenizer *tok, int32_t id,
                               const char **piece, size_t *len);
 
 /* Frees a tokenizer (NULL is a no-op). */
-void rn_tokenizer_free(rn_tokenizer *tok);
+RN_API void rn_tokenizer_free(rn_tokenizer *tok);
 
 /* ---------------------------------------------------------------- files */
 
@@ -65,7 +65,7 @@ void rn_tokenizer_free(rn_tokenizer *tok);
  * Fails with RN_ERR_IO (cannot open, is a directory, read error) or
  * RN_ERR_ARG (larger than max_bytes; 0 means no limit); the message names
  * the file. On failure *data is NULL and *len 0. */
-rn_status rn_read_file(const char *path, size_t max_bytes, char **data, size_t *len);
+RN_API rn_status rn_read_file(const char *path, size_t max_bytes, char **data, size_t *len);
 
 /* --------------------------------------------------------------- dataset */
 
@@ -86,26 +86,26 @@ typedef enum { RN_SPLIT_TRAIN = 0, RN_SPLIT_VAL = 1 } rn_split;
  * file (RN_ERR_IO), empty file, or too few tokens for each split in use to
  * hold at least 2 tokens, one (input, target) pair (RN_ERR_FORMAT). tok is
  * only used during the call. */
-rn_status rn_dataset_open(const char *path, const rn_tokenizer *tok, double val_fraction,
+RN_API rn_status rn_dataset_open(const char *path, const rn_tokenizer *tok, double val_fraction,
                           rn_dataset **out);
 
 /* The same from tokens (n) already in memory (they are copied), for tests
  * and for callers with their own reader. Every token must be in
  * [0, vocab_size). */
-rn_status rn_dataset_from_tokens(const int32_t *tokens, size_t n, int vocab_size,
+RN_API rn_status rn_dataset_from_tokens(const int32_t *tokens, size_t n, int vocab_size,
                                  double val_fraction, rn_dataset **out);
 
 /* Frees a dataset (NULL is a no-op). */
-void rn_dataset_free(rn_dataset *ds);
+RN_API void rn_dataset_free(rn_dataset *ds);
 
 /* Number of tokens in a split (0 for an unknown split). */
-size_t rn_dataset_size(const rn_dataset *ds, rn_split split);
+RN_API size_t rn_dataset_size(const rn_dataset *ds, rn_split split);
 
 /* The tokens of a split (rn_dataset_size of them), owned by the dataset. */
-const int32_t *rn_dataset_tokens(const rn_dataset *ds, rn_split split);
+RN_API const int32_t *rn_dataset_tokens(const rn_dataset *ds, rn_split split);
 
 /* Vocabulary size the tokens were checked against. */
-int rn_dataset_vocab_size(const rn_dataset *ds);
+RN_API int rn_dataset_vocab_size(const rn_dataset *ds);
 
 /* A training batch: B windows of T+1 consecutive tokens of the split, each
  * starting at a position drawn uniformly from [0, size - T - 1] with rng
@@ -114,13 +114,13 @@ int rn_dataset_vocab_size(const rn_dataset *ds);
  * so y is x shifted by one: the next-token targets. x, y: (B, T).
  * RN_ERR_ARG if B < 1, T < 1, or the split has fewer than T+1 tokens.
  * Allocates nothing. */
-rn_status rn_dataset_sample(const rn_dataset *ds, rn_split split, rn_rng *rng, int B, int T,
+RN_API rn_status rn_dataset_sample(const rn_dataset *ds, rn_split split, rn_rng *rng, int B, int T,
                             int32_t *x, int32_t *y);
 
 /* Number of windows of rn_dataset_window for the split and T: every one of
  * the size-1 targets of the split (tokens 1 .. size-1) is in exactly one
  * window, ceil((size - 1) / T) of them (0 if size < 2 or T < 1). */
-size_t rn_dataset_num_windows(const rn_dataset *ds, rn_split split, int T);
+RN_API size_t rn_dataset_num_windows(const rn_dataset *ds, rn_split split, int T);
 
 /* The index-th evaluation window: with s = index * T and
  * n = min(T, size - 1 - s), x[t] = tokens[s + t] and y[t] = tokens[s + t + 1]
@@ -129,7 +129,7 @@ size_t rn_dataset_num_windows(const rn_dataset *ds, rn_split split, int T);
  * once. Only the last window may be short (n < T); entries n .. T-1 of x and
  * y are set to 0 and must be ignored. x, y: (T). RN_ERR_ARG if T < 1 or
  * index >= rn_dataset_num_windows. Allocates nothing. */
-rn_status rn_dataset_window(const rn_dataset *ds, rn_split split, size_t index, int T,
+RN_API rn_status rn_dataset_window(const rn_dataset *ds, rn_split split, size_t index, int T,
                             int32_t *x, int32_t *y, int *n);
 
 #ifdef __cplusplus

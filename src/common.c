@@ -22,7 +22,7 @@
 
 static _Thread_local char rn_errbuf[512];
 
-rn_status rn_fail(rn_status s, const char *fmt, ...) {
+rn_status rni_fail(rn_status s, const char *fmt, ...) {
     /* Formatted aside first: callers may pass rn_last_error() itself as an
      * argument (to prefix a file name), which must not be overwritten while
      * it is read. */
@@ -40,6 +40,8 @@ rn_status rn_fail(rn_status s, const char *fmt, ...) {
 }
 
 const char *rn_last_error(void) { return rn_errbuf; }
+
+const char *rn_version(void) { return RETNET_VERSION_STRING; }
 
 const char *rn_status_name(rn_status s) {
     switch (s) {
@@ -109,21 +111,21 @@ double rn_rng_normal(rn_rng *r) {
 
 /* ------------------------------------------------------------ allocation */
 
-int rn_mul_ok(size_t a, size_t b, size_t *out) {
+int rni_mul_ok(size_t a, size_t b, size_t *out) {
     if (a != 0 && b > SIZE_MAX / a) return 0;
     *out = a * b;
     return 1;
 }
 
-int rn_add_ok(size_t a, size_t b, size_t *out) {
+int rni_add_ok(size_t a, size_t b, size_t *out) {
     if (b > SIZE_MAX - a) return 0;
     *out = a + b;
     return 1;
 }
 
-void *rn_alloc(size_t n, size_t sz) {
+void *rni_alloc(size_t n, size_t sz) {
     size_t bytes;
-    if (!rn_mul_ok(n, sz, &bytes) || bytes > ((size_t)1 << 46)) return NULL;
+    if (!rni_mul_ok(n, sz, &bytes) || bytes > ((size_t)1 << 46)) return NULL;
     if (bytes == 0) bytes = 64;
     bytes = (bytes + 63) & ~(size_t)63;
     void *p = NULL;
@@ -131,13 +133,13 @@ void *rn_alloc(size_t n, size_t sz) {
     return p;
 }
 
-void *rn_calloc(size_t n, size_t sz) {
-    void *p = rn_alloc(n, sz);
+void *rni_calloc(size_t n, size_t sz) {
+    void *p = rni_alloc(n, sz);
     if (p) memset(p, 0, n * sz);
     return p;
 }
 
-void rn_free(void *p) { free(p); }
+void rni_free(void *p) { free(p); }
 
 /* --------------------------------------------------------- atomic writes */
 
@@ -148,12 +150,12 @@ rn_status rn_atomic_open(rn_atomic_file *af, const char *path) {
     af->tmp = malloc(n);
     if (!af->path || !af->tmp) {
         rn_atomic_abort(af);
-        return rn_fail(RN_ERR_NOMEM, "out of memory");
+        return rni_fail(RN_ERR_NOMEM, "out of memory");
     }
     snprintf(af->tmp, n, "%s.tmp.%ld", path, (long)getpid());
     af->f = fopen(af->tmp, "wb");
     if (!af->f) {
-        rn_status s = rn_fail(RN_ERR_IO, "cannot create %s: %s", af->tmp, strerror(errno));
+        rn_status s = rni_fail(RN_ERR_IO, "cannot create %s: %s", af->tmp, strerror(errno));
         rn_atomic_abort(af);
         return s;
     }
@@ -162,7 +164,7 @@ rn_status rn_atomic_open(rn_atomic_file *af, const char *path) {
 
 rn_status rn_atomic_write(rn_atomic_file *af, const void *data, size_t n) {
     if (n && fwrite(data, 1, n, af->f) != n)
-        return rn_fail(RN_ERR_IO, "cannot write %s: %s", af->tmp, strerror(errno));
+        return rni_fail(RN_ERR_IO, "cannot write %s: %s", af->tmp, strerror(errno));
     return RN_OK;
 }
 
@@ -208,12 +210,12 @@ static void remove_stale_temps(const char *path) {
 rn_status rn_atomic_commit(rn_atomic_file *af) {
     rn_status s = RN_OK;
     if (fflush(af->f) != 0 || fsync(fileno(af->f)) != 0)
-        s = rn_fail(RN_ERR_IO, "cannot write %s: %s", af->tmp, strerror(errno));
+        s = rni_fail(RN_ERR_IO, "cannot write %s: %s", af->tmp, strerror(errno));
     if (fclose(af->f) != 0 && s == RN_OK)
-        s = rn_fail(RN_ERR_IO, "cannot write %s: %s", af->tmp, strerror(errno));
+        s = rni_fail(RN_ERR_IO, "cannot write %s: %s", af->tmp, strerror(errno));
     af->f = NULL;
     if (s == RN_OK && rename(af->tmp, af->path) != 0)
-        s = rn_fail(RN_ERR_IO, "cannot rename %s to %s: %s", af->tmp, af->path, strerror(errno));
+        s = rni_fail(RN_ERR_IO, "cannot rename %s to %s: %s", af->tmp, af->path, strerror(errno));
     if (s == RN_OK) {
         fsync_parent_dir(af->path);
         remove_stale_temps(af->path);

@@ -24,14 +24,14 @@ const char *rn_preset_name(rn_preset p) {
 rn_status rn_preset_from_name(const char *name, rn_preset *out) {
     for (int i = 0; i < 3; i++)
         if (strcmp(name, preset_names[i]) == 0) { *out = (rn_preset)i; return RN_OK; }
-    return rn_fail(RN_ERR_ARG, "unknown preset '%s' (expected torchscale, seed or fla)", name);
+    return rni_fail(RN_ERR_ARG, "unknown preset '%s' (expected torchscale, seed or fla)", name);
 }
 
 rn_status rn_mode_from_name(const char *name, rn_mode *out) {
     static const char *names[] = {"parallel", "chunkwise", "recurrent"};
     for (int i = 0; i < 3; i++)
         if (strcmp(name, names[i]) == 0) { *out = (rn_mode)i; return RN_OK; }
-    return rn_fail(RN_ERR_ARG, "unknown mode '%s' (expected parallel, chunkwise or recurrent)", name);
+    return rni_fail(RN_ERR_ARG, "unknown mode '%s' (expected parallel, chunkwise or recurrent)", name);
 }
 
 typedef struct { const char *name; int dim, value_dim, ffn, layers, heads; } named_size;
@@ -77,7 +77,7 @@ static void set_switches(rn_config *c, rn_preset p) {
 }
 
 rn_status rn_config_preset(rn_config *c, rn_preset p, const char *size) {
-    if ((unsigned)p > 2) return rn_fail(RN_ERR_ARG, "unknown preset %d", (int)p);
+    if ((unsigned)p > 2) return rni_fail(RN_ERR_ARG, "unknown preset %d", (int)p);
     set_switches(c, p);
     if (c->vocab <= 0) c->vocab = 256;
     if (!size) return RN_OK;
@@ -88,7 +88,7 @@ rn_status rn_config_preset(rn_config *c, rn_preset p, const char *size) {
         for (size_t i = 0; i < sizeof torchscale_sizes / sizeof *torchscale_sizes; i++)
             if (strcmp(size, torchscale_sizes[i].name) == 0) found = &torchscale_sizes[i];
     if (!found)
-        return rn_fail(RN_ERR_ARG, "unknown size '%s' for preset %s (tiny, small, demo%s)", size,
+        return rni_fail(RN_ERR_ARG, "unknown size '%s' for preset %s (tiny, small, demo%s)", size,
                        rn_preset_name(p), p == RN_PRESET_TORCHSCALE ? ", base, medium, xl, 3b, 7b, 13b, 65b" : "");
     c->dim = found->dim; c->value_dim = found->value_dim; c->ffn_dim = found->ffn;
     c->layers = found->layers; c->heads = found->heads;
@@ -96,9 +96,9 @@ rn_status rn_config_preset(rn_config *c, rn_preset p, const char *size) {
 }
 
 rn_status rn_config_validate(const rn_config *c) {
-    if ((unsigned)c->preset > 2) return rn_fail(RN_ERR_ARG, "unknown preset %d", (int)c->preset);
+    if ((unsigned)c->preset > 2) return rni_fail(RN_ERR_ARG, "unknown preset %d", (int)c->preset);
 #define CHECK_RANGE(v, lo, hi, what) \
-    if ((v) < (lo) || (v) > (hi)) return rn_fail(RN_ERR_ARG, "%s = %d out of range [%d, %d]", what, (int)(v), (int)(lo), (int)(hi))
+    if ((v) < (lo) || (v) > (hi)) return rni_fail(RN_ERR_ARG, "%s = %d out of range [%d, %d]", what, (int)(v), (int)(lo), (int)(hi))
     CHECK_RANGE(c->dim, 2, RN_MAX_DIM, "dim");
     CHECK_RANGE(c->value_dim, 1, RN_MAX_DIM, "value dim");
     CHECK_RANGE(c->heads, 1, c->dim / 2, "heads");
@@ -106,16 +106,16 @@ rn_status rn_config_validate(const rn_config *c) {
     CHECK_RANGE(c->layers, 1, RN_MAX_LAYERS, "layers");
     CHECK_RANGE(c->vocab, 1, RN_MAX_VOCAB, "vocab");
 #undef CHECK_RANGE
-    if (c->dim % c->heads) return rn_fail(RN_ERR_ARG, "dim %d is not divisible by heads %d", c->dim, c->heads);
-    if ((c->dim / c->heads) % 2) return rn_fail(RN_ERR_ARG, "head dim %d (dim/heads) must be even for the rotation", c->dim / c->heads);
-    if (c->value_dim % c->heads) return rn_fail(RN_ERR_ARG, "value dim %d is not divisible by heads %d", c->value_dim, c->heads);
+    if (c->dim % c->heads) return rni_fail(RN_ERR_ARG, "dim %d is not divisible by heads %d", c->dim, c->heads);
+    if ((c->dim / c->heads) % 2) return rni_fail(RN_ERR_ARG, "head dim %d (dim/heads) must be even for the rotation", c->dim / c->heads);
+    if (c->value_dim % c->heads) return rni_fail(RN_ERR_ARG, "value dim %d is not divisible by heads %d", c->value_dim, c->heads);
     if (!(c->norm_eps >= 0 && c->norm_eps < 1) || !(c->head_eps >= 0 && c->head_eps < 1))
-        return rn_fail(RN_ERR_ARG, "norm eps out of range [0, 1)");
+        return rni_fail(RN_ERR_ARG, "norm eps out of range [0, 1)");
     if (c->preset == RN_PRESET_SEED && c->value_dim != c->dim && c->value_dim != 2 * c->dim)
-        return rn_fail(RN_ERR_ARG, "seed preset: value dim must be dim or 2*dim (double_v_dim)");
+        return rni_fail(RN_ERR_ARG, "seed preset: value dim must be dim or 2*dim (double_v_dim)");
     if ((unsigned)c->rotation > 2 || (unsigned)c->decay > 1 || (unsigned)c->qk_scale > 2 ||
         (unsigned)c->head_norm > 2 || (unsigned)c->block_norm > 1 || (unsigned)c->ffn > 1 || (unsigned)c->act > 1)
-        return rn_fail(RN_ERR_ARG, "invalid architecture switch");
+        return rni_fail(RN_ERR_ARG, "invalid architecture switch");
     return RN_OK;
 }
 
@@ -192,29 +192,29 @@ static const char *unsupported_key(const cJSON *o, rn_preset p) {
 }
 
 rn_status rn_config_from_json(const char *json, rn_config *c) {
-    return rn_config_from_json_as(json, -1, c);
+    return rni_config_from_json_as(json, -1, c);
 }
 
-rn_status rn_config_from_json_as(const char *json, int forced, rn_config *c) {
+rn_status rni_config_from_json_as(const char *json, int forced, rn_config *c) {
     cJSON *o = cJSON_Parse(json);
-    if (!o || !cJSON_IsObject(o)) { cJSON_Delete(o); return rn_fail(RN_ERR_FORMAT, "config is not a JSON object"); }
+    if (!o || !cJSON_IsObject(o)) { cJSON_Delete(o); return rni_fail(RN_ERR_FORMAT, "config is not a JSON object"); }
     rn_status st = RN_OK;
     memset(c, 0, sizeof *c);
     const cJSON *pv = cJSON_GetObjectItemCaseSensitive(o, "preset");
     rn_preset p = RN_PRESET_TORCHSCALE;
     if (pv && (!cJSON_IsString(pv) || rn_preset_from_name(pv->valuestring, &p) != RN_OK)) {
-        st = rn_fail(RN_ERR_FORMAT, "config: unknown preset %s", cJSON_IsString(pv) ? pv->valuestring : "(not a string)");
+        st = rni_fail(RN_ERR_FORMAT, "config: unknown preset %s", cJSON_IsString(pv) ? pv->valuestring : "(not a string)");
         goto done;
     }
     if (forced >= 0 && pv && (int)p != forced) {
-        st = rn_fail(RN_ERR_FORMAT, "config: preset %s, but the tensors are the %s preset's (mismatched preset)",
+        st = rni_fail(RN_ERR_FORMAT, "config: preset %s, but the tensors are the %s preset's (mismatched preset)",
                      rn_preset_name(p), rn_preset_name((rn_preset)forced));
         goto done;
     }
     for (int q = 0; forced >= 0 && q < 3; q++)
         if (q != forced && cJSON_GetObjectItemCaseSensitive(o, signature_key[q]) &&
             !cJSON_GetObjectItemCaseSensitive(o, signature_key[forced])) {
-            st = rn_fail(RN_ERR_FORMAT, "config: %s keys ('%s'), but the tensors are the %s preset's (mismatched preset)",
+            st = rni_fail(RN_ERR_FORMAT, "config: %s keys ('%s'), but the tensors are the %s preset's (mismatched preset)",
                          rn_preset_name((rn_preset)q), signature_key[q], rn_preset_name((rn_preset)forced));
             goto done;
         }
@@ -222,7 +222,7 @@ rn_status rn_config_from_json_as(const char *json, int forced, rn_config *c) {
     set_switches(c, p);
     const char *bad = unsupported_key(o, p);
     if (bad) {
-        st = rn_fail(RN_ERR_FORMAT, "config: '%s' has a value this library does not support (a model other than the %s preset's)",
+        st = rni_fail(RN_ERR_FORMAT, "config: '%s' has a value this library does not support (a model other than the %s preset's)",
                      bad, rn_preset_name(p));
         goto done;
     }
@@ -290,19 +290,19 @@ rn_status rn_config_from_json_as(const char *json, int forced, rn_config *c) {
             c->ffn_dim = inter;
         }
     }
-    if (bad) { st = rn_fail(RN_ERR_FORMAT, "config: missing or invalid '%s'", bad); goto done; }
+    if (bad) { st = rni_fail(RN_ERR_FORMAT, "config: missing or invalid '%s'", bad); goto done; }
     st = rn_config_validate(c);
     if (st != RN_OK) {
-        char msg[512];  /* rn_fail formats into the buffer rn_last_error returns */
+        char msg[512];  /* rni_fail formats into the buffer rn_last_error returns */
         snprintf(msg, sizeof msg, "%s", rn_last_error());
-        st = rn_fail(RN_ERR_FORMAT, "config: %s", msg);
+        st = rni_fail(RN_ERR_FORMAT, "config: %s", msg);
     }
 done:
     cJSON_Delete(o);
     return st;
 }
 
-cJSON *rn_json_add_number(cJSON *o, const char *key, double v) {
+cJSON *rni_json_add_number(cJSON *o, const char *key, double v) {
     char buf[32];
     if (!isfinite(v)) return cJSON_AddNullToObject(o, key);
     snprintf(buf, sizeof buf, "%.15g", v);
@@ -322,7 +322,7 @@ char *rn_config_to_json(const rn_config *c) {
         cJSON_AddNumberToObject(o, "decoder_ffn_embed_dim", c->ffn_dim);
         cJSON_AddNumberToObject(o, "decoder_layers", c->layers);
         cJSON_AddNumberToObject(o, "vocab_size", c->vocab);
-        rn_json_add_number(o, "layernorm_eps", c->norm_eps);
+        rni_json_add_number(o, "layernorm_eps", c->norm_eps);
         cJSON_AddStringToObject(o, "activation_fn", c->act == RN_ACT_GELU ? "gelu" : "swish");
         cJSON_AddBoolToObject(o, "no_scale_embedding", !c->scale_embed);
         cJSON_AddBoolToObject(o, "share_decoder_input_output_embed", c->tie_embed);
@@ -347,9 +347,9 @@ char *rn_config_to_json(const rn_config *c) {
         cJSON_AddNumberToObject(o, "num_hidden_layers", c->layers);
         cJSON_AddNumberToObject(o, "num_heads", c->heads);
         cJSON_AddNumberToObject(o, "expand_k", 1);
-        rn_json_add_number(o, "expand_v", ev);
+        rni_json_add_number(o, "expand_v", ev);
         cJSON_AddNumberToObject(o, "intermediate_size", c->ffn_dim);
-        rn_json_add_number(o, "norm_eps", c->norm_eps);
+        rni_json_add_number(o, "norm_eps", c->norm_eps);
         cJSON_AddNumberToObject(o, "vocab_size", c->vocab);
         cJSON_AddBoolToObject(o, "tie_word_embeddings", c->tie_embed);
         break;

@@ -17,7 +17,7 @@
 rn_status rn_tokenizer_encode(const rn_tokenizer *tok, const char *text, size_t len,
                               int32_t *ids, size_t cap, size_t *n) {
     if (!tok || !tok->encode || !n || (len && !text) || (cap && !ids))
-        return rn_fail(RN_ERR_ARG, "rn_tokenizer_encode: NULL argument");
+        return rni_fail(RN_ERR_ARG, "rn_tokenizer_encode: NULL argument");
     *n = 0;
     return tok->encode(tok, text, len, ids, cap, n);
 }
@@ -25,9 +25,9 @@ rn_status rn_tokenizer_encode(const rn_tokenizer *tok, const char *text, size_t 
 rn_status rn_tokenizer_decode(const rn_tokenizer *tok, int32_t id,
                               const char **piece, size_t *len) {
     if (!tok || !tok->decode || !piece || !len)
-        return rn_fail(RN_ERR_ARG, "rn_tokenizer_decode: NULL argument");
+        return rni_fail(RN_ERR_ARG, "rn_tokenizer_decode: NULL argument");
     if (id < 0 || id >= tok->vocab_size)
-        return rn_fail(RN_ERR_ARG, "token id %ld outside the vocabulary [0, %d)",
+        return rni_fail(RN_ERR_ARG, "token id %ld outside the vocabulary [0, %d)",
                        (long)id, tok->vocab_size);
     tok->decode(tok, id, piece, len);
     return RN_OK;
@@ -62,10 +62,10 @@ static void byte_decode(const rn_tokenizer *tok, int32_t id, const char **piece,
 static void byte_free(rn_tokenizer *tok) { free(tok); }
 
 rn_status rn_tokenizer_byte_create(rn_tokenizer **out) {
-    if (!out) return rn_fail(RN_ERR_ARG, "rn_tokenizer_byte_create: NULL argument");
+    if (!out) return rni_fail(RN_ERR_ARG, "rn_tokenizer_byte_create: NULL argument");
     *out = NULL;
     rn_byte_tokenizer *bt = calloc(1, sizeof *bt);
-    if (!bt) return rn_fail(RN_ERR_NOMEM, "out of memory (byte tokenizer)");
+    if (!bt) return rni_fail(RN_ERR_NOMEM, "out of memory (byte tokenizer)");
     for (int i = 0; i < 256; i++) bt->bytes[i] = (char)(unsigned char)i;
     bt->base.vocab_size = 256;
     bt->base.name = "byte";
@@ -80,26 +80,26 @@ rn_status rn_tokenizer_byte_create(rn_tokenizer **out) {
 /* ----------------------------------------------------------------- files */
 
 rn_status rn_read_file(const char *path, size_t max_bytes, char **data, size_t *len) {
-    if (!path || !data || !len) return rn_fail(RN_ERR_ARG, "rn_read_file: NULL argument");
+    if (!path || !data || !len) return rni_fail(RN_ERR_ARG, "rn_read_file: NULL argument");
     *data = NULL;
     *len = 0;
     if (max_bytes == 0 || max_bytes > SIZE_MAX - 1) max_bytes = SIZE_MAX - 1;
 
     FILE *f = fopen(path, "rb");
-    if (!f) return rn_fail(RN_ERR_IO, "cannot open %s: %s", path, strerror(errno));
+    if (!f) return rni_fail(RN_ERR_IO, "cannot open %s: %s", path, strerror(errno));
     struct stat st;
     if (fstat(fileno(f), &st) != 0) {
-        rn_status s = rn_fail(RN_ERR_IO, "cannot stat %s: %s", path, strerror(errno));
+        rn_status s = rni_fail(RN_ERR_IO, "cannot stat %s: %s", path, strerror(errno));
         fclose(f);
         return s;
     }
     if (S_ISDIR(st.st_mode)) {
         fclose(f);
-        return rn_fail(RN_ERR_IO, "cannot read %s: is a directory", path);
+        return rni_fail(RN_ERR_IO, "cannot read %s: is a directory", path);
     }
     if (S_ISREG(st.st_mode) && (uintmax_t)st.st_size > (uintmax_t)max_bytes) {
         fclose(f);
-        return rn_fail(RN_ERR_ARG, "%s is %jd bytes, more than the limit of %zu", path,
+        return rni_fail(RN_ERR_ARG, "%s is %jd bytes, more than the limit of %zu", path,
                        (intmax_t)st.st_size, max_bytes);
     }
 
@@ -110,14 +110,14 @@ rn_status rn_read_file(const char *path, size_t max_bytes, char **data, size_t *
     char *buf = malloc(cap);
     if (!buf) {
         fclose(f);
-        return rn_fail(RN_ERR_NOMEM, "out of memory reading %s (%zu bytes)", path, cap);
+        return rni_fail(RN_ERR_NOMEM, "out of memory reading %s (%zu bytes)", path, cap);
     }
     for (;;) {
         if (n == cap) {
             if (n > max_bytes) {
                 free(buf);
                 fclose(f);
-                return rn_fail(RN_ERR_ARG, "%s is more than the limit of %zu bytes", path,
+                return rni_fail(RN_ERR_ARG, "%s is more than the limit of %zu bytes", path,
                                max_bytes);
             }
             size_t ncap = cap > max_bytes / 2 ? max_bytes + 1 : cap * 2;
@@ -125,7 +125,7 @@ rn_status rn_read_file(const char *path, size_t max_bytes, char **data, size_t *
             if (!nb) {
                 free(buf);
                 fclose(f);
-                return rn_fail(RN_ERR_NOMEM, "out of memory reading %s (%zu bytes)", path, ncap);
+                return rni_fail(RN_ERR_NOMEM, "out of memory reading %s (%zu bytes)", path, ncap);
             }
             buf = nb;
             cap = ncap;
@@ -135,7 +135,7 @@ rn_status rn_read_file(const char *path, size_t max_bytes, char **data, size_t *
         if (got == 0) break;
     }
     if (ferror(f)) {
-        rn_status s = rn_fail(RN_ERR_IO, "cannot read %s: %s", path, strerror(errno));
+        rn_status s = rni_fail(RN_ERR_IO, "cannot read %s: %s", path, strerror(errno));
         free(buf);
         fclose(f);
         return s;
@@ -143,14 +143,14 @@ rn_status rn_read_file(const char *path, size_t max_bytes, char **data, size_t *
     fclose(f);
     if (n > max_bytes) {
         free(buf);
-        return rn_fail(RN_ERR_ARG, "%s is more than the limit of %zu bytes", path, max_bytes);
+        return rni_fail(RN_ERR_ARG, "%s is more than the limit of %zu bytes", path, max_bytes);
     }
     /* Room for the NUL: n < cap unless the last read filled the buffer. */
     if (n == cap) {
         char *nb = realloc(buf, n + 1);
         if (!nb) {
             free(buf);
-            return rn_fail(RN_ERR_NOMEM, "out of memory reading %s", path);
+            return rni_fail(RN_ERR_NOMEM, "out of memory reading %s", path);
         }
         buf = nb;
     }
@@ -173,11 +173,11 @@ struct rn_dataset {
  * what (a file name or "token array") is too short. */
 static rn_status split_sizes(const char *what, size_t n, double val_fraction, size_t *n_val) {
     if (!(val_fraction >= 0.0 && val_fraction < 1.0))
-        return rn_fail(RN_ERR_ARG, "validation fraction %g is not in [0, 1)", val_fraction);
+        return rni_fail(RN_ERR_ARG, "validation fraction %g is not in [0, 1)", val_fraction);
     double v = floor((double)n * val_fraction + 0.5);
     size_t nv = v >= (double)n ? n : (size_t)v;
     if (n - nv < 2 || (val_fraction > 0.0 && nv < 2))
-        return rn_fail(RN_ERR_FORMAT,
+        return rni_fail(RN_ERR_FORMAT,
                        "%s has %zu tokens: too few for a validation fraction of %g "
                        "(each split needs at least 2 tokens)",
                        what, n, val_fraction);
@@ -185,19 +185,19 @@ static rn_status split_sizes(const char *what, size_t n, double val_fraction, si
     return RN_OK;
 }
 
-/* Takes ownership of tokens (n, allocated with rn_alloc); frees them on error. */
+/* Takes ownership of tokens (n, allocated with rni_alloc); frees them on error. */
 static rn_status dataset_make(const char *what, int32_t *tokens, size_t n, int vocab_size,
                               double val_fraction, rn_dataset **out) {
     size_t n_val = 0;
     rn_status s = split_sizes(what, n, val_fraction, &n_val);
     for (size_t i = 0; s == RN_OK && i < n; i++)
         if (tokens[i] < 0 || tokens[i] >= vocab_size)
-            s = rn_fail(RN_ERR_FORMAT, "%s: token %zu is %ld, outside the vocabulary [0, %d)",
+            s = rni_fail(RN_ERR_FORMAT, "%s: token %zu is %ld, outside the vocabulary [0, %d)",
                         what, i, (long)tokens[i], vocab_size);
     rn_dataset *ds = s == RN_OK ? malloc(sizeof *ds) : NULL;
     if (!ds) {
-        rn_free(tokens);
-        return s != RN_OK ? s : rn_fail(RN_ERR_NOMEM, "out of memory (dataset)");
+        rni_free(tokens);
+        return s != RN_OK ? s : rni_fail(RN_ERR_NOMEM, "out of memory (dataset)");
     }
     ds->tokens = tokens;
     ds->n = n;
@@ -209,10 +209,10 @@ static rn_status dataset_make(const char *what, int32_t *tokens, size_t n, int v
 
 rn_status rn_dataset_open(const char *path, const rn_tokenizer *tok, double val_fraction,
                           rn_dataset **out) {
-    if (!path || !tok || !out) return rn_fail(RN_ERR_ARG, "rn_dataset_open: NULL argument");
+    if (!path || !tok || !out) return rni_fail(RN_ERR_ARG, "rn_dataset_open: NULL argument");
     *out = NULL;
     if (!(val_fraction >= 0.0 && val_fraction < 1.0))
-        return rn_fail(RN_ERR_ARG, "validation fraction %g is not in [0, 1)", val_fraction);
+        return rni_fail(RN_ERR_ARG, "validation fraction %g is not in [0, 1)", val_fraction);
 
     char *text = NULL;
     size_t len = 0;
@@ -220,51 +220,51 @@ rn_status rn_dataset_open(const char *path, const rn_tokenizer *tok, double val_
     if (s != RN_OK) return s;
     if (len == 0) {
         free(text);
-        return rn_fail(RN_ERR_FORMAT, "dataset %s is empty", path);
+        return rni_fail(RN_ERR_FORMAT, "dataset %s is empty", path);
     }
 
     /* One pass for tokenizers that never expand text (byte, BPE); a second,
      * with the exact size, for any that do. */
     size_t cap = len, n = 0;
-    int32_t *tokens = rn_alloc(cap, sizeof *tokens);
-    if (!tokens) s = rn_fail(RN_ERR_NOMEM, "out of memory tokenizing %s", path);
+    int32_t *tokens = rni_alloc(cap, sizeof *tokens);
+    if (!tokens) s = rni_fail(RN_ERR_NOMEM, "out of memory tokenizing %s", path);
     if (s == RN_OK) s = rn_tokenizer_encode(tok, text, len, tokens, cap, &n);
     if (s == RN_OK && n > cap) {
-        rn_free(tokens);
+        rni_free(tokens);
         cap = n;
-        tokens = rn_alloc(cap, sizeof *tokens);
-        if (!tokens) s = rn_fail(RN_ERR_NOMEM, "out of memory tokenizing %s", path);
+        tokens = rni_alloc(cap, sizeof *tokens);
+        if (!tokens) s = rni_fail(RN_ERR_NOMEM, "out of memory tokenizing %s", path);
         if (s == RN_OK) s = rn_tokenizer_encode(tok, text, len, tokens, cap, &n);
         if (s == RN_OK && n != cap)
-            s = rn_fail(RN_ERR_ARG, "tokenizer %s is not deterministic on %s",
+            s = rni_fail(RN_ERR_ARG, "tokenizer %s is not deterministic on %s",
                         tok->name ? tok->name : "?", path);
     }
     free(text);
     if (s != RN_OK) {
-        rn_free(tokens);
+        rni_free(tokens);
         return s;
     }
     if (n == 0) {
-        rn_free(tokens);
-        return rn_fail(RN_ERR_FORMAT, "dataset %s has no tokens", path);
+        rni_free(tokens);
+        return rni_fail(RN_ERR_FORMAT, "dataset %s has no tokens", path);
     }
     return dataset_make(path, tokens, n, tok->vocab_size, val_fraction, out);
 }
 
 rn_status rn_dataset_from_tokens(const int32_t *tokens, size_t n, int vocab_size,
                                  double val_fraction, rn_dataset **out) {
-    if ((n && !tokens) || !out) return rn_fail(RN_ERR_ARG, "rn_dataset_from_tokens: NULL argument");
+    if ((n && !tokens) || !out) return rni_fail(RN_ERR_ARG, "rn_dataset_from_tokens: NULL argument");
     *out = NULL;
-    if (vocab_size < 1) return rn_fail(RN_ERR_ARG, "vocabulary size %d < 1", vocab_size);
-    int32_t *copy = rn_alloc(n, sizeof *copy);
-    if (!copy) return rn_fail(RN_ERR_NOMEM, "out of memory (%zu tokens)", n);
+    if (vocab_size < 1) return rni_fail(RN_ERR_ARG, "vocabulary size %d < 1", vocab_size);
+    int32_t *copy = rni_alloc(n, sizeof *copy);
+    if (!copy) return rni_fail(RN_ERR_NOMEM, "out of memory (%zu tokens)", n);
     if (n) memcpy(copy, tokens, n * sizeof *copy);
     return dataset_make("token array", copy, n, vocab_size, val_fraction, out);
 }
 
 void rn_dataset_free(rn_dataset *ds) {
     if (!ds) return;
-    rn_free(ds->tokens);
+    rni_free(ds->tokens);
     free(ds);
 }
 
@@ -296,13 +296,13 @@ static uint64_t rng_below(rn_rng *rng, uint64_t range) {
 
 rn_status rn_dataset_sample(const rn_dataset *ds, rn_split split, rn_rng *rng, int B, int T,
                             int32_t *x, int32_t *y) {
-    if (!ds || !rng || !x || !y) return rn_fail(RN_ERR_ARG, "rn_dataset_sample: NULL argument");
+    if (!ds || !rng || !x || !y) return rni_fail(RN_ERR_ARG, "rn_dataset_sample: NULL argument");
     if (split != RN_SPLIT_TRAIN && split != RN_SPLIT_VAL)
-        return rn_fail(RN_ERR_ARG, "unknown split %d", (int)split);
-    if (B < 1 || T < 1) return rn_fail(RN_ERR_ARG, "batch %d x %d: both must be >= 1", B, T);
+        return rni_fail(RN_ERR_ARG, "unknown split %d", (int)split);
+    if (B < 1 || T < 1) return rni_fail(RN_ERR_ARG, "batch %d x %d: both must be >= 1", B, T);
     size_t size = rn_dataset_size(ds, split);
     if (size < (size_t)T + 1)
-        return rn_fail(RN_ERR_ARG, "%s split has %zu tokens, fewer than T+1 = %ld",
+        return rni_fail(RN_ERR_ARG, "%s split has %zu tokens, fewer than T+1 = %ld",
                        split == RN_SPLIT_TRAIN ? "training" : "validation", size, (long)T + 1);
     const int32_t *tokens = rn_dataset_tokens(ds, split);
     /* Start positions 0 .. size-T-1: size-T of them. */
@@ -324,14 +324,14 @@ size_t rn_dataset_num_windows(const rn_dataset *ds, rn_split split, int T) {
 
 rn_status rn_dataset_window(const rn_dataset *ds, rn_split split, size_t index, int T,
                             int32_t *x, int32_t *y, int *n) {
-    if (!ds || !x || !y || !n) return rn_fail(RN_ERR_ARG, "rn_dataset_window: NULL argument");
+    if (!ds || !x || !y || !n) return rni_fail(RN_ERR_ARG, "rn_dataset_window: NULL argument");
     *n = 0;
     if (split != RN_SPLIT_TRAIN && split != RN_SPLIT_VAL)
-        return rn_fail(RN_ERR_ARG, "unknown split %d", (int)split);
-    if (T < 1) return rn_fail(RN_ERR_ARG, "window length %d < 1", T);
+        return rni_fail(RN_ERR_ARG, "unknown split %d", (int)split);
+    if (T < 1) return rni_fail(RN_ERR_ARG, "window length %d < 1", T);
     size_t nw = rn_dataset_num_windows(ds, split, T);
     if (index >= nw)
-        return rn_fail(RN_ERR_ARG, "window %zu out of range: the %s split has %zu of length %d",
+        return rni_fail(RN_ERR_ARG, "window %zu out of range: the %s split has %zu of length %d",
                        index, split == RN_SPLIT_TRAIN ? "training" : "validation", nw, T);
     const int32_t *tokens = rn_dataset_tokens(ds, split);
     size_t size = rn_dataset_size(ds, split), s = index * (size_t)T;

@@ -27,7 +27,7 @@ static rn_status name_index(const char *const *names, int n, const char *what, c
         if (strcmp(name, names[i]) == 0) { *out = i; return RN_OK; }
     char list[128] = "";
     for (int i = 0; i < n; i++) snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", i ? ", " : "", names[i]);
-    return rn_fail(RN_ERR_ARG, "unknown %s '%s' (expected %s)", what, name, list);
+    return rni_fail(RN_ERR_ARG, "unknown %s '%s' (expected %s)", what, name, list);
 }
 
 const char *rn_format_name(rn_format f) {
@@ -96,14 +96,14 @@ static char *dir_of(const char *path) {
 static rn_status read_text(const char *path, char **out) {
     *out = NULL;
     FILE *f = fopen(path, "rb");
-    if (!f) return rn_fail(RN_ERR_IO, "cannot open %s: %s", path, strerror(errno));
+    if (!f) return rni_fail(RN_ERR_IO, "cannot open %s: %s", path, strerror(errno));
     rn_status st = RN_OK;
     long n = -1;
     if (fseek(f, 0, SEEK_END) == 0) n = ftell(f);
-    if (n < 0 || n > MAX_JSON_FILE || fseek(f, 0, SEEK_SET) != 0) st = rn_fail(RN_ERR_FORMAT, "%s: unreadable or too large", path);
+    if (n < 0 || n > MAX_JSON_FILE || fseek(f, 0, SEEK_SET) != 0) st = rni_fail(RN_ERR_FORMAT, "%s: unreadable or too large", path);
     char *t = st == RN_OK ? malloc((size_t)n + 1) : NULL;
-    if (st == RN_OK && !t) st = rn_fail(RN_ERR_NOMEM, "out of memory");
-    if (st == RN_OK && fread(t, 1, (size_t)n, f) != (size_t)n) st = rn_fail(RN_ERR_IO, "cannot read %s", path);
+    if (st == RN_OK && !t) st = rni_fail(RN_ERR_NOMEM, "out of memory");
+    if (st == RN_OK && fread(t, 1, (size_t)n, f) != (size_t)n) st = rni_fail(RN_ERR_IO, "cannot read %s", path);
     fclose(f);
     if (st != RN_OK) { free(t); return st; }
     t[n] = 0;
@@ -132,7 +132,7 @@ static void paths_free(model_paths *mp) {
 
 static rn_status add_file(model_paths *mp, char *p) {
     char **f = p ? realloc(mp->files, sizeof *f * (size_t)(mp->nfiles + 1)) : NULL;
-    if (!f) { free(p); return rn_fail(RN_ERR_NOMEM, "out of memory"); }
+    if (!f) { free(p); return rni_fail(RN_ERR_NOMEM, "out of memory"); }
     mp->files = f;
     mp->files[mp->nfiles++] = p;
     return RN_OK;
@@ -148,11 +148,11 @@ static rn_status read_index(model_paths *mp) {
     free(text);
     mp->weight_map = cJSON_GetObjectItemCaseSensitive(mp->index, "weight_map");
     if (!cJSON_IsObject(mp->weight_map) || !mp->weight_map->child)
-        return rn_fail(RN_ERR_FORMAT, "%s: not a safetensors index (no weight_map object)", mp->index_path);
+        return rni_fail(RN_ERR_FORMAT, "%s: not a safetensors index (no weight_map object)", mp->index_path);
     for (cJSON *it = mp->weight_map->child; it; it = it->next) {
         const char *f = cJSON_IsString(it) ? it->valuestring : NULL;
         if (!f || !*f || strchr(f, '/') || f[0] == '.')
-            return rn_fail(RN_ERR_FORMAT, "%s: tensor '%s' is mapped to an invalid file name", mp->index_path, it->string);
+            return rni_fail(RN_ERR_FORMAT, "%s: tensor '%s' is mapped to an invalid file name", mp->index_path, it->string);
         int seen = 0;
         for (int i = 0; i < mp->nfiles && !seen; i++) seen = strcmp(strrchr(mp->files[i], '/') + 1, f) == 0;
         if (!seen && (st = add_file(mp, path_join(mp->dir, f))) != RN_OK) return st;
@@ -163,7 +163,7 @@ static rn_status read_index(model_paths *mp) {
 /* The weights of a directory: its index, model.safetensors, or its only
  * .safetensors file. */
 static rn_status dir_weights(const char *path, model_paths *mp) {
-    if (!(mp->index_path = path_join(path, "model.safetensors.index.json"))) return rn_fail(RN_ERR_NOMEM, "out of memory");
+    if (!(mp->index_path = path_join(path, "model.safetensors.index.json"))) return rni_fail(RN_ERR_NOMEM, "out of memory");
     if (is_file(mp->index_path)) return read_index(mp);
     free(mp->index_path);
     mp->index_path = NULL;
@@ -171,14 +171,14 @@ static rn_status dir_weights(const char *path, model_paths *mp) {
     if (single && is_file(single)) return add_file(mp, single);
     free(single);
     DIR *d = opendir(path);
-    if (!d) return rn_fail(RN_ERR_IO, "cannot open %s: %s", path, strerror(errno));
+    if (!d) return rni_fail(RN_ERR_IO, "cannot open %s: %s", path, strerror(errno));
     int found = 0;
     rn_status st = RN_OK;
     for (struct dirent *e; st == RN_OK && (e = readdir(d));)
         if (ends_with(e->d_name, ".safetensors") && e->d_name[0] != '.' && found++ == 0) st = add_file(mp, path_join(path, e->d_name));
     closedir(d);
     if (st == RN_OK && found != 1)
-        st = rn_fail(RN_ERR_IO, "%s: a directory with %d .safetensors files, and neither model.safetensors nor "
+        st = rni_fail(RN_ERR_IO, "%s: a directory with %d .safetensors files, and neither model.safetensors nor "
                      "model.safetensors.index.json", path, found);
     return st;
 }
@@ -186,17 +186,17 @@ static rn_status dir_weights(const char *path, model_paths *mp) {
 static rn_status resolve_paths(const char *path, model_paths *mp) {
     memset(mp, 0, sizeof *mp);
     struct stat sb;
-    if (stat(path, &sb) != 0) return rn_fail(RN_ERR_IO, "cannot open %s: %s", path, strerror(errno));
+    if (stat(path, &sb) != 0) return rni_fail(RN_ERR_IO, "cannot open %s: %s", path, strerror(errno));
     rn_status st;
     if (S_ISDIR(sb.st_mode)) {
         mp->dir = strdup(path);
-        st = mp->dir ? dir_weights(path, mp) : rn_fail(RN_ERR_NOMEM, "out of memory");
+        st = mp->dir ? dir_weights(path, mp) : rni_fail(RN_ERR_NOMEM, "out of memory");
     } else {
         mp->dir = dir_of(path);
-        if (!mp->dir) st = rn_fail(RN_ERR_NOMEM, "out of memory");
+        if (!mp->dir) st = rni_fail(RN_ERR_NOMEM, "out of memory");
         else if (ends_with(path, ".index.json")) {
             mp->index_path = strdup(path);
-            st = mp->index_path ? read_index(mp) : rn_fail(RN_ERR_NOMEM, "out of memory");
+            st = mp->index_path ? read_index(mp) : rni_fail(RN_ERR_NOMEM, "out of memory");
         } else {
             st = add_file(mp, strdup(path));
         }
@@ -208,9 +208,9 @@ static rn_status resolve_paths(const char *path, model_paths *mp) {
 /* Every tensor the index lists is in the shard it names. */
 static rn_status check_index(const model_paths *mp, const rn_tensor_set *s) {
     for (cJSON *it = mp->weight_map ? mp->weight_map->child : NULL; it; it = it->next) {
-        int f = rn_tensor_set_find(s, it->string, NULL, NULL);
+        int f = rni_tensor_set_find(s, it->string, NULL, NULL);
         if (f < 0 || strcmp(strrchr(mp->files[f], '/') + 1, it->valuestring) != 0)
-            return rn_fail(RN_ERR_FORMAT, "%s: tensor '%s' is not in %s, where the index puts it", mp->index_path,
+            return rni_fail(RN_ERR_FORMAT, "%s: tensor '%s' is not in %s, where the index puts it", mp->index_path,
                            it->string, it->valuestring);
     }
     return RN_OK;
@@ -218,7 +218,7 @@ static rn_status check_index(const model_paths *mp, const rn_tensor_set *s) {
 
 /* --------------------------------------------------------- detection */
 
-static int has(const rn_tensor_set *s, const char *name) { return rn_tensor_set_find(s, name, NULL, NULL) >= 0; }
+static int has(const rn_tensor_set *s, const char *name) { return rni_tensor_set_find(s, name, NULL, NULL) >= 0; }
 
 /* Whose names the tensors have (-1: none we know), in which variant. */
 static int detect_names(const rn_tensor_set *s, rn_names *nm, rn_format *fmt) {
@@ -243,7 +243,7 @@ static int detect_names(const rn_tensor_set *s, rn_names *nm, rn_format *fmt) {
 static int dim_of(const rn_tensor_set *s, const char *name, int ndim, int axis) {
     int nd;
     int64_t shape[8];
-    if (rn_tensor_set_find(s, name, &nd, shape) < 0 || nd != ndim || shape[axis] > INT_MAX) return -1;
+    if (rni_tensor_set_find(s, name, &nd, shape) < 0 || nd != ndim || shape[axis] > INT_MAX) return -1;
     return (int)shape[axis];
 }
 
@@ -269,11 +269,11 @@ static rn_status seed_config(const rn_tensor_set *s, const char *label, rn_confi
     const char *need[] = {"retnet.ffns.0.0.weight", "retnet.retentions.0.W_G"};
     for (int i = 0; i < 2; i++)
         if (dim_of(s, need[i], 2, 0) < 0)
-            return rn_fail(RN_ERR_FORMAT, "%s: seed state dict without a config: tensor '%s' missing or not 2-D", label, need[i]);
+            return rni_fail(RN_ERR_FORMAT, "%s: seed state dict without a config: tensor '%s' missing or not 2-D", label, need[i]);
     if (rn_config_validate(c) != RN_OK) {
-        char msg[256];  /* rn_fail formats into the buffer rn_last_error returns */
+        char msg[256];  /* rni_fail formats into the buffer rn_last_error returns */
         snprintf(msg, sizeof msg, "%s", rn_last_error());
-        return rn_fail(RN_ERR_FORMAT, "%s: seed state dict without a config, whose shapes give no valid one: %s", label, msg);
+        return rni_fail(RN_ERR_FORMAT, "%s: seed state dict without a config, whose shapes give no valid one: %s", label, msg);
     }
     return RN_OK;
 }
@@ -281,11 +281,11 @@ static rn_status seed_config(const rn_tensor_set *s, const char *label, rn_confi
 /* The config from JSON of source (our metadata or a config.json) for the
  * preset the names say (-1: the config's own). */
 static rn_status parse_config(const char *json, int preset, const char *label, const char *source, rn_config *c) {
-    rn_status st = rn_config_from_json_as(json, preset, c);
+    rn_status st = rni_config_from_json_as(json, preset, c);
     if (st == RN_OK) return RN_OK;
     char msg[512];
     snprintf(msg, sizeof msg, "%s", rn_last_error());
-    return rn_fail(st, "%s: %s%s", label, source, msg);
+    return rni_fail(st, "%s: %s%s", label, source, msg);
 }
 
 rn_status rn_model_load_ex(const char *path, rn_model **out, rn_format *format) {
@@ -298,14 +298,14 @@ rn_status rn_model_load_ex(const char *path, rn_model **out, rn_format *format) 
     rn_config cfg;
     rn_names nm;
     rn_format fmt = RN_FORMAT_RETNET;
-    if ((st = rn_tensor_set_open(path, (const char *const *)mp.files, mp.nfiles, &s)) != RN_OK) goto done;
+    if ((st = rni_tensor_set_open(path, (const char *const *)mp.files, mp.nfiles, &s)) != RN_OK) goto done;
     if ((st = check_index(&mp, s)) != RN_OK) goto done;
     int named = detect_names(s, &nm, &fmt);
-    const char *meta = rn_tensor_set_meta(s, "retnet");
+    const char *meta = rni_tensor_set_meta(s, "retnet");
     if (meta) {
         if ((st = parse_config(meta, -1, path, "", &cfg)) != RN_OK) goto done;
         if (named >= 0 && named != (int)cfg.preset) {
-            st = rn_fail(RN_ERR_FORMAT, "%s: the config is the %s preset's, the tensor names the %s preset's (mismatched preset)",
+            st = rni_fail(RN_ERR_FORMAT, "%s: the config is the %s preset's, the tensor names the %s preset's (mismatched preset)",
                          path, rn_preset_name(cfg.preset), rn_preset_name((rn_preset)named));
             goto done;
         }
@@ -314,15 +314,15 @@ rn_status rn_model_load_ex(const char *path, rn_model **out, rn_format *format) 
     } else if (named == RN_PRESET_SEED) {
         if ((st = seed_config(s, path, &cfg)) != RN_OK) goto done;
     } else if (named < 0) {
-        st = rn_fail(RN_ERR_FORMAT, "%s: no __metadata__[\"retnet\"] config, and not a state dict we know: none of "
+        st = rni_fail(RN_ERR_FORMAT, "%s: no __metadata__[\"retnet\"] config, and not a state dict we know: none of "
                      "embed_tokens.weight (torchscale), model.embed_tokens.weight (its Hugging Face port), "
                      "embed.weight (seed), model.embeddings.weight (fla)", path);
         goto done;
     } else {
         char *cj = path_join(mp.dir, "config.json");
-        if (!cj) st = rn_fail(RN_ERR_NOMEM, "out of memory");
+        if (!cj) st = rni_fail(RN_ERR_NOMEM, "out of memory");
         else if (!is_file(cj))
-            st = rn_fail(RN_ERR_FORMAT, "%s: a %s state dict without its config: no __metadata__[\"retnet\"] in the file "
+            st = rni_fail(RN_ERR_FORMAT, "%s: a %s state dict without its config: no __metadata__[\"retnet\"] in the file "
                          "and no %s", path, rn_preset_name((rn_preset)named), cj);
         else if ((st = read_text(cj, &cfg_text)) == RN_OK)
             st = parse_config(cfg_text, named, path, "config.json: ", &cfg);
@@ -330,12 +330,12 @@ rn_status rn_model_load_ex(const char *path, rn_model **out, rn_format *format) 
         if (st != RN_OK) goto done;
     }
     rn_model *m;
-    if ((st = rn_tensor_set_model(s, &cfg, &nm, &m)) != RN_OK) goto done;
+    if ((st = rni_tensor_set_model(s, &cfg, &nm, &m)) != RN_OK) goto done;
     *out = m;
     if (format) *format = fmt;
 done:
     free(cfg_text);
-    rn_tensor_set_close(s);
+    rni_tensor_set_close(s);
     paths_free(&mp);
     return st;
 }
@@ -368,7 +368,7 @@ static char *upstream_config(const rn_config *c, rn_format fmt) {
      * written exactly, the rest copied. */
     cJSON *exact = cJSON_CreateObject();
     for (cJSON *it = o->child; exact && it; it = it->next) {
-        if (cJSON_IsNumber(it)) rn_json_add_number(exact, it->string, it->valuedouble);
+        if (cJSON_IsNumber(it)) rni_json_add_number(exact, it->string, it->valuedouble);
         else cJSON_AddItemToObject(exact, it->string, cJSON_Duplicate(it, 1));
     }
     char *out = exact ? cJSON_Print(exact) : NULL;
@@ -396,7 +396,7 @@ static rn_status out_paths(const char *path, char **weights, char **config) {
         dir = dir_of(path);
         *weights = strdup(path);
     } else {
-        if (mkdir(path, 0777) != 0 && errno != EEXIST) return rn_fail(RN_ERR_IO, "cannot create %s: %s", path, strerror(errno));
+        if (mkdir(path, 0777) != 0 && errno != EEXIST) return rni_fail(RN_ERR_IO, "cannot create %s: %s", path, strerror(errno));
         dir = strdup(path);
         *weights = path_join(path, "model.safetensors");
     }
@@ -405,16 +405,16 @@ static rn_status out_paths(const char *path, char **weights, char **config) {
     if (*weights && *config) return RN_OK;
     free(*weights);
     free(*config);
-    return rn_fail(RN_ERR_NOMEM, "out of memory");
+    return rni_fail(RN_ERR_NOMEM, "out of memory");
 }
 
 /* Refuses a format or dtype out of range, or a format of another preset. */
 static rn_status check_target(const rn_model *m, rn_format fmt, rn_dtype dt, rn_names *nm) {
-    if ((unsigned)fmt >= (unsigned)N_FORMATS) return rn_fail(RN_ERR_ARG, "unknown format %d", (int)fmt);
-    if ((unsigned)dt >= (unsigned)N_DTYPES) return rn_fail(RN_ERR_ARG, "unknown dtype %d", (int)dt);
+    if ((unsigned)fmt >= (unsigned)N_FORMATS) return rni_fail(RN_ERR_ARG, "unknown format %d", (int)fmt);
+    if ((unsigned)dt >= (unsigned)N_DTYPES) return rni_fail(RN_ERR_ARG, "unknown dtype %d", (int)dt);
     int p = format_preset(fmt);
     if (p >= 0 && p != (int)m->cfg.preset)
-        return rn_fail(RN_ERR_ARG, "a %s model cannot be written in the %s format, which is the %s preset's (use retnet)",
+        return rni_fail(RN_ERR_ARG, "a %s model cannot be written in the %s format, which is the %s preset's (use retnet)",
                        rn_preset_name(m->cfg.preset), rn_format_name(fmt), rn_preset_name((rn_preset)p));
     memset(nm, 0, sizeof *nm);
     nm->hf_prefix = fmt == RN_FORMAT_TORCHSCALE_HF;
@@ -427,15 +427,15 @@ rn_status rn_model_save_as(const rn_model *m, const char *path, rn_format fmt, r
     if (st != RN_OK) return st;
     if (fmt == RN_FORMAT_RETNET || fmt == RN_FORMAT_SEED) {
         char *cfg = fmt == RN_FORMAT_RETNET ? rn_config_to_json(&m->cfg) : NULL;
-        if (fmt == RN_FORMAT_RETNET && !cfg) return rn_fail(RN_ERR_NOMEM, "out of memory");
-        st = rn_tensors_save(path, m, m->params, &nm, 1, dt, cfg);
+        if (fmt == RN_FORMAT_RETNET && !cfg) return rni_fail(RN_ERR_NOMEM, "out of memory");
+        st = rni_tensors_save(path, m, m->params, &nm, 1, dt, cfg);
         free(cfg);
         return st;
     }
     char *weights = NULL, *cfg_path = NULL, *cfg = upstream_config(&m->cfg, fmt);
-    if (!cfg) return rn_fail(RN_ERR_NOMEM, "out of memory");
+    if (!cfg) return rni_fail(RN_ERR_NOMEM, "out of memory");
     if ((st = out_paths(path, &weights, &cfg_path)) == RN_OK) {
-        st = rn_tensors_save(weights, m, m->params, &nm, 1, dt, NULL);
+        st = rni_tensors_save(weights, m, m->params, &nm, 1, dt, NULL);
         if (st == RN_OK) st = write_text(cfg_path, cfg);
         free(weights);
         free(cfg_path);
@@ -452,5 +452,5 @@ rn_status rn_model_save_values(const rn_model *m, const rn_real *values, const c
     rn_names nm;
     rn_status st = check_target(m, fmt, dt, &nm);
     if (st != RN_OK) return st;
-    return rn_tensors_save(path, m, values, &nm, 0, dt, NULL);
+    return rni_tensors_save(path, m, values, &nm, 0, dt, NULL);
 }

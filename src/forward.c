@@ -14,10 +14,10 @@ typedef struct { rn_real *base; size_t off; int overflow; } bump;
 
 static rn_real *take(bump *b, size_t n1, size_t n2) {
     size_t n;
-    if (!rn_mul_ok(n1, n2, &n)) { b->overflow = 1; return NULL; }
+    if (!rni_mul_ok(n1, n2, &n)) { b->overflow = 1; return NULL; }
     n = (n + 15) & ~(size_t)15;  /* keep every tensor 64-byte aligned */
     rn_real *p = b->base ? b->base + b->off : NULL;
-    if (!rn_add_ok(b->off, n, &b->off)) b->overflow = 1;
+    if (!rni_add_ok(b->off, n, &b->off)) b->overflow = 1;
     return p;
 }
 
@@ -69,29 +69,29 @@ static void layout(const rn_model *m, rn_acts *a, bump *b) {
     a->ws = take(b, a->nthreads, a->ws_per_thread);
 }
 
-rn_status rn_acts_create(const rn_model *m, int B, int T, int chunk, int train, rn_acts **out) {
+rn_status rni_acts_create(const rn_model *m, int B, int T, int chunk, int train, rn_acts **out) {
     *out = NULL;
     rn_acts *a = calloc(1, sizeof *a);
-    if (!a) return rn_fail(RN_ERR_NOMEM, "out of memory");
+    if (!a) return rni_fail(RN_ERR_NOMEM, "out of memory");
     int nl = train ? m->cfg.layers : 1;
     a->B = B; a->T = a->cap_T = T; a->N = B * T; a->train = train;
     a->chunk = a->cap_chunk = chunk < T ? chunk : T;
     a->nchunk = (T + a->chunk - 1) / a->chunk;
     a->nthreads = rn_get_threads();
     size_t kd = (size_t)m->K * m->Dv;
-    a->ws_per_thread = rn_retention_ws(m, a->chunk) + a->chunk + kd;
+    a->ws_per_thread = rni_retention_ws(m, a->chunk) + a->chunk + kd;
     if (train) {
-        size_t bw = rn_retention_bwd_ws(m, a->chunk) + 2 * kd;
+        size_t bw = rni_retention_bwd_ws(m, a->chunk) + 2 * kd;
         if (bw > a->ws_per_thread) a->ws_per_thread = bw;
     }
     a->layer = calloc((size_t)nl, sizeof *a->layer);
-    if (!a->layer) { free(a); return rn_fail(RN_ERR_NOMEM, "out of memory"); }
+    if (!a->layer) { free(a); return rni_fail(RN_ERR_NOMEM, "out of memory"); }
     bump b = {NULL, 0, 0};
     layout(m, a, &b);
-    a->arena = b.overflow ? NULL : rn_alloc(b.off, sizeof(rn_real));
+    a->arena = b.overflow ? NULL : rni_alloc(b.off, sizeof(rn_real));
     if (!a->arena) {
-        rn_acts_free(a);
-        return rn_fail(RN_ERR_NOMEM, "out of memory for activations of %d x %d tokens", B, T);
+        rni_acts_free(a);
+        return rni_fail(RN_ERR_NOMEM, "out of memory for activations of %d x %d tokens", B, T);
     }
     a->arena_size = b.off;
     b = (bump){a->arena, 0, 0};
@@ -100,9 +100,9 @@ rn_status rn_acts_create(const rn_model *m, int B, int T, int chunk, int train, 
     return RN_OK;
 }
 
-void rn_acts_free(rn_acts *a) {
+void rni_acts_free(rn_acts *a) {
     if (!a) return;
-    rn_free(a->arena);
+    rni_free(a->arena);
     free(a->layer);
     free(a);
 }
@@ -126,7 +126,7 @@ static void retention_forward(rn_model *m, rn_acts *a, rn_layer_acts *la, rn_rea
 #pragma omp parallel for schedule(dynamic, 1) if (B * H > 1 && (size_t)T * B * H * K * Dv >= (1u << 18))
     for (int bh = 0; bh < B * H; bh++) {
         int b = bh / H, h = bh % H;
-        rn_real *ws = a->ws + (size_t)rn_thread_id() * a->ws_per_thread;
+        rn_real *ws = a->ws + (size_t)rni_thread_id() * a->ws_per_thread;
         rn_real *Ubh = U ? U + (size_t)bh * kd : ws;  /* fresh start: scratch state */
         rn_real *absn = ws + kd, *rws = absn + C;
         const rn_real *q = la->P + (size_t)b * T * Pw + (size_t)h * K;  /* (T, K) stride Pw */
@@ -134,7 +134,7 @@ static void retention_forward(rn_model *m, rn_acts *a, rn_layer_acts *la, rn_rea
         const rn_real *v = la->P + (size_t)b * T * Pw + 2 * d + (size_t)h * Dv; /* (T, Dv) */
         rn_real *o = la->o + (size_t)b * T * Vd + (size_t)h * Dv;        /* (T, Dv) stride Vd */
         if (mode == RN_RECURRENT) {
-            rn_retention_step(m, h, pos0, q, k, v, Ubh, o);
+            rni_retention_step(m, h, pos0, q, k, v, Ubh, o);
             continue;
         }
         int has_state = U && pos0 > 0;
@@ -143,7 +143,7 @@ static void retention_forward(rn_model *m, rn_acts *a, rn_layer_acts *la, rn_rea
             int t0 = ci * C, L = T - t0 < C ? T - t0 : C;
             if (la->U0 && has_state)  /* the backward reads the states entering chunks 1.. */
                 memcpy(la->U0 + ((size_t)bh * nch + ci) * kd, Ubh, kd * sizeof(rn_real));
-            rn_retention_chunk(m, h, pos0 + t0, L, q + (size_t)t0 * Pw, k + (size_t)t0 * Pw, Pw,
+            rni_retention_chunk(m, h, pos0 + t0, L, q + (size_t)t0 * Pw, k + (size_t)t0 * Pw, Pw,
                                v + (size_t)t0 * Pw, Pw, Ubh,
                                (has_state ? RN_STATE_IN : 0) | (U || ci < nch - 1 ? RN_STATE_OUT : 0),
                                o + (size_t)t0 * Vd, Vd, rws,
@@ -162,13 +162,13 @@ static void layer_forward(rn_model *m, rn_acts *a, int l, rn_real *U, int64_t po
     int Pw = 2 * d + 2 * Vd;
 
     /* q, k, v, g = RMSNorm(x) [Wq; Wk; Wv; Wg]^T in one GEMM */
-    rn_norm_forward(c->block_norm, la->xn1, la->mean1, la->rstd1, la->x_in, w->norm1_w, w->norm1_b, N, d, c->norm_eps);
-    rn_gemm(0, 1, N, Pw, d, 1, la->xn1, d, w->wqkvg, d, 0, la->P, Pw);
-    rn_rotate(m, la->P, Pw, a->B, a->T, pos0, 0);  /* and the q/k scale */
+    rni_norm_forward(c->block_norm, la->xn1, la->mean1, la->rstd1, la->x_in, w->norm1_w, w->norm1_b, N, d, c->norm_eps);
+    rni_gemm(0, 1, N, Pw, d, 1, la->xn1, d, w->wqkvg, d, 0, la->P, Pw);
+    rni_rotate(m, la->P, Pw, a->B, a->T, pos0, 0);  /* and the q/k scale */
     retention_forward(m, a, la, U, pos0, mode, flags);
 
     /* y = headnorm(o); gated = swish(g) * y; x_mid = x_in + gated Wo^T */
-    rn_norm_forward(head_norm_kind(c), la->y, la->hmean, la->hrstd, la->o, NULL, NULL, N * H, Dv, c->head_eps);
+    rni_norm_forward(head_norm_kind(c), la->y, la->hmean, la->hrstd, la->o, NULL, NULL, N * H, Dv, c->head_eps);
     const rn_real *hw = w->hn_w, *hb = w->hn_b;
     int wmod = c->head_norm == RN_HEADNORM_RMS_SHARED ? Dv : Vd;
 #pragma omp parallel for schedule(static) if (N > 16)
@@ -183,21 +183,21 @@ static void layer_forward(rn_model *m, rn_acts *a, int l, rn_real *U, int64_t po
             rn_real *sg = la->sg + (size_t)n * Vd;
 #pragma omp simd
             for (int i = 0; i < Vd; i++) {
-                sg[i] = rn_act_gate(RN_ACT_SWISH, g[i]);
+                sg[i] = rni_act_gate(RN_ACT_SWISH, g[i]);
                 gt[i] = g[i] * sg[i] * y[i];
             }
         } else {
 #pragma omp simd
-            for (int i = 0; i < Vd; i++) gt[i] = g[i] * rn_act_gate(RN_ACT_SWISH, g[i]) * y[i];
+            for (int i = 0; i < Vd; i++) gt[i] = g[i] * rni_act_gate(RN_ACT_SWISH, g[i]) * y[i];
         }
     }
     if (la->x_mid != la->x_in) memcpy(la->x_mid, la->x_in, sizeof(rn_real) * (size_t)N * d);
-    rn_gemm(0, 1, N, d, Vd, 1, la->gated, Vd, w->wo, Vd, 1, la->x_mid, d);
+    rni_gemm(0, 1, N, d, Vd, 1, la->gated, Vd, w->wo, Vd, 1, la->x_mid, d);
 
     /* FFN: x_out = x_mid + fc2(act(fc1 xn) * gate xn)  or  fc2(act(fc1 xn + b1)) + b2 */
-    rn_norm_forward(c->block_norm, la->xn2, la->mean2, la->rstd2, la->x_mid, w->norm2_w, w->norm2_b, N, d, c->norm_eps);
+    rni_norm_forward(c->block_norm, la->xn2, la->mean2, la->rstd2, la->x_mid, w->norm2_w, w->norm2_b, N, d, c->norm_eps);
     int Fw = c->ffn == RN_FFN_GLU ? 2 * F : F;
-    rn_gemm(0, 1, N, Fw, d, 1, la->xn2, d, w->fc1, d, 0, la->hf, Fw);
+    rni_gemm(0, 1, N, Fw, d, 1, la->xn2, d, w->fc1, d, 0, la->hf, Fw);
 #pragma omp parallel for schedule(static) if (N > 16)
     for (int n = 0; n < N; n++) {
         rn_real *hf = la->hf + (size_t)n * Fw, *an = la->a + (size_t)n * F;
@@ -206,10 +206,10 @@ static void layer_forward(rn_model *m, rn_acts *a, int l, rn_real *U, int64_t po
             for (int i = 0; i < F; i++) hf[i] += w->fc1_b[i];
         if (c->act == RN_ACT_GELU) {
 #pragma omp simd
-            for (int i = 0; i < F; i++) ag[i] = rn_act_gate(RN_ACT_GELU, hf[i]);
+            for (int i = 0; i < F; i++) ag[i] = rni_act_gate(RN_ACT_GELU, hf[i]);
         } else {
 #pragma omp simd
-            for (int i = 0; i < F; i++) ag[i] = rn_act_gate(RN_ACT_SWISH, hf[i]);
+            for (int i = 0; i < F; i++) ag[i] = rni_act_gate(RN_ACT_SWISH, hf[i]);
         }
         if (c->ffn == RN_FFN_GLU) {
 #pragma omp simd
@@ -221,31 +221,31 @@ static void layer_forward(rn_model *m, rn_acts *a, int l, rn_real *U, int64_t po
     }
     rn_real *x_out = la->x_out_next;
     if (x_out != la->x_mid) memcpy(x_out, la->x_mid, sizeof(rn_real) * (size_t)N * d);
-    rn_gemm(0, 1, N, d, F, 1, la->a, F, w->fc2, F, 1, x_out, d);
+    rni_gemm(0, 1, N, d, F, 1, la->a, F, w->fc2, F, 1, x_out, d);
     if (w->fc2_b)
         for (int n = 0; n < N; n++)
             for (int i = 0; i < d; i++) x_out[(size_t)n * d + i] += w->fc2_b[i];
 }
 
-rn_status rn_forward_hidden(rn_model *m, rn_acts *a, const int32_t *tokens, rn_real *U,
+rn_status rni_forward_hidden(rn_model *m, rn_acts *a, const int32_t *tokens, rn_real *U,
                             int64_t pos0, rn_mode mode, unsigned flags) {
     const rn_config *c = &m->cfg;
     int N = a->N, d = c->dim;
     rn_real scale = c->scale_embed ? (rn_real)sqrt((double)d) : 1;
     for (int n = 0; n < N; n++) {
         if (tokens[n] < 0 || tokens[n] >= c->vocab)
-            return rn_fail(RN_ERR_ARG, "token %d at index %d is outside the vocabulary [0, %d)", (int)tokens[n], n, c->vocab);
+            return rni_fail(RN_ERR_ARG, "token %d at index %d is outside the vocabulary [0, %d)", (int)tokens[n], n, c->vocab);
         const rn_real *e = m->w.embed + (size_t)tokens[n] * d;
         for (int i = 0; i < d; i++) a->emb_raw[(size_t)n * d + i] = e[i] * scale;
     }
     if (c->embed_norm)
-        rn_norm_forward(c->block_norm, a->emb, a->emean, a->erstd, a->emb_raw, m->w.embed_norm_w,
+        rni_norm_forward(c->block_norm, a->emb, a->emean, a->erstd, a->emb_raw, m->w.embed_norm_w,
                         m->w.embed_norm_b, N, d, c->norm_eps);
     size_t per_layer = (size_t)a->B * c->heads * m->K * m->Dv;
     for (int l = 0; l < c->layers; l++)
         layer_forward(m, a, l, U ? U + (size_t)l * per_layer : NULL, pos0, mode, flags);
     if (c->final_norm)
-        rn_norm_forward(c->block_norm, a->xf, a->meanf, a->rstdf, a->x_out, m->w.final_w, m->w.final_b, N, d, c->norm_eps);
+        rni_norm_forward(c->block_norm, a->xf, a->meanf, a->rstdf, a->x_out, m->w.final_w, m->w.final_b, N, d, c->norm_eps);
     return RN_OK;
 }
 
@@ -259,9 +259,9 @@ static rn_status ensure_inf(rn_model *m, int B, int T, int chunk, rn_acts **out)
     rn_acts *a = *slot;
     int C = chunk < T ? chunk : T;
     if (!a || a->B != B || a->cap_T < T || a->cap_chunk < C || a->nthreads != rn_get_threads()) {
-        rn_acts_free(a);
+        rni_acts_free(a);
         *slot = NULL;
-        rn_status st = rn_acts_create(m, B, T, C, 0, slot);
+        rn_status st = rni_acts_create(m, B, T, C, 0, slot);
         if (st != RN_OK) return st;
         a = *slot;
     }
@@ -279,20 +279,20 @@ static rn_status ensure_inf(rn_model *m, int B, int T, int chunk, rn_acts **out)
 rn_status rn_forward(rn_model *m, rn_state *state, const int32_t *tokens, int B, int T,
                      rn_mode mode, int chunk, unsigned flags, rn_real *logits) {
     const rn_config *c = &m->cfg;
-    if (!state || !tokens) return rn_fail(RN_ERR_ARG, "forward: state and tokens are required");
-    if (B < 1 || T < 1) return rn_fail(RN_ERR_ARG, "forward: batch %d and length %d must be >= 1", B, T);
+    if (!state || !tokens) return rni_fail(RN_ERR_ARG, "forward: state and tokens are required");
+    if (B < 1 || T < 1) return rni_fail(RN_ERR_ARG, "forward: batch %d and length %d must be >= 1", B, T);
     if (state->B != B || state->L != c->layers || state->H != c->heads || state->K != m->K || state->Dv != m->Dv)
-        return rn_fail(RN_ERR_ARG, "forward: the state was made for another model or batch size");
-    if ((unsigned)mode > RN_RECURRENT) return rn_fail(RN_ERR_ARG, "forward: unknown mode %d", (int)mode);
-    if (mode == RN_CHUNKWISE && chunk < 1) return rn_fail(RN_ERR_ARG, "forward: chunk length %d must be >= 1", chunk);
+        return rni_fail(RN_ERR_ARG, "forward: the state was made for another model or batch size");
+    if ((unsigned)mode > RN_RECURRENT) return rni_fail(RN_ERR_ARG, "forward: unknown mode %d", (int)mode);
+    if (mode == RN_CHUNKWISE && chunk < 1) return rni_fail(RN_ERR_ARG, "forward: chunk length %d must be >= 1", chunk);
     if ((flags & RN_FWD_ABS_NORM) && (mode != RN_PARALLEL || state->pos != 0 || c->decay_norm == 0))
-        return rn_fail(RN_ERR_ARG, "forward: abs_norm is torchscale's parallel mode from position 0 only");
+        return rni_fail(RN_ERR_ARG, "forward: abs_norm is torchscale's parallel mode from position 0 only");
     /* Row counts and strides are ints in the kernels. */
     if ((int64_t)B * T * c->heads >= INT32_MAX || (int64_t)T * c->dim >= INT32_MAX)
-        return rn_fail(RN_ERR_ARG, "forward: %d x %d tokens is too large for one call", B, T);
+        return rni_fail(RN_ERR_ARG, "forward: %d x %d tokens is too large for one call", B, T);
     for (size_t i = 0; i < (size_t)B * T; i++)
         if (tokens[i] < 0 || tokens[i] >= c->vocab)
-            return rn_fail(RN_ERR_ARG, "token %d at index %zu is outside the vocabulary [0, %d)", (int)tokens[i], i, c->vocab);
+            return rni_fail(RN_ERR_ARG, "token %d at index %zu is outside the vocabulary [0, %d)", (int)tokens[i], i, c->vocab);
 
     int V = c->vocab, d = c->dim, last = (flags & RN_FWD_LAST_ONLY) != 0;
     int S = T;  /* segment length */
@@ -300,7 +300,7 @@ rn_status rn_forward(rn_model *m, rn_state *state, const int32_t *tokens, int B,
     else if (mode == RN_CHUNKWISE && T > RN_SEGMENT) S = chunk >= RN_SEGMENT ? chunk : RN_SEGMENT / chunk * chunk;
     int32_t *seg = NULL;  /* (B, S) tokens of a segment when they are strided */
     if (S < T && B > 1 && !(seg = malloc(sizeof(int32_t) * (size_t)B * S)))
-        return rn_fail(RN_ERR_NOMEM, "out of memory");
+        return rni_fail(RN_ERR_NOMEM, "out of memory");
     rn_status st = RN_OK;
     for (int t0 = 0; t0 < T && st == RN_OK; t0 += S) {
         int L = T - t0 < S ? T - t0 : S;
@@ -311,17 +311,17 @@ rn_status rn_forward(rn_model *m, rn_state *state, const int32_t *tokens, int B,
             for (int b = 0; b < B; b++) memcpy(seg + (size_t)b * L, tokens + (size_t)b * T + t0, sizeof(int32_t) * L);
             tk = seg;
         }
-        if ((st = rn_forward_hidden(m, a, tk, state->U, state->pos, mode, flags)) != RN_OK) break;
+        if ((st = rni_forward_hidden(m, a, tk, state->U, state->pos, mode, flags)) != RN_OK) break;
         state->pos += L;
         if (!logits) continue;
         if (last) {
             if (t0 + L == T)  /* rows b*L + L-1, a stride of L*d apart */
-                rn_gemm(0, 1, B, V, d, 1, a->xf + (size_t)(L - 1) * d, L * d, m->w.head, d, 0, logits, V);
+                rni_gemm(0, 1, B, V, d, 1, a->xf + (size_t)(L - 1) * d, L * d, m->w.head, d, 0, logits, V);
         } else if (L == T) {
-            rn_gemm(0, 1, B * T, V, d, 1, a->xf, d, m->w.head, d, 0, logits, V);
+            rni_gemm(0, 1, B * T, V, d, 1, a->xf, d, m->w.head, d, 0, logits, V);
         } else {
             for (int b = 0; b < B; b++)  /* logits (B, T, V): rows b*T + t0 .. */
-                rn_gemm(0, 1, L, V, d, 1, a->xf + (size_t)b * L * d, d, m->w.head, d, 0,
+                rni_gemm(0, 1, L, V, d, 1, a->xf + (size_t)b * L * d, d, m->w.head, d, 0,
                         logits + ((size_t)b * T + t0) * V, V);
         }
     }

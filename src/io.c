@@ -192,7 +192,7 @@ static rn_status file_tensors(const rn_model *m, const rn_names *nm, file_list *
         ok &= add_block(l, m, RN_T_HEAD, -1, 0, -1, 0, "lm_head.weight");
         ok &= add_tied_head(l, m, "lm_head.weight");
     }
-    if (!ok) { ft_free(l); return rn_fail(RN_ERR_NOMEM, "out of memory"); }
+    if (!ok) { ft_free(l); return rni_fail(RN_ERR_NOMEM, "out of memory"); }
     return RN_OK;
 }
 
@@ -266,14 +266,14 @@ static rn_status parse_header(const char *path, cJSON *hdr, size_t data_len, st_
     for (cJSON *it = hdr->child; it; it = it->next) n++;
     st_entry *e = calloc((size_t)n + 1, sizeof *e);
     st_entry **sorted = calloc((size_t)n + 1, sizeof *sorted);
-    if (!e || !sorted) { free(e); free(sorted); return rn_fail(RN_ERR_NOMEM, "out of memory"); }
+    if (!e || !sorted) { free(e); free(sorted); return rni_fail(RN_ERR_NOMEM, "out of memory"); }
     int k = 0;
     rn_status st = RN_OK;
     for (cJSON *it = hdr->child; it; it = it->next) {
         if (strcmp(it->string, "__metadata__") == 0) {
-            if (!cJSON_IsObject(it)) { st = rn_fail(RN_ERR_FORMAT, "%s: __metadata__ is not an object", path); break; }
+            if (!cJSON_IsObject(it)) { st = rni_fail(RN_ERR_FORMAT, "%s: __metadata__ is not an object", path); break; }
             cJSON *r = cJSON_GetObjectItemCaseSensitive(it, "retnet");
-            if (r && !cJSON_IsString(r)) { st = rn_fail(RN_ERR_FORMAT, "%s: __metadata__.retnet is not a string", path); break; }
+            if (r && !cJSON_IsString(r)) { st = rni_fail(RN_ERR_FORMAT, "%s: __metadata__.retnet is not a string", path); break; }
             if (r) *meta_json = r->valuestring;
             continue;
         }
@@ -284,21 +284,21 @@ static rn_status parse_header(const char *path, cJSON *hdr, size_t data_len, st_
         cJSON *of = cJSON_GetObjectItemCaseSensitive(it, "data_offsets");
         if (!cJSON_IsObject(it) || !cJSON_IsString(dt) || !cJSON_IsArray(sh) || !cJSON_IsArray(of) ||
             cJSON_GetArraySize(of) != 2) {
-            st = rn_fail(RN_ERR_FORMAT, "%s: tensor '%s' has a malformed header entry", path, t->name);
+            st = rni_fail(RN_ERR_FORMAT, "%s: tensor '%s' has a malformed header entry", path, t->name);
             break;
         }
         if (!parse_dtype(dt->valuestring, &t->dt, &t->esize)) {
-            st = rn_fail(RN_ERR_FORMAT, "%s: tensor '%s' has unsupported dtype %s (F32, F16, BF16, F64)", path, t->name, dt->valuestring);
+            st = rni_fail(RN_ERR_FORMAT, "%s: tensor '%s' has unsupported dtype %s (F32, F16, BF16, F64)", path, t->name, dt->valuestring);
             break;
         }
         t->ndim = cJSON_GetArraySize(sh);
-        if (t->ndim > 8) { st = rn_fail(RN_ERR_FORMAT, "%s: tensor '%s' has %d dimensions", path, t->name, t->ndim); break; }
+        if (t->ndim > 8) { st = rni_fail(RN_ERR_FORMAT, "%s: tensor '%s' has %d dimensions", path, t->name, t->ndim); break; }
         size_t count = 1;
         for (int i = 0; i < t->ndim && st == RN_OK; i++) {
             cJSON *v = cJSON_GetArrayItem(sh, i);
             if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble > 9e15 || v->valuedouble != floor(v->valuedouble) ||
-                !rn_mul_ok(count, (size_t)v->valuedouble, &count))
-                st = rn_fail(RN_ERR_FORMAT, "%s: tensor '%s' has an invalid shape", path, t->name);
+                !rni_mul_ok(count, (size_t)v->valuedouble, &count))
+                st = rni_fail(RN_ERR_FORMAT, "%s: tensor '%s' has an invalid shape", path, t->name);
             else t->shape[i] = (int64_t)v->valuedouble;
         }
         if (st != RN_OK) break;
@@ -307,18 +307,18 @@ static rn_status parse_header(const char *path, cJSON *hdr, size_t data_len, st_
         if (!cJSON_IsNumber(b0) || !cJSON_IsNumber(b1) || b0->valuedouble < 0 || b1->valuedouble < b0->valuedouble ||
             b1->valuedouble > (double)data_len || b0->valuedouble != floor(b0->valuedouble) ||
             b1->valuedouble != floor(b1->valuedouble)) {
-            st = rn_fail(RN_ERR_FORMAT, "%s: tensor '%s' has invalid data offsets (want integers 0 <= begin <= end <= %zu, the data size)%s",
+            st = rni_fail(RN_ERR_FORMAT, "%s: tensor '%s' has invalid data offsets (want integers 0 <= begin <= end <= %zu, the data size)%s",
                          path, t->name, data_len,
                          cJSON_IsNumber(b1) && b1->valuedouble > (double)data_len ? ": a truncated file?" : "");
             break;
         }
         t->begin = (size_t)b0->valuedouble; t->end = (size_t)b1->valuedouble;
-        if (!rn_mul_ok(count, t->esize, &bytes)) {
-            st = rn_fail(RN_ERR_FORMAT, "%s: tensor '%s' has a shape too large for its dtype", path, t->name);
+        if (!rni_mul_ok(count, t->esize, &bytes)) {
+            st = rni_fail(RN_ERR_FORMAT, "%s: tensor '%s' has a shape too large for its dtype", path, t->name);
             break;
         }
         if (bytes != t->end - t->begin) {
-            st = rn_fail(RN_ERR_FORMAT, "%s: tensor '%s' holds %zu bytes but its shape and dtype need %zu", path, t->name,
+            st = rni_fail(RN_ERR_FORMAT, "%s: tensor '%s' holds %zu bytes but its shape and dtype need %zu", path, t->name,
                          t->end - t->begin, bytes);
             break;
         }
@@ -329,7 +329,7 @@ static rn_status parse_header(const char *path, cJSON *hdr, size_t data_len, st_
         qsort(sorted, (size_t)k, sizeof *sorted, cmp_begin);
         for (int i = 1; i < k; i++)
             if (sorted[i]->begin < sorted[i - 1]->end) {
-                st = rn_fail(RN_ERR_FORMAT, "%s: tensors '%s' and '%s' overlap", path, sorted[i - 1]->name, sorted[i]->name);
+                st = rni_fail(RN_ERR_FORMAT, "%s: tensors '%s' and '%s' overlap", path, sorted[i - 1]->name, sorted[i]->name);
                 break;
             }
     }
@@ -338,7 +338,7 @@ static rn_status parse_header(const char *path, cJSON *hdr, size_t data_len, st_
         qsort(sorted, (size_t)k, sizeof *sorted, cmp_name);
         for (int i = 1; i < k; i++)
             if (strcmp(sorted[i]->name, sorted[i - 1]->name) == 0) {
-                st = rn_fail(RN_ERR_FORMAT, "%s: tensor '%s' appears twice in the header", path, sorted[i]->name);
+                st = rni_fail(RN_ERR_FORMAT, "%s: tensor '%s' appears twice in the header", path, sorted[i]->name);
                 break;
             }
     }
@@ -407,8 +407,8 @@ static const char *st_meta(const st_file *f, const char *key) {
  * fit in data_len bytes of files at 2 bytes each. */
 static rn_status config_fits(const char *path, const rn_config *cfg, size_t data_len) {
     size_t n = rn_config_num_params(cfg), bytes;
-    if (!rn_mul_ok(n, 2, &bytes) || bytes > data_len)
-        return rn_fail(RN_ERR_FORMAT, "%s: the config needs %zu parameters, more than the file's %zu data bytes hold",
+    if (!rni_mul_ok(n, 2, &bytes) || bytes > data_len)
+        return rni_fail(RN_ERR_FORMAT, "%s: the config needs %zu parameters, more than the file's %zu data bytes hold",
                        path, n, data_len);
     return RN_OK;
 }
@@ -417,9 +417,9 @@ static rn_status config_fits(const char *path, const rn_config *cfg, size_t data
 static rn_status st_config(const st_file *f, rn_config *cfg) {
     rn_status st = rn_config_from_json(f->config, cfg);
     if (st != RN_OK) {
-        char msg[512];  /* rn_fail formats into the buffer rn_last_error returns */
+        char msg[512];  /* rni_fail formats into the buffer rn_last_error returns */
         snprintf(msg, sizeof msg, "%s", rn_last_error());
-        return rn_fail(st, "%s: %s", f->path, msg);
+        return rni_fail(st, "%s: %s", f->path, msg);
     }
     return config_fits(f->path, cfg, f->data_len);
 }
@@ -428,41 +428,41 @@ static rn_status st_open(const char *path, st_file *f) {
     memset(f, 0, sizeof *f);
     f->path = path;
     int fd = open(path, O_RDONLY);
-    if (fd < 0) return rn_fail(RN_ERR_IO, "cannot open %s: %s", path, strerror(errno));
+    if (fd < 0) return rni_fail(RN_ERR_IO, "cannot open %s: %s", path, strerror(errno));
     struct stat sb;
     if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
         close(fd);
-        return rn_fail(RN_ERR_IO, "%s is not a regular file", path);
+        return rni_fail(RN_ERR_IO, "%s is not a regular file", path);
     }
     f->size = (size_t)sb.st_size;
-    if (f->size < 8) { close(fd); return rn_fail(RN_ERR_FORMAT, "%s: too short for a safetensors file (%zu bytes)", path, f->size); }
+    if (f->size < 8) { close(fd); return rni_fail(RN_ERR_FORMAT, "%s: too short for a safetensors file (%zu bytes)", path, f->size); }
     /* Memory-mapped: weights are read straight from the page cache. */
     f->map = mmap(NULL, f->size, PROT_READ, MAP_PRIVATE, fd, 0);
     close(fd);
     if (f->map == MAP_FAILED) {
         f->map = NULL;
-        return rn_fail(RN_ERR_IO, "cannot map %s: %s", path, strerror(errno));
+        return rni_fail(RN_ERR_IO, "cannot map %s: %s", path, strerror(errno));
     }
     rn_status st = RN_OK;
     uint64_t hlen = 0;
     for (int i = 7; i >= 0; i--) hlen = (hlen << 8) | f->map[i];
     if (hlen > f->size - 8) {
-        st = rn_fail(RN_ERR_FORMAT, "%s: header length %llu exceeds the file size %zu (truncated or not safetensors)", path,
+        st = rni_fail(RN_ERR_FORMAT, "%s: header length %llu exceeds the file size %zu (truncated or not safetensors)", path,
                      (unsigned long long)hlen, f->size);
         goto fail;
     }
     if (hlen > MAX_HEADER) {
-        st = rn_fail(RN_ERR_FORMAT, "%s: header length %llu is more than the %zu bytes a header may have", path,
+        st = rni_fail(RN_ERR_FORMAT, "%s: header length %llu is more than the %zu bytes a header may have", path,
                      (unsigned long long)hlen, MAX_HEADER);
         goto fail;
     }
     const char *hdr_end = NULL, *hdr_lim = (const char *)f->map + 8 + hlen;
     f->hdr = cJSON_ParseWithLengthOpts((const char *)f->map + 8, (size_t)hlen, &hdr_end, 0);
-    if (!f->hdr || !cJSON_IsObject(f->hdr)) { st = rn_fail(RN_ERR_FORMAT, "%s: header is not a valid JSON object", path); goto fail; }
+    if (!f->hdr || !cJSON_IsObject(f->hdr)) { st = rni_fail(RN_ERR_FORMAT, "%s: header is not a valid JSON object", path); goto fail; }
     /* Only whitespace may pad the JSON (as the reference reader demands). */
     for (const char *p = hdr_end; p && p < hdr_lim; p++)
         if (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r') {
-            st = rn_fail(RN_ERR_FORMAT, "%s: header has stray bytes after its JSON (at header offset %zu)", path,
+            st = rni_fail(RN_ERR_FORMAT, "%s: header has stray bytes after its JSON (at header offset %zu)", path,
                          (size_t)(p - (const char *)f->map - 8));
             goto fail;
         }
@@ -472,7 +472,7 @@ static rn_status st_open(const char *path, st_file *f) {
     const char *sum = st_meta(f, "checksum_fnv1a64"), *msum = st_meta(f, "checksum_meta_fnv1a64");
     if ((sum && !sum_matches(sum, fnv1a(FNV_INIT, f->data, f->data_len))) ||
         (msum && !sum_matches(msum, meta_hash(cJSON_GetObjectItemCaseSensitive(f->hdr, "__metadata__"))))) {
-        st = rn_fail(RN_ERR_FORMAT, "%s: checksum mismatch (file corrupted or truncated)", path);
+        st = rni_fail(RN_ERR_FORMAT, "%s: checksum mismatch (file corrupted or truncated)", path);
         goto fail;
     }
     return RN_OK;
@@ -509,7 +509,7 @@ static int cmp_set_name(const void *a, const void *b) {
     return strcmp(((const set_entry *)a)->name, ((const set_entry *)b)->name);
 }
 
-void rn_tensor_set_close(rn_tensor_set *s) {
+void rni_tensor_set_close(rn_tensor_set *s) {
     if (!s) return;
     for (int i = 0; i < s->nf; i++) st_close(&s->f[i]);
     free(s->f);
@@ -517,12 +517,12 @@ void rn_tensor_set_close(rn_tensor_set *s) {
     free(s);
 }
 
-rn_status rn_tensor_set_open(const char *label, const char *const *paths, int n, rn_tensor_set **out) {
+rn_status rni_tensor_set_open(const char *label, const char *const *paths, int n, rn_tensor_set **out) {
     *out = NULL;
     rn_tensor_set *s = calloc(1, sizeof *s);
     if (!s || !(s->f = calloc((size_t)n + 1, sizeof *s->f))) {
         free(s);
-        return rn_fail(RN_ERR_NOMEM, "out of memory");
+        return rni_fail(RN_ERR_NOMEM, "out of memory");
     }
     s->label = label;
     rn_status st = RN_OK;
@@ -533,22 +533,22 @@ rn_status rn_tensor_set_open(const char *label, const char *const *paths, int n,
             total += (size_t)s->f[i].ne;
             s->data_len += s->f[i].data_len;
         }
-    if (st == RN_OK && !(s->idx = calloc(total + 1, sizeof *s->idx))) st = rn_fail(RN_ERR_NOMEM, "out of memory");
+    if (st == RN_OK && !(s->idx = calloc(total + 1, sizeof *s->idx))) st = rni_fail(RN_ERR_NOMEM, "out of memory");
     for (int i = 0; st == RN_OK && i < s->nf; i++)
         for (int j = 0; j < s->f[i].ne; j++) s->idx[s->nidx++] = (set_entry){s->f[i].e[j].name, i, &s->f[i].e[j]};
     if (st == RN_OK) {
         qsort(s->idx, (size_t)s->nidx, sizeof *s->idx, cmp_set_name);
         for (int i = 1; i < s->nidx && st == RN_OK; i++)
             if (strcmp(s->idx[i].name, s->idx[i - 1].name) == 0)
-                st = rn_fail(RN_ERR_FORMAT, "%s: tensor '%s' is in both %s and %s", label, s->idx[i].name,
+                st = rni_fail(RN_ERR_FORMAT, "%s: tensor '%s' is in both %s and %s", label, s->idx[i].name,
                              s->f[s->idx[i - 1].file].path, s->f[s->idx[i].file].path);
     }
-    if (st != RN_OK) { rn_tensor_set_close(s); return st; }
+    if (st != RN_OK) { rni_tensor_set_close(s); return st; }
     *out = s;
     return RN_OK;
 }
 
-const char *rn_tensor_set_meta(const rn_tensor_set *s, const char *key) {
+const char *rni_tensor_set_meta(const rn_tensor_set *s, const char *key) {
     return s->nf ? st_meta(&s->f[0], key) : NULL;
 }
 
@@ -557,7 +557,7 @@ static set_entry *set_find(const rn_tensor_set *s, const char *name) {
     return s->nidx ? bsearch(&key, s->idx, (size_t)s->nidx, sizeof *s->idx, cmp_set_name) : NULL;
 }
 
-int rn_tensor_set_find(const rn_tensor_set *s, const char *name, int *ndim, int64_t *shape) {
+int rni_tensor_set_find(const rn_tensor_set *s, const char *name, int *ndim, int64_t *shape) {
     const set_entry *e = set_find(s, name);
     if (!e) return -1;
     if (ndim) *ndim = e->e->ndim;
@@ -582,7 +582,7 @@ static rn_status read_tensor(rn_model *m, const file_tensor *t, const st_file *f
         char want[64], got[64];
         shape_str(want, sizeof want, t->ndim, t->shape);
         shape_str(got, sizeof got, en->ndim, en->shape);
-        return rn_fail(RN_ERR_FORMAT, "%s: tensor '%s' has shape %s, the config needs %s", path, t->name, got, want);
+        return rni_fail(RN_ERR_FORMAT, "%s: tensor '%s' has shape %s, the config needs %s", path, t->name, got, want);
     }
     const unsigned char *src = f->data + en->begin;
     if (t->buffer) {
@@ -591,7 +591,7 @@ static rn_status read_tensor(rn_model *m, const file_tensor *t, const st_file *f
             /* half precision files (a PyTorch model cast and saved) round them */
             double tol = en->dt == RN_DTYPE_BF16 ? 1e-2 : en->dt == RN_DTYPE_F16 ? 1e-3 : 1e-5;
             if (!(fabs(v - want) <= tol * fabs(want) + 1e-6))
-                return rn_fail(RN_ERR_FORMAT, "%s: buffer '%s'[%d] = %g disagrees with the config (%g)", path, t->name, j, v, want);
+                return rni_fail(RN_ERR_FORMAT, "%s: buffer '%s'[%d] = %g disagrees with the config (%g)", path, t->name, j, v, want);
         }
         return RN_OK;
     }
@@ -601,16 +601,16 @@ static rn_status read_tensor(rn_model *m, const file_tensor *t, const st_file *f
         for (size_t c = 0; c < cols; c++) {
             /* internal (r, c) <- file (c, r) when transposed */
             double v = read_elem(src, en->dt, t->transpose ? c * rows + r : r * cols + c);
-            if (!real_ok(v)) return rn_fail(RN_ERR_FORMAT, "%s: tensor '%s' holds a non-finite value", path, t->name);
+            if (!real_ok(v)) return rni_fail(RN_ERR_FORMAT, "%s: tensor '%s' holds a non-finite value", path, t->name);
             if (!t->alias) dst[r * cols + c] = (rn_real)v;
             else if (dst[r * cols + c] != (rn_real)v)
-                return rn_fail(RN_ERR_FORMAT, "%s: tensor '%s' differs from the embedding it is tied to (the config ties them)",
+                return rni_fail(RN_ERR_FORMAT, "%s: tensor '%s' differs from the embedding it is tied to (the config ties them)",
                                path, t->name);
         }
     return RN_OK;
 }
 
-rn_status rn_tensor_set_model(rn_tensor_set *s, const rn_config *cfg, const rn_names *names, rn_model **out) {
+rn_status rni_tensor_set_model(rn_tensor_set *s, const rn_config *cfg, const rn_names *names, rn_model **out) {
     *out = NULL;
     rn_status st = config_fits(s->label, cfg, s->data_len);
     if (st != RN_OK) return st;
@@ -625,12 +625,12 @@ rn_status rn_tensor_set_model(rn_tensor_set *s, const rn_config *cfg, const rn_n
             se->e->used = 1;
             st = read_tensor(m, t, &s->f[se->file], se->e);
         } else if (!t->buffer && !t->alias) {  /* buffers and aliases are optional on read */
-            st = rn_fail(RN_ERR_FORMAT, "%s: missing tensor '%s'", s->label, t->name);
+            st = rni_fail(RN_ERR_FORMAT, "%s: missing tensor '%s'", s->label, t->name);
         }
     }
     for (int i = 0; i < s->nidx && st == RN_OK; i++)
         if (!s->idx[i].e->used)
-            st = rn_fail(RN_ERR_FORMAT, "%s: unknown tensor '%s' for the %s preset", s->f[s->idx[i].file].path,
+            st = rni_fail(RN_ERR_FORMAT, "%s: unknown tensor '%s' for the %s preset", s->f[s->idx[i].file].path,
                          s->idx[i].name, rn_preset_name(cfg->preset));
     ft_free(&fl);
     if (st != RN_OK) { rn_model_free(m); return st; }
@@ -706,7 +706,7 @@ static rn_status st_stream(const st_out *t, int n, rn_dtype dt, rn_status (*fn)(
             else if (dt == RN_DTYPE_BF16) buf.h[nb++] = bf16_bits(v);
             else if (dt == RN_DTYPE_F16) buf.h[nb++] = f16_bits(v, &ok);
             else buf.f[nb++] = (float)v;
-            if (!ok) return rn_fail(RN_ERR_ARG, "tensor '%s' holds %g, beyond the range of f16 (65504)", t[i].name, v);
+            if (!ok) return rni_fail(RN_ERR_ARG, "tensor '%s' holds %g, beyond the range of f16 (65504)", t[i].name, v);
             if (nb == 1024 || j + 1 == t[i].count) { st = fn(arg, &buf, nb * dtypes[dt].size); nb = 0; }
         }
     }
@@ -726,7 +726,7 @@ static rn_status st_write(const char *path, cJSON *meta, const st_out *t, int n,
     rn_status st = RN_OK;
     cJSON *hdr = cJSON_CreateObject();
     char *js = NULL;
-    if (!hdr || !meta) { cJSON_Delete(hdr); cJSON_Delete(meta); return rn_fail(RN_ERR_NOMEM, "out of memory"); }
+    if (!hdr || !meta) { cJSON_Delete(hdr); cJSON_Delete(meta); return rni_fail(RN_ERR_NOMEM, "out of memory"); }
     uint64_t h = FNV_INIT;
     if ((st = st_stream(t, n, dt, hash_chunk, &h)) != RN_OK) {  /* refused before any file is made */
         cJSON_Delete(hdr);
@@ -750,7 +750,7 @@ static rn_status st_write(const char *path, cJSON *meta, const st_out *t, int n,
     }
     js = cJSON_PrintUnformatted(hdr);
     cJSON_Delete(hdr);
-    if (!js) return rn_fail(RN_ERR_NOMEM, "out of memory");
+    if (!js) return rni_fail(RN_ERR_NOMEM, "out of memory");
     size_t jl = strlen(js), padded = (jl + 7) & ~(size_t)7;
     unsigned char lenb[8];
     for (int i = 0; i < 8; i++) lenb[i] = (unsigned char)((uint64_t)padded >> (8 * i));
@@ -783,14 +783,14 @@ static cJSON *config_meta(const rn_config *c) {
     return meta;
 }
 
-rn_status rn_tensors_save(const char *path, const rn_model *m, const rn_real *values, const rn_names *names,
+rn_status rni_tensors_save(const char *path, const rn_model *m, const rn_real *values, const rn_names *names,
                           int buffers, rn_dtype dtype, const char *config_json) {
     file_list fl;
     rn_status st = file_tensors(m, names, &fl);
     if (st != RN_OK) return st;
     st_out *t = calloc((size_t)fl.n, sizeof *t);
     model_src *src = calloc((size_t)fl.n, sizeof *src);
-    if (!t || !src) st = rn_fail(RN_ERR_NOMEM, "out of memory");
+    if (!t || !src) st = rni_fail(RN_ERR_NOMEM, "out of memory");
     int n = 0;
     for (int i = 0; st == RN_OK && i < fl.n; i++) {
         if (fl.t[i].alias || (fl.t[i].buffer && !buffers)) continue;
@@ -818,10 +818,10 @@ rn_status rn_tensors_save(const char *path, const rn_model *m, const rn_real *va
  * bit flipped (which could hide a checksum), refused on load. */
 static const char *const ckpt_meta_keys[] = {"format", "retnet", "train", "checksum_meta_fnv1a64", "checksum_fnv1a64"};
 
-rn_status rn_ckpt_save(const char *path, const rn_model *m, const rn_real *const *bufs,
+rn_status rni_ckpt_save(const char *path, const rn_model *m, const rn_real *const *bufs,
                        const char *const *names, int nbuf, const char *train_json) {
     st_out t[8];
-    if (nbuf > 7) return rn_fail(RN_ERR_ARG, "too many checkpoint buffers");
+    if (nbuf > 7) return rni_fail(RN_ERR_ARG, "too many checkpoint buffers");
     t[0] = (st_out){"params", 1, {(int64_t)m->n_params, 0}, m->n_params, flat_get, m->params};
     for (int i = 0; i < nbuf; i++) t[i + 1] = (st_out){names[i], 1, {(int64_t)m->n_params, 0}, m->n_params, flat_get, bufs[i]};
     cJSON *meta = config_meta(&m->cfg);
@@ -837,18 +837,18 @@ rn_status rn_ckpt_save(const char *path, const rn_model *m, const rn_real *const
 
 static rn_status read_flat(st_file *f, const char *name, size_t n, rn_real *dst) {
     st_entry *e = st_find(f, name);
-    if (!e) return rn_fail(RN_ERR_FORMAT, "%s: missing tensor '%s'", f->path, name);
+    if (!e) return rni_fail(RN_ERR_FORMAT, "%s: missing tensor '%s'", f->path, name);
     if (e->ndim != 1 || (size_t)e->shape[0] != n)
-        return rn_fail(RN_ERR_FORMAT, "%s: tensor '%s' does not match the model's %zu parameters", f->path, name, n);
+        return rni_fail(RN_ERR_FORMAT, "%s: tensor '%s' does not match the model's %zu parameters", f->path, name, n);
     for (size_t i = 0; i < n; i++) {
         double v = read_elem(f->data + e->begin, e->dt, i);
-        if (!real_ok(v)) return rn_fail(RN_ERR_FORMAT, "%s: tensor '%s' holds a non-finite value", f->path, name);
+        if (!real_ok(v)) return rni_fail(RN_ERR_FORMAT, "%s: tensor '%s' holds a non-finite value", f->path, name);
         dst[i] = (rn_real)v;
     }
     return RN_OK;
 }
 
-rn_status rn_ckpt_load(const char *path, rn_model **mout, rn_real **bufs, const char *const *names,
+rn_status rni_ckpt_load(const char *path, rn_model **mout, rn_real **bufs, const char *const *names,
                        int nbuf, char **train_json) {
     *mout = NULL;
     for (int i = 0; i < nbuf; i++) bufs[i] = NULL;
@@ -859,27 +859,27 @@ rn_status rn_ckpt_load(const char *path, rn_model **mout, rn_real **bufs, const 
     rn_model *m = NULL;
     rn_config cfg;
     const char *tj = st_meta(&f, "train");
-    if (!f.config || !tj) { st = rn_fail(RN_ERR_FORMAT, "%s: not a retnet training checkpoint", path); goto done; }
+    if (!f.config || !tj) { st = rni_fail(RN_ERR_FORMAT, "%s: not a retnet training checkpoint", path); goto done; }
     for (const cJSON *it = cJSON_GetObjectItemCaseSensitive(f.hdr, "__metadata__")->child; it; it = it->next) {
         size_t k = 0, nk = sizeof ckpt_meta_keys / sizeof *ckpt_meta_keys;
         while (k < nk && strcmp(it->string, ckpt_meta_keys[k]) != 0) k++;
-        if (k == nk) { st = rn_fail(RN_ERR_FORMAT, "%s: unknown metadata '%s' (file corrupted?)", path, it->string); goto done; }
+        if (k == nk) { st = rni_fail(RN_ERR_FORMAT, "%s: unknown metadata '%s' (file corrupted?)", path, it->string); goto done; }
     }
     if ((st = st_config(&f, &cfg)) != RN_OK) goto done;
     if ((st = rn_model_create(&cfg, &m)) != RN_OK) goto done;
     if ((st = read_flat(&f, "params", m->n_params, m->params)) != RN_OK) goto done;
     for (int i = 0; i < nbuf; i++) {
-        bufs[i] = rn_alloc(m->n_params, sizeof(rn_real));
-        if (!bufs[i]) { st = rn_fail(RN_ERR_NOMEM, "out of memory"); goto done; }
+        bufs[i] = rni_alloc(m->n_params, sizeof(rn_real));
+        if (!bufs[i]) { st = rni_fail(RN_ERR_NOMEM, "out of memory"); goto done; }
         if ((st = read_flat(&f, names[i], m->n_params, bufs[i])) != RN_OK) goto done;
     }
     *train_json = strdup(tj);
-    if (!*train_json) st = rn_fail(RN_ERR_NOMEM, "out of memory");
+    if (!*train_json) st = rni_fail(RN_ERR_NOMEM, "out of memory");
 done:
     st_close(&f);
     if (st != RN_OK) {
         rn_model_free(m);
-        for (int i = 0; i < nbuf; i++) { rn_free(bufs[i]); bufs[i] = NULL; }
+        for (int i = 0; i < nbuf; i++) { rni_free(bufs[i]); bufs[i] = NULL; }
         return st;
     }
     *mout = m;
@@ -889,13 +889,13 @@ done:
 /* -------------------------------------------------------------- .npy */
 
 rn_status rn_npy_save(const char *path, const rn_real *data, int ndim, const int64_t *shape) {
-    if (ndim < 1 || ndim > 4) return rn_fail(RN_ERR_ARG, "npy: %d dimensions", ndim);
+    if (ndim < 1 || ndim > 4) return rni_fail(RN_ERR_ARG, "npy: %d dimensions", ndim);
     char dict[256];
     size_t o = snprintf(dict, sizeof dict, "{'descr': '<f4', 'fortran_order': False, 'shape': (");
     size_t count = 1;
     for (int i = 0; i < ndim; i++) {
-        if (shape[i] < 0 || !rn_mul_ok(count, (size_t)shape[i], &count) || count > ((size_t)1 << 46))
-            return rn_fail(RN_ERR_ARG, "npy: invalid shape (dimension %d is %lld)", i, (long long)shape[i]);
+        if (shape[i] < 0 || !rni_mul_ok(count, (size_t)shape[i], &count) || count > ((size_t)1 << 46))
+            return rni_fail(RN_ERR_ARG, "npy: invalid shape (dimension %d is %lld)", i, (long long)shape[i]);
         o += snprintf(dict + o, sizeof dict - o, "%lld,%s", (long long)shape[i], i + 1 < ndim ? " " : "");
     }
     o += snprintf(dict + o, sizeof dict - o, "), }");

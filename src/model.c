@@ -10,9 +10,9 @@ static const char *kind_names[] = {
     "head_norm.weight", "head_norm.bias", "norm2.weight", "norm2.bias", "fc1", "fc1.bias", "fc2",
     "fc2.bias", "final_norm.weight", "final_norm.bias", "lm_head"};
 
-const char *rn_tensor_kind_name(rn_tensor_kind k) { return kind_names[k]; }
+const char *rni_tensor_kind_name(rn_tensor_kind k) { return kind_names[k]; }
 
-int rn_param_table(const rn_config *c, rn_tensor_info *tab, size_t *n_params) {
+int rni_param_table(const rn_config *c, rn_tensor_info *tab, size_t *n_params) {
     int n = 0;
     size_t off = 0;
     size_t d = c->dim, Vd = c->value_dim, F = c->ffn_dim, V = c->vocab, H = c->heads;
@@ -47,7 +47,7 @@ int rn_param_table(const rn_config *c, rn_tensor_info *tab, size_t *n_params) {
     return n;
 }
 
-rn_status rn_weights_bind(const rn_config *c, const rn_tensor_info *tab, int n, rn_real *buf,
+rn_status rni_weights_bind(const rn_config *c, const rn_tensor_info *tab, int n, rn_real *buf,
                           rn_weights *w) {
     rn_layer_w *layers = w->layer;
     memset(w, 0, sizeof *w);
@@ -84,7 +84,7 @@ rn_status rn_weights_bind(const rn_config *c, const rn_tensor_info *tab, int n, 
 size_t rn_config_num_params(const rn_config *c) {
     if (rn_config_validate(c) != RN_OK) return 0;
     size_t n;
-    rn_param_table(c, NULL, &n);
+    rni_param_table(c, NULL, &n);
     return n;
 }
 
@@ -93,25 +93,25 @@ rn_status rn_model_create(const rn_config *cfg, rn_model **out) {
     rn_status st = rn_config_validate(cfg);
     if (st != RN_OK) return st;
     rn_model *m = calloc(1, sizeof *m);
-    if (!m) return rn_fail(RN_ERR_NOMEM, "out of memory");
+    if (!m) return rni_fail(RN_ERR_NOMEM, "out of memory");
     m->cfg = *cfg;
     m->K = cfg->dim / cfg->heads;
     m->Dv = cfg->value_dim / cfg->heads;
-    m->n_tensors = rn_param_table(cfg, NULL, &m->n_params);
+    m->n_tensors = rni_param_table(cfg, NULL, &m->n_params);
     m->tensors = calloc((size_t)m->n_tensors, sizeof *m->tensors);
     m->w.layer = calloc((size_t)cfg->layers, sizeof *m->w.layer);
-    m->params = rn_calloc(m->n_params, sizeof(rn_real));
+    m->params = rni_calloc(m->n_params, sizeof(rn_real));
     m->head = calloc((size_t)cfg->heads, sizeof *m->head);
     m->rot_freq = calloc((size_t)m->K / 2, sizeof(double));
     if (cfg->rotation == RN_ROT_XPOS) m->xpos_logz = calloc((size_t)m->K, sizeof(double));
     if (!m->tensors || !m->w.layer || !m->params || !m->head || !m->rot_freq ||
         (cfg->rotation == RN_ROT_XPOS && !m->xpos_logz)) {
         rn_model_free(m);
-        return rn_fail(RN_ERR_NOMEM, "out of memory for a model of %zu parameters", rn_config_num_params(cfg));
+        return rni_fail(RN_ERR_NOMEM, "out of memory for a model of %zu parameters", rn_config_num_params(cfg));
     }
-    rn_param_table(cfg, m->tensors, NULL);
-    rn_weights_bind(cfg, m->tensors, m->n_tensors, m->params, &m->w);
-    rn_model_consts(m);
+    rni_param_table(cfg, m->tensors, NULL);
+    rni_weights_bind(cfg, m->tensors, m->n_tensors, m->params, &m->w);
+    rni_model_consts(m);
     *out = m;
     return RN_OK;
 }
@@ -120,13 +120,13 @@ void rn_model_free(rn_model *m) {
     if (!m) return;
     free(m->tensors);
     free(m->w.layer);
-    rn_free(m->params);
+    rni_free(m->params);
     free(m->head);
     free(m->rot_freq);
     free(m->xpos_logz);
-    rn_acts_free(m->inf);
-    rn_acts_free(m->inf_step);
-    rn_acts_free(m->train);
+    rni_acts_free(m->inf);
+    rni_acts_free(m->inf_step);
+    rni_acts_free(m->train);
     free(m);
 }
 
@@ -212,20 +212,20 @@ rn_status rn_model_init_random(rn_model *m, uint64_t seed) {
 
 rn_status rn_state_create(const rn_model *m, int batch, rn_state **out) {
     *out = NULL;
-    if (batch < 1 || batch > (1 << 20)) return rn_fail(RN_ERR_ARG, "batch %d out of range", batch);
+    if (batch < 1 || batch > (1 << 20)) return rni_fail(RN_ERR_ARG, "batch %d out of range", batch);
     rn_state *s = calloc(1, sizeof *s);
-    if (!s) return rn_fail(RN_ERR_NOMEM, "out of memory");
+    if (!s) return rni_fail(RN_ERR_NOMEM, "out of memory");
     s->B = batch; s->L = m->cfg.layers; s->H = m->cfg.heads; s->K = m->K; s->Dv = m->Dv;
     size_t n = (size_t)s->L * s->B * s->H * s->K * s->Dv;
-    s->U = rn_calloc(n, sizeof(rn_real));
-    if (!s->U) { free(s); return rn_fail(RN_ERR_NOMEM, "out of memory for a recurrent state"); }
+    s->U = rni_calloc(n, sizeof(rn_real));
+    if (!s->U) { free(s); return rni_fail(RN_ERR_NOMEM, "out of memory for a recurrent state"); }
     *out = s;
     return RN_OK;
 }
 
 void rn_state_free(rn_state *s) {
     if (!s) return;
-    rn_free(s->U);
+    rni_free(s->U);
     free(s);
 }
 
@@ -239,7 +239,7 @@ int rn_state_batch(const rn_state *s) { return s->B; }
 
 rn_status rn_state_copy(rn_state *dst, const rn_state *src) {
     if (dst->B != src->B || dst->L != src->L || dst->H != src->H || dst->K != src->K || dst->Dv != src->Dv)
-        return rn_fail(RN_ERR_ARG, "state shapes differ");
+        return rni_fail(RN_ERR_ARG, "state shapes differ");
     memcpy(dst->U, src->U, sizeof(rn_real) * (size_t)src->L * src->B * src->H * src->K * src->Dv);
     dst->pos = src->pos;
     return RN_OK;

@@ -8,7 +8,7 @@
 #include <omp.h>
 #endif
 
-static inline int rn_thread_id(void) {
+static inline int rni_thread_id(void) {
 #ifdef _OPENMP
     return omp_get_thread_num();
 #else
@@ -130,83 +130,83 @@ typedef struct rn_acts {
 
 /* Allocates activations for B x T tokens with retention chunks of chunk
  * rows (T for parallel). */
-rn_status rn_acts_create(const rn_model *m, int B, int T, int chunk, int train, rn_acts **out);
-void rn_acts_free(rn_acts *a);
+rn_status rni_acts_create(const rn_model *m, int B, int T, int chunk, int train, rn_acts **out);
+void rni_acts_free(rn_acts *a);
 
 /* Forward of B x T tokens from state (per layer U, or NULL for a fresh
  * start) at position pos0, through the layers; leaves the final hidden
  * states in a->xf. mode is RN_PARALLEL or RN_CHUNKWISE (a->chunk rows per
  * chunk) or RN_RECURRENT (T == 1). */
-rn_status rn_forward_hidden(rn_model *m, rn_acts *a, const int32_t *tokens, rn_real *U,
+rn_status rni_forward_hidden(rn_model *m, rn_acts *a, const int32_t *tokens, rn_real *U,
                             int64_t pos0, rn_mode mode, unsigned flags);
 
 /* Builds the parameter table for cfg (count only when tab is NULL). */
-int rn_param_table(const rn_config *cfg, rn_tensor_info *tab, size_t *n_params);
+int rni_param_table(const rn_config *cfg, rn_tensor_info *tab, size_t *n_params);
 /* Points w's fields into buf laid out as the table says. */
-rn_status rn_weights_bind(const rn_config *cfg, const rn_tensor_info *tab, int n,
+rn_status rni_weights_bind(const rn_config *cfg, const rn_tensor_info *tab, int n,
                           rn_real *buf, rn_weights *w);
-const char *rn_tensor_kind_name(rn_tensor_kind k);
+const char *rni_tensor_kind_name(rn_tensor_kind k);
 
 /* ---------------------------------------------------------------- ops.c */
 
 /* C (M,N) = alpha * op(A) op(B) + beta * C; row-major; ta/tb transpose. */
-void rn_gemm(int ta, int tb, int M, int N, int K, rn_real alpha, const rn_real *A, int lda,
+void rni_gemm(int ta, int tb, int M, int N, int K, rn_real alpha, const rn_real *A, int lda,
              const rn_real *B, int ldb, rn_real beta, rn_real *C, int ldc);
-/* Multiply-adds issued through rn_gemm by this process so far (tests). */
-uint64_t rn_gemm_madds(void);
+/* Multiply-adds issued through rni_gemm by this process so far (tests). */
+uint64_t rni_gemm_madds(void);
 
 /* Norm over the last dim of x (N, D): out = norm(x) * w (+ b). mean/rstd
  * (N) are saved for the backward (mean may be NULL for RMS). */
-void rn_norm_forward(rn_norm kind, rn_real *out, rn_real *mean, rn_real *rstd, const rn_real *x,
+void rni_norm_forward(rn_norm kind, rn_real *out, rn_real *mean, rn_real *rstd, const rn_real *x,
                      const rn_real *w, const rn_real *b, int N, int D, double eps);
-void rn_norm_backward(rn_norm kind, rn_real *dx, int accumulate, rn_real *dw, rn_real *db, const rn_real *dout,
+void rni_norm_backward(rn_norm kind, rn_real *dx, int accumulate, rn_real *dw, rn_real *db, const rn_real *dout,
                       const rn_real *x, const rn_real *w, const rn_real *mean, const rn_real *rstd,
                       int N, int D);
 
 /* Softmax cross-entropy of logits (N, V) against targets (N) (< 0:
  * ignored): returns the summed loss and the count; with dscale != 0 the
  * logits are replaced by dscale * d(loss)/d(logits). */
-double rn_cross_entropy(rn_real *logits, const int32_t *y, int N, int V, double dscale, int *count);
+double rni_cross_entropy(rn_real *logits, const int32_t *y, int N, int V, double dscale, int *count);
 
 /* -------------------------------------------------------- retention.c */
 
 /* Computes the position-dependent parts of the model (decays, rotation). */
-rn_status rn_model_consts(rn_model *m);
+rn_status rni_model_consts(rn_model *m);
 
 /* Rotation of q and k rows (N rows of H heads of K; row stride ld) for
  * positions pos0 + (row % T), and the config's q or k scale 1/sqrt(K);
  * inverse = 1 applies the transpose (for gradients). */
-void rn_rotate(const rn_model *m, rn_real *x, int ld, int B, int T, int64_t pos0, int inverse);
+void rni_rotate(const rn_model *m, rn_real *x, int ld, int B, int T, int64_t pos0, int inverse);
 
 /* Scratch floats one retention call of L rows needs per thread. */
-size_t rn_retention_ws(const rn_model *m, int L);
+size_t rni_retention_ws(const rn_model *m, int L);
 
 /* One chunk of L rows of one (batch, head) stream at positions pos..pos+L-1,
  * with state U (K, Dv): state & RN_STATE_IN: U holds the state before the
  * chunk (else a zero state); state & RN_STATE_OUT: U is advanced to pos+L
  * (else the state after the chunk is not wanted and U not written).
  * q, k: (L, K) row stride ldq; v: (L, Dv) row stride ldv; o: (L, Dv)
- * stride ldo; ws: rn_retention_ws(m, L) scratch. If absn is not NULL the
+ * stride ldo; ws: rni_retention_ws(m, L) scratch. If absn is not NULL the
  * torchscale row clamp is applied and the clamp per row stored in absn (L). */
-void rn_retention_chunk(const rn_model *m, int h, int64_t pos, int L, const rn_real *q,
+void rni_retention_chunk(const rn_model *m, int h, int64_t pos, int L, const rn_real *q,
                         const rn_real *k, int ldq, const rn_real *v, int ldv, rn_real *U,
                         unsigned state, rn_real *o, int ldo, rn_real *ws, rn_real *absn);
 enum { RN_STATE_IN = 1, RN_STATE_OUT = 2 };
 
 /* One token for one (batch, head): U = gamma z U + k^T v; o = q U r. */
-void rn_retention_step(const rn_model *m, int h, int64_t pos, const rn_real *q,
+void rni_retention_step(const rn_model *m, int h, int64_t pos, const rn_real *q,
                        const rn_real *k, const rn_real *v, rn_real *U, rn_real *o);
 
-/* Backward of rn_retention_chunk (no abs_norm). U_prev is the state the
+/* Backward of rni_retention_chunk (no abs_norm). U_prev is the state the
  * forward started from (NULL: a zero state). dU (K, Dv) holds the gradient
  * w.r.t. the state after the chunk on entry (dU_in = 0: it is zero, and
  * not read) and w.r.t. U_prev on exit (not written when U_prev is NULL).
  * dq, dk, dv are written (not accumulated) with the same strides as q, k, v. */
-void rn_retention_chunk_backward(const rn_model *m, int h, int64_t pos, int L,
+void rni_retention_chunk_backward(const rn_model *m, int h, int64_t pos, int L,
                                  const rn_real *q, const rn_real *k, int ldq, const rn_real *v,
                                  int ldv, const rn_real *U_prev, const rn_real *dout, int ldo,
                                  rn_real *dU, int dU_in, rn_real *dq, rn_real *dk, rn_real *dv, rn_real *ws);
-size_t rn_retention_bwd_ws(const rn_model *m, int L);
+size_t rni_retention_bwd_ws(const rn_model *m, int L);
 
 /* ----------------------------------------------------------- backward.c */
 
@@ -219,7 +219,7 @@ typedef struct {
     void *ctx;
 } rn_grad_hook;
 
-rn_status rn_model_loss_grad_hook(rn_model *m, const int32_t *x, const int32_t *y, int B, int T,
+rn_status rni_model_loss_grad_hook(rn_model *m, const int32_t *x, const int32_t *y, int B, int T,
                                   rn_mode mode, int chunk, double grad_scale, rn_real *grad,
                                   double *loss, int *count, const rn_grad_hook *hook);
 
@@ -228,9 +228,9 @@ rn_status rn_model_loss_grad_hook(rn_model *m, const int32_t *x, const int32_t *
 /* Training checkpoint: the parameters and nbuf more buffers of the same
  * size (optimiser moments) in native precision, the config and a JSON
  * string of training state; atomic, checksummed. */
-rn_status rn_ckpt_save(const char *path, const rn_model *m, const rn_real *const *bufs,
+rn_status rni_ckpt_save(const char *path, const rn_model *m, const rn_real *const *bufs,
                        const char *const *names, int nbuf, const char *train_json);
-rn_status rn_ckpt_load(const char *path, rn_model **m, rn_real **bufs, const char *const *names,
+rn_status rni_ckpt_load(const char *path, rn_model **m, rn_real **bufs, const char *const *names,
                        int nbuf, char **train_json);
 
 #endif

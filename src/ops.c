@@ -10,9 +10,9 @@
 /* Multiply-adds issued, so a test can hold rn_train_flops to the truth. */
 static _Atomic uint64_t gemm_madds;
 
-uint64_t rn_gemm_madds(void) { return atomic_load(&gemm_madds); }
+uint64_t rni_gemm_madds(void) { return atomic_load(&gemm_madds); }
 
-void rn_gemm(int ta, int tb, int M, int N, int K, rn_real alpha, const rn_real *A, int lda,
+void rni_gemm(int ta, int tb, int M, int N, int K, rn_real alpha, const rn_real *A, int lda,
              const rn_real *B, int ldb, rn_real beta, rn_real *C, int ldc) {
     if (M <= 0 || N <= 0) return;
     if (K > 0) atomic_fetch_add_explicit(&gemm_madds, (uint64_t)M * N * K, memory_order_relaxed);
@@ -58,7 +58,7 @@ void rn_gemm(int ta, int tb, int M, int N, int K, rn_real alpha, const rn_real *
 
 /* ------------------------------------------------------------------ norms */
 
-void rn_norm_forward(rn_norm kind, rn_real *out, rn_real *mean, rn_real *rstd, const rn_real *x,
+void rni_norm_forward(rn_norm kind, rn_real *out, rn_real *mean, rn_real *rstd, const rn_real *x,
                      const rn_real *w, const rn_real *b, int N, int D, double eps) {
 #pragma omp parallel for schedule(static) if (N > 64)
     for (int n = 0; n < N; n++) {
@@ -96,7 +96,7 @@ void rn_norm_forward(rn_norm kind, rn_real *out, rn_real *mean, rn_real *rstd, c
  *   Layer: dx = r (g - mean(g) - xhat mean(g xhat))
  * dw += sum_n dy xhat, db += sum_n dy. dx is accumulated (+=) when
  * accumulate is set, else written. */
-void rn_norm_backward(rn_norm kind, rn_real *dx, int accumulate, rn_real *dw, rn_real *db, const rn_real *dout,
+void rni_norm_backward(rn_norm kind, rn_real *dx, int accumulate, rn_real *dw, rn_real *db, const rn_real *dout,
                       const rn_real *x, const rn_real *w, const rn_real *mean, const rn_real *rstd,
                       int N, int D) {
     /* dx: rows are independent */
@@ -152,7 +152,7 @@ void rn_norm_backward(rn_norm kind, rn_real *dx, int accumulate, rn_real *dw, rn
 /* Softmax cross-entropy of logits (N, V) against targets (N) (< 0: ignored).
  * Returns the summed loss; with dscale != 0 the logits are replaced by
  * dscale * d(loss)/d(logits). */
-double rn_cross_entropy(rn_real *logits, const int32_t *y, int N, int V, double dscale, int *count) {
+double rni_cross_entropy(rn_real *logits, const int32_t *y, int N, int V, double dscale, int *count) {
     double total = 0;
     int cnt = 0;
 #pragma omp parallel for reduction(+ : total, cnt) schedule(static) if (N > 16)

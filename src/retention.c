@@ -23,7 +23,7 @@
 
 /* ---------------------------------------------------------- constants */
 
-rn_status rn_model_consts(rn_model *m) {
+rn_status rni_model_consts(rn_model *m) {
     const rn_config *c = &m->cfg;
     int H = c->heads, K = m->K, half = K / 2;
     for (int h = 0; h < H; h++) {
@@ -63,7 +63,7 @@ static double row_scale(const rn_model *m, int h, int64_t n) {
 
 /* ----------------------------------------------------------- rotation */
 
-void rn_rotate(const rn_model *m, rn_real *x, int ld, int B, int T, int64_t pos0, int inverse) {
+void rni_rotate(const rn_model *m, rn_real *x, int ld, int B, int T, int64_t pos0, int inverse) {
     const rn_config *c = &m->cfg;
     int K = m->K, half = K / 2, H = c->heads;
     int interleaved = c->rotation != RN_ROT_HALF;
@@ -111,7 +111,7 @@ void rn_rotate(const rn_model *m, rn_real *x, int ld, int B, int T, int64_t pos0
 
 /* ------------------------------------------------------------ forward */
 
-size_t rn_retention_ws(const rn_model *m, int L) {
+size_t rni_retention_ws(const rn_model *m, int L) {
     return (size_t)L * L + 2 * (size_t)L * m->K + 2 * (size_t)L + 2;
 }
 
@@ -163,7 +163,7 @@ static void decayed_rows(const rn_model *m, rn_real *out, const rn_real *x, int 
     }
 }
 
-void rn_retention_chunk(const rn_model *m, int h, int64_t pos, int L, const rn_real *q,
+void rni_retention_chunk(const rn_model *m, int h, int64_t pos, int L, const rn_real *q,
                         const rn_real *k, int ldq, const rn_real *v, int ldv, rn_real *U,
                         unsigned state, rn_real *o, int ldo, rn_real *ws, rn_real *absn) {
     int has_state = (state & RN_STATE_IN) != 0;
@@ -178,14 +178,14 @@ void rn_retention_chunk(const rn_model *m, int h, int64_t pos, int L, const rn_r
     chunk_setup(m, h, pos, L, q, k, ldq, qt, kt, gp, r, &qa, &ka, &lda);
 
     /* Intra-chunk: o = ((q~ k~^T) ⊙ Gamma) v */
-    rn_gemm(0, 1, L, L, K, 1, qa, lda, ka, lda, 0, A, L);
+    rni_gemm(0, 1, L, L, K, 1, qa, lda, ka, lda, 0, A, L);
     decay_mask(A, gp, L);
-    rn_gemm(0, 0, L, Dv, L, 1, A, L, v, ldv, 0, o, ldo);
+    rni_gemm(0, 0, L, Dv, L, 1, A, L, v, ldv, 0, o, ldo);
 
     /* Earlier chunks: o_i += gamma^(i+1) (z^(i+1) ⊙ q_i) U */
     if (has_state) {
         decayed_rows(m, qt, q, ldq, L, gp, 1, 1);
-        rn_gemm(0, 0, L, Dv, K, 1, qt, K, U, Dv, 1, o, ldo);
+        rni_gemm(0, 0, L, Dv, K, 1, qt, K, U, Dv, 1, o, ldo);
     }
     for (int i = 0; i < L; i++) {
         double s = r[i];
@@ -209,10 +209,10 @@ void rn_retention_chunk(const rn_model *m, int h, int64_t pos, int L, const rn_r
             rn_real f = (rn_real)(gp[L] * dim_decay(m, j, L));
             for (int c = 0; c < Dv; c++) U[(size_t)j * Dv + c] *= f;
         }
-    rn_gemm(1, 0, K, Dv, L, 1, kt, K, v, ldv, has_state ? 1 : 0, U, Dv);
+    rni_gemm(1, 0, K, Dv, L, 1, kt, K, v, ldv, has_state ? 1 : 0, U, Dv);
 }
 
-void rn_retention_step(const rn_model *m, int h, int64_t pos, const rn_real *q,
+void rni_retention_step(const rn_model *m, int h, int64_t pos, const rn_real *q,
                        const rn_real *k, const rn_real *v, rn_real *U, rn_real *o) {
     int K = m->K, Dv = m->Dv;
     double g = exp(m->head[h].lambda), r = row_scale(m, h, pos);
@@ -230,11 +230,11 @@ void rn_retention_step(const rn_model *m, int h, int64_t pos, const rn_real *q,
 
 /* ----------------------------------------------------------- backward */
 
-size_t rn_retention_bwd_ws(const rn_model *m, int L) {
+size_t rni_retention_bwd_ws(const rn_model *m, int L) {
     return 2 * (size_t)L * L + 3 * (size_t)L * m->K + (size_t)L * m->Dv + 2 * (size_t)L + 2;
 }
 
-void rn_retention_chunk_backward(const rn_model *m, int h, int64_t pos, int L,
+void rni_retention_chunk_backward(const rn_model *m, int h, int64_t pos, int L,
                                  const rn_real *q, const rn_real *k, int ldq, const rn_real *v,
                                  int ldv, const rn_real *U_prev, const rn_real *dout, int ldo,
                                  rn_real *dU, int dU_in, rn_real *dq, rn_real *dk, rn_real *dv, rn_real *ws) {
@@ -258,18 +258,18 @@ void rn_retention_chunk_backward(const rn_model *m, int h, int64_t pos, int L,
 
     /* o_raw = A v:  dv = A^T dO;  dA = (dO v^T) ⊙ Gamma (the first writes
      * of dv, dq, dk: a chunk's rows get gradient from that chunk only) */
-    rn_gemm(0, 1, L, L, K, 1, qa, lda, ka, lda, 0, A, L);
+    rni_gemm(0, 1, L, L, K, 1, qa, lda, ka, lda, 0, A, L);
     decay_mask(A, gp, L);
-    rn_gemm(1, 0, L, Dv, L, 1, A, L, dO, Dv, 0, dv, ldv);
-    rn_gemm(0, 1, L, L, Dv, 1, dO, Dv, v, ldv, 0, dA, L);
+    rni_gemm(1, 0, L, Dv, L, 1, A, L, dO, Dv, 0, dv, ldv);
+    rni_gemm(0, 1, L, L, Dv, 1, dO, Dv, v, ldv, 0, dA, L);
     decay_mask(dA, gp, L);
 
     /* A = q~ k~^T:  dq~ = dA k~,  dk~ = dA^T q~;  q~ = q z^(i-c0), k~ = k z^(c0-i) */
-    rn_gemm(0, 0, L, K, L, 1, dA, L, ka, lda, 0, tmp, K);
+    rni_gemm(0, 0, L, K, L, 1, dA, L, ka, lda, 0, tmp, K);
     for (int i = 0; i < L; i++)
         for (int j = 0; j < K; j++)
             dq[(size_t)i * ldq + j] = (rn_real)(tmp[(size_t)i * K + j] * (xp ? dim_decay(m, j, i - c0) : 1));
-    rn_gemm(1, 0, L, K, L, 1, dA, L, qa, lda, 0, tmp, K);
+    rni_gemm(1, 0, L, K, L, 1, dA, L, qa, lda, 0, tmp, K);
     for (int i = 0; i < L; i++)
         for (int j = 0; j < K; j++)
             dk[(size_t)i * ldq + j] = (rn_real)(tmp[(size_t)i * K + j] * (xp ? dim_decay(m, j, c0 - i) : 1));
@@ -278,8 +278,8 @@ void rn_retention_chunk_backward(const rn_model *m, int h, int64_t pos, int L,
      * dv += kd dU;  dkd = v dU^T */
     if (dU_in) {
         decayed_rows(m, kt, k, ldq, L, gp, L - 1, -1);
-        rn_gemm(0, 0, L, Dv, K, 1, kt, K, dU, Dv, 1, dv, ldv);
-        rn_gemm(0, 1, L, K, Dv, 1, v, ldv, dU, Dv, 0, tmp, K);
+        rni_gemm(0, 0, L, Dv, K, 1, kt, K, dU, Dv, 1, dv, ldv);
+        rni_gemm(0, 1, L, K, Dv, 1, v, ldv, dU, Dv, 0, tmp, K);
         for (int i = 0; i < L; i++) {
             int e = L - 1 - i;
             for (int j = 0; j < K; j++)
@@ -296,8 +296,8 @@ void rn_retention_chunk_backward(const rn_model *m, int h, int64_t pos, int L,
                 for (int c = 0; c < Dv; c++) dU[(size_t)j * Dv + c] *= f;
             }
         decayed_rows(m, qt, q, ldq, L, gp, 1, 1);
-        rn_gemm(1, 0, K, Dv, L, 1, qt, K, dO, Dv, dU_in ? 1 : 0, dU, Dv);
-        rn_gemm(0, 1, L, K, Dv, 1, dO, Dv, U_prev, Dv, 0, tmp, K);
+        rni_gemm(1, 0, K, Dv, L, 1, qt, K, dO, Dv, dU_in ? 1 : 0, dU, Dv);
+        rni_gemm(0, 1, L, K, Dv, 1, dO, Dv, U_prev, Dv, 0, tmp, K);
         for (int i = 0; i < L; i++)
             for (int j = 0; j < K; j++)
                 dq[(size_t)i * ldq + j] += (rn_real)(tmp[(size_t)i * K + j] * gp[i + 1] * dim_decay(m, j, i + 1));

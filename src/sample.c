@@ -26,16 +26,16 @@ void rn_sampler_config_default(rn_sampler_config *sc) {
 
 rn_status rn_sampler_create(int vocab, const rn_sampler_config *sc, rn_sampler **out) {
     *out = NULL;
-    if (vocab < 1) return rn_fail(RN_ERR_ARG, "sampler: vocabulary %d", vocab);
+    if (vocab < 1) return rni_fail(RN_ERR_ARG, "sampler: vocabulary %d", vocab);
     if (!(sc->temperature >= 0) || sc->top_k < 0 || !(sc->top_p > 0 && sc->top_p <= 1))
-        return rn_fail(RN_ERR_ARG, "sampler: temperature must be >= 0, top-k >= 0, top-p in (0, 1]");
+        return rni_fail(RN_ERR_ARG, "sampler: temperature must be >= 0, top-k >= 0, top-p in (0, 1]");
     rn_sampler *s = calloc(1, sizeof *s);
-    if (!s) return rn_fail(RN_ERR_NOMEM, "out of memory");
+    if (!s) return rni_fail(RN_ERR_NOMEM, "out of memory");
     s->cfg = *sc;
     s->V = vocab;
     s->prob = malloc(sizeof(double) * (size_t)vocab);
     s->idx = malloc(sizeof(int) * (size_t)vocab);
-    if (!s->prob || !s->idx) { rn_sampler_free(s); return rn_fail(RN_ERR_NOMEM, "out of memory"); }
+    if (!s->prob || !s->idx) { rn_sampler_free(s); return rni_fail(RN_ERR_NOMEM, "out of memory"); }
     rn_rng_seed(&s->rng, sc->seed);
     *out = s;
     return RN_OK;
@@ -122,14 +122,14 @@ struct rn_session {
 
 rn_status rn_session_create(rn_model *m, const rn_sampler_config *sc, int chunk, rn_session **out) {
     *out = NULL;
-    if (chunk < 1) return rn_fail(RN_ERR_ARG, "session: chunk length %d must be >= 1", chunk);
+    if (chunk < 1) return rni_fail(RN_ERR_ARG, "session: chunk length %d must be >= 1", chunk);
     rn_session *s = calloc(1, sizeof *s);
-    if (!s) return rn_fail(RN_ERR_NOMEM, "out of memory");
+    if (!s) return rni_fail(RN_ERR_NOMEM, "out of memory");
     s->m = m;
     s->chunk = chunk;
     rn_status st = rn_state_create(m, 1, &s->state);
     if (st == RN_OK) st = rn_sampler_create(m->cfg.vocab, sc, &s->sampler);
-    if (st == RN_OK && !(s->logits = malloc(sizeof(rn_real) * (size_t)m->cfg.vocab))) st = rn_fail(RN_ERR_NOMEM, "out of memory");
+    if (st == RN_OK && !(s->logits = malloc(sizeof(rn_real) * (size_t)m->cfg.vocab))) st = rni_fail(RN_ERR_NOMEM, "out of memory");
     if (st != RN_OK) { rn_session_free(s); return st; }
     *out = s;
     return RN_OK;
@@ -149,7 +149,7 @@ void rn_session_reset(rn_session *s) {
 }
 
 rn_status rn_session_prefill(rn_session *s, const int32_t *tokens, int n) {
-    if (n < 1) return rn_fail(RN_ERR_ARG, "prefill: no tokens");
+    if (n < 1) return rni_fail(RN_ERR_ARG, "prefill: no tokens");
     rn_status st = rn_forward(s->m, s->state, tokens, 1, n, RN_CHUNKWISE, s->chunk, RN_FWD_LAST_ONLY, s->logits);
     if (st == RN_OK) s->has_logits = 1;
     return st;
@@ -162,7 +162,7 @@ rn_status rn_session_feed(rn_session *s, int32_t token) {
 }
 
 rn_status rn_session_step(rn_session *s, int32_t *token) {
-    if (!s->has_logits) return rn_fail(RN_ERR_ARG, "step: prefill a prompt first");
+    if (!s->has_logits) return rni_fail(RN_ERR_ARG, "step: prefill a prompt first");
     *token = rn_sampler_sample(s->sampler, s->logits);
     return rn_session_feed(s, *token);
 }
@@ -176,12 +176,12 @@ rn_state *rn_session_state(rn_session *s) { return s->state; }
 rn_status rn_model_score(rn_model *m, rn_state *state, const int32_t *x, const int32_t *y, int T,
                          int chunk, double *sum_nll, int *count) {
     int V = m->cfg.vocab;
-    rn_real *logits = rn_alloc((size_t)T * V, sizeof(rn_real));
-    if (!logits) return rn_fail(RN_ERR_NOMEM, "out of memory for %d x %d logits", T, V);
+    rn_real *logits = rni_alloc((size_t)T * V, sizeof(rn_real));
+    if (!logits) return rni_fail(RN_ERR_NOMEM, "out of memory for %d x %d logits", T, V);
     for (int i = 0; i < T; i++)
-        if (y[i] >= V) { rn_free(logits); return rn_fail(RN_ERR_ARG, "target %d is outside the vocabulary", (int)y[i]); }
+        if (y[i] >= V) { rni_free(logits); return rni_fail(RN_ERR_ARG, "target %d is outside the vocabulary", (int)y[i]); }
     rn_status st = rn_forward(m, state, x, 1, T, RN_CHUNKWISE, chunk, 0, logits);
-    if (st == RN_OK) *sum_nll = rn_cross_entropy(logits, y, T, V, 0, count);
-    rn_free(logits);
+    if (st == RN_OK) *sum_nll = rni_cross_entropy(logits, y, T, V, 0, count);
+    rni_free(logits);
     return st;
 }

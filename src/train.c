@@ -43,19 +43,19 @@ void rn_train_config_default(rn_train_config *tc) {
 
 static rn_status check_tc(const rn_train_config *tc) {
     if (tc->batch < 1 || tc->seq < 1 || tc->accum < 1 || tc->steps < 1 || tc->warmup < 0)
-        return rn_fail(RN_ERR_ARG, "batch, seq, accum and steps must be >= 1, warmup >= 0");
+        return rni_fail(RN_ERR_ARG, "batch, seq, accum and steps must be >= 1, warmup >= 0");
     /* Tokens per step, bounded so that no size computed from them can
      * overflow (a checkpoint may ask for anything). */
     size_t n;
-    if (!rn_mul_ok((size_t)tc->batch, (size_t)tc->seq, &n) || !rn_mul_ok(n, (size_t)tc->accum, &n) || n > INT_MAX)
-        return rn_fail(RN_ERR_ARG, "batch x seq x accum = %d x %d x %d tokens per step is too many", tc->batch, tc->seq, tc->accum);
-    if (tc->mode != RN_PARALLEL && tc->mode != RN_CHUNKWISE) return rn_fail(RN_ERR_ARG, "training mode must be parallel or chunkwise");
-    if (tc->mode == RN_CHUNKWISE && tc->chunk < 1) return rn_fail(RN_ERR_ARG, "chunk must be >= 1");
+    if (!rni_mul_ok((size_t)tc->batch, (size_t)tc->seq, &n) || !rni_mul_ok(n, (size_t)tc->accum, &n) || n > INT_MAX)
+        return rni_fail(RN_ERR_ARG, "batch x seq x accum = %d x %d x %d tokens per step is too many", tc->batch, tc->seq, tc->accum);
+    if (tc->mode != RN_PARALLEL && tc->mode != RN_CHUNKWISE) return rni_fail(RN_ERR_ARG, "training mode must be parallel or chunkwise");
+    if (tc->mode == RN_CHUNKWISE && tc->chunk < 1) return rni_fail(RN_ERR_ARG, "chunk must be >= 1");
     if (!(tc->lr > 0 && tc->lr < 10) || !(tc->min_lr_ratio >= 0 && tc->min_lr_ratio <= 1) || !(tc->beta1 >= 0 && tc->beta1 < 1) ||
         !(tc->beta2 >= 0 && tc->beta2 < 1) || !(tc->eps > 0) || !(tc->weight_decay >= 0) || !(tc->grad_clip >= 0) ||
         !isfinite(tc->eps) || !isfinite(tc->weight_decay) || !isfinite(tc->grad_clip))
-        return rn_fail(RN_ERR_ARG, "optimiser settings out of range");
-    if ((unsigned)tc->schedule > RN_SCHED_CONSTANT) return rn_fail(RN_ERR_ARG, "unknown schedule");
+        return rni_fail(RN_ERR_ARG, "optimiser settings out of range");
+    if ((unsigned)tc->schedule > RN_SCHED_CONSTANT) return rni_fail(RN_ERR_ARG, "unknown schedule");
     return RN_OK;
 }
 
@@ -64,20 +64,20 @@ rn_status rn_trainer_create(rn_model *m, const rn_train_config *tc, rn_trainer *
     rn_status st = check_tc(tc);
     if (st != RN_OK) return st;
     rn_trainer *t = calloc(1, sizeof *t);
-    if (!t) return rn_fail(RN_ERR_NOMEM, "out of memory");
+    if (!t) return rni_fail(RN_ERR_NOMEM, "out of memory");
     t->m = m;
     t->tc = *tc;
     t->lo = 0;
     t->hi = m->n_params;
     t->rp.size = 1;
-    t->grad = rn_calloc(m->n_params, sizeof(rn_real));
-    t->adam_m = rn_calloc(m->n_params, sizeof(rn_real));
-    t->adam_v = rn_calloc(m->n_params, sizeof(rn_real));
+    t->grad = rni_calloc(m->n_params, sizeof(rn_real));
+    t->adam_m = rni_calloc(m->n_params, sizeof(rn_real));
+    t->adam_v = rni_calloc(m->n_params, sizeof(rn_real));
     t->decay = calloc((size_t)m->n_tensors, 1);
     t->norm2 = calloc(num_blocks(m->n_params) + 2, sizeof(double));
     if (!t->grad || !t->adam_m || !t->adam_v || !t->decay || !t->norm2) {
         rn_trainer_free(t);
-        return rn_fail(RN_ERR_NOMEM, "out of memory for the optimiser");
+        return rni_fail(RN_ERR_NOMEM, "out of memory for the optimiser");
     }
     /* Decay matrices only: not norms, biases, or (by default) embeddings. */
     for (int i = 0; i < m->n_tensors; i++) {
@@ -91,10 +91,10 @@ rn_status rn_trainer_create(rn_model *m, const rn_train_config *tc, rn_trainer *
 
 void rn_trainer_free(rn_trainer *t) {
     if (!t) return;
-    rn_free(t->grad);
-    rn_free(t->micro);
-    rn_free(t->adam_m);
-    rn_free(t->adam_v);
+    rni_free(t->grad);
+    rni_free(t->micro);
+    rni_free(t->adam_m);
+    rni_free(t->adam_v);
     free(t->decay);
     free(t->norm2);
     free(t->shard_off);
@@ -148,8 +148,8 @@ static rn_status accumulate(rn_trainer *t, const int32_t *x, const int32_t *y, d
     const rn_train_config *tc = &t->tc;
     size_t np = m->n_params, bt = (size_t)tc->batch * tc->seq;
     double share = 1.0 / ((double)tc->accum * t->rp.size);
-    if (tc->accum > 1 && !t->micro && !(t->micro = rn_alloc(np, sizeof(rn_real))))
-        return rn_fail(RN_ERR_NOMEM, "out of memory for gradient accumulation");
+    if (tc->accum > 1 && !t->micro && !(t->micro = rni_alloc(np, sizeof(rn_real))))
+        return rni_fail(RN_ERR_NOMEM, "out of memory for gradient accumulation");
     memset(t->grad, 0, np * sizeof *t->grad);
     ready_ctx rc = {t, NULL, 0, 0};
     rn_grad_hook hook = {on_ready, &rc};
@@ -162,7 +162,7 @@ static rn_status accumulate(rn_trainer *t, const int32_t *x, const int32_t *y, d
         if (a) memset(t->micro, 0, np * sizeof *t->micro);
         double l;
         int cnt;
-        rn_status st = rn_model_loss_grad_hook(m, x + a * bt, y + a * bt, tc->batch, tc->seq, tc->mode, tc->chunk,
+        rn_status st = rni_model_loss_grad_hook(m, x + a * bt, y + a * bt, tc->batch, tc->seq, tc->mode, tc->chunk,
                                                share, a ? t->micro : t->grad, &l, &cnt, &hook);
         if (st != RN_OK) return st;
         /* No scored target: no gradient, and no range was reported. */
@@ -214,7 +214,7 @@ rn_status rn_trainer_step(rn_trainer *t, const int32_t *x, const int32_t *y, rn_
     /* A non-finite loss or gradient must not touch the weights (the same
      * decision on every replica: the loss and the norm are global). */
     if (!isfinite(loss) || !isfinite(gnorm))
-        return rn_fail(RN_ERR_NUMERIC, "non-finite %s at step %lld (loss %g, gradient norm %g)",
+        return rni_fail(RN_ERR_NUMERIC, "non-finite %s at step %lld (loss %g, gradient norm %g)",
                        isfinite(loss) ? "gradient" : "loss", (long long)t->step + 1, loss, gnorm);
     double clip = tc->grad_clip > 0 && gnorm > tc->grad_clip ? tc->grad_clip / gnorm : 1.0;
     int64_t s = t->step + 1;
@@ -262,27 +262,27 @@ size_t rn_shard_offset(size_t n, int size, int r) {
 
 rn_status rn_trainer_set_replicas(rn_trainer *t, const rn_replicas *rp, int zero_stage) {
     if (!rp || rp->size < 1 || rp->rank < 0 || rp->rank >= rp->size)
-        return rn_fail(RN_ERR_ARG, "replica %d of %d: invalid", rp ? rp->rank : -1, rp ? rp->size : 0);
-    if (zero_stage != 0 && zero_stage != 1) return rn_fail(RN_ERR_ARG, "ZeRO stage %d: only 0 and 1 exist", zero_stage);
+        return rni_fail(RN_ERR_ARG, "replica %d of %d: invalid", rp ? rp->rank : -1, rp ? rp->size : 0);
+    if (zero_stage != 0 && zero_stage != 1) return rni_fail(RN_ERR_ARG, "ZeRO stage %d: only 0 and 1 exist", zero_stage);
     if (rp->size > 1 && (!rp->grad_reduce || !rp->sum || (zero_stage && !rp->gather)))
-        return rn_fail(RN_ERR_ARG, "replicas need grad_reduce, sum%s", zero_stage ? " and gather" : "");
-    if (t->zero) return rn_fail(RN_ERR_ARG, "the trainer's optimiser is already sharded");
+        return rni_fail(RN_ERR_ARG, "replicas need grad_reduce, sum%s", zero_stage ? " and gather" : "");
+    if (t->zero) return rni_fail(RN_ERR_ARG, "the trainer's optimiser is already sharded");
     size_t np = t->m->n_params;
     if (zero_stage && rp->size > 1) {
         size_t *off = malloc(sizeof *off * ((size_t)rp->size + 1));
-        if (!off) return rn_fail(RN_ERR_NOMEM, "out of memory");
+        if (!off) return rni_fail(RN_ERR_NOMEM, "out of memory");
         for (int r = 0; r <= rp->size; r++) off[r] = rn_shard_offset(np, rp->size, r);
         size_t lo = off[rp->rank], n = off[rp->rank + 1] - lo;
         /* Keep the shard's part of the moments (a loaded checkpoint's). */
-        rn_real *mm = rn_alloc(n ? n : 1, sizeof(rn_real)), *vv = rn_alloc(n ? n : 1, sizeof(rn_real));
+        rn_real *mm = rni_alloc(n ? n : 1, sizeof(rn_real)), *vv = rni_alloc(n ? n : 1, sizeof(rn_real));
         if (!mm || !vv) {
-            free(off); rn_free(mm); rn_free(vv);
-            return rn_fail(RN_ERR_NOMEM, "out of memory for the optimiser shard");
+            free(off); rni_free(mm); rni_free(vv);
+            return rni_fail(RN_ERR_NOMEM, "out of memory for the optimiser shard");
         }
         memcpy(mm, t->adam_m + lo, n * sizeof *mm);
         memcpy(vv, t->adam_v + lo, n * sizeof *vv);
-        rn_free(t->adam_m);
-        rn_free(t->adam_v);
+        rni_free(t->adam_m);
+        rni_free(t->adam_v);
         t->adam_m = mm;
         t->adam_v = vv;
         t->shard_off = off;
@@ -313,9 +313,9 @@ static rn_status gather_moments(const rn_trainer *t, rn_real *full[2]) {
     const rn_replicas *rp = &t->rp;
     size_t np = t->m->n_params;
     if (rp->rank == 0) {
-        full[0] = rn_alloc(np, sizeof(rn_real));
-        full[1] = rn_alloc(np, sizeof(rn_real));
-        if (!full[0] || !full[1]) return rn_fail(RN_ERR_NOMEM, "out of memory for gathering the optimiser moments");
+        full[0] = rni_alloc(np, sizeof(rn_real));
+        full[1] = rni_alloc(np, sizeof(rn_real));
+        if (!full[0] || !full[1]) return rni_fail(RN_ERR_NOMEM, "out of memory for gathering the optimiser moments");
     }
     rn_status st = rp->gather(rp->ctx, t->adam_m, full[0], t->shard_off, 0);
     if (st == RN_OK) st = rp->gather(rp->ctx, t->adam_v, full[1], t->shard_off, 0);
@@ -326,7 +326,7 @@ static rn_status gather_moments(const rn_trainer *t, rn_real *full[2]) {
 static rn_status state_json(const rn_trainer *t, const char *user_json, char **js) {
     const rn_train_config *tc = &t->tc;
     cJSON *o = cJSON_CreateObject();
-    if (!o) return rn_fail(RN_ERR_NOMEM, "out of memory");
+    if (!o) return rni_fail(RN_ERR_NOMEM, "out of memory");
     cJSON_AddNumberToObject(o, "step", (double)t->step);
     cJSON_AddNumberToObject(o, "batch", tc->batch);
     cJSON_AddNumberToObject(o, "seq", tc->seq);
@@ -335,23 +335,23 @@ static rn_status state_json(const rn_trainer *t, const char *user_json, char **j
     cJSON_AddNumberToObject(o, "chunk", tc->chunk);
     cJSON_AddNumberToObject(o, "steps", tc->steps);
     cJSON_AddNumberToObject(o, "warmup", tc->warmup);
-    rn_json_add_number(o, "lr", tc->lr);
-    rn_json_add_number(o, "min_lr_ratio", tc->min_lr_ratio);
-    rn_json_add_number(o, "beta1", tc->beta1);
-    rn_json_add_number(o, "beta2", tc->beta2);
-    rn_json_add_number(o, "eps", tc->eps);
-    rn_json_add_number(o, "weight_decay", tc->weight_decay);
-    rn_json_add_number(o, "grad_clip", tc->grad_clip);
+    rni_json_add_number(o, "lr", tc->lr);
+    rni_json_add_number(o, "min_lr_ratio", tc->min_lr_ratio);
+    rni_json_add_number(o, "beta1", tc->beta1);
+    rni_json_add_number(o, "beta2", tc->beta2);
+    rni_json_add_number(o, "eps", tc->eps);
+    rni_json_add_number(o, "weight_decay", tc->weight_decay);
+    rni_json_add_number(o, "grad_clip", tc->grad_clip);
     cJSON_AddNumberToObject(o, "schedule", tc->schedule);
     cJSON_AddNumberToObject(o, "decay_embed", tc->decay_embed);
     if (user_json) {
         cJSON *u = cJSON_Parse(user_json);
-        if (!u) { cJSON_Delete(o); return rn_fail(RN_ERR_ARG, "checkpoint user data is not JSON"); }
+        if (!u) { cJSON_Delete(o); return rni_fail(RN_ERR_ARG, "checkpoint user data is not JSON"); }
         cJSON_AddItemToObject(o, "user", u);
     }
     *js = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
-    return *js ? RN_OK : rn_fail(RN_ERR_NOMEM, "out of memory");
+    return *js ? RN_OK : rni_fail(RN_ERR_NOMEM, "out of memory");
 }
 
 rn_status rn_trainer_save(const rn_trainer *t, const char *path, const char *user_json) {
@@ -361,11 +361,11 @@ rn_status rn_trainer_save(const rn_trainer *t, const char *path, const char *use
         char *js = NULL;
         const rn_real *bufs[2] = {full[0] ? full[0] : t->adam_m, full[1] ? full[1] : t->adam_v};
         st = state_json(t, user_json, &js);
-        if (st == RN_OK) st = rn_ckpt_save(path, t->m, bufs, moment_names, 2, js);
+        if (st == RN_OK) st = rni_ckpt_save(path, t->m, bufs, moment_names, 2, js);
         free(js);
     }
-    rn_free(full[0]);
-    rn_free(full[1]);
+    rni_free(full[0]);
+    rni_free(full[1]);
     return st;
 }
 
@@ -382,7 +382,7 @@ rn_status rn_trainer_load(const char *path, rn_trainer **out, char **user_json) 
     rn_model *m;
     rn_real *bufs[2];
     char *js;
-    rn_status st = rn_ckpt_load(path, &m, bufs, moment_names, 2, &js);
+    rn_status st = rni_ckpt_load(path, &m, bufs, moment_names, 2, &js);
     if (st != RN_OK) return st;
     cJSON *o = cJSON_Parse(js);
     free(js);
@@ -403,7 +403,7 @@ rn_status rn_trainer_load(const char *path, rn_trainer **out, char **user_json) 
         ok = v[0] >= 0 && v[0] < 1e15 && check_tc(&tc) == RN_OK;
     }
     rn_trainer *t = NULL;
-    if (!ok) st = rn_fail(RN_ERR_FORMAT, "%s: invalid training state in the checkpoint", path);
+    if (!ok) st = rni_fail(RN_ERR_FORMAT, "%s: invalid training state in the checkpoint", path);
     else st = rn_trainer_create(m, &tc, &t);
     if (st == RN_OK) {
         memcpy(t->adam_m, bufs[0], m->n_params * sizeof(rn_real));
@@ -413,8 +413,8 @@ rn_status rn_trainer_load(const char *path, rn_trainer **out, char **user_json) 
         if (user_json && u) *user_json = cJSON_PrintUnformatted(u);
     }
     cJSON_Delete(o);
-    rn_free(bufs[0]);
-    rn_free(bufs[1]);
+    rni_free(bufs[0]);
+    rni_free(bufs[1]);
     if (st != RN_OK) { rn_model_free(m); return st; }
     *out = t;
     return RN_OK;

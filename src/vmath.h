@@ -25,7 +25,7 @@
 
 /* c[0] x^(n-1) + ... + c[n-1] by Horner's rule (n is a constant where it is
  * called, so the loop unrolls into straight-line multiply-adds). */
-static inline float rn_horner(float x, const float *c, int n) {
+static inline float rni_horner(float x, const float *c, int n) {
     float p = c[0];
     for (int i = 1; i < n; i++) p = RN_FMA(p, x, c[i]);
     return p;
@@ -35,7 +35,7 @@ static inline float rn_horner(float x, const float *c, int n) {
  * series to r^7 (truncation < 6e-9 relative), times 2^n built in the
  * exponent bits. x is clamped to [-87.3, 88] (NaN goes to -87.3: the
  * callers multiply by x, which carries the NaN on). */
-static inline float rn_vexpf(float x) {
+static inline float rni_vexpf(float x) {
     static const float taylor[8] = {1.98412698e-4f, 1.38888889e-3f, 8.33333333e-3f, 4.16666667e-2f,
                                     1.66666667e-1f, 0.5f, 1.0f, 1.0f};  /* 1/7!, 1/6!, ..., 1/1!, 1/0! */
     x = x > -87.3f ? x : -87.3f;
@@ -47,7 +47,7 @@ static inline float rn_vexpf(float x) {
     int32_t bits = ((int32_t)n + 127) << 23;
     float scale;
     memcpy(&scale, &bits, sizeof scale);
-    return rn_horner(r, taylor, 8) * scale;
+    return rni_horner(r, taylor, 8) * scale;
 }
 
 /* Phi(x) = (1 + erf(x / sqrt 2)) / 2, the GELU's gate. |z| < 1: erf's
@@ -57,7 +57,7 @@ static inline float rn_vexpf(float x) {
  * erfc/2 < 8e-9 is taken as 0, as float32 1 + erf(z) rounds it (what
  * PyTorch computes). Both are computed and one selected, so the loop stays
  * branch-free. */
-static inline float rn_vphi(float x) {
+static inline float rni_vphi(float x) {
     static const float erf_taylor[12] = {-1.22905553e-9f, 1.48071928e-8f, -1.63658447e-7f, 1.64621144e-6f,
                                          -1.49256504e-5f, 1.20553330e-4f, -8.54832702e-4f, 5.22397763e-3f,
                                          -2.68661706e-2f, 1.12837917e-1f, -3.76126389e-1f, 1.12837917f};
@@ -65,18 +65,18 @@ static inline float rn_vphi(float x) {
                                        7.693984504e-05f, -4.207069391e-04f, 2.165525598e-03f, -1.085816553e-02f,
                                        -9.438937430e-01f, -5.352680740e+00f, -7.806815272e+00f};
     float z = x * 0.707106781f, az = fabsf(z);
-    float erf_small = z * rn_horner(z * z, erf_taylor, 12);
+    float erf_small = z * rni_horner(z * z, erf_taylor, 12);
     float t = (az < 4.0f ? az : 4.0f) - 2.5f;
-    float half_erfc = az < 4.0f ? 0.5f * rn_vexpf(rn_horner(t, log_erfc, 11)) : 0.0f;  /* erfc(|z|) / 2 */
+    float half_erfc = az < 4.0f ? 0.5f * rni_vexpf(rni_horner(t, log_erfc, 11)) : 0.0f;  /* erfc(|z|) / 2 */
     float big = z < 0 ? half_erfc : 1.0f - half_erfc;
     return az < 1.0f ? 0.5f + 0.5f * erf_small : big;
 }
 
-static inline float rn_vsigmoid(float x) { return 1.0f / (1.0f + rn_vexpf(-x)); }
-#define RN_PHI(x) rn_vphi(x)
-#define RN_SIGMOID(x) rn_vsigmoid(x)
-#define RN_GAUSS(x) rn_vexpf(x)
-#define RN_EXP_REAL(x) rn_vexpf(x)
+static inline float rni_vsigmoid(float x) { return 1.0f / (1.0f + rni_vexpf(-x)); }
+#define RN_PHI(x) rni_vphi(x)
+#define RN_SIGMOID(x) rni_vsigmoid(x)
+#define RN_GAUSS(x) rni_vexpf(x)
+#define RN_EXP_REAL(x) rni_vexpf(x)
 #define RN_SQRT_REAL(x) sqrtf(x)
 
 #else
@@ -92,12 +92,12 @@ static inline float rn_vsigmoid(float x) { return 1.0f / (1.0f + rn_vexpf(-x)); 
 /* An activation is x * gate(x): GELU's Phi(x), swish's sigmoid(x). The
  * forward pass of training keeps the gate, so the backward pass needs no
  * erf and (swish) no exp. */
-static inline rn_real rn_act_gate(rn_act a, rn_real x) {
+static inline rn_real rni_act_gate(rn_act a, rn_real x) {
     return a == RN_ACT_GELU ? (rn_real)RN_PHI(x) : (rn_real)RN_SIGMOID(x);
 }
 
 /* act'(x) from x and its gate: GELU' = Phi(x) + x phi(x); swish' = s (1 + x (1 - s)). */
-static inline rn_real rn_act_deriv(rn_act a, rn_real x, rn_real gate) {
+static inline rn_real rni_act_deriv(rn_act a, rn_real x, rn_real gate) {
     if (a == RN_ACT_GELU) return gate + x * (rn_real)0.39894228040143267794 * (rn_real)RN_GAUSS((rn_real)-0.5 * x * x);
     return gate * ((rn_real)1 + x * ((rn_real)1 - gate));
 }

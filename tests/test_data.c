@@ -349,7 +349,7 @@ static void test_svg(void) {
     for (int i = 0; i < V; i++) { vs[i] = 50.0 * i; vl[i] = 1.7 + 3.8 * exp(-vs[i] / 60.0); }
     tl[100] = NAN;  /* skipped, not fatal */
     const char *p = tmp_path(0, "loss.svg");
-    CHECK(rn_plot_loss_svg(p, st, tl, N, vs, vl, V, "demo <run> & \"co\"") == 0);
+    CHECK(plot_loss_svg(p, st, tl, N, vs, vl, V, "demo <run> & \"co\"") == 0);
     char *svg = NULL;
     size_t len = 0;
     CHECK(rn_read_file(p, 0, &svg, &len) == RN_OK);
@@ -366,7 +366,7 @@ static void test_svg(void) {
 
     /* Empty series still make a chart; no temp files are left behind. */
     const char *q = tmp_path(1, "empty.svg");
-    CHECK(rn_plot_loss_svg(q, NULL, NULL, 0, NULL, NULL, 0, NULL) == 0);
+    CHECK(plot_loss_svg(q, NULL, NULL, 0, NULL, NULL, 0, NULL) == 0);
     CHECK(rn_read_file(q, 0, &svg, &len) == RN_OK && strncmp(svg, "<svg", 4) == 0);
     free(svg);
     DIR *d = opendir(tmpdir);
@@ -378,9 +378,9 @@ static void test_svg(void) {
     CHECK(stray == 0);
 
     /* Failures are returned, not printed. */
-    CHECK(rn_plot_loss_svg(tmp_path(2, "no/such/dir/x.svg"), st, tl, N, vs, vl, V, "x") != 0);
+    CHECK(plot_loss_svg(tmp_path(2, "no/such/dir/x.svg"), st, tl, N, vs, vl, V, "x") != 0);
     CHECK(strstr(rn_last_error(), "no/such/dir") != NULL);
-    CHECK(rn_plot_loss_svg(p, NULL, tl, N, NULL, NULL, 0, "x") != 0);
+    CHECK(plot_loss_svg(p, NULL, tl, N, NULL, NULL, 0, "x") != 0);
     remove(p);
     remove(q);
 }

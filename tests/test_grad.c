@@ -67,7 +67,7 @@ static void fd_model(rn_preset p, rn_mode mode, int chunk, int embed_norm) {
          * relative to 1e-4: the differences' rounding floor is ~1e-12. */
         double e = sqrt(num2) / fmax(sqrt(den2), 1e-4);
         CHECK(e <= 1e-6, "%s %s: tensor %s (layer %d) gradient vs finite differences: rel err %.3g",
-              rn_preset_name(p), mode == RN_PARALLEL ? "parallel" : "chunkwise", rn_tensor_kind_name(t->kind), t->layer, e);
+              rn_preset_name(p), mode == RN_PARALLEL ? "parallel" : "chunkwise", rni_tensor_kind_name(t->kind), t->layer, e);
         if (e > worst) worst = e;
     }
     printf("  %-10s %-9s finite differences over %d tensors%s: worst rel err %.2e\n", rn_preset_name(p),
@@ -109,8 +109,8 @@ static void fd_norm(rn_norm kind) {
     for (int i = 0; i < N * D; i++) { x[i] = (rn_real)rn_rng_normal(&r); wo[i] = (rn_real)rn_rng_normal(&r); }
     for (int i = 0; i < D; i++) { w[i] = (rn_real)(1 + 0.3 * rn_rng_normal(&r)); b[i] = (rn_real)rn_rng_normal(&r); }
     rn_real *bb = kind == RN_NORM_LAYER ? b : NULL;
-    rn_norm_forward(kind, out, mean, rstd, x, w, bb, N, D, 1e-5);
-    rn_norm_backward(kind, dx, 0, dw, kind == RN_NORM_LAYER ? db : NULL, wo, x, w, mean, rstd, N, D);
+    rni_norm_forward(kind, out, mean, rstd, x, w, bb, N, D, 1e-5);
+    rni_norm_backward(kind, dx, 0, dw, kind == RN_NORM_LAYER ? db : NULL, wo, x, w, mean, rstd, N, D);
     double num = 0, den = 0;
     rn_real *params[3] = {x, w, b};
     rn_real *grads[3] = {dx, dw, db};
@@ -120,7 +120,7 @@ static void fd_norm(rn_norm kind) {
             double save = params[p][i], h = 1e-5, f[2];
             for (int s = 0; s < 2; s++) {
                 params[p][i] = (rn_real)(save + (s ? -h : h));
-                rn_norm_forward(kind, out, mean, rstd, x, w, bb, N, D, 1e-5);
+                rni_norm_forward(kind, out, mean, rstd, x, w, bb, N, D, 1e-5);
                 f[s] = 0;
                 for (int j = 0; j < N * D; j++) f[s] += out[j] * wo[j];
             }
@@ -145,7 +145,7 @@ static void fd_retention(rn_preset p) {
     rn_real *wo = malloc(sizeof(rn_real) * nv), *wu = malloc(sizeof(rn_real) * nu);
     rn_real *dq = calloc(nq, sizeof(rn_real)), *dk = calloc(nq, sizeof(rn_real)), *dv = calloc(nv, sizeof(rn_real));
     rn_real *dU = malloc(sizeof(rn_real) * nu);
-    rn_real *ws = malloc(sizeof(rn_real) * (rn_retention_bwd_ws(m, L) + rn_retention_ws(m, L)));
+    rn_real *ws = malloc(sizeof(rn_real) * (rni_retention_bwd_ws(m, L) + rni_retention_ws(m, L)));
     rn_rng r;
     rn_rng_seed(&r, 3);
     for (size_t i = 0; i < nq; i++) { q[i] = (rn_real)rn_rng_normal(&r); k[i] = (rn_real)rn_rng_normal(&r); }
@@ -153,7 +153,7 @@ static void fd_retention(rn_preset p) {
     for (size_t i = 0; i < nu; i++) { U[i] = (rn_real)rn_rng_normal(&r); wu[i] = (rn_real)rn_rng_normal(&r); }
     /* f = sum(wo * o) + sum(wu * U_next) */
     memcpy(dU, wu, sizeof(rn_real) * nu);
-    rn_retention_chunk_backward(m, h, pos, L, q, k, K, v, Dv, U, wo, Dv, dU, 1, dq, dk, dv, ws);
+    rni_retention_chunk_backward(m, h, pos, L, q, k, K, v, Dv, U, wo, Dv, dU, 1, dq, dk, dv, ws);
     rn_real *params[4] = {q, k, v, U}, *grads[4] = {dq, dk, dv, dU};
     size_t sizes[4] = {nq, nq, nv, nu};
     double num = 0, den = 0;
@@ -163,7 +163,7 @@ static void fd_retention(rn_preset p) {
             for (int s = 0; s < 2; s++) {
                 params[pi][i] = (rn_real)(save + (s ? -hh : hh));
                 memcpy(U1, U, sizeof(rn_real) * nu);
-                rn_retention_chunk(m, h, pos, L, q, k, K, v, Dv, U1, RN_STATE_IN | RN_STATE_OUT, o, Dv, ws, NULL);
+                rni_retention_chunk(m, h, pos, L, q, k, K, v, Dv, U1, RN_STATE_IN | RN_STATE_OUT, o, Dv, ws, NULL);
                 f[s] = 0;
                 for (size_t j = 0; j < nv; j++) f[s] += wo[j] * o[j];
                 for (size_t j = 0; j < nu; j++) f[s] += wu[j] * U1[j];
@@ -196,10 +196,10 @@ static void flop_count(rn_preset p) {
         int32_t *x = malloc(sizeof(int32_t) * (size_t)B * T), *y = malloc(sizeof(int32_t) * (size_t)B * T);
         random_tokens(x, (size_t)B * T, 29, 1);
         random_tokens(y, (size_t)B * T, 29, 2);
-        uint64_t before = rn_gemm_madds();
+        uint64_t before = rni_gemm_madds();
         double loss;
         CHECK_OK(rn_model_loss_grad(m, x, y, B, T, cases[i].mode, cases[i].chunk, 1, g, &loss, NULL));
-        double issued = 2.0 * (double)(rn_gemm_madds() - before);
+        double issued = 2.0 * (double)(rni_gemm_madds() - before);
         double counted = rn_train_flops(rn_model_config(m), B, T, cases[i].mode, cases[i].chunk);
         CHECK(issued == counted, "%s B=%d T=%d chunk=%d: rn_train_flops %.0f, issued %.0f", rn_preset_name(p), B, T,
               cases[i].chunk, counted, issued);
