@@ -15,23 +15,26 @@
 #define RN_MAX_LAYERS 1024
 #define RN_MAX_VOCAB  (1 << 22)
 
-static const char *preset_names[] = {"torchscale", "seed", "fla"};
+static const char *const preset_names[] = {"torchscale", "seed", "fla"};
+static const char *const mode_names[] = {"parallel", "chunkwise", "recurrent"};
+_Static_assert(sizeof preset_names / sizeof *preset_names == RN_PRESET_COUNT, "one name per preset");
+_Static_assert(sizeof mode_names / sizeof *mode_names == RN_MODE_COUNT, "one name per mode");
 
-const char *rn_preset_name(rn_preset p) {
-    return (unsigned)p < 3 ? preset_names[p] : "unknown";
-}
+const char *rn_preset_name(rn_preset p) { return rni_name_of(preset_names, RN_PRESET_COUNT, (int)p); }
+const char *rn_mode_name(rn_mode m) { return rni_name_of(mode_names, RN_MODE_COUNT, (int)m); }
 
 rn_status rn_preset_from_name(const char *name, rn_preset *out) {
-    for (int i = 0; i < 3; i++)
-        if (strcmp(name, preset_names[i]) == 0) { *out = (rn_preset)i; return RN_OK; }
-    return rni_fail(RN_ERR_ARG, "unknown preset '%s' (expected torchscale, seed or fla)", name);
+    int i = 0;
+    rn_status st = rni_name_lookup(preset_names, RN_PRESET_COUNT, "preset", name, &i);
+    if (st == RN_OK) *out = (rn_preset)i;
+    return st;
 }
 
 rn_status rn_mode_from_name(const char *name, rn_mode *out) {
-    static const char *names[] = {"parallel", "chunkwise", "recurrent"};
-    for (int i = 0; i < 3; i++)
-        if (strcmp(name, names[i]) == 0) { *out = (rn_mode)i; return RN_OK; }
-    return rni_fail(RN_ERR_ARG, "unknown mode '%s' (expected parallel, chunkwise or recurrent)", name);
+    int i = 0;
+    rn_status st = rni_name_lookup(mode_names, RN_MODE_COUNT, "mode", name, &i);
+    if (st == RN_OK) *out = (rn_mode)i;
+    return st;
 }
 
 typedef struct { const char *name; int dim, value_dim, ffn, layers, heads; } named_size;
@@ -72,12 +75,13 @@ static void set_switches(rn_config *c, rn_preset p) {
         c->qk_scale = RN_QK_SCALE_Q; c->head_norm = RN_HEADNORM_RMS_SHARED; c->block_norm = RN_NORM_RMS;
         c->final_norm = 1; c->ffn = RN_FFN_GLU; c->act = RN_ACT_SWISH;
         break;
+    default: break;
     }
     c->tie_embed = 0; c->scale_embed = 0; c->embed_norm = 0;
 }
 
 rn_status rn_config_preset(rn_config *c, rn_preset p, const char *size) {
-    if ((unsigned)p > 2) return rni_fail(RN_ERR_ARG, "unknown preset %d", (int)p);
+    if ((unsigned)p >= RN_PRESET_COUNT) return rni_fail(RN_ERR_ARG, "unknown preset %d", (int)p);
     set_switches(c, p);
     if (c->vocab <= 0) c->vocab = 256;
     if (!size) return RN_OK;
@@ -96,7 +100,7 @@ rn_status rn_config_preset(rn_config *c, rn_preset p, const char *size) {
 }
 
 rn_status rn_config_validate(const rn_config *c) {
-    if ((unsigned)c->preset > 2) return rni_fail(RN_ERR_ARG, "unknown preset %d", (int)c->preset);
+    if ((unsigned)c->preset >= RN_PRESET_COUNT) return rni_fail(RN_ERR_ARG, "unknown preset %d", (int)c->preset);
 #define CHECK_RANGE(v, lo, hi, what) \
     if ((v) < (lo) || (v) > (hi)) return rni_fail(RN_ERR_ARG, "%s = %d out of range [%d, %d]", what, (int)(v), (int)(lo), (int)(hi))
     CHECK_RANGE(c->dim, 2, RN_MAX_DIM, "dim");
@@ -113,8 +117,9 @@ rn_status rn_config_validate(const rn_config *c) {
         return rni_fail(RN_ERR_ARG, "norm eps out of range [0, 1)");
     if (c->preset == RN_PRESET_SEED && c->value_dim != c->dim && c->value_dim != 2 * c->dim)
         return rni_fail(RN_ERR_ARG, "seed preset: value dim must be dim or 2*dim (double_v_dim)");
-    if ((unsigned)c->rotation > 2 || (unsigned)c->decay > 1 || (unsigned)c->qk_scale > 2 ||
-        (unsigned)c->head_norm > 2 || (unsigned)c->block_norm > 1 || (unsigned)c->ffn > 1 || (unsigned)c->act > 1)
+    if ((unsigned)c->rotation >= RN_ROT_COUNT || (unsigned)c->decay >= RN_DECAY_COUNT ||
+        (unsigned)c->qk_scale >= RN_QK_COUNT || (unsigned)c->head_norm >= RN_HEADNORM_COUNT ||
+        (unsigned)c->block_norm >= RN_NORM_COUNT || (unsigned)c->ffn >= RN_FFN_COUNT || (unsigned)c->act >= RN_ACT_COUNT)
         return rni_fail(RN_ERR_ARG, "invalid architecture switch");
     return RN_OK;
 }
@@ -211,7 +216,7 @@ rn_status rni_config_from_json_as(const char *json, int forced, rn_config *c) {
                      rn_preset_name(p), rn_preset_name((rn_preset)forced));
         goto done;
     }
-    for (int q = 0; forced >= 0 && q < 3; q++)
+    for (int q = 0; forced >= 0 && q < RN_PRESET_COUNT; q++)
         if (q != forced && cJSON_GetObjectItemCaseSensitive(o, signature_key[q]) &&
             !cJSON_GetObjectItemCaseSensitive(o, signature_key[forced])) {
             st = rni_fail(RN_ERR_FORMAT, "config: %s keys ('%s'), but the tensors are the %s preset's (mismatched preset)",
@@ -354,6 +359,7 @@ char *rn_config_to_json(const rn_config *c) {
         cJSON_AddBoolToObject(o, "tie_word_embeddings", c->tie_embed);
         break;
     }
+    default: break;
     }
     char *s = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);

@@ -19,6 +19,12 @@ rn_status rni_fail(rn_status s, const char *fmt, ...)
  * that would change the math away from the preset are refused. */
 rn_status rni_config_from_json_as(const char *json, int preset, rn_config *cfg);
 
+/* Names of an enum's values, indexed by value (count of them, the enum's
+ * *_COUNT sentinel): the name of value i ("unknown" out of range), and the
+ * value named name, or an error that lists the names ("unknown <what>"). */
+const char *rni_name_of(const char *const *names, int count, int i);
+rn_status rni_name_lookup(const char *const *names, int count, const char *what, const char *name, int *out);
+
 /* Overflow-checked size arithmetic: return 0 on overflow. */
 int rni_mul_ok(size_t a, size_t b, size_t *out);
 int rni_add_ok(size_t a, size_t b, size_t *out);

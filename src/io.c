@@ -227,8 +227,8 @@ static double read_elem(const unsigned char *p, rn_dtype dt, size_t i) {
         uint16_t h; memcpy(&h, p + 2 * i, 2);
         uint32_t u = (uint32_t)h << 16; float f; memcpy(&f, &u, 4); return f;
     }
+    default: return 0;
     }
-    return 0;
 }
 
 /* ------------------------------------------------------------- load */

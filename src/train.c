@@ -55,8 +55,20 @@ static rn_status check_tc(const rn_train_config *tc) {
         !(tc->beta2 >= 0 && tc->beta2 < 1) || !(tc->eps > 0) || !(tc->weight_decay >= 0) || !(tc->grad_clip >= 0) ||
         !isfinite(tc->eps) || !isfinite(tc->weight_decay) || !isfinite(tc->grad_clip))
         return rni_fail(RN_ERR_ARG, "optimiser settings out of range");
-    if ((unsigned)tc->schedule > RN_SCHED_CONSTANT) return rni_fail(RN_ERR_ARG, "unknown schedule");
+    if ((unsigned)tc->schedule >= RN_SCHED_COUNT) return rni_fail(RN_ERR_ARG, "unknown schedule");
     return RN_OK;
+}
+
+static const char *const schedule_names[] = {"cosine", "linear", "constant"};
+_Static_assert(sizeof schedule_names / sizeof *schedule_names == RN_SCHED_COUNT, "one name per schedule");
+
+const char *rn_schedule_name(rn_schedule s) { return rni_name_of(schedule_names, RN_SCHED_COUNT, (int)s); }
+
+rn_status rn_schedule_from_name(const char *name, rn_schedule *out) {
+    int i = 0;
+    rn_status st = rni_name_lookup(schedule_names, RN_SCHED_COUNT, "schedule", name, &i);
+    if (st == RN_OK) *out = (rn_schedule)i;
+    return st;
 }
 
 rn_status rn_trainer_create(rn_model *m, const rn_train_config *tc, rn_trainer **out) {
