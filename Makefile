@@ -7,7 +7,7 @@ override CFLAGS += -std=c11 -Wall -Wextra -fopenmp -fPIC -fvisibility=hidden -fn
 LDLIBS  = -lopenblas -lcjson -lm
 BUILD   = build
 
-SRC     = src/common.c src/config.c src/model.c src/ops.c src/retention.c src/forward.c src/backward.c src/train.c src/sample.c src/io.c src/formats.c src/data.c
+SRC     = $(wildcard src/*.c src/presets/*.c)
 OBJ     = $(SRC:src/%.c=$(BUILD)/obj/%.o)
 OBJ64   = $(SRC:src/%.c=$(BUILD)/obj64/%.o)
 CLI_SRC = cli/retnet.c
@@ -25,10 +25,10 @@ $(BUILD)/obj64/%.o: src/%.c $(HDR)
 	$(CC) $(CFLAGS) -DRETNET_DOUBLE -c $< -o $@
 
 $(BUILD)/libretnet.a: $(OBJ)
-	ar rcs $@ $^
+	rm -f $@ && ar rcs $@ $^
 
 $(BUILD)/libretnet64.a: $(OBJ64)
-	ar rcs $@ $^
+	rm -f $@ && ar rcs $@ $^
 
 $(BUILD)/libretnet.so: $(OBJ)
 	$(CC) -shared -fopenmp $(SAN) -o $@ $^ $(LDLIBS)

@@ -2,7 +2,11 @@
  * whole model, in the parallel and chunkwise paradigms. Each step restates
  * the forward line it differentiates; gradients accumulate (+=) into a
  * buffer laid out like the parameters. */
-#include "model.h"
+#include "backward.h"
+#include "forward.h"
+#include "ops.h"
+#include "params.h"
+#include "retention.h"
 #include "vmath.h"
 
 #include <math.h>

@@ -4,7 +4,7 @@
  * and which names the tensors have (detected from the files). The tensors
  * themselves are io.c's. */
 #define _POSIX_C_SOURCE 200809L
-#include "io.h"
+#include "tensor_io.h"
 
 #include <cjson/cJSON.h>
 #include <dirent.h>

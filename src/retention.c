@@ -16,7 +16,8 @@
  * - recurrent:  U_n = gamma z ⊙ U_{n-1} + kr_n^T v_n, o_n = r_n qr_n U_n.
  * Every decay power is bounded by the chunk length, so nothing overflows
  * however long the stream. */
-#include "model.h"
+#include "ops.h"
+#include "retention.h"
 
 #include <math.h>
 #include <string.h>

@@ -2,7 +2,8 @@
  * gradient clipping and accumulation, data-parallel replicas (gradient
  * averaging, ZeRO-1 sharded moments) and training checkpoints. */
 #define _POSIX_C_SOURCE 200809L
-#include "model.h"
+#include "backward.h"
+#include "checkpoint.h"
 #include "vmath.h"
 
 #include <cjson/cJSON.h>
