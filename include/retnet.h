@@ -150,7 +150,7 @@ typedef struct rn_model rn_model;
 /* Creates a model with zeroed parameters. */
 RN_API rn_status rn_model_create(const rn_config *cfg, rn_model **out);
 RN_API void rn_model_free(rn_model *m);
-/* The preset's initialisation (spec: torchscale's, the seed's). */
+/* The preset's initialisation (that of its reference implementation). */
 RN_API rn_status rn_model_init_random(rn_model *m, uint64_t seed);
 RN_API const rn_config *rn_model_config(const rn_model *m);
 RN_API size_t rn_model_num_params(const rn_model *m);
@@ -358,7 +358,7 @@ RN_API void rn_trainer_shard(const rn_trainer *t, size_t *off, size_t *n);
 /* ------------------------------------------------------------ model files */
 
 /* Model file formats. Each holds the tensors of one preset under the names
- * of its PyTorch implementation (spec, RETNET.md) in safetensors files; they
+ * of its PyTorch implementation (docs/ARCHITECTURE.md) in safetensors files; they
  * differ in where the config is and in name variants. */
 typedef enum {
     RN_FORMAT_RETNET = 0,    /* ours: one file, any preset, its own names;

@@ -2,7 +2,7 @@
  * formats"): where the weights are (a file, a directory, shards listed in
  * an index), where the config is (our metadata, a config.json, the shapes),
  * and which names the tensors have (detected from the files). The tensors
- * themselves are io.c's. */
+ * themselves are tensor_io.c's. */
 #define _POSIX_C_SOURCE 200809L
 #include "tensor_io.h"
 

@@ -1,7 +1,7 @@
 /* model.h: the model's data (parameters, their table, per-head constants,
  * state): types only, shared by every part of the library that reads the
  * model. The functions on these types are in params.h (the table), acts.h
- * (the activation arena) and the public retnet.h (model.c). Not public. */
+ * (the activation arena) and the public retnet.h (objects.c). Not public. */
 #ifndef RN_MODEL_H
 #define RN_MODEL_H
 

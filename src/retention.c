@@ -1,5 +1,5 @@
 /* retention.c: multi-scale retention in its three paradigms, forward and
- * backward. Per head h (spec, RETNET.md):
+ * backward. Per head h (docs/ARCHITECTURE.md):
  *
  *   o_n = r_n * sum_{m<=n} (qr_n . (z^(n-m) ⊙ kr_m)) gamma^(n-m) v_m
  *

@@ -1,4 +1,4 @@
-/* model.c: the model and state objects and their initialisation. */
+/* objects.c: the model and state objects: creation, initialisation, accessors, freeing. */
 #include "model.h"
 #include "acts.h"
 #include "params.h"
