@@ -248,16 +248,20 @@ static void section_decode(double bw, int quick) {
 int cmd_bench(int argc, char **argv) {
     const char *which = "all";
     int threads = 0, quick = 0;
-    opt opts[] = {{"case", OPT_STR, &which, 0, 0, "all, train, scaling, threads or decode", 0},
+    const char *load_child = NULL;
+    opt opts[] = {{"case", OPT_STR, &which, 0, 0, "all, train, scaling, threads, decode or load", 0},
                   {"threads", OPT_INT, &threads, 1, 1024, "threads (default: all cores)", 0},
                   {"quick", OPT_FLAG, &quick, 0, 0, "fewer repetitions, smaller models", 0},
+                  {"load-child", OPT_STR, &load_child, 0, 0, "(internal) the timed process of --case load", 0},
                   {0}};
-    command_spec cmd = {"bench", "[--case all|train|scaling|threads|decode] [--threads N] [--quick]",
+    command_spec cmd = {"bench", "[--case all|train|scaling|threads|decode|load] [--threads N] [--quick]",
                         "Benchmarks, each printed as a ratio to a limit measured in the same run.", opts};
     args_parse(&cmd, argc, argv);
     if (threads) rn_set_threads(threads);
+    if (load_child) return bench_load_child(load_child);
     int all = strcmp(which, "all") == 0;
-    if (!all && strcmp(which, "train") && strcmp(which, "scaling") && strcmp(which, "threads") && strcmp(which, "decode"))
+    if (!all && strcmp(which, "train") && strcmp(which, "scaling") && strcmp(which, "threads") && strcmp(which, "decode") &&
+        strcmp(which, "load"))
         die_usage("bench", "unknown case '%s'", which);
     double peak = sgemm_gflops(5), bw = read_bandwidth(512);
     printf("# retnet bench (%s, %d threads)\n\nlimits measured now: sgemm 1024^3 %.1f GFLOP/s; streaming read %.1f GB/s\n",
@@ -266,5 +270,6 @@ int cmd_bench(int argc, char **argv) {
     if (all || !strcmp(which, "scaling")) section_scaling(quick);
     if (all || !strcmp(which, "threads")) section_threads();
     if (all || !strcmp(which, "decode")) section_decode(bw, quick);
+    if (all || !strcmp(which, "load")) bench_load(quick);
     return 0;
 }

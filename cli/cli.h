@@ -37,7 +37,11 @@ int cmd_train(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+/* `retnet bench --case load` (bench_load.c). */
+void bench_load(int quick);
+int bench_load_child(const char *path);
 int cmd_info(int argc, char **argv);
+int cmd_verify(int argc, char **argv);
 int cmd_logits(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
 int cmd_grads(int argc, char **argv);

@@ -117,27 +117,53 @@ int cmd_init(int argc, char **argv) {
 
 /* -------------------------------------------------------------- info */
 
+/* Reads headers and config only: instant whatever the model's size. */
 int cmd_info(int argc, char **argv) {
     const char *path = NULL;
-    opt opts[] = {{"model", OPT_STR, &path, 0, 0, "model file", 0}, {0}};
-    command_spec cmd = {"info", "--model FILE", "Prints a model's configuration and parameter count.", opts};
+    opt opts[] = {{"model", OPT_STR, &path, 0, 0, "model file or directory", 0}, {0}};
+    command_spec cmd = {"info", "--model PATH",
+                        "Prints a model's format, configuration, parameter count, tensor types and the bytes of "
+                        "weights one decoding step reads, from the file headers alone (no weights are read).",
+                        opts};
     args_parse(&cmd, argc, argv);
     if (!path) die_usage("info", "--model is required");
-    rn_model *m;
-    rn_format fmt;
-    if (rn_model_load_ex(path, &m, &fmt) != RN_OK) die("%s", rn_last_error());
-    const rn_config *c = rn_model_config(m);
+    rn_model_info in;
+    if (rn_model_inspect(path, &in) != RN_OK) die("%s", rn_last_error());
+    const rn_config *c = &in.config;
     char *js = rn_config_to_json(c);
+    size_t np = rn_config_num_params(c);
     printf("model:      %s\n", path);
-    printf("format:     %s\n", rn_format_name(fmt));
+    printf("format:     %s (%d file%s, %.1f MB)\n", rn_format_name(in.format), in.n_files, in.n_files == 1 ? "" : "s",
+           in.file_bytes / 1e6);
     printf("preset:     %s\n", rn_preset_name(c->preset));
     printf("dim:        %d\nvalue dim:  %d\nheads:      %d (key %d, value %d per head)\n", c->dim, c->value_dim,
            c->heads, c->dim / c->heads, c->value_dim / c->heads);
     printf("ffn:        %d\nlayers:     %d\nvocab:      %d\n", c->ffn_dim, c->layers, c->vocab);
-    printf("parameters: %zu (%.2f M)\n", rn_model_num_params(m), rn_model_num_params(m) / 1e6);
+    printf("parameters: %zu (%.2f M)\n", np, np / 1e6);
+    printf("tensors:    %zu:", in.n_tensors);
+    for (int d = 0; d < RN_DTYPE_COUNT; d++)
+        if (in.tensor_bytes[d]) printf(" %s %.1f MB", rn_dtype_name((rn_dtype)d), in.tensor_bytes[d] / 1e6);
+    printf("\nper token:  %.1f MB of weights read by one decoding step\n", in.decode_bytes / 1e6);
+    printf("loading:    %s\n", in.in_place ? "in place (memory-mapped, no copy)"
+                                           : "converted into memory (retnet convert --to retnet makes a file read in place)");
     printf("config:     %s\n", js ? js : "");
     free(js);
-    rn_model_free(m);
+    return 0;
+}
+
+/* ------------------------------------------------------------ verify */
+
+int cmd_verify(int argc, char **argv) {
+    const char *path = NULL;
+    opt opts[] = {{"model", OPT_STR, &path, 0, 0, "model file or directory", 0}, {0}};
+    command_spec cmd = {"verify", "--model PATH",
+                        "Checks every byte of a model: the checksums of its files and that every value is finite "
+                        "(what loading does). Exit 0 and 'ok' when it is sound.",
+                        opts};
+    args_parse(&cmd, argc, argv);
+    if (!path) die_usage("verify", "--model is required");
+    if (rn_model_verify(path) != RN_OK) die("%s", rn_last_error());
+    printf("ok: %s\n", path);
     return 0;
 }
 
@@ -182,7 +208,8 @@ int cmd_logits(int argc, char **argv) {
 
 static const struct { const char *name; int (*fn)(int, char **); const char *help; } commands[] = {
     {"init", cmd_init, "write a randomly initialised model"},
-    {"info", cmd_info, "print a model's configuration"},
+    {"info", cmd_info, "print a model's configuration (from its headers: instant)"},
+    {"verify", cmd_verify, "check a model's checksums and values"},
     {"logits", cmd_logits, "write the logits of a token sequence (.npy)"},
     {"convert", cmd_convert, "convert a model between file formats (torchscale, fla, ...)"},
     {"grads", cmd_grads, "write the gradients of one sequence's loss (.safetensors)"},

@@ -154,7 +154,9 @@ RN_API void rn_model_free(rn_model *m);
 RN_API rn_status rn_model_init_random(rn_model *m, uint64_t seed);
 RN_API const rn_config *rn_model_config(const rn_model *m);
 RN_API size_t rn_model_num_params(const rn_model *m);
-/* All parameters, one contiguous buffer of rn_model_num_params values. */
+/* All parameters, one contiguous buffer of rn_model_num_params values. A
+ * model that rn_model_load reads in place from its memory-mapped file gets
+ * such a buffer (a copy) on the first call; NULL if memory is short. */
 RN_API rn_real *rn_model_params(rn_model *m);
 
 /* Recurrent state of a batch of B streams: per layer and head a K x Dv
@@ -393,12 +395,37 @@ RN_API rn_status rn_dtype_from_name(const char *name, rn_dtype *out);
  * model.safetensors.index.json), or such an index file. Accepted variants:
  * fla's older fused mlp.gate_proj [2I, d] and attn.g_norm.weight; a tied
  * head stored beside the embedding when equal to it. F32, F16, BF16, F64
- * tensors, memory-mapped and converted to rn_real. Everything is validated:
+ * tensors, memory-mapped: float32 tensors in our layout (what rn_model_save
+ * writes) are read in place, without a copy (the model keeps the mapping);
+ * the others are converted to rn_real. Every file's data checksum (XXH3 in
+ * parallel blocks, or the FNV-1a of older files) is verified, and every
+ * value checked finite, at about memory speed. Everything is validated:
  * a missing, unknown, misshapen or non-finite tensor, or a config of
  * another preset than the tensor names, is an error naming it, never a
  * partial load. format (may be NULL) receives the format detected. */
 RN_API rn_status rn_model_load_ex(const char *path, rn_model **out, rn_format *format);
 RN_API rn_status rn_model_load(const char *path, rn_model **out);
+
+/* What a model file holds, read from its headers and config alone (no
+ * tensor data is read: instant whatever the size). */
+typedef struct {
+    rn_config config;
+    rn_format format;
+    int n_files;                          /* safetensors files (shards) */
+    size_t file_bytes;                    /* their sizes together */
+    size_t n_tensors;                     /* tensors in the files */
+    size_t tensor_bytes[RN_DTYPE_COUNT];  /* bytes of the tensors of each type */
+    size_t decode_bytes;                  /* weight bytes one decoding step reads
+                                             (all, but one row of an untied
+                                             embedding) */
+    int in_place;                         /* rn_model_load reads the weights where
+                                             they are mapped (float32 in our
+                                             layout: `retnet convert` makes it) */
+} rn_model_info;
+RN_API rn_status rn_model_inspect(const char *path, rn_model_info *info);
+/* Checks every byte of a model: the files' checksums and every value, as
+ * rn_model_load does, without keeping the model. */
+RN_API rn_status rn_model_verify(const char *path);
 /* Writes the model in format as dtype, atomically (temp file, fsync,
  * rename). RN_FORMAT_RETNET and RN_FORMAT_SEED write the file path; the
  * formats with a config.json write path and config.json beside it when

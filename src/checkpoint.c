@@ -17,7 +17,8 @@
 
 /* The metadata of a checkpoint, all of it: anything else is a key with a
  * bit flipped (which could hide a checksum), refused on load. */
-static const char *const ckpt_meta_keys[] = {"format", "retnet", "train", "checksum_meta_fnv1a64", "checksum_fnv1a64"};
+static const char *const ckpt_meta_keys[] = {"format", "retnet", "train", "checksum_meta_fnv1a64", "checksum_fnv1a64",
+                                            "checksum_xxh3"};
 
 rn_status rni_ckpt_save(const char *path, const rn_model *m, const rn_real *const *bufs,
                        const char *const *names, int nbuf, const char *train_json) {
@@ -55,7 +56,7 @@ rn_status rni_ckpt_load(const char *path, rn_model **mout, rn_real **bufs, const
     for (int i = 0; i < nbuf; i++) bufs[i] = NULL;
     *train_json = NULL;
     st_file f;
-    rn_status st = rni_st_open(path, &f);
+    rn_status st = rni_st_open(path, &f, 1);
     if (st != RN_OK) return st;
     rn_model *m = NULL;
     rn_config cfg;

@@ -274,8 +274,12 @@ static rn_status parse_config(const char *json, int preset, const char *label, c
     return rni_fail(st, "%s: %s%s", label, source, msg);
 }
 
-rn_status rn_model_load_ex(const char *path, rn_model **out, rn_format *format) {
-    *out = NULL;
+/* The files, format, names and config of the model at path: everything but
+ * its tensors' values (read only with verify, to check the checksums). On
+ * success the caller closes *s and frees *mp. */
+static rn_status open_model(const char *path, int verify, model_paths *mp_out, rn_tensor_set **s_out, rn_config *cfg_out,
+                            rn_names *nm_out, rn_format *fmt_out) {
+    *s_out = NULL;
     model_paths mp;
     rn_status st = resolve_paths(path, &mp);
     if (st != RN_OK) return st;
@@ -284,7 +288,7 @@ rn_status rn_model_load_ex(const char *path, rn_model **out, rn_format *format) 
     rn_config cfg;
     rn_names nm;
     rn_format fmt = RN_FORMAT_RETNET;
-    if ((st = rni_tensor_set_open(path, (const char *const *)mp.files, mp.nfiles, &s)) != RN_OK) goto done;
+    if ((st = rni_tensor_set_open(path, (const char *const *)mp.files, mp.nfiles, verify, &s)) != RN_OK) goto done;
     if ((st = check_index(&mp, s)) != RN_OK) goto done;
     int named = detect_names(s, &nm, &fmt);
     const char *meta = rni_tensor_set_meta(s, "retnet");
@@ -315,14 +319,50 @@ rn_status rn_model_load_ex(const char *path, rn_model **out, rn_format *format) 
         free(cj);
         if (st != RN_OK) goto done;
     }
-    rn_model *m;
-    if ((st = rni_tensor_set_model(s, &cfg, &nm, &m)) != RN_OK) goto done;
-    *out = m;
-    if (format) *format = fmt;
 done:
     free(cfg_text);
+    if (st != RN_OK) {
+        rni_tensor_set_close(s);
+        paths_free(&mp);
+        return st;
+    }
+    *mp_out = mp; *s_out = s; *cfg_out = cfg; *nm_out = nm; *fmt_out = fmt;
+    return RN_OK;
+}
+
+rn_status rn_model_load_ex(const char *path, rn_model **out, rn_format *format) {
+    *out = NULL;
+    model_paths mp;
+    rn_tensor_set *s;
+    rn_config cfg;
+    rn_names nm;
+    rn_format fmt;
+    rn_status st = open_model(path, 1, &mp, &s, &cfg, &nm, &fmt);
+    if (st != RN_OK) return st;
+    st = rni_tensor_set_model(s, &cfg, &nm, 1, out);
+    if (st == RN_OK && format) *format = fmt;
     rni_tensor_set_close(s);
     paths_free(&mp);
+    return st;
+}
+
+rn_status rn_model_inspect(const char *path, rn_model_info *info) {
+    memset(info, 0, sizeof *info);
+    model_paths mp;
+    rn_tensor_set *s;
+    rn_names nm;
+    rn_status st = open_model(path, 0, &mp, &s, &info->config, &nm, &info->format);
+    if (st != RN_OK) return st;
+    st = rni_tensor_set_info(s, &info->config, &nm, info);
+    rni_tensor_set_close(s);
+    paths_free(&mp);
+    return st;
+}
+
+rn_status rn_model_verify(const char *path) {
+    rn_model *m;
+    rn_status st = rn_model_load(path, &m);
+    rn_model_free(m);
     return st;
 }
 
@@ -414,14 +454,14 @@ rn_status rn_model_save_as(const rn_model *m, const char *path, rn_format fmt, r
     if (fmt == RN_FORMAT_RETNET || fmt == RN_FORMAT_SEED) {
         char *cfg = fmt == RN_FORMAT_RETNET ? rn_config_to_json(&m->cfg) : NULL;
         if (fmt == RN_FORMAT_RETNET && !cfg) return rni_fail(RN_ERR_NOMEM, "out of memory");
-        st = rni_tensors_save(path, m, m->params, &nm, 1, dt, cfg);
+        st = rni_tensors_save(path, m, NULL, &nm, 1, dt, cfg);
         free(cfg);
         return st;
     }
     char *weights = NULL, *cfg_path = NULL, *cfg = upstream_config(&m->cfg, fmt);
     if (!cfg) return rni_fail(RN_ERR_NOMEM, "out of memory");
     if ((st = out_paths(path, &weights, &cfg_path)) == RN_OK) {
-        st = rni_tensors_save(weights, m, m->params, &nm, 1, dt, NULL);
+        st = rni_tensors_save(weights, m, NULL, &nm, 1, dt, NULL);
         if (st == RN_OK) st = write_text(cfg_path, cfg);
         free(weights);
         free(cfg_path);

@@ -42,8 +42,10 @@ typedef enum {
 typedef struct {
     rn_tensor_kind kind;
     int layer;           /* -1 for global tensors */
-    size_t offset;       /* in elements */
+    size_t offset;       /* in elements, in params (and gradients, moments) */
     int rows, cols;      /* cols = 1 for vectors */
+    rn_real *data;       /* where the values are: params + offset, or in a
+                            mapped file (the model then has no params) */
 } rn_tensor_info;
 
 /* Per-head constants of the retention. */
@@ -55,7 +57,13 @@ struct rn_model {
     rn_config cfg;
     int K, Dv;                /* head key / value dims */
     size_t n_params;
-    rn_real *params;          /* (n_params) */
+    /* (n_params) every parameter in one buffer; NULL while the weights are
+     * read in place from memory-mapped files (maps), until something needs
+     * them writable or contiguous (rni_model_materialize). */
+    rn_real *params;
+    void **maps;              /* (n_maps) mappings the tensors point into */
+    size_t *map_sizes;        /* (n_maps) */
+    int n_maps;
     rn_weights w;
     rn_tensor_info *tensors;  /* parameter table */
     int n_tensors;

@@ -1,5 +1,7 @@
 /* objects.c: the model and state objects: creation, initialisation, accessors, freeing. */
+#define _DEFAULT_SOURCE
 #include "model.h"
+#include "objects.h"
 #include "acts.h"
 #include "params.h"
 #include "preset.h"
@@ -8,8 +10,52 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+
+/* Points the table and the weights into the one parameter buffer. */
+static void bind_params(rn_model *m) {
+    for (int i = 0; i < m->n_tensors; i++) m->tensors[i].data = m->params + m->tensors[i].offset;
+    rni_weights_bind(&m->cfg, m->tensors, m->n_tensors, m->params, &m->w);
+}
+
+static void unmap_all(rn_model *m) {
+    for (int i = 0; i < m->n_maps; i++) munmap(m->maps[i], m->map_sizes[i]);
+    free(m->maps);
+    free(m->map_sizes);
+    m->maps = NULL; m->map_sizes = NULL; m->n_maps = 0;
+}
+
+rn_status rni_model_materialize(rn_model *m) {
+    if (m->params) return RN_OK;
+    /* A skeleton (no tensor has values yet) gets zeros, as rn_model_create. */
+    rn_real *p = m->n_maps ? rni_alloc(m->n_params, sizeof(rn_real)) : rni_calloc(m->n_params, sizeof(rn_real));
+    if (!p) return rni_fail(RN_ERR_NOMEM, "out of memory for the %zu parameters", m->n_params);
+    for (int i = 0; m->n_maps && i < m->n_tensors; i++)
+        memcpy(p + m->tensors[i].offset, m->tensors[i].data,
+               sizeof(rn_real) * (size_t)m->tensors[i].rows * m->tensors[i].cols);
+    m->params = p;
+    bind_params(m);
+    unmap_all(m);
+    return RN_OK;
+}
+
+const rn_real *rni_model_flat(const rn_model *m, rn_real **tmp) {
+    *tmp = NULL;
+    if (m->params) return m->params;
+    rn_real *p = rni_alloc(m->n_params, sizeof(rn_real));
+    if (!p) { rni_fail(RN_ERR_NOMEM, "out of memory for the %zu parameters", m->n_params); return NULL; }
+    for (int i = 0; i < m->n_tensors; i++)
+        memcpy(p + m->tensors[i].offset, m->tensors[i].data,
+               sizeof(rn_real) * (size_t)m->tensors[i].rows * m->tensors[i].cols);
+    *tmp = p;
+    return p;
+}
 
 rn_status rn_model_create(const rn_config *cfg, rn_model **out) {
+    return rni_model_new(cfg, 1, out);
+}
+
+rn_status rni_model_new(const rn_config *cfg, int with_params, rn_model **out) {
     *out = NULL;
     rn_status st = rn_config_validate(cfg);
     if (st != RN_OK) return st;
@@ -21,17 +67,17 @@ rn_status rn_model_create(const rn_config *cfg, rn_model **out) {
     m->n_tensors = rni_param_table(cfg, NULL, &m->n_params);
     m->tensors = calloc((size_t)m->n_tensors, sizeof *m->tensors);
     m->w.layer = calloc((size_t)cfg->layers, sizeof *m->w.layer);
-    m->params = rni_calloc(m->n_params, sizeof(rn_real));
+    if (with_params) m->params = rni_calloc(m->n_params, sizeof(rn_real));
     m->head = calloc((size_t)cfg->heads, sizeof *m->head);
     m->rot_freq = calloc((size_t)m->K / 2, sizeof(double));
     if (cfg->rotation == RN_ROT_XPOS) m->xpos_logz = calloc((size_t)m->K, sizeof(double));
-    if (!m->tensors || !m->w.layer || !m->params || !m->head || !m->rot_freq ||
+    if (!m->tensors || !m->w.layer || (with_params && !m->params) || !m->head || !m->rot_freq ||
         (cfg->rotation == RN_ROT_XPOS && !m->xpos_logz)) {
         rn_model_free(m);
         return rni_fail(RN_ERR_NOMEM, "out of memory for a model of %zu parameters", rn_config_num_params(cfg));
     }
     rni_param_table(cfg, m->tensors, NULL);
-    rni_weights_bind(cfg, m->tensors, m->n_tensors, m->params, &m->w);
+    if (with_params) bind_params(m);
     rni_model_consts(m);
     *out = m;
     return RN_OK;
@@ -42,6 +88,7 @@ void rn_model_free(rn_model *m) {
     free(m->tensors);
     free(m->w.layer);
     rni_free(m->params);
+    unmap_all(m);
     free(m->head);
     free(m->rot_freq);
     free(m->xpos_logz);
@@ -53,13 +100,15 @@ void rn_model_free(rn_model *m) {
 
 const rn_config *rn_model_config(const rn_model *m) { return &m->cfg; }
 size_t rn_model_num_params(const rn_model *m) { return m->n_params; }
-rn_real *rn_model_params(rn_model *m) { return m->params; }
+rn_real *rn_model_params(rn_model *m) { return rni_model_materialize(m) == RN_OK ? m->params : NULL; }
 
 /* ---------------------------------------------------------------- init */
 
 /* Norms start as the identity (weights 1, biases 0) in every preset; the
  * rest is the preset's own initialisation (preset.h). */
 rn_status rn_model_init_random(rn_model *m, uint64_t seed) {
+    rn_status st = rni_model_materialize(m);
+    if (st != RN_OK) return st;
     rn_rng rng;
     rn_rng_seed(&rng, seed);
     const rni_preset_desc *pd = rni_preset(m->cfg.preset);

@@ -18,7 +18,7 @@ int rni_param_table(const rn_config *c, rn_tensor_info *tab, size_t *n_params) {
     size_t d = c->dim, Vd = c->value_dim, F = c->ffn_dim, V = c->vocab, H = c->heads;
     int lnb = c->block_norm == RN_NORM_LAYER;
 #define ADD(k, l, r, cc) do { \
-        if (tab) tab[n] = (rn_tensor_info){(k), (l), off, (int)(r), (int)(cc)}; \
+        if (tab) tab[n] = (rn_tensor_info){(k), (l), off, (int)(r), (int)(cc), NULL}; \
         off += (size_t)(r) * (cc); n++; } while (0)
     ADD(RN_T_EMBED, -1, V, d);
     if (c->embed_norm) { ADD(RN_T_EMBED_NORM_W, -1, d, 1); if (lnb) ADD(RN_T_EMBED_NORM_B, -1, d, 1); }
@@ -54,7 +54,7 @@ rn_status rni_weights_bind(const rn_config *c, const rn_tensor_info *tab, int n,
     w->layer = layers;
     memset(layers, 0, sizeof *layers * (size_t)c->layers);
     for (int i = 0; i < n; i++) {
-        rn_real *p = buf + tab[i].offset;
+        rn_real *p = buf ? buf + tab[i].offset : tab[i].data;
         rn_layer_w *lw = tab[i].layer >= 0 ? &layers[tab[i].layer] : NULL;
         switch (tab[i].kind) {
         case RN_T_EMBED: w->embed = p; break;

@@ -7,7 +7,8 @@
 
 /* Builds the parameter table for cfg (count only when tab is NULL). */
 int rni_param_table(const rn_config *cfg, rn_tensor_info *tab, size_t *n_params);
-/* Points w's fields into buf laid out as the table says. */
+/* Points w's fields into buf laid out as the table says, or (buf NULL) at
+ * each tensor's data. */
 rn_status rni_weights_bind(const rn_config *cfg, const rn_tensor_info *tab, int n,
                           rn_real *buf, rn_weights *w);
 const char *rni_tensor_kind_name(rn_tensor_kind k);

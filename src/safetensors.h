@@ -30,8 +30,13 @@ typedef struct {
 } st_file;
 
 /* Opens, maps and validates path (header, offsets, no overlaps or repeated
- * names, checksums when present). On failure f is closed. */
-rn_status rni_st_open(const char *path, st_file *f);
+ * names, the metadata checksum when present) and, with verify, the data
+ * checksum. On failure f is closed. */
+rn_status rni_st_open(const char *path, st_file *f, int verify);
+/* The data checksum (__metadata__.checksum_xxh3, 16 hex digits): XXH3-64 of
+ * each block of RNI_HASH_BLOCK bytes, then of those digests (little-endian). */
+#define RNI_HASH_BLOCK ((size_t)1 << 22)
+uint64_t rni_st_data_hash(const void *p, size_t n);
 void rni_st_close(st_file *f);
 /* The header entry of a tensor, or NULL. */
 st_entry *rni_st_find(st_file *f, const char *name);

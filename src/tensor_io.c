@@ -4,6 +4,8 @@
  * config is, is formats.c's part; the container is safetensors.c's. */
 #define _POSIX_C_SOURCE 200809L
 #include "tensor_io.h"
+#include "objects.h"
+#include "params.h"
 #include "preset.h"
 #include "safetensors.h"
 
@@ -73,7 +75,7 @@ void rni_add_tied_head(rni_file_list *l, const rn_model *m, const char *name) {
 }
 
 /* The file tensors of m's preset under the names nm. */
-static rn_status rni_file_tensors(const rn_model *m, const rn_names *nm, rni_file_list *l) {
+static rn_status file_tensors(const rn_model *m, const rn_names *nm, rni_file_list *l) {
     memset(l, 0, sizeof *l);
     l->ok = 1;
     rni_preset(m->cfg.preset)->tensors(l, m, nm);
@@ -112,7 +114,7 @@ void rni_tensor_set_close(rn_tensor_set *s) {
     free(s);
 }
 
-rn_status rni_tensor_set_open(const char *label, const char *const *paths, int n, rn_tensor_set **out) {
+rn_status rni_tensor_set_open(const char *label, const char *const *paths, int n, int verify, rn_tensor_set **out) {
     *out = NULL;
     rn_tensor_set *s = calloc(1, sizeof *s);
     if (!s || !(s->f = calloc((size_t)n + 1, sizeof *s->f))) {
@@ -123,7 +125,7 @@ rn_status rni_tensor_set_open(const char *label, const char *const *paths, int n
     rn_status st = RN_OK;
     size_t total = 0;
     for (int i = 0; i < n && st == RN_OK; i++)
-        if ((st = rni_st_open(paths[i], &s->f[i])) == RN_OK) {
+        if ((st = rni_st_open(paths[i], &s->f[i], verify)) == RN_OK) {
             s->nf++;
             total += (size_t)s->f[i].ne;
             s->data_len += s->f[i].data_len;
@@ -160,16 +162,31 @@ int rni_tensor_set_find(const rn_tensor_set *s, const char *name, int *ndim, int
     return e->file;
 }
 
-/* Reads one file tensor into m's parameters, or checks a buffer or an
- * alias against what it must hold. */
-static rn_status read_tensor(rn_model *m, const rni_file_tensor *t, const st_file *f, const st_entry *en) {
-    const char *path = f->path;
+/* The parameter at offset off of m's layout, wherever its tensor is. */
+static rn_real *param_at(rn_model *m, size_t off) {
+    if (m->params) return m->params + off;
+    int lo = 0, hi = m->n_tensors - 1;  /* the last tensor starting at or before off */
+    while (lo < hi) {
+        int mid = (lo + hi + 1) / 2;
+        if (m->tensors[mid].offset <= off) lo = mid; else hi = mid - 1;
+    }
+    return m->tensors[lo].data + (off - m->tensors[lo].offset);
+}
+
+static rn_status check_shape(const rni_file_tensor *t, const st_file *f, const st_entry *en) {
     if (en->ndim != t->ndim || en->shape[0] != t->shape[0] || (t->ndim == 2 && en->shape[1] != t->shape[1])) {
         char want[64], got[64];
         rni_shape_str(want, sizeof want, t->ndim, t->shape);
         rni_shape_str(got, sizeof got, en->ndim, en->shape);
-        return rni_fail(RN_ERR_FORMAT, "%s: tensor '%s' has shape %s, the config needs %s", path, t->name, got, want);
+        return rni_fail(RN_ERR_FORMAT, "%s: tensor '%s' has shape %s, the config needs %s", f->path, t->name, got, want);
     }
+    return RN_OK;
+}
+
+/* Reads one file tensor into m's parameters (when copy is set), or checks a
+ * buffer or an alias against what it must hold. */
+static rn_status read_tensor(rn_model *m, const rni_file_tensor *t, const st_file *f, const st_entry *en, int copy) {
+    const char *path = f->path;
     const unsigned char *src = f->data + en->begin;
     if (t->buffer) {
         for (int j = 0; j < t->rows; j++) {
@@ -181,7 +198,8 @@ static rn_status read_tensor(rn_model *m, const rni_file_tensor *t, const st_fil
         }
         return RN_OK;
     }
-    rn_real *dst = m->params + t->off;
+    if (!copy && !t->alias) return RN_OK;  /* read in place */
+    rn_real *dst = param_at(m, t->off);
     size_t rows = (size_t)t->rows, cols = (size_t)t->cols;
     for (size_t r = 0; r < rows; r++)
         for (size_t c = 0; c < cols; c++) {
@@ -196,20 +214,104 @@ static rn_status read_tensor(rn_model *m, const rni_file_tensor *t, const st_fil
     return RN_OK;
 }
 
-rn_status rni_tensor_set_model(rn_tensor_set *s, const rn_config *cfg, const rn_names *names, rn_model **out) {
-    *out = NULL;
-    rn_status st = rni_st_config_fits(s->label, cfg, s->data_len);
-    if (st != RN_OK) return st;
-    rn_model *m = NULL;
-    rni_file_list fl = {0};
+/* The first of n float32 ranges (x[i], len[i] values) holding a NaN or an
+ * infinity (exponent bits all ones), or -1: one parallel, vectorised pass
+ * over all of them, at memory speed. */
+static int first_nonfinite(const float *const *x, const size_t *len, int n) {
+    enum { CHUNK = 1 << 18 };
+    size_t total = 0;
+    for (int i = 0; i < n; i++) total += (len[i] + CHUNK - 1) / CHUNK;
+    int bad = n;
+#pragma omp parallel for schedule(dynamic, 4) reduction(min : bad) if (total > 8)
+    for (size_t c = 0; c < total; c++) {
+        int i = 0;
+        size_t k = c;  /* chunk c is chunk k of range i */
+        while (k >= (len[i] + CHUNK - 1) / CHUNK) k -= (len[i++] + CHUNK - 1) / CHUNK;
+        const uint32_t *u = (const uint32_t *)x[i] + k * CHUNK;  /* 4-byte aligned: map_in_place checked */
+        size_t m = len[i] - k * CHUNK < CHUNK ? len[i] - k * CHUNK : CHUNK;
+        uint32_t top = 0;  /* the largest exponent field: all ones only for NaN and inf */
+#pragma omp simd reduction(max : top)
+        for (size_t j = 0; j < m; j++) {
+            uint32_t e = u[j] & 0x7f800000u;
+            top = e > top ? e : top;
+        }
+        if (top == 0x7f800000u && i < bad) bad = i;
+    }
+    return bad < n ? bad : -1;
+}
+
+/* Points every parameter tensor of m straight into the mapped files, when
+ * each is stored as float32 rows in our layout: its blocks (q, k, v, g of
+ * a stacked projection) untransposed, adjacent and in order in one file.
+ * Returns 0 (nothing changed) otherwise; dry: only tells whether it could.
+ * ent[i]: fl->t[i]'s entry. */
+static int map_in_place(rn_model *m, rn_tensor_set *s, const rni_file_list *fl, set_entry *const *ent, int dry) {
+#ifdef RETNET_DOUBLE
+    (void)m; (void)s; (void)fl; (void)ent; (void)dry;
+    return 0;  /* the float64 build computes in double: always a copy */
+#else
+    int nt = m->n_tensors, ok = 1;
+    const unsigned char **base = calloc((size_t)nt, sizeof *base);
+    int *file = calloc((size_t)nt, sizeof *file);
+    size_t *covered = calloc((size_t)nt, sizeof *covered);
+    if (!base || !file || !covered) ok = 0;
+    for (int i = 0; ok && i < fl->n; i++) {
+        const rni_file_tensor *t = &fl->t[i];
+        if (t->buffer || t->alias) continue;
+        const st_entry *en = ent[i]->e;
+        const unsigned char *p = s->f[ent[i]->file].data + en->begin;
+        int e = nt - 1;
+        while (e > 0 && m->tensors[e].offset > t->off) e--;
+        const rn_tensor_info *ti = &m->tensors[e];
+        if (en->dt != RN_DTYPE_F32 || t->transpose) ok = 0;
+        else if (t->off == ti->offset) {
+            base[e] = p; file[e] = ent[i]->file;
+            ok = (uintptr_t)p % sizeof(float) == 0;
+        } else {
+            ok = base[e] && file[e] == ent[i]->file && p == base[e] + (t->off - ti->offset) * sizeof(float);
+        }
+        covered[e] += (size_t)t->rows * t->cols;
+    }
+    for (int e = 0; ok && e < nt; e++) ok = covered[e] == (size_t)m->tensors[e].rows * m->tensors[e].cols;
+    if (ok && !dry) {
+        for (int e = 0; e < nt; e++) m->tensors[e].data = (rn_real *)base[e];  /* read only: PROT_READ */
+        rni_weights_bind(&m->cfg, m->tensors, nt, NULL, &m->w);
+    }
+    free(base); free(file); free(covered);
+    return ok;
+#endif
+}
+
+/* The mappings of s pass to m, which unmaps them when freed. */
+static rn_status take_maps(rn_model *m, rn_tensor_set *s) {
+    m->maps = calloc((size_t)s->nf, sizeof *m->maps);
+    m->map_sizes = calloc((size_t)s->nf, sizeof *m->map_sizes);
+    if (!m->maps || !m->map_sizes) return rni_fail(RN_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < s->nf; i++) {
+        m->maps[i] = s->f[i].map; m->map_sizes[i] = s->f[i].size;
+        s->f[i].map = NULL;  /* no longer the set's to unmap */
+    }
+    m->n_maps = s->nf;
+    return RN_OK;
+}
+
+/* The file tensors of a skeleton model m (no parameters) of s and their
+ * entries in s (ent[i], NULL for an absent optional one): every tensor
+ * named, with its shape; none left over. */
+static rn_status resolve(rn_tensor_set *s, rn_model *m, const rn_names *names, rni_file_list *fl, set_entry ***ent_out) {
+    *ent_out = NULL;
     for (int i = 0; i < s->nidx; i++) s->idx[i].e->used = 0;
-    if ((st = rn_model_create(cfg, &m)) == RN_OK) st = rni_file_tensors(m, names, &fl);
-    for (int i = 0; i < fl.n && st == RN_OK; i++) {
-        const rni_file_tensor *t = &fl.t[i];
+    rn_status st = file_tensors(m, names, fl);
+    if (st != RN_OK) return st;
+    set_entry **ent = calloc((size_t)fl->n + 1, sizeof *ent);
+    if (!ent) st = rni_fail(RN_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < fl->n && st == RN_OK; i++) {
+        const rni_file_tensor *t = &fl->t[i];
         set_entry *se = set_find(s, t->name);
         if (se) {
             se->e->used = 1;
-            st = read_tensor(m, t, &s->f[se->file], se->e);
+            ent[i] = se;
+            st = check_shape(t, &s->f[se->file], se->e);
         } else if (!t->buffer && !t->alias) {  /* buffers and aliases are optional on read */
             st = rni_fail(RN_ERR_FORMAT, "%s: missing tensor '%s'", s->label, t->name);
         }
@@ -217,31 +319,102 @@ rn_status rni_tensor_set_model(rn_tensor_set *s, const rn_config *cfg, const rn_
     for (int i = 0; i < s->nidx && st == RN_OK; i++)
         if (!s->idx[i].e->used)
             st = rni_fail(RN_ERR_FORMAT, "%s: unknown tensor '%s' for the %s preset", s->f[s->idx[i].file].path,
-                         s->idx[i].name, rn_preset_name(cfg->preset));
+                         s->idx[i].name, rn_preset_name(m->cfg.preset));
+    if (st != RN_OK) { free(ent); rni_file_list_free(fl); return st; }
+    *ent_out = ent;
+    return RN_OK;
+}
+
+rn_status rni_tensor_set_model(rn_tensor_set *s, const rn_config *cfg, const rn_names *names, int in_place,
+                               rn_model **out) {
+    *out = NULL;
+    rn_status st = rni_st_config_fits(s->label, cfg, s->data_len);
+    if (st != RN_OK) return st;
+    rn_model *m = NULL;
+    rni_file_list fl = {0};
+    set_entry **ent = NULL;
+    if ((st = rni_model_new(cfg, 0, &m)) == RN_OK) st = resolve(s, m, names, &fl, &ent);
+    if (st != RN_OK) { rn_model_free(m); return st; }
+    /* In place when the layout allows (finite values checked at memory
+     * speed), else a copy in a buffer of our own, converted and checked. */
+    int mapped = in_place && map_in_place(m, s, &fl, ent, 0);
+    if (!mapped) st = rni_model_materialize(m);
+    for (int i = 0; i < fl.n && st == RN_OK; i++)
+        if (ent[i]) st = read_tensor(m, &fl.t[i], &s->f[ent[i]->file], ent[i]->e, !mapped);
+    if (st == RN_OK && mapped) {
+        const float **x = calloc((size_t)fl.n + 1, sizeof *x);
+        size_t *len = calloc((size_t)fl.n + 1, sizeof *len);
+        int *which = calloc((size_t)fl.n + 1, sizeof *which), n = 0;
+        if (!x || !len || !which) st = rni_fail(RN_ERR_NOMEM, "out of memory");
+        for (int i = 0; st == RN_OK && i < fl.n; i++)
+            if (ent[i] && !fl.t[i].buffer && !fl.t[i].alias) {
+                x[n] = (const float *)(s->f[ent[i]->file].data + ent[i]->e->begin);
+                len[n] = (size_t)fl.t[i].rows * fl.t[i].cols;
+                which[n++] = i;
+            }
+        int bad = st == RN_OK ? first_nonfinite(x, len, n) : -1;
+        if (bad >= 0)
+            st = rni_fail(RN_ERR_FORMAT, "%s: tensor '%s' holds a non-finite value", s->f[ent[which[bad]]->file].path,
+                          fl.t[which[bad]].name);
+        free(x); free(len); free(which);
+    }
+    if (st == RN_OK && mapped) st = take_maps(m, s);
+    free(ent);
     rni_file_list_free(&fl);
     if (st != RN_OK) { rn_model_free(m); return st; }
     *out = m;
     return RN_OK;
 }
 
+rn_status rni_tensor_set_info(rn_tensor_set *s, const rn_config *cfg, const rn_names *names, rn_model_info *info) {
+    rn_model *m = NULL;
+    rni_file_list fl = {0};
+    set_entry **ent = NULL;
+    rn_status st = rni_model_new(cfg, 0, &m);
+    if (st == RN_OK) st = resolve(s, m, names, &fl, &ent);
+    if (st != RN_OK) { rn_model_free(m); return st; }
+    info->n_files = s->nf;
+    info->file_bytes = 0;
+    for (int i = 0; i < s->nf; i++) info->file_bytes += s->f[i].size;
+    info->n_tensors = (size_t)s->nidx;
+    memset(info->tensor_bytes, 0, sizeof info->tensor_bytes);
+    size_t weights = 0, embed = 0;
+    for (int i = 0; i < fl.n; i++) {
+        if (!ent[i]) continue;
+        size_t bytes = ent[i]->e->end - ent[i]->e->begin;
+        info->tensor_bytes[ent[i]->e->dt] += bytes;
+        if (fl.t[i].buffer || fl.t[i].alias) continue;
+        weights += bytes;
+        if (fl.t[i].off == 0) embed = bytes;  /* the embedding is the table's first tensor */
+    }
+    /* A decoding step reads every weight once, but of an untied embedding
+     * only the row of its token. */
+    info->decode_bytes = weights - (cfg->tie_embed ? 0 : embed - embed / (size_t)cfg->vocab);
+    info->in_place = map_in_place(m, s, &fl, ent, 1);
+    free(ent);
+    rni_file_list_free(&fl);
+    rn_model_free(m);
+    return RN_OK;
+}
+
 /* ------------------------------------------------------------ write */
 
-/* Element producer of one file tensor from values laid out like params. */
-typedef struct { const rn_real *values; const rni_file_tensor *t; } model_src;
+/* Element producer of one file tensor: base is the block's first value. */
+typedef struct { const rn_real *base; const rni_file_tensor *t; } model_src;
 
 static double model_get(const void *ctx, size_t j) {
     const model_src *s = ctx;
     const rni_file_tensor *t = s->t;
     if (t->buffer) return t->buffer[j];
     /* file element j of a transposed block is internal (j % rows, j / rows) */
-    if (t->transpose) return s->values[t->off + (j % t->rows) * t->cols + j / t->rows];
-    return s->values[t->off + j];
+    if (t->transpose) return s->base[(j % t->rows) * t->cols + j / t->rows];
+    return s->base[j];
 }
 
 rn_status rni_tensors_save(const char *path, const rn_model *m, const rn_real *values, const rn_names *names,
                           int buffers, rn_dtype dtype, const char *config_json) {
     rni_file_list fl;
-    rn_status st = rni_file_tensors(m, names, &fl);
+    rn_status st = file_tensors(m, names, &fl);
     if (st != RN_OK) return st;
     st_out *t = calloc((size_t)fl.n, sizeof *t);
     model_src *src = calloc((size_t)fl.n, sizeof *src);
@@ -249,7 +422,8 @@ rn_status rni_tensors_save(const char *path, const rn_model *m, const rn_real *v
     int n = 0;
     for (int i = 0; st == RN_OK && i < fl.n; i++) {
         if (fl.t[i].alias || (fl.t[i].buffer && !buffers)) continue;
-        src[n] = (model_src){values, &fl.t[i]};
+        const rn_real *base = fl.t[i].buffer ? NULL : values ? values + fl.t[i].off : param_at((rn_model *)m, fl.t[i].off);
+        src[n] = (model_src){base, &fl.t[i]};
         t[n] = (st_out){fl.t[i].name, fl.t[i].ndim, {fl.t[i].shape[0], fl.t[i].shape[1]},
                         (size_t)fl.t[i].rows * fl.t[i].cols, model_get, &src[n]};
         n++;

@@ -12,7 +12,8 @@
  * (what the user named: a file or a directory) prefixes model-level errors;
  * it must outlive the set. */
 typedef struct rn_tensor_set rn_tensor_set;
-rn_status rni_tensor_set_open(const char *label, const char *const *paths, int n, rn_tensor_set **out);
+/* verify: also check each file's data checksum (every byte is read). */
+rn_status rni_tensor_set_open(const char *label, const char *const *paths, int n, int verify, rn_tensor_set **out);
 void rni_tensor_set_close(rn_tensor_set *s);
 /* __metadata__[key] of the first file, or NULL. */
 const char *rni_tensor_set_meta(const rn_tensor_set *s, const char *key);
@@ -23,11 +24,18 @@ int rni_tensor_set_find(const rn_tensor_set *s, const char *name, int *ndim, int
  * tensor there with the config's shape and finite values; position buffers
  * and a tied head optional, but equal to what they must be when present; no
  * tensor left over. A config too large for the files is refused before
- * anything is allocated. */
-rn_status rni_tensor_set_model(rn_tensor_set *s, const rn_config *cfg, const rn_names *names, rn_model **out);
+ * anything is allocated. With in_place, tensors stored as float32 in our
+ * layout are read where they are mapped (the model keeps the mappings, s
+ * loses them): no copy, memory equal to the files. */
+rn_status rni_tensor_set_model(rn_tensor_set *s, const rn_config *cfg, const rn_names *names, int in_place,
+                               rn_model **out);
 
-/* Writes values (laid out like m's parameters) under names as one
- * safetensors file of dtype, atomically, with the FNV-1a checksum of the
+/* What rn_model_inspect reports of s for cfg (no data is read). */
+rn_status rni_tensor_set_info(rn_tensor_set *s, const rn_config *cfg, const rn_names *names, rn_model_info *info);
+
+/* Writes values (laid out like m's parameters; NULL: m's own, wherever they
+ * are) under names as one
+ * safetensors file of dtype, atomically, with the XXH3 checksum of the
  * data in the metadata; buffers adds the preset's position buffers;
  * config_json (may be NULL) goes to __metadata__["retnet"]. */
 rn_status rni_tensors_save(const char *path, const rn_model *m, const rn_real *values, const rn_names *names,

@@ -14,6 +14,7 @@
 #include "check.h"
 #include "same_config.h"
 #include "model.h"
+#include "safetensors.h"
 
 #include <cjson/cJSON.h>
 #include <dirent.h>
@@ -111,12 +112,10 @@ static void st_free(stf *f) {
     memset(f, 0, sizeof *f);
 }
 
-/* FNV-1a 64 of the data section, as the writer stores it in
- * __metadata__.checksum_fnv1a64 (hex). */
+/* The checksum of the data section, as the writer stores it in
+ * __metadata__.checksum_xxh3 (hex). */
 static void checksum_hex(const unsigned char *p, size_t n, char out[17]) {
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 0x100000001b3ull;
-    snprintf(out, 17, "%016llx", (unsigned long long)h);
+    snprintf(out, 17, "%016llx", (unsigned long long)rni_st_data_hash(p, n));
 }
 
 static int stale_checksum;  /* keep the stored checksum when the data changed */
@@ -126,10 +125,10 @@ static int stale_checksum;  /* keep the stored checksum when the data changed */
  * the fault it makes. */
 static void st_write(const char *path, const stf *f) {
     cJSON *md = cJSON_GetObjectItemCaseSensitive(f->hdr, "__metadata__");
-    if (!stale_checksum && cJSON_IsObject(md) && cJSON_IsString(cJSON_GetObjectItem(md, "checksum_fnv1a64"))) {
+    if (!stale_checksum && cJSON_IsObject(md) && cJSON_IsString(cJSON_GetObjectItem(md, "checksum_xxh3"))) {
         char sum[17];
         checksum_hex(f->data, f->dlen, sum);
-        cJSON_ReplaceItemInObjectCaseSensitive(md, "checksum_fnv1a64", cJSON_CreateString(sum));
+        cJSON_ReplaceItemInObjectCaseSensitive(md, "checksum_xxh3", cJSON_CreateString(sum));
     }
     char *js = cJSON_PrintUnformatted(f->hdr);
     size_t jl = strlen(js), padded = (jl + 7) & ~(size_t)7;
@@ -1006,22 +1005,34 @@ static void malformed_entries(const char *good) {
     MUTATE(good, f) {
         char sum[17];
         checksum_hex(f.data, f.dlen, sum);
-        cJSON *v = cJSON_GetObjectItem(cJSON_GetObjectItem(f.hdr, "__metadata__"), "checksum_fnv1a64");
-        CHECK(cJSON_IsString(v) && strcmp(v->valuestring, sum) == 0, "the file's checksum is not FNV-1a 64 of its data");
+        cJSON *v = cJSON_GetObjectItem(cJSON_GetObjectItem(f.hdr, "__metadata__"), "checksum_xxh3");
+        CHECK(cJSON_IsString(v) && strcmp(v->valuestring, sum) == 0, "the file's checksum is not the XXH3 block hash of its data");
         f.data[f.dlen / 2] ^= 0x10;  /* one bit flipped in a weight */
         stale_checksum = 1;
         expect_fail_st(&f, "one bit flipped (stale checksum)", RN_ERR_FORMAT, "checksum", NULL);
         stale_checksum = 0;
     }
     MUTATE(good, f) {
-        set_item(cJSON_GetObjectItem(f.hdr, "__metadata__"), "checksum_fnv1a64", cJSON_CreateString("0123456789abcdef"));
+        set_item(cJSON_GetObjectItem(f.hdr, "__metadata__"), "checksum_xxh3", cJSON_CreateString("0123456789abcdef"));
         stale_checksum = 1;
         expect_fail_st(&f, "wrong checksum", RN_ERR_FORMAT, "checksum", NULL);
         stale_checksum = 0;
     }
     MUTATE(good, f) {
+        /* Files written before the XXH3 checksum carry FNV-1a 64: still verified. */
+        uint64_t h = 0xcbf29ce484222325ull;
+        for (size_t i = 0; i < f.dlen; i++) h = (h ^ f.data[i]) * 0x100000001b3ull;
+        char sum[17];
+        snprintf(sum, sizeof sum, "%016llx", (unsigned long long)h);
+        set_item(cJSON_GetObjectItem(f.hdr, "__metadata__"), "checksum_xxh3", NULL);
+        set_item(cJSON_GetObjectItem(f.hdr, "__metadata__"), "checksum_fnv1a64", cJSON_CreateString(sum));
+        expect_load_ok(&f, "an older file's FNV-1a checksum");
+        f.data[f.dlen / 3] ^= 0x01;
+        expect_fail_st(&f, "one bit flipped under an FNV-1a checksum", RN_ERR_FORMAT, "checksum", NULL);
+    }
+    MUTATE(good, f) {
         /* Files written elsewhere (PyTorch) carry no checksum. */
-        set_item(cJSON_GetObjectItem(f.hdr, "__metadata__"), "checksum_fnv1a64", NULL);
+        set_item(cJSON_GetObjectItem(f.hdr, "__metadata__"), "checksum_xxh3", NULL);
         f.data[f.dlen / 2] ^= 0x10;
         expect_load_ok(&f, "no checksum");
     }
