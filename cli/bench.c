@@ -3,7 +3,11 @@
  * sgemm FLOP/s, streaming-read bandwidth), because absolute times on shared
  * machines drift. */
 #define _POSIX_C_SOURCE 200809L
+#include "args.h"
 #include "cli.h"
+#include "retnet.h"
+#include "util.h"
+
 #include <cblas.h>
 
 #include <math.h>

@@ -2,10 +2,13 @@
  * trainer: data, progress, validation, metrics, plots, checkpoints,
  * signals and exact resume. */
 #define _POSIX_C_SOURCE 200809L
+#include "args.h"
 #include "cli.h"
+#include "common.h"
 #include "dist.h"
 #include "plot.h"
 #include "retnet_data.h"
+#include "util.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -14,43 +17,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 static volatile sig_atomic_t stop_signal = 0;
 static void on_signal(int sig) { stop_signal = sig; }
-
-double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-/* mkdir -p: path and its missing parents (runs/latest in a fresh checkout);
- * 0, or -1 with errno set (ENOTDIR when path is a file). */
-static int make_dirs(const char *path) {
-    char p[4096];
-    if (snprintf(p, sizeof p, "%s", path) >= (int)sizeof p) { errno = ENAMETOOLONG; return -1; }
-    for (char *s = p + 1; *s; s++)
-        if (*s == '/') {
-            *s = 0;
-            if (mkdir(p, 0755) != 0 && errno != EEXIST) return -1;
-            *s = '/';
-        }
-    struct stat sb;
-    if (mkdir(p, 0755) != 0 && errno != EEXIST) return -1;
-    if (stat(p, &sb) != 0) return -1;
-    if (!S_ISDIR(sb.st_mode)) { errno = ENOTDIR; return -1; }
-    return 0;
-}
-
-static void fmt_duration(char *buf, size_t n, double s) {
-    if (!(s >= 0) || s > 1e7) { snprintf(buf, n, "--:--"); return; }
-    int t = (int)(s + 0.5);
-    if (t >= 3600) snprintf(buf, n, "%d:%02d:%02d", t / 3600, t / 60 % 60, t % 60);
-    else snprintf(buf, n, "%02d:%02d", t / 60, t % 60);
-}
 
 /* One row of metrics.csv; val_loss is NAN where no validation ran. */
 typedef struct { double step, train_loss, val_loss, lr, tok_s; } metric_row;
@@ -370,8 +340,8 @@ int cmd_train(int argc, char **argv) {
         if (!quiet && (tty || step % log_every == 0 || last)) {
             char el[32], eta[32];
             double elapsed = now - t0, per = elapsed / (double)(step - start_step);
-            fmt_duration(el, sizeof el, elapsed);
-            fmt_duration(eta, sizeof eta, per * (double)(tc.steps - step));
+            format_duration(el, sizeof el, elapsed);
+            format_duration(eta, sizeof eta, per * (double)(tc.steps - step));
             fprintf(stderr, "%sstep %lld/%d  loss %.4f  lr %.2e  |g| %.3f  %.0f tok/s  %s elapsed, ETA %s%s",
                     tty ? "\r\033[K" : "", (long long)step, tc.steps, info.loss, info.lr, info.grad_norm, tok_s, el, eta,
                     tty ? "" : "\n");
