@@ -329,7 +329,8 @@ static void report_setup(const train_run *r) {
 }
 
 /* --time: this rank's proposal for the schedule's length after `step`
- * steps (0: none yet), from the speed of the last stretch. */
+ * steps (0: none yet), from the speed of the last stretch; `step` itself
+ * once the budget is spent. */
 static int propose_steps(train_run *r, int64_t step, double now) {
     time_plan *p = &r->plan;
     if (p->budget <= 0) return 0;
@@ -340,7 +341,8 @@ static int propose_steps(train_run *r, int64_t step, double now) {
         p->d_est = done;
     }
     if (!(p->per > 0)) return 0;
-    double est = (double)step + (p->budget - (now - r->t0)) / p->per;
+    double left = p->budget - (now - r->t0), est = (double)step + left / p->per;
+    if (left <= 0) return (int)step;  /* time is up: this step is the last */
     if (!(est < 1e9)) est = 1e9;
     return est < (double)step + 1 ? (int)step + 1 : (int)est;
 }
