@@ -207,6 +207,39 @@ static void large_vocab(void) {
     free(l); free(sup); free(rsup); free(pr); free(rw);
 }
 
+/* Logits with NaN or infinities (a diverged model): any setting draws a
+ * token of the vocabulary and a support of 1..V, without reading or
+ * writing out of bounds (the sanitizer builds check that). */
+static void nonfinite(void) {
+    enum { V = 3000 };
+    rn_real *l = malloc(sizeof(rn_real) * V);
+    int32_t *sup = malloc(sizeof(int32_t) * V);
+    double *pr = malloc(sizeof(double) * V);
+    const rn_sampler_config cfgs[] = {{0, 0, 1, 1}, {0.8, 40, 1, 1}, {0.8, 0, 0.9, 1}, {1, 0, 1, 1}, {0.8, 40, 0.9, 1}};
+    int bad = 0;
+    for (int shape = 0; shape < 4; shape++) {
+        make_logits(l, V, 1, 400 + shape);
+        for (int i = 0; i < V; i++)
+            if (shape == 0 || (i % 7 == 0 && shape == 1)) l[i] = (rn_real)NAN;
+            else if (i % 11 == 0 && shape == 2) l[i] = (rn_real)INFINITY;
+            else if (shape == 3 && i == 0) l[i] = (rn_real)NAN;
+        for (size_t c = 0; c < sizeof cfgs / sizeof *cfgs; c++) {
+            rn_sampler *s;
+            CHECK_OK(rn_sampler_create(V, &cfgs[c], &s));
+            int n = rn_sampler_support(s, l, sup, pr);
+            bad += n < 1 || n > V;
+            for (int i = 0; i < n && n <= V; i++) bad += sup[i] < 0 || sup[i] >= V;
+            for (int d = 0; d < 5; d++) {
+                int32_t t = rn_sampler_sample(s, l);
+                bad += t < 0 || t >= V;
+            }
+            rn_sampler_free(s);
+        }
+    }
+    CHECK(bad == 0, "%d draws or supports outside the vocabulary on non-finite logits", bad);
+    free(l); free(sup); free(pr);
+}
+
 /* Two samplers on two threads at once draw what they draw one after the
  * other (the sampler keeps no shared state). */
 typedef struct { const rn_sampler_config *cfg; const rn_real *logits; int V, n; int32_t *out; } sample_job;
@@ -312,6 +345,7 @@ int main(void) {
     }
     support();
     large_vocab();
+    nonfinite();
     threads();
     seeds();
     CHECK_DONE();
