@@ -16,7 +16,8 @@
  * whole vocabulary for every token would cost O(V log V) (about 20 ms at
  * V = 128,000); instead it sorts only a set that provably holds the
  * support: the k best from a heap of k (top-k), or the tokens above a
- * probability found from a histogram of the mass (top-p alone). The
+ * probability found from a histogram of the mass (top-p alone), with a
+ * radix sort on the probabilities' bits when that set is large. The
  * support, its probabilities and the draws are bit for bit those of the
  * full sort: sums run over the same sorted prefix in the same order, and
  * the one quantity summed in another order (the top-p total, which is 1
@@ -35,6 +36,9 @@ typedef struct {
  * value for non-negative doubles; 1.0 is bucket 4092). */
 enum { N_BUCKETS = 4096 };
 
+/* The radix sort of many candidates: 6 passes of 11 bits over 64. */
+enum { RADIX_BITS = 11, RADIX = 1 << RADIX_BITS, RADIX_PASSES = 6, RADIX_MIN = 1024 };
+
 struct rn_sampler {
     rn_sampler_config cfg;
     int V;
@@ -43,6 +47,7 @@ struct rn_sampler {
     cand *cand;       /* (V) the candidates, most likely first */
     cand *tmp;        /* (V) scratch of the merge sort */
     double *mass;     /* (N_BUCKETS) top-p histogram */
+    size_t *count;    /* (RADIX_PASSES x RADIX) radix sort counts */
 };
 
 void rn_sampler_config_default(rn_sampler_config *sc) {
@@ -65,7 +70,8 @@ rn_status rn_sampler_create(int vocab, const rn_sampler_config *sc, rn_sampler *
     s->cand = malloc(sizeof(cand) * (size_t)vocab);
     s->tmp = malloc(sizeof(cand) * (size_t)vocab);
     s->mass = malloc(sizeof(double) * N_BUCKETS);
-    if (!s->prob || !s->cand || !s->tmp || !s->mass) { rn_sampler_free(s); return rni_fail(RN_ERR_NOMEM, "out of memory"); }
+    s->count = malloc(sizeof(size_t) * RADIX_PASSES * RADIX);
+    if (!s->prob || !s->cand || !s->tmp || !s->mass || !s->count) { rn_sampler_free(s); return rni_fail(RN_ERR_NOMEM, "out of memory"); }
     rn_rng_seed(&s->rng, sc->seed);
     *out = s;
     return RN_OK;
@@ -77,6 +83,7 @@ void rn_sampler_free(rn_sampler *s) {
     free(s->cand);
     free(s->tmp);
     free(s->mass);
+    free(s->count);
     free(s);
 }
 
@@ -88,7 +95,7 @@ static inline int before(const cand *a, const cand *b) { return a->p > b->p || (
 
 /* Sorts c[0..n) in the sampler's order: insertion sort of runs of 16,
  * then bottom-up merges through tmp (n). */
-static void sort_cands(cand *c, size_t n, cand *tmp) {
+static void merge_sort_cands(cand *c, size_t n, cand *tmp) {
     enum { RUN = 16 };
     for (size_t lo = 0; lo < n; lo += RUN) {
         size_t hi = lo + RUN < n ? lo + RUN : n;
@@ -110,6 +117,42 @@ static void sort_cands(cand *c, size_t n, cand *tmp) {
         cand *t = src; src = dst; dst = t;
     }
     if (src != c) memcpy(c, src, n * sizeof *c);
+}
+
+/* The sort key: ascending in it is the sampler's order for probabilities
+ * (non-negative doubles order as their bits; complemented: descending). */
+static inline uint64_t radix_key(double p) {
+    uint64_t b;
+    memcpy(&b, &p, sizeof b);
+    return ~b;
+}
+
+/* Sorts c[0..n), given in increasing id order, in the sampler's order: a
+ * stable LSD radix sort on the probabilities' bits through tmp (n), so
+ * equal probabilities keep their id order. Passes on a digit that every
+ * candidate shares are skipped. */
+static void radix_sort_cands(cand *c, size_t n, cand *tmp, size_t *count) {
+    memset(count, 0, sizeof(size_t) * RADIX_PASSES * RADIX);
+    for (size_t i = 0; i < n; i++) {
+        uint64_t k = radix_key(c[i].p);
+        for (int p = 0; p < RADIX_PASSES; p++) count[p * RADIX + ((k >> (p * RADIX_BITS)) & (RADIX - 1))]++;
+    }
+    cand *src = c, *dst = tmp;
+    for (int p = 0; p < RADIX_PASSES; p++) {
+        size_t *h = count + p * RADIX, sum = 0;
+        int shift = p * RADIX_BITS;
+        if (h[(radix_key(src[0].p) >> shift) & (RADIX - 1)] == n) continue;
+        for (int d = 0; d < RADIX; d++) { size_t t = h[d]; h[d] = sum; sum += t; }
+        for (size_t i = 0; i < n; i++) dst[h[(radix_key(src[i].p) >> shift) & (RADIX - 1)]++] = src[i];
+        cand *t = src; src = dst; dst = t;
+    }
+    if (src != c) memcpy(c, src, n * sizeof *c);
+}
+
+/* Sorts c[0..n), given in increasing id order, in the sampler's order. */
+static void sort_cands(rn_sampler *s, size_t n) {
+    if (n >= RADIX_MIN) radix_sort_cands(s->cand, n, s->tmp, s->count);
+    else merge_sort_cands(s->cand, n, s->tmp);
 }
 
 /* Heap of the k best seen so far with the least likely at h[0]. */
@@ -184,9 +227,11 @@ static int top_p_prefix(rn_sampler *s, double top_p) {
         if ((acc += mass[first]) >= want) break;
     if (first == 0) return 0;
     int m = 0;
-    for (int i = 0; i < V; i++)
-        if (bucket_of(prob[i]) >= first) s->cand[m++] = (cand){prob[i], i};
-    sort_cands(s->cand, (size_t)m, s->tmp);
+    for (int i = 0; i < V; i++) {  /* branch-free: written always, kept when in the set (m <= i) */
+        s->cand[m] = (cand){prob[i], i};
+        m += bucket_of(prob[i]) >= first;
+    }
+    sort_cands(s, (size_t)m);
     /* The full sort's threshold top_p * total lies in [lo, hi]: the cut is
      * decided when the first prefix to reach lo also reaches hi. */
     double lo = top_p * (tot - delta), hi = top_p * (tot + delta), cum = 0;
@@ -232,7 +277,7 @@ static int candidates(rn_sampler *s, const rn_real *logits) {
         return n;
     } else {
         for (int i = 0; i < V; i++) s->cand[i] = (cand){prob[i], i};
-        sort_cands(s->cand, (size_t)V, s->tmp);
+        sort_cands(s, (size_t)V);
         n = V;
     }
     return top_p < 1 ? cut_top_p(s->cand, n, top_p) : n;
