@@ -353,10 +353,13 @@ static int propose_steps(train_run *r, int64_t step, double now) {
 static void replan(train_run *r, int64_t step, int est) {
     rn_train_config *tc = &r->tc;
     int first = !r->plan.shown;
-    if (first && !r->f->warmup_seen) tc->warmup = est / 20 < 40 ? est / 20 : 40;
     int64_t j = step - 1, w = tc->warmup;  /* the last step done, and the warm-up */
-    if (!first && est > tc->steps && j > w) {
-        /* the longest plan with (step - w) / (steps' - w) >= (j - w) / (steps - w) */
+    /* The first plan sets the warm-up, unless given or already over (which
+     * would start it again). */
+    if (first && !r->f->warmup_seen && j < w) tc->warmup = est / 20 < 40 ? est / 20 : 40;
+    if (j > w && est > tc->steps) {
+        /* past the warm-up (then unchanged): the longest plan with
+         * (step - w) / (steps' - w) >= (j - w) / (steps - w) */
         int64_t most = w + ((int64_t)tc->steps - w) * (step - w) / (j - w);
         if (est > most) est = (int)most;
     }

@@ -4,7 +4,8 @@
 # then it runs at full speed again (the case where re-planning the schedule
 # from the measured speed used to move the learning rate back up). The
 # learning rate in metrics.csv must never increase after its peak (the end
-# of warm-up), and the run must end near its budget.
+# of warm-up), and the run must end near its budget. Likewise without
+# warm-up, when the first plan lengthens a short --steps.
 set -u
 cd "$(dirname "$0")/../.."
 R=${RETNET_BIN:-build/retnet}
@@ -41,6 +42,13 @@ rows=""; [ "$rises" -gt 0 ] && rows=$(sed -n "${first_rise},$((first_rise + 1))p
 check "[ $rises -eq 0 ]" "the learning rate rose $rises times after its peak (row $peak_at), first at row $first_rise: $rows"
 check "awk 'BEGIN { exit !($final < 0.5 * $peak) }'" "the learning rate decayed only to $final from $peak"
 plans=$(grep -c 'scheduling' "$tmp/log")
+# No warm-up and a short --steps that the first plan lengthens: non-increasing from the first step.
+$R train --data "$tmp/text.txt" --size tiny --seq 32 --batch 4 --time 4 --steps 30 --warmup 0 --eval-every 100000 \
+    --threads 1 --quiet --out "$tmp/w0" 2> "$tmp/log0"
+check "[ $? -eq 0 ]" "--time --warmup 0 run failed: $(tail -2 "$tmp/log0")"
+up0=$(awk -F, 'NR > 2 && $4 + 0 > prev + 0 { n++ } NR > 1 { prev = $4 } END { print n + 0 }' "$tmp/w0/metrics.csv")
+n0=$(($(wc -l < "$tmp/w0/metrics.csv") - 1))
+check "[ $up0 -eq 0 ] && [ $n0 -gt 30 ]" "--time 4 --steps 30 --warmup 0: $n0 steps, the learning rate rose $up0 times"
 echo "  --time ${budget}s slowed to a third for 4 s: $steps steps, $plans plans, lr peak $peak at step $peak_at," \
      "final $final, $rises rises after the peak"
 finish
