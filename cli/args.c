@@ -1,32 +1,12 @@
 /* args.c: the CLI's flag parser. */
 #include "args.h"
+#include "util.h"
 
 #include <errno.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-void die_usage(const char *cmd, const char *fmt, ...) {
-    va_list ap;
-    fprintf(stderr, "retnet %s: ", cmd);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, " (see retnet %s --help)\n", cmd);
-    exit(2);
-}
-
-void die(const char *fmt, ...) {
-    va_list ap;
-    fprintf(stderr, "retnet: error: ");
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-    exit(1);
-}
 
 void args_help(const command_spec *cmd) {
     printf("usage: retnet %s %s\n\n%s\n\noptions:\n", cmd->name, cmd->usage, cmd->summary);

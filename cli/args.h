@@ -30,8 +30,4 @@ void args_parse(command_spec *cmd, int argc, char **argv);
 int args_seen(const command_spec *cmd, const char *name);
 void args_help(const command_spec *cmd);
 
-/* One-line errors: usage problems exit 2, runtime failures exit 1. */
-_Noreturn void die_usage(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-_Noreturn void die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
 #endif

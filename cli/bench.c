@@ -3,7 +3,12 @@
  * sgemm FLOP/s, streaming-read bandwidth), because absolute times on shared
  * machines drift. */
 #define _POSIX_C_SOURCE 200809L
+#include "args.h"
+#include "bench_load.h"
 #include "cli.h"
+#include "retnet.h"
+#include "util.h"
+
 #include <cblas.h>
 
 #include <math.h>
@@ -245,23 +250,101 @@ static void section_decode(double bw, int quick) {
     rn_model_free(m);
 }
 
+/* ------------------------------------------------------------- sampler */
+
+/* Mean microseconds of rn_sampler_sample on logits (V), best of 5 rounds
+ * of n draws. */
+static double time_sampler(const rn_sampler_config *sc, const rn_real *logits, int V, int n) {
+    rn_sampler *s;
+    if (rn_sampler_create(V, sc, &s) != RN_OK) die("%s", rn_last_error());
+    double best = 1e30;
+    int64_t sink = 0;
+    for (int r = 0; r < 5; r++) {
+        double t0 = now_seconds();
+        for (int i = 0; i < n; i++) sink += rn_sampler_sample(s, logits);
+        double t = (now_seconds() - t0) / n;
+        if (t < best) best = t;
+    }
+    rn_sampler_free(s);
+    if (sink == -1) fputc(' ', stderr);
+    return best * 1e6;
+}
+
+/* Microseconds of one pass that reads the V logits (a sum, vectorised so
+ * that it waits on the loads), best of 5 rounds of 1000 passes: the least
+ * any sampler must do, on the same thread. */
+static double time_logits_read(const rn_real *logits, int V) {
+    double best = 1e30, sink = 0;
+    for (int r = 0; r < 5; r++) {
+        double t0 = now_seconds();
+        for (int k = 0; k < 1000; k++) {
+            rn_real acc = 0;
+#pragma omp simd reduction(+ : acc)
+            for (int i = 0; i < V; i++) acc += logits[i];
+            sink += acc;
+            __asm__ volatile("" ::: "memory");  /* one pass per k, not hoisted */
+        }
+        double t = (now_seconds() - t0) / 1000;
+        if (t < best) best = t;
+    }
+    if (sink == 42) fputc(' ', stderr);
+    return best * 1e6;
+}
+
+/* The sampler at a tokenizer-sized vocabulary, V = 128,000, one thread.
+ * The logits are shaped like a language model's: the i-th most likely of
+ * (shuffled) token ids has logit -ln i, so at temperature 0.8 the
+ * probabilities fall as i^-1.25 (Zipf-like) and top-p 0.9 keeps about
+ * 1,400 tokens. Flat logits (N(0, 1)) are the sampler's worst case for
+ * top-p: most of the vocabulary is in its support. */
+static void section_sample(int quick) {
+    enum { V = 128000 };
+    rn_real *zipf = malloc(sizeof(rn_real) * V), *flat = malloc(sizeof(rn_real) * V);
+    int *perm = malloc(sizeof(int) * V);
+    if (!zipf || !flat || !perm) die("out of memory");
+    rn_rng r;
+    rn_rng_seed(&r, 7);
+    for (int i = 0; i < V; i++) perm[i] = i;
+    for (int i = V - 1; i > 0; i--) {
+        int j = (int)(rn_rng_u64(&r) % (uint64_t)(i + 1)), t = perm[i];
+        perm[i] = perm[j]; perm[j] = t;
+    }
+    for (int i = 0; i < V; i++) { zipf[perm[i]] = (rn_real)-log(i + 1.0); flat[i] = (rn_real)rn_rng_normal(&r); }
+    double read = time_logits_read(zipf, V);
+    printf("\n## sampling one token, V = %d, one thread\n\n", V);
+    printf("one pass that reads the %d logits (%.0f KB): %.1f us\n\n", V, V * sizeof(rn_real) / 1e3, read);
+    printf("| sampler | logits | us/token | / one read of the logits |\n|---|---|---|---|\n");
+    struct { const char *name; rn_sampler_config sc; int flat; } cases[] = {
+        {"greedy", {0, 0, 1, 1}, 0},
+        {"top-k 40, temperature 0.8", {0.8, 40, 1, 1}, 0},
+        {"top-p 0.9, temperature 0.8", {0.8, 0, 0.9, 1}, 0},
+        {"top-p 0.9, temperature 0.8", {0.8, 0, 0.9, 1}, 1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        double us = time_sampler(&cases[i].sc, cases[i].flat ? flat : zipf, V, quick ? 5 : 20);
+        printf("| %s | %s | %.1f | %.1f |\n", cases[i].name, cases[i].flat ? "flat" : "Zipf-like", us, us / read);
+        fflush(stdout);
+    }
+    free(zipf); free(flat); free(perm);
+}
+
 int cmd_bench(int argc, char **argv) {
     const char *which = "all";
     int threads = 0, quick = 0;
     const char *load_child = NULL;
-    opt opts[] = {{"case", OPT_STR, &which, 0, 0, "all, train, scaling, threads, decode or load", 0},
+    opt opts[] = {{"case", OPT_STR, &which, 0, 0, "all, train, scaling, threads, decode, sample or load", 0},
                   {"threads", OPT_INT, &threads, 1, 1024, "threads (default: all cores)", 0},
                   {"quick", OPT_FLAG, &quick, 0, 0, "fewer repetitions, smaller models", 0},
                   {"load-child", OPT_STR, &load_child, 0, 0, "(internal) the timed process of --case load", 0},
                   {0}};
-    command_spec cmd = {"bench", "[--case all|train|scaling|threads|decode|load] [--threads N] [--quick]",
+    command_spec cmd = {"bench", "[--case all|train|scaling|threads|decode|sample|load] [--threads N] [--quick]",
                         "Benchmarks, each printed as a ratio to a limit measured in the same run.", opts};
     args_parse(&cmd, argc, argv);
     if (threads) rn_set_threads(threads);
     if (load_child) return bench_load_child(load_child);
     int all = strcmp(which, "all") == 0;
     if (!all && strcmp(which, "train") && strcmp(which, "scaling") && strcmp(which, "threads") && strcmp(which, "decode") &&
-        strcmp(which, "load"))
+        strcmp(which, "sample") && strcmp(which, "load"))
         die_usage("bench", "unknown case '%s'", which);
     double peak = sgemm_gflops(5), bw = read_bandwidth(512);
     printf("# retnet bench (%s, %d threads)\n\nlimits measured now: sgemm 1024^3 %.1f GFLOP/s; streaming read %.1f GB/s\n",
@@ -270,6 +353,7 @@ int cmd_bench(int argc, char **argv) {
     if (all || !strcmp(which, "scaling")) section_scaling(quick);
     if (all || !strcmp(which, "threads")) section_threads();
     if (all || !strcmp(which, "decode")) section_decode(bw, quick);
+    if (all || !strcmp(which, "sample")) section_sample(quick);
     if (all || !strcmp(which, "load")) bench_load(quick);
     return 0;
 }

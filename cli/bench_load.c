@@ -4,7 +4,9 @@
  * the file once from the page cache (the limit), and the time from
  * rn_model_load to the first generated token with its peak resident memory. */
 #define _DEFAULT_SOURCE  /* wait4 */
-#include "cli.h"
+#include "bench_load.h"
+#include "retnet.h"
+#include "util.h"
 
 #include <fcntl.h>
 #include <stdio.h>

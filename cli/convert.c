@@ -3,7 +3,10 @@
  *                   writes (README "File formats").
  *   retnet grads:   the gradient of one training step, under the tensor
  *                   names of the model's format, to compare with PyTorch. */
+#include "args.h"
 #include "cli.h"
+#include "common.h"
+#include "util.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -11,7 +11,7 @@
  * MPI calls hold one mutex (MPI_THREAD_SERIALIZED). */
 #define _GNU_SOURCE
 #include "dist.h"
-#include "cli.h"
+#include "util.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,8 +1,11 @@
 /* generate.c (CLI): `retnet generate` (streamed sampling) and `retnet eval`
  * (loss, bits per byte and perplexity of a whole file). */
 #define _POSIX_C_SOURCE 200809L
+#include "args.h"
 #include "cli.h"
+#include "common.h"
 #include "retnet_data.h"
+#include "util.h"
 
 #include <math.h>
 #include <signal.h>

@@ -2,10 +2,13 @@
  * trainer: data, progress, validation, metrics, plots, checkpoints,
  * signals and exact resume. */
 #define _POSIX_C_SOURCE 200809L
+#include "args.h"
 #include "cli.h"
+#include "common.h"
 #include "dist.h"
 #include "plot.h"
 #include "retnet_data.h"
+#include "util.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -14,43 +17,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 static volatile sig_atomic_t stop_signal = 0;
 static void on_signal(int sig) { stop_signal = sig; }
-
-double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-/* mkdir -p: path and its missing parents (runs/latest in a fresh checkout);
- * 0, or -1 with errno set (ENOTDIR when path is a file). */
-static int make_dirs(const char *path) {
-    char p[4096];
-    if (snprintf(p, sizeof p, "%s", path) >= (int)sizeof p) { errno = ENAMETOOLONG; return -1; }
-    for (char *s = p + 1; *s; s++)
-        if (*s == '/') {
-            *s = 0;
-            if (mkdir(p, 0755) != 0 && errno != EEXIST) return -1;
-            *s = '/';
-        }
-    struct stat sb;
-    if (mkdir(p, 0755) != 0 && errno != EEXIST) return -1;
-    if (stat(p, &sb) != 0) return -1;
-    if (!S_ISDIR(sb.st_mode)) { errno = ENOTDIR; return -1; }
-    return 0;
-}
-
-static void fmt_duration(char *buf, size_t n, double s) {
-    if (!(s >= 0) || s > 1e7) { snprintf(buf, n, "--:--"); return; }
-    int t = (int)(s + 0.5);
-    if (t >= 3600) snprintf(buf, n, "%d:%02d:%02d", t / 3600, t / 60 % 60, t % 60);
-    else snprintf(buf, n, "%02d:%02d", t / 60, t % 60);
-}
 
 /* One row of metrics.csv; val_loss is NAN where no validation ran. */
 typedef struct { double step, train_loss, val_loss, lr, tok_s; } metric_row;
@@ -157,16 +127,13 @@ static void sample_shard(const rn_dataset *ds, rn_rng *rng, int B, int T, const 
 }
 
 /* Every rank calls it (the optimiser state may be sharded); rank 0 writes. */
-static void save_all(rn_trainer *t, const char *dir, const rn_rng *rng, const char *data, uint64_t seed,
-                     const dist_info *di) {
+static void save_all(rn_trainer *t, const char *dir, const rn_rng *rng, uint64_t seed, const dist_info *di) {
     char path[4096], user[512], ranks[32] = "";
     /* The number of ranks, when several (absent: one process). */
     if (di->size > 1) snprintf(ranks, sizeof ranks, ",\"ranks\":%d", di->size);
-    snprintf(user, sizeof user,
-             "{\"rng\":[\"%016llx\",\"%016llx\",\"%016llx\",\"%016llx\"],\"seed\":%llu,\"data_tokens\":0%s}",
+    snprintf(user, sizeof user, "{\"rng\":[\"%016llx\",\"%016llx\",\"%016llx\",\"%016llx\"],\"seed\":%llu%s}",
              (unsigned long long)rng->s[0], (unsigned long long)rng->s[1], (unsigned long long)rng->s[2],
              (unsigned long long)rng->s[3], (unsigned long long)seed, ranks);
-    (void)data;
     snprintf(path, sizeof path, "%s/checkpoint.safetensors", dir);
     if (rn_trainer_save(t, path, user) != RN_OK) die("%s", rn_last_error());
     snprintf(path, sizeof path, "%s/model.safetensors", dir);
@@ -194,225 +161,361 @@ static void restore_rng(const char *user, rn_rng *rng, const dist_info *di) {
     cJSON_Delete(o);
 }
 
-int cmd_train(int argc, char **argv) {
+/* ------------------------------------------------------------- flags */
+
+/* `retnet train`'s flags and what follows from them alone. */
+typedef struct {
+    rn_train_config tc;       /* schedule, batch, mode (a resumed run takes the checkpoint's) */
+    rn_config arch;           /* the model of a new run (not resume) */
+    const char *data, *out;
+    double time_budget, val_frac, mpi_timeout;
+    int64_t seed;
+    int threads, resume, stop_at, eval_every, eval_batches, ckpt_every, log_every, quiet, zero;
+    int steps_seen, warmup_seen;  /* --steps, --warmup given */
+} train_flags;
+
+/* Parses and checks the flags: every usage error (exit 2) comes here,
+ * before anything is created. */
+static void parse_flags(train_flags *f, int argc, char **argv) {
     arch_flags af = {"torchscale", NULL, 256, 4, 4, 512, 512, 256};
-    rn_train_config tc;
-    rn_train_config_default(&tc);
-    const char *data = "data/brown.txt", *out = "runs/latest", *sched = "cosine";
-    double time_budget = 0, val_frac = 0.05;
-    int64_t seed = 1;
-    int threads = 0, resume = 0, stop_at = 0, eval_every = 100, eval_batches = 8, ckpt_every = 500, log_every = 10, quiet = 0;
-    int zero = 0;
-    double mpi_timeout = 600;
+    rn_train_config_default(&f->tc);
+    rn_train_config *tc = &f->tc;
+    const char *sched = "cosine";
+    f->data = "data/brown.txt"; f->out = "runs/latest";
+    f->time_budget = 0; f->val_frac = 0.05; f->mpi_timeout = 600;
+    f->seed = 1;
+    f->threads = 0; f->resume = 0; f->stop_at = 0; f->eval_every = 100; f->eval_batches = 8; f->ckpt_every = 500;
+    f->log_every = 10; f->quiet = 0; f->zero = 0;
     opt opts[] = {ARCH_OPTS(af),
-                  {"data", OPT_STR, &data, 0, 0, "training text file (byte-level tokens)", 0},
-                  {"val-frac", OPT_DOUBLE, &val_frac, 0.001, 0.5, "fraction of the file held out for validation", 0},
-                  {"seq", OPT_INT, &tc.seq, 1, 1 << 20, "tokens per sequence", 0},
-                  {"batch", OPT_INT, &tc.batch, 1, 1 << 16, "sequences per micro-batch", 0},
-                  {"accum", OPT_INT, &tc.accum, 1, 1 << 16, "micro-batches per step (gradient accumulation)", 0},
-                  {"steps", OPT_INT, &tc.steps, 1, 1e9, "optimiser steps", 0},
-                  {"time", OPT_DOUBLE, &time_budget, 1, 1e8, "train for this many seconds (sets --steps from the measured speed)", 0},
-                  {"lr", OPT_DOUBLE, &tc.lr, 1e-8, 10, "peak learning rate", 0},
-                  {"min-lr-ratio", OPT_DOUBLE, &tc.min_lr_ratio, 0, 1, "final learning rate as a fraction of --lr", 0},
-                  {"warmup", OPT_INT, &tc.warmup, 0, 1e9, "linear warm-up steps", 0},
+                  {"data", OPT_STR, &f->data, 0, 0, "training text file (byte-level tokens)", 0},
+                  {"val-frac", OPT_DOUBLE, &f->val_frac, 0.001, 0.5, "fraction of the file held out for validation", 0},
+                  {"seq", OPT_INT, &tc->seq, 1, 1 << 20, "tokens per sequence", 0},
+                  {"batch", OPT_INT, &tc->batch, 1, 1 << 16, "sequences per micro-batch", 0},
+                  {"accum", OPT_INT, &tc->accum, 1, 1 << 16, "micro-batches per step (gradient accumulation)", 0},
+                  {"steps", OPT_INT, &tc->steps, 1, 1e9, "optimiser steps", 0},
+                  {"time", OPT_DOUBLE, &f->time_budget, 1, 1e8, "train for this many seconds (sets --steps from the measured speed)", 0},
+                  {"lr", OPT_DOUBLE, &tc->lr, 1e-8, 10, "peak learning rate", 0},
+                  {"min-lr-ratio", OPT_DOUBLE, &tc->min_lr_ratio, 0, 1, "final learning rate as a fraction of --lr", 0},
+                  {"warmup", OPT_INT, &tc->warmup, 0, 1e9, "linear warm-up steps", 0},
                   {"schedule", OPT_STR, &sched, 0, 0, "cosine, linear or constant", 0},
-                  {"weight-decay", OPT_DOUBLE, &tc.weight_decay, 0, 10, "AdamW decoupled weight decay (matrices only)", 0},
-                  {"beta1", OPT_DOUBLE, &tc.beta1, 0, 0.999999, "AdamW beta1", 0},
-                  {"beta2", OPT_DOUBLE, &tc.beta2, 0, 0.999999, "AdamW beta2", 0},
-                  {"clip", OPT_DOUBLE, &tc.grad_clip, 0, 1e9, "gradient-norm clip (0: off)", 0},
-                  {"decay-embed", OPT_FLAG, &tc.decay_embed, 0, 0, "apply weight decay to embeddings too", 0},
-                  {"chunk", OPT_INT, &tc.chunk, 1, 1 << 20, "train chunkwise with this chunk length (default: parallel)", 0},
-                  {"out", OPT_STR, &out, 0, 0, "run directory (checkpoints, metrics.csv, loss.svg)", 0},
-                  {"resume", OPT_FLAG, &resume, 0, 0, "continue from OUT/checkpoint.safetensors", 0},
-                  {"stop-at", OPT_INT, &stop_at, 1, 1e9, "stop after this step with a checkpoint, as Ctrl-C would", 0},
-                  {"seed", OPT_I64, &seed, 0, 9e15, "random seed (initialisation and data order)", 0},
-                  {"threads", OPT_INT, &threads, 1, 1024, "threads (default: all cores)", 0},
-                  {"eval-every", OPT_INT, &eval_every, 1, 1e9, "validate every N steps", 0},
-                  {"eval-batches", OPT_INT, &eval_batches, 1, 1e6, "validation batches", 0},
-                  {"ckpt-every", OPT_INT, &ckpt_every, 1, 1e9, "checkpoint every N steps", 0},
-                  {"log-every", OPT_INT, &log_every, 1, 1e9, "progress line every N steps when not a terminal", 0},
-                  {"quiet", OPT_FLAG, &quiet, 0, 0, "no progress display", 0},
-                  {"zero", OPT_INT, &zero, 0, 1, "under mpirun: 1 shards the AdamW moments over the ranks (ZeRO-1)", 0},
-                  {"mpi-timeout", OPT_DOUBLE, &mpi_timeout, 1, 1e6, "under mpirun: abort when the ranks wait this long for one another (s)", 0},
+                  {"weight-decay", OPT_DOUBLE, &tc->weight_decay, 0, 10, "AdamW decoupled weight decay (matrices only)", 0},
+                  {"beta1", OPT_DOUBLE, &tc->beta1, 0, 0.999999, "AdamW beta1", 0},
+                  {"beta2", OPT_DOUBLE, &tc->beta2, 0, 0.999999, "AdamW beta2", 0},
+                  {"clip", OPT_DOUBLE, &tc->grad_clip, 0, 1e9, "gradient-norm clip (0: off)", 0},
+                  {"decay-embed", OPT_FLAG, &tc->decay_embed, 0, 0, "apply weight decay to embeddings too", 0},
+                  {"chunk", OPT_INT, &tc->chunk, 1, 1 << 20, "train chunkwise with this chunk length (default: parallel)", 0},
+                  {"out", OPT_STR, &f->out, 0, 0, "run directory (checkpoints, metrics.csv, loss.svg)", 0},
+                  {"resume", OPT_FLAG, &f->resume, 0, 0, "continue from OUT/checkpoint.safetensors", 0},
+                  {"stop-at", OPT_INT, &f->stop_at, 1, 1e9, "stop after this step with a checkpoint, as Ctrl-C would", 0},
+                  {"seed", OPT_I64, &f->seed, 0, 9e15, "random seed (initialisation and data order)", 0},
+                  {"threads", OPT_INT, &f->threads, 1, 1024, "threads (default: all cores)", 0},
+                  {"eval-every", OPT_INT, &f->eval_every, 1, 1e9, "validate every N steps", 0},
+                  {"eval-batches", OPT_INT, &f->eval_batches, 1, 1e6, "validation batches", 0},
+                  {"ckpt-every", OPT_INT, &f->ckpt_every, 1, 1e9, "checkpoint every N steps", 0},
+                  {"log-every", OPT_INT, &f->log_every, 1, 1e9, "progress line every N steps when not a terminal", 0},
+                  {"quiet", OPT_FLAG, &f->quiet, 0, 0, "no progress display", 0},
+                  {"zero", OPT_INT, &f->zero, 0, 1, "under mpirun: 1 shards the AdamW moments over the ranks (ZeRO-1)", 0},
+                  {"mpi-timeout", OPT_DOUBLE, &f->mpi_timeout, 1, 1e6, "under mpirun: abort when the ranks wait this long for one another (s)", 0},
                   {0}};
     command_spec cmd = {"train", "[--data FILE] [--out DIR] [--size NAME | --dim D ...] [--steps N | --time S]",
                         "Trains a RetNet language model on a text file (byte-level tokens) with AdamW,\n"
                         "warm-up and cosine decay; validates, plots, checkpoints; --resume continues exactly.",
                         opts};
-    af.size = NULL;
     args_parse(&cmd, argc, argv);
-    /* Under mpirun: rank 0 alone reports and writes (docs/DISTRIBUTED.md). */
-    dist_info di = dist_init(mpi_timeout);
-    if (di.rank > 0) quiet = 1;
-    if (!threads) threads = dist_default_threads();
-    if (threads) rn_set_threads(threads);
-    if (rn_schedule_from_name(sched, &tc.schedule) != RN_OK) die_usage("train", "%s", rn_last_error());
-    tc.mode = args_seen(&cmd, "chunk") ? RN_CHUNKWISE : RN_PARALLEL;
-    if (tc.mode == RN_CHUNKWISE && tc.chunk > tc.seq) die_usage("train", "--chunk %d is longer than --seq %d", tc.chunk, tc.seq);
-    if (!args_seen(&cmd, "warmup") && tc.warmup >= tc.steps) tc.warmup = tc.steps / 10;
-    if (!resume) (void)arch_config(&cmd, &af);  /* usage errors (exit 2) before anything is created */
-    if (di.rank == 0 && make_dirs(out) != 0) die("cannot create %s: %s", out, strerror(errno));
+    f->steps_seen = args_seen(&cmd, "steps");
+    f->warmup_seen = args_seen(&cmd, "warmup");
+    if (rn_schedule_from_name(sched, &tc->schedule) != RN_OK) die_usage("train", "%s", rn_last_error());
+    tc->mode = args_seen(&cmd, "chunk") ? RN_CHUNKWISE : RN_PARALLEL;
+    if (tc->mode == RN_CHUNKWISE && tc->chunk > tc->seq) die_usage("train", "--chunk %d is longer than --seq %d", tc->chunk, tc->seq);
+    if (!f->warmup_seen && tc->warmup >= tc->steps) tc->warmup = tc->steps / 10;
+    if (!f->resume) f->arch = arch_config(&cmd, &af);
+}
 
+/* ------------------------------------------------------------ the run */
+
+/* --time: the schedule's length (tc.steps) follows from the measured
+ * speed, so that the decay ends when the time is up. The speed is that of
+ * the last stretch (first after 5 steps, then every 40: the first steps
+ * are slower, and a shared machine's speed drifts), and the plan is
+ * re-made from it after every step. A plan made longer would move the
+ * learning rate back up (the decay's progress (step - warmup) / (steps -
+ * warmup) would fall), so it may grow only as far as keeps that progress
+ * from falling: after warm-up the learning rate never increases, whatever
+ * the machine does. When the machine speeds up, the rate stays flat until
+ * the plan has caught up; when it slows down, the rate decays faster. */
+typedef struct {
+    double budget;       /* seconds; 0: no --time, or a resumed run (it keeps the checkpoint's plan) */
+    double per;          /* seconds per step over the last stretch (0: not measured yet) */
+    double t_est;        /* when the stretch began */
+    int64_t d_est;       /* steps done when it began */
+    int shown;           /* the plan last reported (0: none) */
+} time_plan;
+
+/* Everything one run of `retnet train` holds. */
+typedef struct {
+    const train_flags *f;
+    dist_info di;
+    rn_train_config tc;  /* the live schedule */
     rn_tokenizer *tok;
     rn_dataset *ds;
-    if (rn_tokenizer_byte_create(&tok) != RN_OK) die("%s", rn_last_error());
-    if (rn_dataset_open(data, tok, val_frac, &ds) != RN_OK) die("%s", rn_last_error());
-    if (rn_dataset_size(ds, RN_SPLIT_TRAIN) < (size_t)tc.seq + 1 || rn_dataset_size(ds, RN_SPLIT_VAL) < 2)
-        die("%s is too short for --seq %d", data, tc.seq);
+    rn_trainer *t;
+    rn_model *m;
+    rn_rng rng;          /* the data order */
+    metrics mt;
+    int32_t *x, *y, *skip;
+    size_t bt, nxy;      /* tokens per micro-batch, per step (this rank) */
+    int tty;             /* progress redrawn on a terminal */
+    double t0, last_t, ema;
+    int64_t start_step;
+    time_plan plan;
+} train_run;
 
-    rn_trainer *t = NULL;
-    rn_model *m = NULL;
-    rn_rng rng;
-    metrics mt = {0};
-    char path[4096];
-    snprintf(path, sizeof path, "%s/checkpoint.safetensors", out);
-    if (resume) {
-        char *user;
-        if (rn_trainer_load(path, &t, &user) != RN_OK) die("cannot resume: %s", rn_last_error());
-        m = rn_trainer_model(t);
-        restore_rng(user, &rng, &di);
-        free(user);
-        /* The checkpoint's settings hold, except a longer schedule. */
-        rn_train_config saved = *rn_trainer_config(t);
-        if (args_seen(&cmd, "steps")) saved.steps = tc.steps;
-        if (rn_trainer_set_config(t, &saved) != RN_OK) die("%s", rn_last_error());
-        tc = saved;
-        snprintf(path, sizeof path, "%s/metrics.csv", out);
-        metrics_load(&mt, path, (double)rn_trainer_step_count(t));
-        if (di.rank == 0) fprintf(stderr, "resumed %s at step %lld\n", out, (long long)rn_trainer_step_count(t));
-    } else {
-        rn_config c = arch_config(&cmd, &af);
-        if (c.vocab < tok->vocab_size) die_usage("train", "--vocab %d is smaller than the tokenizer's %d", c.vocab, tok->vocab_size);
-        if (rn_model_create(&c, &m) != RN_OK) die("%s", rn_last_error());
-        rn_model_init_random(m, (uint64_t)seed);
-        if (rn_trainer_create(m, &tc, &t) != RN_OK) die("%s", rn_last_error());
-        rn_rng_seed(&rng, (uint64_t)seed ^ 0x5eedda7aull);
-    }
-    dist_attach(t, zero);
-    const rn_config *c = rn_model_config(m);
-    size_t bt = (size_t)tc.batch * tc.seq, nxy = bt * tc.accum;
-    int32_t *x = malloc(sizeof(int32_t) * nxy), *y = malloc(sizeof(int32_t) * nxy), *skip = malloc(sizeof(int32_t) * 2 * tc.seq);
-    if (!x || !y || !skip) die("out of memory");
-    if (di.rank == 0) {
-        fprintf(stderr, "model: %s preset, d=%d, layers=%d, heads=%d, value=%d, ffn=%d: %.2fM parameters\n",
-                rn_preset_name(c->preset), c->dim, c->layers, c->heads, c->value_dim, c->ffn_dim, rn_model_num_params(m) / 1e6);
-        fprintf(stderr, "data: %s: %zu train / %zu validation tokens; batch %d x %d x %d, %s%s\n", data,
-                rn_dataset_size(ds, RN_SPLIT_TRAIN), rn_dataset_size(ds, RN_SPLIT_VAL), tc.accum, tc.batch, tc.seq,
-                tc.mode == RN_PARALLEL ? "parallel" : "chunkwise", tc.mode == RN_PARALLEL ? "" : "");
-    }
-    if (di.rank == 0 && di.size > 1) {
-        size_t off, n, np = rn_model_num_params(m);
-        rn_trainer_shard(t, &off, &n);
+static void open_data(train_run *r) {
+    const train_flags *f = r->f;
+    if (rn_tokenizer_byte_create(&r->tok) != RN_OK) die("%s", rn_last_error());
+    if (rn_dataset_open(f->data, r->tok, f->val_frac, &r->ds) != RN_OK) die("%s", rn_last_error());
+    if (rn_dataset_size(r->ds, RN_SPLIT_TRAIN) < (size_t)r->tc.seq + 1 || rn_dataset_size(r->ds, RN_SPLIT_VAL) < 2)
+        die("%s is too short for --seq %d", f->data, r->tc.seq);
+}
+
+/* Continues OUT/checkpoint.safetensors: model, optimiser, step, data order
+ * and the metrics so far. The checkpoint's settings hold, except a longer
+ * schedule (--steps). */
+static void resume_run(train_run *r) {
+    const train_flags *f = r->f;
+    char path[4096], *user;
+    snprintf(path, sizeof path, "%s/checkpoint.safetensors", f->out);
+    if (rn_trainer_load(path, &r->t, &user) != RN_OK) die("cannot resume: %s", rn_last_error());
+    r->m = rn_trainer_model(r->t);
+    restore_rng(user, &r->rng, &r->di);
+    free(user);
+    rn_train_config saved = *rn_trainer_config(r->t);
+    if (f->steps_seen) saved.steps = r->tc.steps;
+    if (rn_trainer_set_config(r->t, &saved) != RN_OK) die("%s", rn_last_error());
+    r->tc = saved;
+    snprintf(path, sizeof path, "%s/metrics.csv", f->out);
+    metrics_load(&r->mt, path, (double)rn_trainer_step_count(r->t));
+    if (r->di.rank == 0) fprintf(stderr, "resumed %s at step %lld\n", f->out, (long long)rn_trainer_step_count(r->t));
+}
+
+/* A new model (the preset's initialisation from --seed) and trainer. */
+static void new_run(train_run *r) {
+    const train_flags *f = r->f;
+    const rn_config *c = &f->arch;
+    if (c->vocab < r->tok->vocab_size) die_usage("train", "--vocab %d is smaller than the tokenizer's %d", c->vocab, r->tok->vocab_size);
+    if (rn_model_create(c, &r->m) != RN_OK) die("%s", rn_last_error());
+    rn_model_init_random(r->m, (uint64_t)f->seed);
+    if (rn_trainer_create(r->m, &r->tc, &r->t) != RN_OK) die("%s", rn_last_error());
+    rn_rng_seed(&r->rng, (uint64_t)f->seed ^ 0x5eedda7aull);
+}
+
+/* Rank 0's description of the model, the data and the ranks. */
+static void report_setup(const train_run *r) {
+    if (r->di.rank != 0) return;
+    const rn_config *c = rn_model_config(r->m);
+    const rn_train_config *tc = &r->tc;
+    fprintf(stderr, "model: %s preset, d=%d, layers=%d, heads=%d, value=%d, ffn=%d: %.2fM parameters\n",
+            rn_preset_name(c->preset), c->dim, c->layers, c->heads, c->value_dim, c->ffn_dim, rn_model_num_params(r->m) / 1e6);
+    fprintf(stderr, "data: %s: %zu train / %zu validation tokens; batch %d x %d x %d, %s\n", r->f->data,
+            rn_dataset_size(r->ds, RN_SPLIT_TRAIN), rn_dataset_size(r->ds, RN_SPLIT_VAL), tc->accum, tc->batch, tc->seq,
+            tc->mode == RN_PARALLEL ? "parallel" : "chunkwise");
+    if (r->di.size > 1) {
+        size_t off, n, np = rn_model_num_params(r->m);
+        rn_trainer_shard(r->t, &off, &n);
         fprintf(stderr, "data parallel: %d ranks x batch %d = global batch %d x %d; gradients %.1f MB per step; "
-                "AdamW moments %.1f MB per rank%s\n", di.size, tc.batch, di.size * tc.batch, tc.accum,
-                np * sizeof(rn_real) / 1e6, 2.0 * n * sizeof(rn_real) / 1e6, zero ? " (ZeRO-1)" : "");
+                "AdamW moments %.1f MB per rank%s\n", r->di.size, tc->batch, r->di.size * tc->batch, tc->accum,
+                np * sizeof(rn_real) / 1e6, 2.0 * n * sizeof(rn_real) / 1e6, r->f->zero ? " (ZeRO-1)" : "");
     }
+}
 
-    signal(SIGINT, on_signal);
-    signal(SIGTERM, on_signal);
-    int tty = isatty(2) && !quiet;
-    double t0 = now_seconds(), last_t = t0, tok_s = 0;
-    int64_t start_step = rn_trainer_step_count(t);
-    double ema = NAN, t_est = t0;
-    int64_t d_est = 0;
-    int code = 0;
-    while (rn_trainer_step_count(t) < tc.steps) {
-        for (int a = 0; a < tc.accum; a++) sample_shard(ds, &rng, tc.batch, tc.seq, &di, x + a * bt, y + a * bt, skip);
+/* --time: this rank's proposal for the schedule's length after `step`
+ * steps (0: none yet), from the speed of the last stretch; `step` itself
+ * once the budget is spent. */
+static int propose_steps(train_run *r, int64_t step, double now) {
+    time_plan *p = &r->plan;
+    if (p->budget <= 0) return 0;
+    int64_t done = step - r->start_step;
+    if (done == 5 || done % 40 == 0) {
+        p->per = (now - p->t_est) / (double)(done - p->d_est);
+        p->t_est = now;
+        p->d_est = done;
+    }
+    if (!(p->per > 0)) return 0;
+    double left = p->budget - (now - r->t0), est = (double)step + left / p->per;
+    if (left <= 0) return (int)step;  /* time is up: this step is the last */
+    if (!(est < 1e9)) est = 1e9;
+    return est < (double)step + 1 ? (int)step + 1 : (int)est;
+}
+
+/* --time: adopts the agreed proposal est (the largest over the ranks) as
+ * the schedule's length, no longer than keeps the learning rate from
+ * rising (time_plan). */
+static void replan(train_run *r, int64_t step, int est) {
+    rn_train_config *tc = &r->tc;
+    int first = !r->plan.shown;
+    int64_t j = step - 1, w = tc->warmup;  /* the last step done, and the warm-up */
+    /* The first plan sets the warm-up, unless given or already over (which
+     * would start it again). */
+    if (first && !r->f->warmup_seen && j < w) tc->warmup = est / 20 < 40 ? est / 20 : 40;
+    if (j > w && est > tc->steps) {
+        /* past the warm-up (then unchanged): the longest plan with
+         * (step - w) / (steps' - w) >= (j - w) / (steps - w) */
+        int64_t most = w + ((int64_t)tc->steps - w) * (step - w) / (j - w);
+        if (est > most) est = (int)most;
+    }
+    if (est != tc->steps) {
+        tc->steps = est;
+        if (rn_trainer_set_config(r->t, tc) != RN_OK) die("%s", rn_last_error());
+    }
+    if (first || abs(tc->steps - r->plan.shown) > r->plan.shown / 20) {
+        r->plan.shown = tc->steps;
+        if (r->di.rank == 0)
+            fprintf(stderr, "%s--time %.0fs: %.3fs per step, scheduling %d steps\n", r->tty ? "\r\033[K" : "",
+                    r->plan.budget, r->plan.per, tc->steps);
+    }
+}
+
+/* What every rank must agree on after a step, in one collective: a stop
+ * (a signal to any rank, or --stop-at), rank 0's clock past the time
+ * budget, and under --time the schedule's length. Returns the time-up flag. */
+static int agree(train_run *r, int64_t step, double now) {
+    if (r->f->stop_at && step >= r->f->stop_at) stop_signal = SIGUSR1;
+    int v[3] = {stop_signal, r->di.rank == 0 && r->f->time_budget > 0 && now - r->t0 > r->f->time_budget * 1.05,
+                propose_steps(r, step, now)};
+    dist_max(v, 3);
+    stop_signal = v[0];
+    if (v[2] > 0) replan(r, step, v[2]);
+    return v[1];
+}
+
+/* The progress line: on a terminal redrawn every step, else every
+ * --log-every steps and at the end. */
+static void log_progress(const train_run *r, int64_t step, const rn_step_info *info, double tok_s, double now, int last) {
+    const train_flags *f = r->f;
+    if (f->quiet || !(r->tty || step % f->log_every == 0 || last)) return;
+    char el[32], eta[32];
+    double elapsed = now - r->t0, per = elapsed / (double)(step - r->start_step);
+    format_duration(el, sizeof el, elapsed);
+    format_duration(eta, sizeof eta, per * (double)(r->tc.steps - step));
+    fprintf(stderr, "%sstep %lld/%d  loss %.4f  lr %.2e  |g| %.3f  %.0f tok/s  %s elapsed, ETA %s%s",
+            r->tty ? "\r\033[K" : "", (long long)step, r->tc.steps, info->loss, info->lr, info->grad_norm, tok_s, el, eta,
+            r->tty ? "" : "\n");
+}
+
+/* Validation every --eval-every steps and at the end; returns the loss,
+ * or NAN when it did not run. */
+static double validate(const train_run *r, int64_t step, int last) {
+    const train_flags *f = r->f;
+    if (!(step % f->eval_every == 0 || last)) return NAN;
+    double v = validation_loss(r->m, r->ds, r->tc.batch, r->tc.seq, r->tc.mode, r->tc.chunk, f->eval_batches, &r->di, r->x, r->y);
+    if (!f->quiet)
+        fprintf(stderr, "%sstep %lld: val loss %.4f nats/byte, %.4f bits/byte (train %.4f)\n", r->tty ? "\r\033[K" : "",
+                (long long)step, v, v / log(2.0), r->ema);
+    return v;
+}
+
+/* A checkpoint every --ckpt-every steps and at the end; metrics.csv and
+ * loss.svg with it and after each validation. */
+static void checkpoint(train_run *r, int64_t step, int last, double val_loss) {
+    int ckpt = step % r->f->ckpt_every == 0 || last;
+    if (ckpt) save_all(r->t, r->f->out, &r->rng, (uint64_t)r->f->seed, &r->di);
+    if ((ckpt || !isnan(val_loss)) && r->di.rank == 0) metrics_write(&r->mt, r->f->out);
+}
+
+/* Trains until the schedule's end, a stop or the time budget; returns the
+ * exit code (1: a non-finite loss stopped it). */
+static int train_loop(train_run *r) {
+    const train_flags *f = r->f;
+    while (rn_trainer_step_count(r->t) < r->tc.steps) {
+        for (int a = 0; a < r->tc.accum; a++)
+            sample_shard(r->ds, &r->rng, r->tc.batch, r->tc.seq, &r->di, r->x + a * r->bt, r->y + a * r->bt, r->skip);
         rn_step_info info;
-        rn_status st = rn_trainer_step(t, x, y, &info);
+        rn_status st = rn_trainer_step(r->t, r->x, r->y, &info);
         if (st == RN_ERR_NUMERIC) {
-            if (tty) fputc('\n', stderr);
-            if (di.rank == 0)
-                fprintf(stderr, "retnet: error: %s; stopping (the last checkpoint in %s is intact)\n", rn_last_error(), out);
-            code = 1;
-            break;
+            if (r->tty) fputc('\n', stderr);
+            if (r->di.rank == 0)
+                fprintf(stderr, "retnet: error: %s; stopping (the last checkpoint in %s is intact)\n", rn_last_error(), f->out);
+            return 1;
         }
         if (st != RN_OK) die("%s", rn_last_error());
-        int64_t step = rn_trainer_step_count(t);
-        double now = now_seconds();
-        tok_s = (double)nxy * di.size / (now - last_t);
-        last_t = now;
-        ema = isnan(ema) ? info.loss : 0.9 * ema + 0.1 * info.loss;
-        /* --time: the schedule length follows from the measured speed, first
-         * after 5 steps, then refined every 40 (the first steps are slower,
-         * and a shared machine's speed drifts) so the decay ends in time. */
-        int64_t done = step - start_step;
-        if (time_budget > 0 && !resume && (done == 5 || done % 40 == 0)) {
-            /* the speed of the last stretch: the machine's load changes */
-            double per = (now - t_est) / (double)(done - d_est), left = time_budget - (now - t0);
-            t_est = now;
-            d_est = done;
-            int est = (int)step + (int)(left / per);
-            if (est < (int)step + 1) est = (int)step + 1;
-            dist_max(&est, 1);  /* one schedule on every rank */
-            if (done == 5 || abs(est - tc.steps) > tc.steps / 20) {
-                tc.steps = est;
-                if (done == 5 && !args_seen(&cmd, "warmup")) tc.warmup = tc.steps / 20 < 40 ? tc.steps / 20 : 40;
-                rn_trainer_set_config(t, &tc);
-                fprintf(stderr, "%s--time %.0fs: %.3fs per step, scheduling %d steps\n", tty ? "\r\033[K" : "",
-                        time_budget, per, tc.steps);
-            }
-        }
-        metric_row row = {(double)step, info.loss, NAN, info.lr, tok_s};
-        if (stop_at && step >= stop_at) stop_signal = SIGUSR1;
-        /* Every rank stops at the same step: a signal to any, or rank 0's clock. */
-        int halt[2] = {stop_signal, di.rank == 0 && time_budget > 0 && now - t0 > time_budget * 1.05};
-        dist_max(halt, 2);
-        stop_signal = halt[0];
-        int last = step >= tc.steps || stop_signal || halt[1];
-        if (step % eval_every == 0 || last) {
-            row.val_loss = validation_loss(m, ds, tc.batch, tc.seq, tc.mode, tc.chunk, eval_batches, &di, x, y);
-            if (!quiet)
-                fprintf(stderr, "%sstep %lld: val loss %.4f nats/byte, %.4f bits/byte (train %.4f)\n", tty ? "\r\033[K" : "",
-                        (long long)step, row.val_loss, row.val_loss / log(2.0), ema);
-        }
-        metrics_add(&mt, row);
-        if (!quiet && (tty || step % log_every == 0 || last)) {
-            char el[32], eta[32];
-            double elapsed = now - t0, per = elapsed / (double)(step - start_step);
-            fmt_duration(el, sizeof el, elapsed);
-            fmt_duration(eta, sizeof eta, per * (double)(tc.steps - step));
-            fprintf(stderr, "%sstep %lld/%d  loss %.4f  lr %.2e  |g| %.3f  %.0f tok/s  %s elapsed, ETA %s%s",
-                    tty ? "\r\033[K" : "", (long long)step, tc.steps, info.loss, info.lr, info.grad_norm, tok_s, el, eta,
-                    tty ? "" : "\n");
-        }
-        if (step % ckpt_every == 0 || last || (row.val_loss == row.val_loss)) {
-            if (step % ckpt_every == 0 || last) save_all(t, out, &rng, data, (uint64_t)seed, &di);
-            if (di.rank == 0) metrics_write(&mt, out);
-        }
-        if (halt[1] && step < tc.steps) {
-            if (tty) fputc('\n', stderr);
-            if (di.rank == 0) fprintf(stderr, "time budget reached at step %lld\n", (long long)step);
+        int64_t step = rn_trainer_step_count(r->t);
+        double now = now_seconds(), tok_s = (double)r->nxy * r->di.size / (now - r->last_t);
+        r->last_t = now;
+        r->ema = isnan(r->ema) ? info.loss : 0.9 * r->ema + 0.1 * info.loss;
+        int time_up = agree(r, step, now), last = step >= r->tc.steps || stop_signal || time_up;
+        metric_row row = {(double)step, info.loss, validate(r, step, last), info.lr, tok_s};
+        metrics_add(&r->mt, row);
+        log_progress(r, step, &info, tok_s, now, last);
+        checkpoint(r, step, last, row.val_loss);
+        if (time_up && step < r->tc.steps) {
+            if (r->tty) fputc('\n', stderr);
+            if (r->di.rank == 0) fprintf(stderr, "time budget reached at step %lld\n", (long long)step);
             break;
         }
         if (stop_signal) {
-            if (tty) fputc('\n', stderr);
-            if (di.rank == 0)
+            if (r->tty) fputc('\n', stderr);
+            if (r->di.rank == 0)
                 fprintf(stderr, "%s: checkpoint written to %s at step %lld; resume with --resume\n",
-                        stop_signal == SIGINT ? "interrupted" : stop_signal == SIGTERM ? "terminated" : "stopped", out,
+                        stop_signal == SIGINT ? "interrupted" : stop_signal == SIGTERM ? "terminated" : "stopped", f->out,
                         (long long)step);
             break;
         }
     }
-    if (tty) fputc('\n', stderr);
-    if (code == 0 && di.rank == 0) {
-        double el = now_seconds() - t0;
-        fprintf(stderr, "done: %lld steps in %.1fs; model in %s/model.safetensors, curve in %s/loss.svg\n",
-                (long long)(rn_trainer_step_count(t) - start_step), el, out, out);
-        if (di.size > 1) {
-            size_t values;
-            int buckets;
-            double waited;
-            dist_stats(&values, &buckets, &waited);
-            fprintf(stderr, "rank 0 waited %.1fs (%.0f%%) for the other ranks; %.1f MB of gradients reduced per step in %d "
-                    "buckets\n", waited, 100 * waited / el, values * sizeof(rn_real) / 1e6, buckets);
-        }
+    if (r->tty) fputc('\n', stderr);
+    return 0;
+}
+
+/* Rank 0's closing lines. */
+static void report_done(const train_run *r) {
+    if (r->di.rank != 0) return;
+    double el = now_seconds() - r->t0;
+    fprintf(stderr, "done: %lld steps in %.1fs; model in %s/model.safetensors, curve in %s/loss.svg\n",
+            (long long)(rn_trainer_step_count(r->t) - r->start_step), el, r->f->out, r->f->out);
+    if (r->di.size > 1) {
+        size_t values;
+        int buckets;
+        double waited;
+        dist_stats(&values, &buckets, &waited);
+        fprintf(stderr, "rank 0 waited %.1fs (%.0f%%) for the other ranks; %.1f MB of gradients reduced per step in %d "
+                "buckets\n", waited, 100 * waited / el, values * sizeof(rn_real) / 1e6, buckets);
     }
-    free(x); free(y); free(skip); free(mt.r);
-    rn_trainer_free(t);
-    rn_model_free(m);
-    rn_dataset_free(ds);
-    rn_tokenizer_free(tok);
+}
+
+int cmd_train(int argc, char **argv) {
+    train_flags f;
+    parse_flags(&f, argc, argv);
+    train_run r = {.f = &f, .tc = f.tc, .ema = NAN};
+    /* Under mpirun: rank 0 alone reports and writes (docs/DISTRIBUTED.md). */
+    r.di = dist_init(f.mpi_timeout);
+    if (r.di.rank > 0) f.quiet = 1;
+    if (!f.threads) f.threads = dist_default_threads();
+    if (f.threads) rn_set_threads(f.threads);
+    if (r.di.rank == 0 && make_dirs(f.out) != 0) die("cannot create %s: %s", f.out, strerror(errno));
+    open_data(&r);
+    if (f.resume) resume_run(&r);
+    else new_run(&r);
+    dist_attach(r.t, f.zero);
+    r.bt = (size_t)r.tc.batch * r.tc.seq;
+    r.nxy = r.bt * r.tc.accum;
+    r.x = malloc(sizeof(int32_t) * r.nxy);
+    r.y = malloc(sizeof(int32_t) * r.nxy);
+    r.skip = malloc(sizeof(int32_t) * 2 * r.tc.seq);
+    if (!r.x || !r.y || !r.skip) die("out of memory");
+    report_setup(&r);
+
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+    r.tty = isatty(2) && !f.quiet;
+    r.t0 = r.last_t = r.plan.t_est = now_seconds();
+    r.start_step = rn_trainer_step_count(r.t);
+    r.plan.budget = f.resume ? 0 : f.time_budget;
+    int code = train_loop(&r);
+    if (code == 0) report_done(&r);
+    free(r.x); free(r.y); free(r.skip); free(r.mt.r);
+    rn_trainer_free(r.t);
+    rn_model_free(r.m);
+    rn_dataset_free(r.ds);
+    rn_tokenizer_free(r.tok);
     dist_finalize();
     return code;
 }

@@ -31,18 +31,18 @@ $(FUZZ_DIR)/cli/%.o: cli/%.c $(HDR)
 $(FUZZ_DIR)/libretnet.a: $(FUZZ_OBJ)
 	rm -f $@ && ar rcs $@ $^
 
-# Token lists are parsed by the CLI (parse_tokens in cli/retnet.c): its die()
-# and die_usage() are wrapped to return to the fuzzer, and retnet.o's
+# Token lists are parsed by the CLI (parse_tokens in cli/common.c): its die()
+# and die_usage() are wrapped to return to the fuzzer, and common.o's
 # allocations are redirected to the fuzzer's, which frees what a refusal
 # leaves (the CLI exits instead).
 FUZZ_ALLOC = malloc realloc strdup free
-$(FUZZ_DIR)/cli/retnet-tracked.o: $(FUZZ_DIR)/cli/retnet.o
+$(FUZZ_DIR)/cli/common-tracked.o: $(FUZZ_DIR)/cli/common.o
 	objcopy $(foreach f,$(FUZZ_ALLOC),--redefine-sym $(f)=fuzz_$(f)) $< $@
 
-$(FUZZ_DIR)/fuzz_tokens: tests/fuzz/fuzz_tokens.c tests/fuzz/fuzz.h tests/same_config.h $(FUZZ_CLI_OBJ) $(FUZZ_DIR)/cli/retnet-tracked.o \
+$(FUZZ_DIR)/fuzz_tokens: tests/fuzz/fuzz_tokens.c tests/fuzz/fuzz.h tests/same_config.h $(FUZZ_CLI_OBJ) $(FUZZ_DIR)/cli/common-tracked.o \
 		$(FUZZ_DIR)/libretnet.a
 	$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer -Wl,--wrap=die,--wrap=die_usage -o $@ $< \
-		$(filter-out $(FUZZ_DIR)/cli/retnet.o,$(FUZZ_CLI_OBJ)) $(FUZZ_DIR)/cli/retnet-tracked.o \
+		$(filter-out $(FUZZ_DIR)/cli/common.o,$(FUZZ_CLI_OBJ)) $(FUZZ_DIR)/cli/common-tracked.o \
 		$(FUZZ_DIR)/libretnet.a $(LDLIBS)
 
 $(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h tests/same_config.h $(FUZZ_DIR)/libretnet.a

@@ -1,8 +1,13 @@
 /* test_generate.c: generation and evaluation. Greedy decoding equals the
  * argmax of the parallel logits; top-k / top-p select exactly the right
- * support; a seed reproduces its text; scoring a stream with the state
- * carried over arbitrary splits equals one pass and the logits' loss. */
+ * support; at V = 128,000 the sampler (which sorts only candidates) equals
+ * a full-sort reference bit for bit; samplers on two threads at once draw
+ * what they draw one after the other; a seed reproduces its text; scoring
+ * a stream with the state carried over arbitrary splits equals one pass
+ * and the logits' loss. */
 #include "check.h"
+
+#include <pthread.h>
 
 static int argmax(const rn_real *x, int n) {
     int b = 0;
@@ -82,6 +87,198 @@ static void support(void) {
     rn_sampler_free(s);
 }
 
+/* ------------------------------------------- the full-sort reference */
+
+/* The sampler as it was before it selected candidates: probabilities at
+ * the temperature, the whole vocabulary sorted (qsort; ties: lower id
+ * first), top-k, then the shortest prefix reaching top_p of the rest. */
+static const double *ref_prob;
+static int ref_desc(const void *a, const void *b) {
+    int i = *(const int *)a, j = *(const int *)b;
+    if (ref_prob[i] != ref_prob[j]) return ref_prob[i] > ref_prob[j] ? -1 : 1;
+    return i - j;
+}
+
+/* Support (ids, and their unnormalised probabilities in w) of cfg on
+ * logits (V); returns its size. */
+static int ref_support(const rn_sampler_config *cfg, const rn_real *logits, int V, int32_t *sup, double *w) {
+    double T = cfg->temperature, mx = logits[0];
+    for (int i = 1; i < V; i++) mx = logits[i] > mx ? logits[i] : mx;
+    if (T == 0) {
+        int best = 0;
+        for (int i = 1; i < V; i++) if (logits[i] > logits[best]) best = i;
+        sup[0] = best; w[0] = 1;
+        return 1;
+    }
+    double *prob = malloc(sizeof(double) * V), sum = 0;
+    int *idx = malloc(sizeof(int) * V);
+    for (int i = 0; i < V; i++) { prob[i] = exp((logits[i] - mx) / T); sum += prob[i]; idx[i] = i; }
+    for (int i = 0; i < V; i++) prob[i] /= sum;
+    ref_prob = prob;
+    qsort(idx, (size_t)V, sizeof *idx, ref_desc);
+    int n = V;
+    if (cfg->top_k > 0 && cfg->top_k < n) n = cfg->top_k;
+    if (cfg->top_p < 1) {
+        double total = 0, cum = 0;
+        for (int i = 0; i < n; i++) total += prob[idx[i]];
+        for (int i = 0; i < n; i++) {
+            cum += prob[idx[i]];
+            if (cum >= cfg->top_p * total) { n = i + 1; break; }
+        }
+    }
+    for (int i = 0; i < n; i++) { sup[i] = idx[i]; w[i] = prob[idx[i]]; }
+    free(prob); free(idx);
+    return n;
+}
+
+/* The reference's draw from its support with generator r. */
+static int32_t ref_draw(const int32_t *sup, const double *w, int n, rn_rng *r) {
+    if (n == 1) return sup[0];
+    double z = 0;
+    for (int i = 0; i < n; i++) z += w[i];
+    double u = rn_rng_uniform(r) * z, cum = 0;
+    for (int i = 0; i < n; i++) {
+        cum += w[i];
+        if (u < cum) return sup[i];
+    }
+    return sup[n - 1];
+}
+
+/* Logits of V tokens: 0 Zipf-like (the i-th most likely of shuffled ids
+ * has logit -ln i), 1 flat (N(0, 1)), 2 ties (8 distinct values) and some
+ * -inf, 3 a peaked few over a flat rest. */
+static void make_logits(rn_real *l, int V, int shape, uint64_t seed) {
+    rn_rng r;
+    rn_rng_seed(&r, seed);
+    for (int i = 0; i < V; i++) {
+        double g = rn_rng_normal(&r);
+        switch (shape) {
+        case 0: l[i] = (rn_real)-log(i + 1.0); break;
+        case 1: l[i] = (rn_real)g; break;
+        case 2: l[i] = rn_rng_u64(&r) % 100 == 0 ? (rn_real)-INFINITY : (rn_real)(int)(4 * g) * 0.5f; break;
+        default: l[i] = (rn_real)(rn_rng_u64(&r) % 1000 == 0 ? 8 + g : g); break;
+        }
+    }
+    if (shape == 0)
+        for (int i = V - 1; i > 0; i--) {
+            int j = (int)(rn_rng_u64(&r) % (uint64_t)(i + 1));
+            rn_real t = l[i]; l[i] = l[j]; l[j] = t;
+        }
+}
+
+/* V = 128,000 (a tokenizer's vocabulary): support, probabilities and 10
+ * draws equal the full-sort reference exactly, for top-k, top-p, both,
+ * temperature alone and greedy, on four shapes of logits. */
+static void large_vocab(void) {
+    enum { V = 128000, DRAWS = 10 };
+    rn_real *l = malloc(sizeof(rn_real) * V);
+    int32_t *sup = malloc(sizeof(int32_t) * V), *rsup = malloc(sizeof(int32_t) * V);
+    double *pr = malloc(sizeof(double) * V), *rw = malloc(sizeof(double) * V);
+    const rn_sampler_config cfgs[] = {
+        {0, 0, 1, 3}, {0.8, 40, 1, 3}, {0.8, 0, 0.9, 3}, {1.0, 0, 0.5, 4}, {0.7, 0, 0.99, 5}, {0.8, 40, 0.9, 6},
+        {1.2, 1000, 0.95, 7}, {0.8, 1, 1, 8}, {1.0, 0, 1, 9}, {0.5, 0, 0.999, 10},
+    };
+    int bad = 0, checked = 0;
+    for (int shape = 0; shape < 4; shape++) {
+        make_logits(l, V, shape, 100 + shape);
+        for (size_t c = 0; c < sizeof cfgs / sizeof *cfgs; c++) {
+            int rn = ref_support(&cfgs[c], l, V, rsup, rw);
+            rn_sampler *s;
+            CHECK_OK(rn_sampler_create(V, &cfgs[c], &s));
+            int n = rn_sampler_support(s, l, sup, pr);
+            int same = n == rn && memcmp(sup, rsup, sizeof *sup * (size_t)n) == 0;
+            double z = 0;
+            for (int i = 0; i < rn; i++) z += rw[i];
+            for (int i = 0; same && i < n; i++) same = pr[i] == rw[i] / z;
+            rn_rng r;
+            rn_rng_seed(&r, cfgs[c].seed);
+            for (int d = 0; same && d < DRAWS; d++) same = rn_sampler_sample(s, l) == ref_draw(rsup, rw, rn, &r);
+            if (!same) {
+                bad++;
+                fprintf(stderr, "FAIL: shape %d, T %g top-k %d top-p %g: support %d (reference %d) or draws differ\n",
+                        shape, cfgs[c].temperature, cfgs[c].top_k, cfgs[c].top_p, n, rn);
+            }
+            checked++;
+            rn_sampler_free(s);
+        }
+    }
+    CHECK(bad == 0, "%d of %d V = 128000 cases differ from the full-sort reference", bad, checked);
+    printf("  V = %d: %d cases (4 shapes of logits x 10 settings) equal the full-sort reference\n", V, checked);
+    free(l); free(sup); free(rsup); free(pr); free(rw);
+}
+
+/* Logits with NaN or infinities (a diverged model): any setting draws a
+ * token of the vocabulary and a support of 1..V, without reading or
+ * writing out of bounds (the sanitizer builds check that). */
+static void nonfinite(void) {
+    enum { V = 3000 };
+    rn_real *l = malloc(sizeof(rn_real) * V);
+    int32_t *sup = malloc(sizeof(int32_t) * V);
+    double *pr = malloc(sizeof(double) * V);
+    const rn_sampler_config cfgs[] = {{0, 0, 1, 1}, {0.8, 40, 1, 1}, {0.8, 0, 0.9, 1}, {1, 0, 1, 1}, {0.8, 40, 0.9, 1}};
+    int bad = 0;
+    for (int shape = 0; shape < 4; shape++) {
+        make_logits(l, V, 1, 400 + shape);
+        for (int i = 0; i < V; i++)
+            if (shape == 0 || (i % 7 == 0 && shape == 1)) l[i] = (rn_real)NAN;
+            else if (i % 11 == 0 && shape == 2) l[i] = (rn_real)INFINITY;
+            else if (shape == 3 && i == 0) l[i] = (rn_real)NAN;
+        for (size_t c = 0; c < sizeof cfgs / sizeof *cfgs; c++) {
+            rn_sampler *s;
+            CHECK_OK(rn_sampler_create(V, &cfgs[c], &s));
+            int n = rn_sampler_support(s, l, sup, pr);
+            bad += n < 1 || n > V;
+            for (int i = 0; i < n && n <= V; i++) bad += sup[i] < 0 || sup[i] >= V;
+            for (int d = 0; d < 5; d++) {
+                int32_t t = rn_sampler_sample(s, l);
+                bad += t < 0 || t >= V;
+            }
+            rn_sampler_free(s);
+        }
+    }
+    CHECK(bad == 0, "%d draws or supports outside the vocabulary on non-finite logits", bad);
+    free(l); free(sup); free(pr);
+}
+
+/* Two samplers on two threads at once draw what they draw one after the
+ * other (the sampler keeps no shared state). */
+typedef struct { const rn_sampler_config *cfg; const rn_real *logits; int V, n; int32_t *out; } sample_job;
+
+static void *sample_run(void *arg) {
+    sample_job *j = arg;
+    rn_sampler *s;
+    if (rn_sampler_create(j->V, j->cfg, &s) != RN_OK) return NULL;
+    for (int i = 0; i < j->n; i++) j->out[i] = rn_sampler_sample(s, j->logits + (size_t)(i % 4) * j->V);
+    rn_sampler_free(s);
+    return j;
+}
+
+static void threads(void) {
+    enum { V = 20000, N = 200 };
+    rn_real *l[2] = {malloc(sizeof(rn_real) * 4 * V), malloc(sizeof(rn_real) * 4 * V)};
+    for (int k = 0; k < 4; k++) { make_logits(l[0] + k * V, V, 1, 200 + k); make_logits(l[1] + k * V, V, 3, 300 + k); }
+    /* temperature alone: both threads sort their whole vocabulary */
+    const rn_sampler_config cfg[2] = {{1.0, 0, 1, 11}, {0.9, 0, 1, 12}};
+    int32_t *seq = malloc(sizeof(int32_t) * 4 * N), *par = seq + 2 * N;
+    for (int t = 0; t < 2; t++) {
+        sample_job j = {&cfg[t], l[t], V, N, seq + t * N};
+        sample_run(&j);
+    }
+    pthread_t th[2];
+    sample_job jobs[2];
+    int started = 1;
+    for (int t = 0; t < 2; t++) {
+        jobs[t] = (sample_job){&cfg[t], l[t], V, N, par + t * N};
+        started &= pthread_create(&th[t], NULL, sample_run, &jobs[t]) == 0;
+    }
+    CHECK(started, "could not start two threads");
+    void *ret[2] = {NULL, NULL};
+    for (int t = 0; t < 2 && started; t++) pthread_join(th[t], &ret[t]);
+    CHECK(ret[0] && ret[1], "a sampler on a thread failed");
+    CHECK(memcmp(seq, par, sizeof(int32_t) * 2 * N) == 0, "two samplers on two threads drew other tokens than one after the other");
+    free(l[0]); free(l[1]); free(seq);
+}
+
 static void seeds(void) {
     rn_model *m = make_model(RN_PRESET_TORCHSCALE, 32, 4, 64, 2, 41, 9);
     int32_t prompt[3] = {1, 2, 3}, out[3][50];
@@ -147,6 +344,9 @@ int main(void) {
         scoring((rn_preset)p);
     }
     support();
+    large_vocab();
+    nonfinite();
+    threads();
     seeds();
     CHECK_DONE();
 }

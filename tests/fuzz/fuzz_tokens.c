@@ -1,8 +1,8 @@
 /* fuzz_tokens.c: the CLI's token lists (`retnet logits --tokens 1,2,3` or
- * `--tokens @file`), parse_tokens in cli/retnet.c, linked as it is, with
+ * `--tokens @file`), parse_tokens in cli/common.c, linked as it is, with
  * two changes at link time (mk/fuzz.mk): the CLI's die() and die_usage()
  * are wrapped (-Wl,--wrap) to jump back here instead of exiting, and
- * retnet.o's malloc, realloc, strdup and free are redirected (objcopy) to
+ * common.o's malloc, realloc, strdup and free are redirected (objcopy) to
  * the tracking versions below, so that what a refusal leaves allocated
  * (the CLI exits instead of freeing) is freed here and leak checking stays
  * on. Properties, for every input, given inline and as @file:
@@ -13,7 +13,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 
-#include "cli.h"
+#include "common.h"
 #include "fuzz.h"
 
 static jmp_buf on_die;
@@ -31,7 +31,7 @@ void __wrap_die_usage(const char *cmd, const char *fmt, ...) {
     longjmp(on_die, 1);
 }
 
-/* The blocks retnet.o holds. */
+/* The blocks common.o holds. */
 static void *live[16];
 
 static void track(void *p, void *old) {
