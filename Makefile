@@ -7,7 +7,7 @@ override CFLAGS += -std=c11 -Wall -Wextra -fopenmp -fPIC -fvisibility=hidden -fn
 LDLIBS  = -lopenblas -lcjson -lm
 BUILD   = build
 
-SRC     = src/common.c src/config.c src/model.c src/ops.c src/retention.c src/forward.c src/backward.c src/train.c src/sample.c src/io.c src/formats.c src/data.c
+SRC     = src/common.c src/config.c src/model.c src/ops.c src/retention.c src/forward.c src/backward.c src/train.c src/sample.c src/io.c src/formats.c src/data.c src/retention_api.c
 OBJ     = $(SRC:src/%.c=$(BUILD)/obj/%.o)
 OBJ64   = $(SRC:src/%.c=$(BUILD)/obj64/%.o)
 CLI_SRC = cli/retnet.c
@@ -33,6 +33,14 @@ $(BUILD)/libretnet64.a: $(OBJ64)
 $(BUILD)/libretnet.so: $(OBJ)
 	$(CC) -shared -fopenmp $(SAN) -o $@ $^ $(LDLIBS)
 
+# The float64 shared library, for the Python binding's float64 tensors
+# (python/retnet/torch.py: gradcheck).
+$(BUILD)/libretnet64.so: $(OBJ64)
+	$(CC) -shared -fopenmp $(SAN) -o $@ $^ $(LDLIBS)
+
+# What the Python binding (python/) loads.
+python: $(BUILD)/libretnet.so $(BUILD)/libretnet64.so
+
 $(BUILD)/retnet: $(CLI_SRC) $(wildcard cli/*.c) $(BUILD)/libretnet.a $(HDR)
 	$(CC) $(CFLAGS) -o $@ $(wildcard cli/*.c) $(BUILD)/libretnet.a $(LDLIBS)
 
@@ -48,7 +56,7 @@ $(BUILD)/tests/%_f64: tests/%.c tests/check.h tests/same_config.h $(BUILD)/libre
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Icli -DRETNET_DOUBLE -o $@ $< cli/plot.c $(BUILD)/libretnet64.a $(LDLIBS)
 
-tests: $(TESTS32) $(TESTS64) $(BUILD)/retnet
+tests: $(TESTS32) $(TESTS64) $(BUILD)/retnet $(BUILD)/libretnet.so $(BUILD)/libretnet64.so
 
 test:
 	@bash scripts/setup.sh test
@@ -73,4 +81,4 @@ clean:
 # Optional parts (fuzzing, benchmarks, ...) each add their own rules here.
 -include $(wildcard mk/*.mk)
 
-.PHONY: all tests test demo bench clean asan
+.PHONY: all tests test demo bench clean asan python
