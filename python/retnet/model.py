@@ -83,7 +83,7 @@ class Config:
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
             if f.name == "preset":
-                v = _index(PRESETS, v, "preset")
+                v = preset_id(v)
             elif f.name in _ENUMS:
                 v = _index(_ENUMS[f.name], v, f.name)
             elif f.name in _BOOLS:
@@ -97,7 +97,7 @@ class Config:
         L = _lib.lib()
         c = _lib.RnConfig()
         c.vocab = vocab
-        L.call(L.rn_config_preset, byref(c), _index(PRESETS, preset, "preset"),
+        L.call(L.rn_config_preset, byref(c), preset_id(preset),
                size.encode() if size else None)
         c.vocab = vocab
         return cls.from_c(c)
@@ -135,16 +135,25 @@ def _index(names: Sequence[str], v, what: str) -> int:
     if isinstance(v, int) and not isinstance(v, bool) and 0 <= v < len(names):
         return v
     try:
-        return names.index(str(v).replace("-", "_") if what != "preset" else str(v))
+        return names.index(str(v).replace("-", "_"))
     except ValueError:
         raise ArgumentError(f"unknown {what} '{v}' (one of {', '.join(names)})") from None
 
 
 def mode_id(mode: str) -> int:
-    """rn_mode of "parallel", "chunkwise" or "recurrent"."""
-    if mode not in MODES:
-        raise ArgumentError(f"unknown mode '{mode}' (parallel, chunkwise or recurrent)")
-    return MODES[mode]
+    """rn_mode of "parallel", "chunkwise" or "recurrent" (rn_mode_from_name)."""
+    L = _lib.lib()
+    out = c_int()
+    L.call(L.rn_mode_from_name, str(mode).encode(), byref(out))
+    return out.value
+
+
+def preset_id(preset: str) -> int:
+    """rn_preset of "torchscale", "seed" or "fla" (rn_preset_from_name)."""
+    L = _lib.lib()
+    out = c_int()
+    L.call(L.rn_preset_from_name, str(preset).encode(), byref(out))
+    return out.value
 
 
 # ------------------------------------------------------------------ model
@@ -209,7 +218,7 @@ class Model:
         """The config :meth:`init` builds (the CLI's arch_config)."""
         L = _lib.lib()
         c = _lib.RnConfig()
-        p = _index(PRESETS, preset, "preset")
+        p = preset_id(preset)
         if size is None and dim is None:
             size = "tiny"
         c.vocab = vocab
