@@ -358,7 +358,7 @@ class Model:
     def generate(self, prompt: Union[str, bytes, Sequence[int]] = "\n", max_tokens: int = 256,
                  temperature: float = 0.8, top_k: int = 0, top_p: float = 0.95, seed: int = 1,
                  stop: Union[None, str, Sequence[str]] = None, chunk: int = 256,
-                 tokenizer: Optional[Tokenizer] = None) -> Iterator[str]:
+                 tokenizer: Optional[Tokenizer] = None, stop_at_eos: bool = True) -> Iterator[str]:
         """Streams generated text, piece by piece, as ``retnet generate`` samples it.
 
         The prompt (text, or token ids) is prefilled chunkwise, then each token
@@ -366,14 +366,16 @@ class Model:
         arguments, the text is the CLI's (which prints the prompt before it).
         Bytes that end inside a UTF-8 character are held back until it is
         complete. stop: a string or strings that end the generation (not
-        yielded). Defaults are the CLI's.
+        yielded). With a tokenizer that has an end-of-sequence id (not the
+        byte tokenizer), sampling it ends the generation unless stop_at_eos
+        is False. Defaults are the CLI's.
         """
         tok = tokenizer or self.tokenizer
         decoder = codecs.getincrementaldecoder("utf-8")("replace")
         stops: List[str] = [stop] if isinstance(stop, str) else list(stop or [])
         stops = [s for s in stops if s]
         acc, emitted = "", 0
-        for t in self.generate_tokens(prompt, max_tokens, temperature, top_k, top_p, seed, chunk, tok):
+        for t in self.generate_tokens(prompt, max_tokens, temperature, top_k, top_p, seed, chunk, tok, stop_at_eos):
             text = decoder.decode(tok.piece(t))
             if not text:
                 continue
@@ -402,9 +404,11 @@ class Model:
 
     def generate_tokens(self, prompt: Union[str, bytes, Sequence[int]] = "\n", max_tokens: int = 256,
                         temperature: float = 0.8, top_k: int = 0, top_p: float = 0.95, seed: int = 1,
-                        chunk: int = 256, tokenizer: Optional[Tokenizer] = None) -> Iterator[int]:
-        """Streams the sampled token ids (see :meth:`generate`)."""
+                        chunk: int = 256, tokenizer: Optional[Tokenizer] = None,
+                        stop_at_eos: bool = True) -> Iterator[int]:
+        """Streams the sampled token ids (see :meth:`generate`; the EOS id is not yielded)."""
         tok = tokenizer or self.tokenizer
+        eos = tok.eos if stop_at_eos else None
         if isinstance(prompt, (str, bytes)):
             if tok.vocab_size > self.vocab:
                 raise ArgumentError(f"the model's vocabulary ({self.vocab}) is smaller than the tokenizer's "
@@ -417,7 +421,10 @@ class Model:
         with Session(self, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, chunk=chunk) as s:
             s.prefill(ids)
             for _ in range(int(max_tokens)):
-                yield s.step()
+                t = s.step()
+                if t == eos:
+                    return
+                yield t
 
     def complete(self, prompt: Union[str, bytes, Sequence[int]] = "\n", max_tokens: int = 256, **kw) -> str:
         """The whole generated text of :meth:`generate` (without the prompt)."""
