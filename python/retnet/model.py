@@ -383,8 +383,7 @@ class Model:
                 yield text
                 continue
             acc += text
-            hit = min((i for i in (acc.find(s, max(0, emitted - len(s) + 1)) for s in stops) if i >= 0),
-                      default=-1)
+            hit = _find_stop(acc, stops, emitted)
             if hit >= 0:
                 if hit > emitted:
                     yield acc[emitted:hit]
@@ -396,8 +395,7 @@ class Model:
         tail = decoder.decode(b"", final=True)
         if stops:
             acc += tail
-            hit = min((i for i in (acc.find(s, max(0, emitted - len(s) + 1)) for s in stops) if i >= 0),
-                      default=-1)
+            hit = _find_stop(acc, stops, emitted)
             tail = acc[emitted:hit if hit >= 0 else len(acc)]
         if tail:
             yield tail
@@ -495,6 +493,13 @@ class Model:
         L.call(L.rn_model_loss_grad, self._handle(), _lib.i32ptr(xa), _lib.i32ptr(ya), xa.shape[0], xa.shape[1],
                mode_id(mode), int(chunk), 1.0, L.rptr(g) if g is not None else None, byref(loss), byref(cnt))
         return loss.value, g
+
+
+def _find_stop(acc: str, stops: Sequence[str], emitted: int) -> int:
+    """Where the first stop string in acc starts (-1: none); only the text from
+    emitted on (less a stop's length) can hold a new one."""
+    found = [i for i in (acc.find(s, max(0, emitted - len(s) + 1)) for s in stops) if i >= 0]
+    return min(found) if found else -1
 
 
 def _held_back(acc: str, stops: Sequence[str]) -> int:

@@ -1,6 +1,5 @@
 """retnet.torch.retention: the library's forward and backward as a torch.autograd.Function."""
 
-import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
