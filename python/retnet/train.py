@@ -146,6 +146,7 @@ class Trainer:
         non-finite loss or gradient raises :class:`NumericError` and leaves the
         weights untouched.
         """
+        self.model._handle()  # raises if the model was closed
         xa, ya = _lib.as_tokens(x, "x"), _lib.as_tokens(y, "y")
         if xa.shape != ya.shape or xa.ndim not in (2, 3):
             raise ArgumentError(f"x and y must have the same shape (batch, seq) or (accum, batch, seq), "
@@ -162,7 +163,12 @@ class Trainer:
         return info.loss
 
     def save(self, path: str, user_json: Optional[str] = None) -> None:
-        """Checkpoint (model, AdamW moments, step, user_json) atomically, for an exact resume."""
+        """Checkpoint (model, AdamW moments, step, user_json) atomically, for an exact resume.
+
+        user_json (a JSON object) goes through the library's JSON reader, whose
+        numbers are doubles: store 64-bit values (an :class:`Rng` state) as strings.
+        """
+        self.model._handle()
         self._lib.call(self._lib.rn_trainer_save, self._h, str(path).encode(),
                        user_json.encode() if user_json is not None else None)
 

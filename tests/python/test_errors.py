@@ -202,3 +202,15 @@ print("ok")
     env["OMP_NUM_THREADS"] = "4"  # the default of threads that never called rn_set_threads
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, env=env, timeout=300)
     assert p.returncode == 0 and p.stdout.strip() == b"ok", p.stderr.decode()[-2000:]
+
+
+def test_closed_model_is_refused_by_its_users(models):
+    m = retnet.Model.load(models["torchscale"])
+    t = retnet.Trainer(m, steps=3, warmup=0)
+    s = m.state()
+    m.close()
+    x = np.zeros((1, 4), np.int32)
+    raises(retnet.ArgumentError, lambda: t.step(x, x), "closed")
+    raises(retnet.ArgumentError, lambda: t.save("/tmp/never.safetensors"), "closed")
+    raises(retnet.ArgumentError, lambda: m.logits([1], state=s), "closed")
+    raises(retnet.ArgumentError, lambda: m.num_params, "closed")
