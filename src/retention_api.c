@@ -110,9 +110,9 @@ rn_status rn_retention_backward(int B, int H, int T, int K, int Dv, const rn_rea
     const rn_model *m = &rm.m;
     int C = chunk_len(mode, chunk, T), nch = (T + C - 1) / C;
     size_t kd = (size_t)K * Dv;
-    size_t fws = rni_retention_ws(m, C), bws = rni_retention_bwd_ws(m, C);
-    /* per thread: dU, the states entering chunks 1.., kernel scratch */
-    size_t wsn = kd + (size_t)nch * kd + (fws > bws ? fws : bws), tmpn = (size_t)C * Dv;
+    size_t bws = rni_retention_bwd_ws(m, C);
+    /* per thread: dU, the states entering chunks 1.., kernel scratch, decayed keys and decays */
+    size_t wsn = kd + (size_t)nch * kd + bws, tmpn = (size_t)C * K + C;
     int failed = 0;
 #pragma omp parallel if (B * H > 1)
     {
@@ -128,14 +128,22 @@ rn_status rn_retention_backward(int B, int H, int T, int K, int Dv, const rn_rea
             const rn_real *qb = q + (size_t)bh * T * K, *kb = k + (size_t)bh * T * K;
             const rn_real *vb = v + (size_t)bh * T * Dv, *dob = dout + (size_t)bh * T * Dv;
             rn_real *dqb = dq + (size_t)bh * T * K, *dkb = dk + (size_t)bh * T * K, *dvb = dv + (size_t)bh * T * Dv;
-            rn_real *dU = ws, *U0 = ws + kd, *rws = U0 + (size_t)nch * kd, *otmp = ws + wsn;
-            /* Forward, keeping the state entering each chunk (U0[ci], ci >= 1). */
+            rn_real *dU = ws, *U0 = ws + kd, *rws = U0 + (size_t)nch * kd, *kdec = ws + wsn, *gpow = kdec + (size_t)C * K;
+            /* The states entering chunks 1.. (U0[ci]), as the forward advances
+             * them: U = gamma^C U + sum_i gamma^(C-1-i) k_i^T v_i (no output
+             * needed, so not the whole chunk). */
+            double lam = m->head[h].lambda;
+            for (int i = 0; i < C; i++) gpow[i] = (rn_real)exp((C - 1 - i) * lam);
+            rn_real gC = (rn_real)exp(C * lam);
             for (int ci = 0; ci + 1 < nch; ci++) {
                 int t0 = ci * C;
                 rn_real *U = U0 + (size_t)(ci + 1) * kd;
-                if (ci) memcpy(U, U0 + (size_t)ci * kd, kd * sizeof *U);
-                rni_retention_chunk(m, h, t0, C, qb + (size_t)t0 * K, kb + (size_t)t0 * K, K, vb + (size_t)t0 * Dv, Dv,
-                                    U, (ci ? RN_STATE_IN : 0) | RN_STATE_OUT, otmp, Dv, rws, NULL);
+                const rn_real *kc = kb + (size_t)t0 * K;
+                for (int i = 0; i < C; i++)
+                    for (int j = 0; j < K; j++) kdec[(size_t)i * K + j] = kc[(size_t)i * K + j] * gpow[i];
+                if (ci)
+                    for (size_t e = 0; e < kd; e++) U[e] = U0[(size_t)ci * kd + e] * gC;
+                rni_gemm(1, 0, K, Dv, C, 1, kdec, K, vb + (size_t)t0 * Dv, Dv, ci ? 1 : 0, U, Dv);
             }
             /* Backward, from the last chunk, carrying d loss / d U. */
             for (int ci = nch - 1; ci >= 0; ci--) {
