@@ -95,12 +95,13 @@ class Trainer:
         self._lib.call(self._lib.rn_trainer_create, model._handle(), byref(cfg.to_c()), byref(h))
         self._h = h
         self.last: Optional[StepInfo] = None
+        self.user_json: str = ""  # of the checkpoint a loaded trainer came from
 
     @classmethod
-    def load(cls, path: str) -> Tuple["Trainer", str]:
+    def load(cls, path: str) -> "Trainer":
         """Loads a checkpoint (rn_trainer_save's, or ``retnet train``'s
-        OUT/checkpoint.safetensors): returns (trainer, user_json); the model is
-        ``trainer.model``."""
+        OUT/checkpoint.safetensors) for an exact resume. The model is
+        ``trainer.model``; the checkpoint's user JSON is ``trainer.user_json``."""
         L = _lib.lib()
         h, user = c_void_p(), c_void_p()
         L.call(L.rn_trainer_load, str(path).encode(), byref(h), byref(user))
@@ -108,11 +109,11 @@ class Trainer:
         t._lib, t._h, t.last = L, h, None
         from .model import _CREATE
         t.model = Model(L.rn_trainer_model(h), _CREATE)
-        text = ""
+        t.user_json = ""
         if user.value:
-            text = ctypes.string_at(user.value).decode("utf-8", "replace")
+            t.user_json = ctypes.string_at(user.value).decode("utf-8", "replace")
             _lib.c_free(user)
-        return t, text
+        return t
 
     def close(self) -> None:
         """Frees the trainer (not the model) now."""

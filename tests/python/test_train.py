@@ -61,7 +61,8 @@ def test_resume_cli_checkpoint_in_python(corpus, tmp_path):
     the weights of an uninterrupted CLI run."""
     cli_train(corpus, tmp_path / "full", "--steps", 7)
     cli_train(corpus, tmp_path / "part", "--steps", 7, "--stop-at", 4)
-    trainer, user = retnet.Trainer.load(str(tmp_path / "part" / "checkpoint.safetensors"))
+    trainer = retnet.Trainer.load(str(tmp_path / "part" / "checkpoint.safetensors"))
+    user = trainer.user_json
     assert trainer.step_count == 4 and trainer.config.steps == 7
     rng = retnet.Rng()
     rng.state = [int(w, 16) for w in json.loads(user)["rng"]]
@@ -78,7 +79,8 @@ def test_save_load_resume_is_exact(corpus, tmp_path):
     # the library's JSON reader, whose numbers are doubles)
     trainer.save(str(tmp_path / "ck.safetensors"), json.dumps({"rng": [f"{w:016x}" for w in rng.state]}))
     tail = run_steps(trainer, data, rng, 5)
-    t2, user = retnet.Trainer.load(str(tmp_path / "ck.safetensors"))
+    t2 = retnet.Trainer.load(str(tmp_path / "ck.safetensors"))
+    user = t2.user_json
     r2 = retnet.Rng()
     r2.state = [int(w, 16) for w in json.loads(user)["rng"]]
     tail2 = run_steps(t2, data, r2, 5)
