@@ -149,6 +149,7 @@ def _sigs(real) -> dict:
         "rn_dtype_from_name": (st, [c_char_p, POINTER(c_int)]),
         "rn_model_load_ex": (st, [c_char_p, PP, POINTER(c_int)]),
         "rn_model_save_as": (st, [P, c_char_p, c_int, c_int]),
+        "rn_model_save_values": (st, [P, RP, c_char_p, c_int, c_int]),
         "rn_config_to_json": (c_void_p, [POINTER(RnConfig)]),
         "rn_config_from_json": (st, [c_char_p, POINTER(RnConfig)]),
         "rn_npy_save": (st, [c_char_p, RP, c_int, POINTER(c_int64)]),

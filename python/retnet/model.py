@@ -303,6 +303,21 @@ class Model:
         L.call(L.rn_dtype_from_name, str(dtype).encode(), byref(d))
         L.call(L.rn_model_save_as, self._handle(), str(path).encode(), f.value, d.value)
 
+    def save_values(self, values: np.ndarray, path: str, format: Optional[str] = None,
+                    dtype: str = "f32") -> None:
+        """Writes values laid out like :attr:`params` (e.g. a gradient of
+        :meth:`loss_grad`) as one safetensors file under the tensor names of format
+        (default: the format the model was loaded from, else "retnet"), as
+        ``retnet grads`` does: the names and shapes of PyTorch's named_parameters()."""
+        L = self._lib
+        v = np.ascontiguousarray(values, dtype=L.dtype)
+        if v.shape != (self.num_params,):
+            raise ArgumentError(f"values must have shape ({self.num_params},), got {v.shape}")
+        f, d = c_int(), c_int()
+        L.call(L.rn_format_from_name, str(format or self.format or "retnet").encode(), byref(f))
+        L.call(L.rn_dtype_from_name, str(dtype).encode(), byref(d))
+        L.call(L.rn_model_save_values, self._handle(), L.rptr(v), str(path).encode(), f.value, d.value)
+
     # ------------------------------------------------------------- forward
     def state(self, batch: int = 1) -> "State":
         """A fresh recurrent state for batch streams (position 0)."""
