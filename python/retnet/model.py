@@ -38,7 +38,7 @@ class Config:
     """A model's architecture: ``rn_config`` of include/retnet.h.
 
     The enum fields are their names as strings (``rotation="xpos"``), the
-    switches are bools. ``Config.preset("torchscale", "tiny")`` fills one from a
+    switches are bools. ``Config.preset_config("torchscale", "tiny")`` fills one from a
     named preset and size.
     """
 

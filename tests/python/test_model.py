@@ -93,6 +93,8 @@ def test_config_and_params(models):
     assert got == ("torchscale", 32, 2, 2, 256, 64, 64)
     assert isinstance(c, retnet.Config) and c.num_params == m.num_params
     assert retnet.Config.from_json(c.to_json()) == c
+    tiny = retnet.Config.preset_config("fla", "tiny")
+    assert tiny.preset == "fla" and tiny == retnet.Model.config_for("fla", "tiny") and tiny.num_params > 0
     info = cli("info", "--model", models["torchscale"]).stdout.decode()
     assert f"parameters: {m.num_params} " in info
     p = m.params
