@@ -9,14 +9,16 @@ import os
 import subprocess
 import sys
 
-import numpy as np
-import pytest
+# before anything loads OpenMP or OpenBLAS (numpy may)
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 if not os.environ.get("RETNET_TEST_INSTALLED"):
     sys.path.insert(0, os.path.join(ROOT, "python"))
-os.environ.setdefault("OMP_NUM_THREADS", "1")
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import retnet  # noqa: E402
 
