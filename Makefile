@@ -7,7 +7,7 @@ override CFLAGS += -std=c11 -Wall -Wextra -fopenmp -fPIC -fvisibility=hidden -fn
 LDLIBS  = -lopenblas -lcjson -lm
 BUILD   = build
 
-SRC     = src/common.c src/config.c src/model.c src/ops.c src/retention.c src/forward.c src/backward.c src/train.c src/sample.c src/io.c src/formats.c src/data.c src/retention_api.c
+SRC     = $(wildcard src/*.c src/presets/*.c)
 OBJ     = $(SRC:src/%.c=$(BUILD)/obj/%.o)
 OBJ64   = $(SRC:src/%.c=$(BUILD)/obj64/%.o)
 CLI_SRC = cli/retnet.c
@@ -25,13 +25,18 @@ $(BUILD)/obj64/%.o: src/%.c $(HDR)
 	$(CC) $(CFLAGS) -DRETNET_DOUBLE -c $< -o $@
 
 $(BUILD)/libretnet.a: $(OBJ)
-	ar rcs $@ $^
+	rm -f $@ && ar rcs $@ $^
 
 $(BUILD)/libretnet64.a: $(OBJ64)
-	ar rcs $@ $^
+	rm -f $@ && ar rcs $@ $^
+
+# The shared library exports the public API only (-fvisibility=hidden and
+# RN_API); its soname follows the API's major version.
+SOMAJOR = $(shell sed -n 's/^\#define RETNET_VERSION_MAJOR //p' include/retnet.h)
+VERSION = $(shell sed -n 's/^\#define RETNET_VERSION_STRING "\(.*\)"/\1/p' include/retnet.h)
 
 $(BUILD)/libretnet.so: $(OBJ)
-	$(CC) -shared -fopenmp $(SAN) -o $@ $^ $(LDLIBS)
+	$(CC) -shared -fopenmp $(SAN) -Wl,-soname,libretnet.so.$(SOMAJOR) -o $@ $^ $(LDLIBS)
 
 # The float64 shared library, for the Python binding's float64 tensors
 # (python/retnet/torch.py: gradcheck).
@@ -78,7 +83,32 @@ asan:
 clean:
 	rm -rf $(BUILD)
 
+# ---------------------------------------------------------------- install
+# make install [PREFIX=/usr/local] [DESTDIR=/staging]: the headers, both
+# libraries, the CLI and a pkg-config file (pkg-config --cflags --libs retnet).
+PREFIX  ?= /usr/local
+LIBDIR  ?= $(PREFIX)/lib
+INCDIR  ?= $(PREFIX)/include
+BINDIR  ?= $(PREFIX)/bin
+
+$(BUILD)/retnet.pc: mk/retnet.pc.in include/retnet.h
+	sed -e 's|@PREFIX@|$(PREFIX)|; s|@LIBDIR@|$(LIBDIR)|; s|@INCDIR@|$(INCDIR)|; s|@VERSION@|$(VERSION)|' $< > $@
+
+install: all $(BUILD)/retnet.pc
+	install -d $(DESTDIR)$(INCDIR) $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(BINDIR)
+	install -m 644 include/retnet.h include/retnet_data.h $(DESTDIR)$(INCDIR)/
+	install -m 644 $(BUILD)/libretnet.a $(DESTDIR)$(LIBDIR)/
+	install -m 755 $(BUILD)/libretnet.so $(DESTDIR)$(LIBDIR)/libretnet.so.$(VERSION)
+	ln -sf libretnet.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libretnet.so.$(SOMAJOR)
+	ln -sf libretnet.so.$(SOMAJOR) $(DESTDIR)$(LIBDIR)/libretnet.so
+	install -m 644 $(BUILD)/retnet.pc $(DESTDIR)$(LIBDIR)/pkgconfig/
+	install -m 755 $(BUILD)/retnet $(DESTDIR)$(BINDIR)/
+
+uninstall:
+	rm -f $(DESTDIR)$(INCDIR)/retnet.h $(DESTDIR)$(INCDIR)/retnet_data.h $(DESTDIR)$(LIBDIR)/libretnet.a \
+	      $(DESTDIR)$(LIBDIR)/libretnet.so* $(DESTDIR)$(LIBDIR)/pkgconfig/retnet.pc $(DESTDIR)$(BINDIR)/retnet
+
 # Optional parts (fuzzing, benchmarks, ...) each add their own rules here.
 -include $(wildcard mk/*.mk)
 
-.PHONY: all tests test demo bench clean asan python
+.PHONY: all tests test demo bench clean asan install uninstall python

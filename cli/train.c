@@ -246,10 +246,7 @@ int cmd_train(int argc, char **argv) {
     if (di.rank > 0) quiet = 1;
     if (!threads) threads = dist_default_threads();
     if (threads) rn_set_threads(threads);
-    if (strcmp(sched, "cosine") == 0) tc.schedule = RN_SCHED_COSINE;
-    else if (strcmp(sched, "linear") == 0) tc.schedule = RN_SCHED_LINEAR;
-    else if (strcmp(sched, "constant") == 0) tc.schedule = RN_SCHED_CONSTANT;
-    else die_usage("train", "unknown schedule '%s' (cosine, linear or constant)", sched);
+    if (rn_schedule_from_name(sched, &tc.schedule) != RN_OK) die_usage("train", "%s", rn_last_error());
     tc.mode = args_seen(&cmd, "chunk") ? RN_CHUNKWISE : RN_PARALLEL;
     if (tc.mode == RN_CHUNKWISE && tc.chunk > tc.seq) die_usage("train", "--chunk %d is longer than --seq %d", tc.chunk, tc.seq);
     if (!args_seen(&cmd, "warmup") && tc.warmup >= tc.steps) tc.warmup = tc.steps / 10;

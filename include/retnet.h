@@ -80,30 +80,33 @@ RN_API double rn_rng_normal(rn_rng *r);             /* N(0, 1) */
 
 /* An architecture is a point in a small space of orthogonal switches; a
  * preset is a named point (rn_config_preset). */
-typedef enum { RN_PRESET_TORCHSCALE = 0, RN_PRESET_SEED = 1, RN_PRESET_FLA = 2 } rn_preset;
+typedef enum { RN_PRESET_TORCHSCALE = 0, RN_PRESET_SEED = 1, RN_PRESET_FLA = 2, RN_PRESET_COUNT } rn_preset;
 
 typedef enum {
     RN_ROT_TORCHSCALE, /* pairs (2i,2i+1); angle_j = 10000^-(j/(K/2-1)) */
     RN_ROT_XPOS,       /* pairs (2i,2i+1); theta_j = 10000^-(j/(K/2)), xPos scale */
-    RN_ROT_HALF        /* NeoX halves; inv_freq_j = 10000^-(2j/K) */
+    RN_ROT_HALF,       /* NeoX halves; inv_freq_j = 10000^-(2j/K) */
+    RN_ROT_COUNT
 } rn_rotation;
 
 typedef enum {
     RN_DECAY_POW2,     /* gamma_h = 1 - 2^(-5-h) */
-    RN_DECAY_LOGSPACE  /* gamma_h = 1 - exp(linspace(log 1/32, log 1/512, H))[h] */
+    RN_DECAY_LOGSPACE, /* gamma_h = 1 - exp(linspace(log 1/32, log 1/512, H))[h] */
+    RN_DECAY_COUNT
 } rn_decay;
 
-typedef enum { RN_QK_NONE, RN_QK_SCALE_K, RN_QK_SCALE_Q } rn_qk_scale;
+typedef enum { RN_QK_NONE, RN_QK_SCALE_K, RN_QK_SCALE_Q, RN_QK_COUNT } rn_qk_scale;
 
 typedef enum {
     RN_HEADNORM_RMS,        /* RMSNorm per head, no affine */
     RN_HEADNORM_RMS_SHARED, /* RMSNorm per head, weight [Dv] shared by heads */
-    RN_HEADNORM_GROUP       /* GroupNorm(H groups), weight+bias [Vd] */
+    RN_HEADNORM_GROUP,      /* GroupNorm(H groups), weight+bias [Vd] */
+    RN_HEADNORM_COUNT
 } rn_headnorm;
 
-typedef enum { RN_NORM_RMS, RN_NORM_LAYER } rn_norm;   /* LAYER has a bias */
-typedef enum { RN_FFN_GLU, RN_FFN_MLP } rn_ffn;
-typedef enum { RN_ACT_GELU, RN_ACT_SWISH } rn_act;
+typedef enum { RN_NORM_RMS, RN_NORM_LAYER, RN_NORM_COUNT } rn_norm;   /* LAYER has a bias */
+typedef enum { RN_FFN_GLU, RN_FFN_MLP, RN_FFN_COUNT } rn_ffn;
+typedef enum { RN_ACT_GELU, RN_ACT_SWISH, RN_ACT_COUNT } rn_act;
 
 typedef struct {
     rn_preset preset;
@@ -147,7 +150,7 @@ typedef struct rn_model rn_model;
 /* Creates a model with zeroed parameters. */
 RN_API rn_status rn_model_create(const rn_config *cfg, rn_model **out);
 RN_API void rn_model_free(rn_model *m);
-/* The preset's initialisation (spec: torchscale's, the seed's). */
+/* The preset's initialisation (that of its reference implementation). */
 RN_API rn_status rn_model_init_random(rn_model *m, uint64_t seed);
 RN_API const rn_config *rn_model_config(const rn_model *m);
 RN_API size_t rn_model_num_params(const rn_model *m);
@@ -165,7 +168,9 @@ RN_API int64_t rn_state_pos(const rn_state *s);
 RN_API int rn_state_batch(const rn_state *s);
 RN_API rn_status rn_state_copy(rn_state *dst, const rn_state *src);
 
-typedef enum { RN_PARALLEL = 0, RN_CHUNKWISE = 1, RN_RECURRENT = 2 } rn_mode;
+typedef enum { RN_PARALLEL = 0, RN_CHUNKWISE = 1, RN_RECURRENT = 2, RN_MODE_COUNT } rn_mode;
+/* "parallel", "chunkwise", "recurrent". */
+RN_API const char *rn_mode_name(rn_mode m);
 RN_API rn_status rn_mode_from_name(const char *name, rn_mode *out);
 
 /* Forward flags. */
@@ -259,7 +264,10 @@ RN_API rn_status rn_model_loss_grad(rn_model *m, const int32_t *x, const int32_t
  * would refuse (B or T < 1, recurrent, chunkwise with chunk < 1). */
 RN_API double rn_train_flops(const rn_config *cfg, int B, int T, rn_mode mode, int chunk);
 
-typedef enum { RN_SCHED_COSINE = 0, RN_SCHED_LINEAR = 1, RN_SCHED_CONSTANT = 2 } rn_schedule;
+typedef enum { RN_SCHED_COSINE = 0, RN_SCHED_LINEAR = 1, RN_SCHED_CONSTANT = 2, RN_SCHED_COUNT } rn_schedule;
+/* "cosine", "linear", "constant". */
+RN_API const char *rn_schedule_name(rn_schedule s);
+RN_API rn_status rn_schedule_from_name(const char *name, rn_schedule *out);
 
 typedef struct {
     int batch;            /* sequences per micro-batch */
@@ -368,7 +376,7 @@ RN_API void rn_trainer_shard(const rn_trainer *t, size_t *off, size_t *n);
 /* ------------------------------------------------------------ model files */
 
 /* Model file formats. Each holds the tensors of one preset under the names
- * of its PyTorch implementation (spec, RETNET.md) in safetensors files; they
+ * of its PyTorch implementation (docs/ARCHITECTURE.md) in safetensors files; they
  * differ in where the config is and in name variants. */
 typedef enum {
     RN_FORMAT_RETNET = 0,    /* ours: one file, any preset, its own names;
@@ -379,14 +387,15 @@ typedef enum {
                                 "model.", head "lm_head.weight"; config.json */
     RN_FORMAT_SEED,          /* the seed's RetNetCLM state dict; the config
                                 follows from the shapes */
-    RN_FORMAT_FLA            /* flash-linear-attention's Hugging Face layout:
+    RN_FORMAT_FLA,           /* flash-linear-attention's Hugging Face layout:
                                 config.json + model.safetensors, or shards
                                 model-0000N-of-0000M.safetensors listed in
                                 model.safetensors.index.json */
+    RN_FORMAT_COUNT
 } rn_format;
 
 /* Tensor types read and written. */
-typedef enum { RN_DTYPE_F32 = 0, RN_DTYPE_BF16, RN_DTYPE_F64, RN_DTYPE_F16 } rn_dtype;
+typedef enum { RN_DTYPE_F32 = 0, RN_DTYPE_BF16, RN_DTYPE_F64, RN_DTYPE_F16, RN_DTYPE_COUNT } rn_dtype;
 
 /* "retnet", "torchscale", "torchscale-hf", "seed", "fla". */
 RN_API const char *rn_format_name(rn_format f);

@@ -29,7 +29,7 @@ $(FUZZ_DIR)/cli/%.o: cli/%.c $(HDR)
 	$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link -Dmain=retnet_cli_main -c $< -o $@
 
 $(FUZZ_DIR)/libretnet.a: $(FUZZ_OBJ)
-	ar rcs $@ $^
+	rm -f $@ && ar rcs $@ $^
 
 # Token lists are parsed by the CLI (parse_tokens in cli/retnet.c): its die()
 # and die_usage() are wrapped to return to the fuzzer, and retnet.o's

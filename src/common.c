@@ -56,6 +56,21 @@ const char *rn_status_name(rn_status s) {
     return "unknown error";
 }
 
+/* ----------------------------------------------------------------- names */
+
+const char *rni_name_of(const char *const *names, int count, int i) {
+    return i >= 0 && i < count ? names[i] : "unknown";
+}
+
+rn_status rni_name_lookup(const char *const *names, int count, const char *what, const char *name, int *out) {
+    for (int i = 0; name && i < count; i++)
+        if (strcmp(name, names[i]) == 0) { *out = i; return RN_OK; }
+    char list[256] = "";
+    for (int i = 0; i < count; i++)
+        snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", i ? ", " : "", names[i]);
+    return rni_fail(RN_ERR_ARG, "unknown %s '%s' (expected %s)", what, name ? name : "(null)", list);
+}
+
 /* --------------------------------------------------------------- threads */
 
 static int rn_threads = 0;

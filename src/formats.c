@@ -2,9 +2,9 @@
  * formats"): where the weights are (a file, a directory, shards listed in
  * an index), where the config is (our metadata, a config.json, the shapes),
  * and which names the tensors have (detected from the files). The tensors
- * themselves are io.c's. */
+ * themselves are tensor_io.c's. */
 #define _POSIX_C_SOURCE 200809L
-#include "io.h"
+#include "tensor_io.h"
 
 #include <cjson/cJSON.h>
 #include <dirent.h>
@@ -18,37 +18,23 @@
 
 static const char *const format_names[] = {"retnet", "torchscale", "torchscale-hf", "seed", "fla"};
 static const char *const dtype_names[] = {"f32", "bf16", "f64", "f16"};
-#define N_FORMATS (int)(sizeof format_names / sizeof *format_names)
-#define N_DTYPES (int)(sizeof dtype_names / sizeof *dtype_names)
+_Static_assert(sizeof format_names / sizeof *format_names == RN_FORMAT_COUNT, "one name per format");
+_Static_assert(sizeof dtype_names / sizeof *dtype_names == RN_DTYPE_COUNT, "one name per dtype");
 
-/* The index of name in names (n of them) in *out, or an error listing them. */
-static rn_status name_index(const char *const *names, int n, const char *what, const char *name, int *out) {
-    for (int i = 0; i < n; i++)
-        if (strcmp(name, names[i]) == 0) { *out = i; return RN_OK; }
-    char list[128] = "";
-    for (int i = 0; i < n; i++) snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", i ? ", " : "", names[i]);
-    return rni_fail(RN_ERR_ARG, "unknown %s '%s' (expected %s)", what, name, list);
-}
-
-const char *rn_format_name(rn_format f) {
-    return (unsigned)f < (unsigned)N_FORMATS ? format_names[f] : "unknown";
-}
-
-const char *rn_dtype_name(rn_dtype d) {
-    return (unsigned)d < (unsigned)N_DTYPES ? dtype_names[d] : "unknown";
-}
+const char *rn_format_name(rn_format f) { return rni_name_of(format_names, RN_FORMAT_COUNT, (int)f); }
+const char *rn_dtype_name(rn_dtype d) { return rni_name_of(dtype_names, RN_DTYPE_COUNT, (int)d); }
 
 rn_status rn_format_from_name(const char *name, rn_format *out) {
     int i = 0;
-    rn_status st = name_index(format_names, N_FORMATS, "format", name, &i);
-    *out = (rn_format)i;
+    rn_status st = rni_name_lookup(format_names, RN_FORMAT_COUNT, "format", name, &i);
+    if (st == RN_OK) *out = (rn_format)i;
     return st;
 }
 
 rn_status rn_dtype_from_name(const char *name, rn_dtype *out) {
     int i = 0;
-    rn_status st = name_index(dtype_names, N_DTYPES, "dtype", name, &i);
-    *out = (rn_dtype)i;
+    rn_status st = rni_name_lookup(dtype_names, RN_DTYPE_COUNT, "dtype", name, &i);
+    if (st == RN_OK) *out = (rn_dtype)i;
     return st;
 }
 
@@ -410,8 +396,8 @@ static rn_status out_paths(const char *path, char **weights, char **config) {
 
 /* Refuses a format or dtype out of range, or a format of another preset. */
 static rn_status check_target(const rn_model *m, rn_format fmt, rn_dtype dt, rn_names *nm) {
-    if ((unsigned)fmt >= (unsigned)N_FORMATS) return rni_fail(RN_ERR_ARG, "unknown format %d", (int)fmt);
-    if ((unsigned)dt >= (unsigned)N_DTYPES) return rni_fail(RN_ERR_ARG, "unknown dtype %d", (int)dt);
+    if ((unsigned)fmt >= (unsigned)RN_FORMAT_COUNT) return rni_fail(RN_ERR_ARG, "unknown format %d", (int)fmt);
+    if ((unsigned)dt >= (unsigned)RN_DTYPE_COUNT) return rni_fail(RN_ERR_ARG, "unknown dtype %d", (int)dt);
     int p = format_preset(fmt);
     if (p >= 0 && p != (int)m->cfg.preset)
         return rni_fail(RN_ERR_ARG, "a %s model cannot be written in the %s format, which is the %s preset's (use retnet)",

@@ -4,6 +4,18 @@
 
 #include "retnet.h"
 #include <stdio.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+/* The calling thread's index in its OpenMP team (0 outside one). */
+static inline int rni_thread_id(void) {
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
 
 /* Records a formatted message for rn_last_error() and returns s. */
 rn_status rni_fail(rn_status s, const char *fmt, ...)
@@ -18,6 +30,18 @@ rn_status rni_fail(rn_status s, const char *fmt, ...)
  * the "preset" key (default torchscale). Keys of the upstream configs
  * that would change the math away from the preset are refused. */
 rn_status rni_config_from_json_as(const char *json, int preset, rn_config *cfg);
+
+/* Limits that keep every size computation far from overflow and refuse
+ * absurd files before anything is allocated. */
+#define RN_MAX_DIM    (1 << 16)
+#define RN_MAX_LAYERS 1024
+#define RN_MAX_VOCAB  (1 << 22)
+
+/* Names of an enum's values, indexed by value (count of them, the enum's
+ * *_COUNT sentinel): the name of value i ("unknown" out of range), and the
+ * value named name, or an error that lists the names ("unknown <what>"). */
+const char *rni_name_of(const char *const *names, int count, int i);
+rn_status rni_name_lookup(const char *const *names, int count, const char *what, const char *name, int *out);
 
 /* Overflow-checked size arithmetic: return 0 on overflow. */
 int rni_mul_ok(size_t a, size_t b, size_t *out);

@@ -1,5 +1,5 @@
 /* ops.c: the dense building blocks: GEMM (BLAS), norms, activations. */
-#include "model.h"
+#include "ops.h"
 #include "vmath.h"
 
 #include <cblas.h>

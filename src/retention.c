@@ -1,5 +1,5 @@
 /* retention.c: multi-scale retention in its three paradigms, forward and
- * backward. Per head h (spec, RETNET.md):
+ * backward. Per head h (docs/ARCHITECTURE.md):
  *
  *   o_n = r_n * sum_{m<=n} (qr_n . (z^(n-m) ⊙ kr_m)) gamma^(n-m) v_m
  *
@@ -16,7 +16,8 @@
  * - recurrent:  U_n = gamma z ⊙ U_{n-1} + kr_n^T v_n, o_n = r_n qr_n U_n.
  * Every decay power is bounded by the chunk length, so nothing overflows
  * however long the stream. */
-#include "model.h"
+#include "ops.h"
+#include "retention.h"
 
 #include <math.h>
 #include <string.h>

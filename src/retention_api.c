@@ -3,7 +3,8 @@
  * Python binding's PyTorch autograd function). A thin layer over
  * retention.c's per-head kernels: a model that holds nothing but the head
  * sizes and decays, with no rotation, no xPos and no row normalisation. */
-#include "model.h"
+#include "ops.h"
+#include "retention.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -1,7 +1,8 @@
 /* sample.c: sampling (temperature, top-k, top-p), generation sessions
  * (chunkwise prefill, then O(1) recurrent steps), and scoring of token
  * streams with the state carried across calls. */
-#include "model.h"
+#include "forward.h"
+#include "ops.h"
 
 #include <math.h>
 #include <stdlib.h>

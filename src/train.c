@@ -2,11 +2,13 @@
  * gradient clipping and accumulation, data-parallel replicas (gradient
  * averaging, ZeRO-1 sharded moments) and training checkpoints. */
 #define _POSIX_C_SOURCE 200809L
-#include "model.h"
+#include "backward.h"
+#include "checkpoint.h"
 #include "vmath.h"
 
 #include <cjson/cJSON.h>
 #include <limits.h>
+#include <stddef.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,8 +57,20 @@ static rn_status check_tc(const rn_train_config *tc) {
         !(tc->beta2 >= 0 && tc->beta2 < 1) || !(tc->eps > 0) || !(tc->weight_decay >= 0) || !(tc->grad_clip >= 0) ||
         !isfinite(tc->eps) || !isfinite(tc->weight_decay) || !isfinite(tc->grad_clip))
         return rni_fail(RN_ERR_ARG, "optimiser settings out of range");
-    if ((unsigned)tc->schedule > RN_SCHED_CONSTANT) return rni_fail(RN_ERR_ARG, "unknown schedule");
+    if ((unsigned)tc->schedule >= RN_SCHED_COUNT) return rni_fail(RN_ERR_ARG, "unknown schedule");
     return RN_OK;
+}
+
+static const char *const schedule_names[] = {"cosine", "linear", "constant"};
+_Static_assert(sizeof schedule_names / sizeof *schedule_names == RN_SCHED_COUNT, "one name per schedule");
+
+const char *rn_schedule_name(rn_schedule s) { return rni_name_of(schedule_names, RN_SCHED_COUNT, (int)s); }
+
+rn_status rn_schedule_from_name(const char *name, rn_schedule *out) {
+    int i = 0;
+    rn_status st = rni_name_lookup(schedule_names, RN_SCHED_COUNT, "schedule", name, &i);
+    if (st == RN_OK) *out = (rn_schedule)i;
+    return st;
 }
 
 rn_status rn_trainer_create(rn_model *m, const rn_train_config *tc, rn_trainer **out) {
@@ -322,28 +336,41 @@ static rn_status gather_moments(const rn_trainer *t, rn_real *full[2]) {
     return st;
 }
 
+/* The training state a checkpoint keeps: rn_train_config's fields, each
+ * under one key, in this order (enums as their int values). One table for
+ * saving and loading. */
+_Static_assert(sizeof(rn_mode) == sizeof(int) && sizeof(rn_schedule) == sizeof(int), "enums stored as int");
+static const struct { const char *key; size_t off; int real; } train_keys[] = {
+    {"batch", offsetof(rn_train_config, batch), 0},
+    {"seq", offsetof(rn_train_config, seq), 0},
+    {"accum", offsetof(rn_train_config, accum), 0},
+    {"mode", offsetof(rn_train_config, mode), 0},
+    {"chunk", offsetof(rn_train_config, chunk), 0},
+    {"steps", offsetof(rn_train_config, steps), 0},
+    {"warmup", offsetof(rn_train_config, warmup), 0},
+    {"lr", offsetof(rn_train_config, lr), 1},
+    {"min_lr_ratio", offsetof(rn_train_config, min_lr_ratio), 1},
+    {"beta1", offsetof(rn_train_config, beta1), 1},
+    {"beta2", offsetof(rn_train_config, beta2), 1},
+    {"eps", offsetof(rn_train_config, eps), 1},
+    {"weight_decay", offsetof(rn_train_config, weight_decay), 1},
+    {"grad_clip", offsetof(rn_train_config, grad_clip), 1},
+    {"schedule", offsetof(rn_train_config, schedule), 0},
+    {"decay_embed", offsetof(rn_train_config, decay_embed), 0},
+};
+#define N_TRAIN_KEYS (sizeof train_keys / sizeof *train_keys)
+
 /* The training state as the checkpoint's JSON (caller frees *js). */
 static rn_status state_json(const rn_trainer *t, const char *user_json, char **js) {
     const rn_train_config *tc = &t->tc;
     cJSON *o = cJSON_CreateObject();
     if (!o) return rni_fail(RN_ERR_NOMEM, "out of memory");
     cJSON_AddNumberToObject(o, "step", (double)t->step);
-    cJSON_AddNumberToObject(o, "batch", tc->batch);
-    cJSON_AddNumberToObject(o, "seq", tc->seq);
-    cJSON_AddNumberToObject(o, "accum", tc->accum);
-    cJSON_AddNumberToObject(o, "mode", tc->mode);
-    cJSON_AddNumberToObject(o, "chunk", tc->chunk);
-    cJSON_AddNumberToObject(o, "steps", tc->steps);
-    cJSON_AddNumberToObject(o, "warmup", tc->warmup);
-    rni_json_add_number(o, "lr", tc->lr);
-    rni_json_add_number(o, "min_lr_ratio", tc->min_lr_ratio);
-    rni_json_add_number(o, "beta1", tc->beta1);
-    rni_json_add_number(o, "beta2", tc->beta2);
-    rni_json_add_number(o, "eps", tc->eps);
-    rni_json_add_number(o, "weight_decay", tc->weight_decay);
-    rni_json_add_number(o, "grad_clip", tc->grad_clip);
-    cJSON_AddNumberToObject(o, "schedule", tc->schedule);
-    cJSON_AddNumberToObject(o, "decay_embed", tc->decay_embed);
+    for (size_t i = 0; i < N_TRAIN_KEYS; i++) {
+        const void *f = (const char *)tc + train_keys[i].off;
+        if (train_keys[i].real) rni_json_add_number(o, train_keys[i].key, *(const double *)f);
+        else cJSON_AddNumberToObject(o, train_keys[i].key, *(const int *)f);
+    }
     if (user_json) {
         cJSON *u = cJSON_Parse(user_json);
         if (!u) { cJSON_Delete(o); return rni_fail(RN_ERR_ARG, "checkpoint user data is not JSON"); }
@@ -388,27 +415,23 @@ rn_status rn_trainer_load(const char *path, rn_trainer **out, char **user_json) 
     free(js);
     rn_train_config tc;
     rn_train_config_default(&tc);
-    double v[18];
-    const char *keys[18] = {"step", "batch", "seq", "accum", "mode", "chunk", "steps", "warmup", "lr", "min_lr_ratio",
-                            "beta1", "beta2", "eps", "weight_decay", "grad_clip", "schedule", "decay_embed", NULL};
-    int ok = o != NULL;
-    for (int i = 0; ok && keys[i]; i++) ok = get_num(o, keys[i], &v[i]);
-    /* the integer settings must fit in an int before they are converted */
-    for (int i = 1; ok && keys[i]; i++) ok = (i > 7 && i < 15) || fabs(v[i]) <= INT_MAX;
-    if (ok) {
-        tc.batch = (int)v[1]; tc.seq = (int)v[2]; tc.accum = (int)v[3]; tc.mode = (rn_mode)(int)v[4];
-        tc.chunk = (int)v[5]; tc.steps = (int)v[6]; tc.warmup = (int)v[7]; tc.lr = v[8]; tc.min_lr_ratio = v[9];
-        tc.beta1 = v[10]; tc.beta2 = v[11]; tc.eps = v[12]; tc.weight_decay = v[13]; tc.grad_clip = v[14];
-        tc.schedule = (rn_schedule)(int)v[15]; tc.decay_embed = (int)v[16];
-        ok = v[0] >= 0 && v[0] < 1e15 && check_tc(&tc) == RN_OK;
+    double step = -1, v;
+    int ok = o && get_num(o, "step", &step) && step >= 0 && step < 1e15;
+    for (size_t i = 0; ok && i < N_TRAIN_KEYS; i++) {
+        void *f = (char *)&tc + train_keys[i].off;
+        ok = get_num(o, train_keys[i].key, &v);
+        if (ok && train_keys[i].real) *(double *)f = v;
+        /* an integer setting must fit in an int before it is converted */
+        else if (ok && (ok = fabs(v) <= INT_MAX)) *(int *)f = (int)v;
     }
+    ok = ok && check_tc(&tc) == RN_OK;
     rn_trainer *t = NULL;
     if (!ok) st = rni_fail(RN_ERR_FORMAT, "%s: invalid training state in the checkpoint", path);
     else st = rn_trainer_create(m, &tc, &t);
     if (st == RN_OK) {
         memcpy(t->adam_m, bufs[0], m->n_params * sizeof(rn_real));
         memcpy(t->adam_v, bufs[1], m->n_params * sizeof(rn_real));
-        t->step = (int64_t)v[0];
+        t->step = (int64_t)step;
         const cJSON *u = cJSON_GetObjectItemCaseSensitive(o, "user");
         if (user_json && u) *user_json = cJSON_PrintUnformatted(u);
     }

@@ -158,7 +158,7 @@ static rn_real bf16_round(rn_real x) {
 }
 
 /* x rounded to IEEE half (nearest even) by the compiler's _Float16
- * conversion: a reference independent of io.c's. */
+ * conversion: a reference independent of safetensors.c's. */
 static rn_real f16_round(rn_real x) { return (rn_real)(_Float16)x; }
 
 /* The loaded parameters are the originals rounded to dt, bit for bit. */

@@ -4,7 +4,9 @@
  * chunkwise gradients agree (1e-12 / 1e-5). Plus per-operation checks of
  * the norms and of one retention chunk. */
 #include "check.h"
-#include "model.h"
+#include "ops.h"
+#include "params.h"
+#include "retention.h"
 
 #ifdef RETNET_DOUBLE
 static double loss_of(rn_model *m, const int32_t *x, const int32_t *y, int B, int T, rn_mode mode, int chunk) {

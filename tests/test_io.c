@@ -337,7 +337,7 @@ static void check_block(const stf *f, const char *name, const rn_real *src, int 
 }
 
 /* Every tensor of the preset's state dict maps to the right internal
- * block (names and layouts of RETNET.md). */
+ * block (the names and layouts of src/presets/). */
 static void check_layout(rn_model *m, const stf *f) {
     const rn_config *c = rn_model_config(m);
     int d = c->dim, Vd = c->value_dim, F = c->ffn_dim, V = c->vocab, H = c->heads, K = d / H, Dv = Vd / H;

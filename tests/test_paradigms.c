@@ -111,8 +111,8 @@ int main(void) {
     rn_set_threads(2);
     const int chunks[] = {1, 3, 64, 512};
     const shape shapes[] = {{32, 4, 64}, {48, 3, 48}, {64, 2, 128}};
-    for (int p = 0; p < 2; p++) {
-        rn_preset pr = p ? RN_PRESET_SEED : RN_PRESET_TORCHSCALE;
+    for (int p = 0; p < RN_PRESET_COUNT; p++) {
+        rn_preset pr = (rn_preset)p;
         for (int s = 0; s < 3; s++) {
             agreement(pr, shapes[s], 1, 1, chunks, 4, 1);
             agreement(pr, shapes[s], 3, 7, chunks, 4, 1);

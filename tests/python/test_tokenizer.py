@@ -2,6 +2,7 @@
 (checked against a fake of them until the tokenizer work lands)."""
 
 import os
+import re
 import subprocess
 import sys
 
@@ -65,10 +66,15 @@ def test_trained_tokenizer_binding(tmp_path):
     libretnet.so), Tokenizer.load, encode(add_special), decode(skip_special), bos
     and eos use them."""
     so = tmp_path / "libfake.so"
-    lib = os.path.join(ROOT, "build")
+    real = os.path.realpath(retnet.library_path())
+    # libretnet.so may carry a versioned soname (libretnet.so.0): the fake needs it by that name
+    dyn = subprocess.run(["readelf", "-d", real], capture_output=True).stdout.decode()
+    m = re.search(r"SONAME.*\[(.+)\]", dyn)
+    soname = m.group(1) if m else "libretnet.so"
+    os.symlink(real, tmp_path / soname)
     cc = subprocess.run(["cc", "-shared", "-fPIC", "-O1", "-I", os.path.join(ROOT, "include"), "-o", str(so),
-                         os.path.join(os.path.dirname(__file__), "fake_tokenizer.c"), "-L", lib, "-lretnet",
-                         f"-Wl,-rpath,{lib}"], capture_output=True)
+                         os.path.join(os.path.dirname(__file__), "fake_tokenizer.c"), str(tmp_path / soname),
+                         f"-Wl,-rpath,{tmp_path}"], capture_output=True)
     if cc.returncode != 0:
         pytest.skip(f"cannot build the fake tokenizer library: {cc.stderr.decode()[-300:]}")
     (tmp_path / "tok.json").write_text("{}")

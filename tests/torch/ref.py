@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Independent PyTorch reference implementation of RetNet (shared/spec/RETNET.md).
+"""Independent PyTorch reference implementation of RetNet (the math of docs/ARCHITECTURE.md).
 
 Written from the spec, for parity tests of the C implementation in both directions:
 retnet reads files this script writes (`init`), and this script reads files retnet

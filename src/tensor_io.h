@@ -1,20 +1,11 @@
-/* io.h: between io.c (safetensors files and the presets' tensor names) and
- * formats.c (model formats: paths, directories, config.json, detection).
- * Not public. */
-#ifndef RN_IO_H
-#define RN_IO_H
+/* tensor_io.h: a model's tensors in safetensors files under the names of
+ * its preset (tensor_io.c), for formats.c (model formats: paths,
+ * directories, config.json, detection). */
+#ifndef RN_TENSOR_IO_H
+#define RN_TENSOR_IO_H
 
-#include "model.h"
+#include "preset.h"
 
-/* Variants of a preset's tensor names (spec, RETNET.md). All zero: the
- * names as the spec lists them. */
-typedef struct {
-    int hf_prefix;     /* torchscale's Hugging Face port: "model." before each
-                          name, the head as "lm_head.weight" */
-    int fused_mlp;     /* older fla files: one mlp.gate_proj.weight [2I, d]
-                          holding gate, then up */
-    int g_norm_alias;  /* older fla files: attn.g_norm.weight */
-} rn_names;
 
 /* The safetensors files of one model (one, or its shards), memory-mapped,
  * every header validated, tensor names unique across the files. label

@@ -1,0 +1,267 @@
+/* layer.c: one RetNet layer, each part as a forward / backward pair (as
+ * llm.c pairs its ops): multi-scale retention over the (batch, head)
+ * streams, then the whole layer, x + MSR(norm1 x), then + FFN(norm2 .).
+ * Each backward line restates the forward line it differentiates; the math
+ * is in docs/ARCHITECTURE.md. */
+#include "layer.h"
+#include "ops.h"
+#include "retention.h"
+#include "vmath.h"
+
+#include <string.h>
+
+/* The norm of each head's values: GroupNorm is a LayerNorm per group. */
+static rn_norm head_norm_kind(const rn_config *c) {
+    return c->head_norm == RN_HEADNORM_GROUP ? RN_NORM_LAYER : RN_NORM_RMS;
+}
+
+/* ------------------------------------------------------------- retention */
+
+/* Multi-scale retention over all (batch, head) streams. */
+static void retention_forward(rn_model *m, rn_acts *a, rn_layer_acts *la, rn_real *U,
+                              int64_t pos0, rn_mode mode, unsigned flags) {
+    const rn_config *c = &m->cfg;
+    int B = a->B, T = a->T, H = c->heads, K = m->K, Dv = m->Dv, d = c->dim, Vd = c->value_dim;
+    int Pw = 2 * d + 2 * Vd, C = a->chunk, nch = a->nchunk;
+    size_t kd = (size_t)K * Dv;
+    /* Threads only where there is work for them: a decoding step's parallel
+     * regions would cost more than they save (and much more on a loaded
+     * machine, where a descheduled thread stalls the barrier). */
+#pragma omp parallel for schedule(dynamic, 1) if (B * H > 1 && (size_t)T * B * H * K * Dv >= (1u << 18))
+    for (int bh = 0; bh < B * H; bh++) {
+        int b = bh / H, h = bh % H;
+        rn_real *ws = a->ws + (size_t)rni_thread_id() * a->ws_per_thread;
+        rn_real *Ubh = U ? U + (size_t)bh * kd : ws;  /* fresh start: scratch state */
+        rn_real *absn = ws + kd, *rws = absn + C;
+        const rn_real *q = la->P + (size_t)b * T * Pw + (size_t)h * K;  /* (T, K) stride Pw */
+        const rn_real *k = q + d;                                        /* (T, K) stride Pw */
+        const rn_real *v = la->P + (size_t)b * T * Pw + 2 * d + (size_t)h * Dv; /* (T, Dv) */
+        rn_real *o = la->o + (size_t)b * T * Vd + (size_t)h * Dv;        /* (T, Dv) stride Vd */
+        if (mode == RN_RECURRENT) {
+            rni_retention_step(m, h, pos0, q, k, v, Ubh, o);
+            continue;
+        }
+        int has_state = U && pos0 > 0;
+        /* Without U, the state after the last chunk is not wanted. */
+        for (int ci = 0; ci < nch; ci++) {
+            int t0 = ci * C, L = T - t0 < C ? T - t0 : C;
+            if (la->U0 && has_state)  /* the backward reads the states entering chunks 1.. */
+                memcpy(la->U0 + ((size_t)bh * nch + ci) * kd, Ubh, kd * sizeof(rn_real));
+            rni_retention_chunk(m, h, pos0 + t0, L, q + (size_t)t0 * Pw, k + (size_t)t0 * Pw, Pw,
+                               v + (size_t)t0 * Pw, Pw, Ubh,
+                               (has_state ? RN_STATE_IN : 0) | (U || ci < nch - 1 ? RN_STATE_OUT : 0),
+                               o + (size_t)t0 * Vd, Vd, rws,
+                               (flags & RN_FWD_ABS_NORM) ? absn : NULL);
+            has_state = 1;
+        }
+    }
+}
+
+/* Backward of retention_forward (parallel or chunkwise, from a fresh
+ * state): chunk by chunk from the last, carrying d loss / d U. dout (N, Vd)
+ * is d loss / d o; dq, dk, dv are written into dP (N, 2d+2Vd) at the
+ * places of q, k, v in la->P. */
+static void retention_backward(rn_model *m, rn_acts *a, const rn_layer_acts *la, const rn_real *dout, rn_real *dP) {
+    const rn_config *c = &m->cfg;
+    int B = a->B, T = a->T, H = c->heads, K = m->K, Dv = m->Dv, d = c->dim, Vd = c->value_dim;
+    int Pw = 2 * d + 2 * Vd, C = a->chunk, nch = a->nchunk;
+    size_t kd = (size_t)K * Dv;
+    const rn_real *P = la->P;
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int bh = 0; bh < B * H; bh++) {
+        int b = bh / H, h = bh % H;
+        rn_real *ws = a->ws + (size_t)rni_thread_id() * a->ws_per_thread;
+        rn_real *dU = ws, *rws = ws + kd;  /* zero after the last chunk: not read there */
+        size_t qo = (size_t)b * T * Pw + (size_t)h * K, vo = (size_t)b * T * Pw + 2 * d + (size_t)h * Dv;
+        const rn_real *dob = dout + (size_t)b * T * Vd + (size_t)h * Dv;
+        for (int ci = nch - 1; ci >= 0; ci--) {
+            int t0 = ci * C, L = T - t0 < C ? T - t0 : C;
+            size_t r0 = (size_t)t0 * Pw;
+            rni_retention_chunk_backward(m, h, t0, L, P + qo + r0, P + qo + d + r0, Pw, P + vo + r0, Pw,
+                                        ci ? la->U0 + ((size_t)bh * nch + ci) * kd : NULL,
+                                        dob + (size_t)t0 * Vd, Vd, dU, ci < nch - 1, dP + qo + r0, dP + qo + d + r0,
+                                        dP + vo + r0, rws);
+        }
+    }
+}
+
+/* ----------------------------------------------------------------- layer */
+
+/* Column sums: out (D) += sum_n x (N, D). */
+static void col_sum(rn_real *out, const rn_real *x, int N, int D) {
+    for (int n = 0; n < N; n++)
+        for (int i = 0; i < D; i++) out[i] += x[(size_t)n * D + i];
+}
+
+void rni_layer_forward(rn_model *m, rn_acts *a, int l, rn_real *U, int64_t pos0, rn_mode mode,
+                          unsigned flags) {
+    const rn_config *c = &m->cfg;
+    const rn_layer_w *w = &m->w.layer[l];
+    rn_layer_acts *la = &a->layer[a->train ? l : 0];
+    int N = a->N, d = c->dim, Vd = c->value_dim, F = c->ffn_dim, H = c->heads, Dv = m->Dv;
+    int Pw = 2 * d + 2 * Vd;
+
+    /* q, k, v, g = RMSNorm(x) [Wq; Wk; Wv; Wg]^T in one GEMM */
+    rni_norm_forward(c->block_norm, la->xn1, la->mean1, la->rstd1, la->x_in, w->norm1_w, w->norm1_b, N, d, c->norm_eps);
+    rni_gemm(0, 1, N, Pw, d, 1, la->xn1, d, w->wqkvg, d, 0, la->P, Pw);
+    rni_rotate(m, la->P, Pw, a->B, a->T, pos0, 0);  /* and the q/k scale */
+    retention_forward(m, a, la, U, pos0, mode, flags);
+
+    /* y = headnorm(o); gated = swish(g) * y; x_mid = x_in + gated Wo^T */
+    rni_norm_forward(head_norm_kind(c), la->y, la->hmean, la->hrstd, la->o, NULL, NULL, N * H, Dv, c->head_eps);
+    const rn_real *hw = w->hn_w, *hb = w->hn_b;
+    int wmod = c->head_norm == RN_HEADNORM_RMS_SHARED ? Dv : Vd;
+#pragma omp parallel for schedule(static) if (N > 16)
+    for (int n = 0; n < N; n++) {
+        const rn_real *g = la->P + (size_t)n * Pw + 2 * d + Vd;
+        rn_real *y = la->y + (size_t)n * Vd, *gt = la->gated + (size_t)n * Vd;
+        if (hw)
+            for (int i = 0; i < Vd; i++) y[i] *= hw[i % wmod];
+        if (hb)
+            for (int i = 0; i < Vd; i++) y[i] += hb[i];
+        if (la->sg) {
+            rn_real *sg = la->sg + (size_t)n * Vd;
+#pragma omp simd
+            for (int i = 0; i < Vd; i++) {
+                sg[i] = rni_act_gate(RN_ACT_SWISH, g[i]);
+                gt[i] = g[i] * sg[i] * y[i];
+            }
+        } else {
+#pragma omp simd
+            for (int i = 0; i < Vd; i++) gt[i] = g[i] * rni_act_gate(RN_ACT_SWISH, g[i]) * y[i];
+        }
+    }
+    if (la->x_mid != la->x_in) memcpy(la->x_mid, la->x_in, sizeof(rn_real) * (size_t)N * d);
+    rni_gemm(0, 1, N, d, Vd, 1, la->gated, Vd, w->wo, Vd, 1, la->x_mid, d);
+
+    /* FFN: x_out = x_mid + fc2(act(fc1 xn) * gate xn)  or  fc2(act(fc1 xn + b1)) + b2 */
+    rni_norm_forward(c->block_norm, la->xn2, la->mean2, la->rstd2, la->x_mid, w->norm2_w, w->norm2_b, N, d, c->norm_eps);
+    int Fw = c->ffn == RN_FFN_GLU ? 2 * F : F;
+    rni_gemm(0, 1, N, Fw, d, 1, la->xn2, d, w->fc1, d, 0, la->hf, Fw);
+#pragma omp parallel for schedule(static) if (N > 16)
+    for (int n = 0; n < N; n++) {
+        rn_real *hf = la->hf + (size_t)n * Fw, *an = la->a + (size_t)n * F;
+        rn_real *ag = la->ag ? la->ag + (size_t)n * F : an;  /* inference: the gate in place */
+        if (c->ffn != RN_FFN_GLU)
+            for (int i = 0; i < F; i++) hf[i] += w->fc1_b[i];
+        if (c->act == RN_ACT_GELU) {
+#pragma omp simd
+            for (int i = 0; i < F; i++) ag[i] = rni_act_gate(RN_ACT_GELU, hf[i]);
+        } else {
+#pragma omp simd
+            for (int i = 0; i < F; i++) ag[i] = rni_act_gate(RN_ACT_SWISH, hf[i]);
+        }
+        if (c->ffn == RN_FFN_GLU) {
+#pragma omp simd
+            for (int i = 0; i < F; i++) an[i] = hf[i] * ag[i] * hf[F + i];  /* act(h1) * h2 */
+        } else {
+#pragma omp simd
+            for (int i = 0; i < F; i++) an[i] = hf[i] * ag[i];
+        }
+    }
+    rn_real *x_out = la->x_out_next;
+    if (x_out != la->x_mid) memcpy(x_out, la->x_mid, sizeof(rn_real) * (size_t)N * d);
+    rni_gemm(0, 1, N, d, F, 1, la->a, F, w->fc2, F, 1, x_out, d);
+    if (w->fc2_b)
+        for (int n = 0; n < N; n++)
+            for (int i = 0; i < d; i++) x_out[(size_t)n * d + i] += w->fc2_b[i];
+}
+
+
+void rni_layer_backward(rn_model *m, rn_acts *a, int l, rn_layer_w *g) {
+    const rn_config *c = &m->cfg;
+    const rn_layer_w *w = &m->w.layer[l];
+    rn_layer_acts *la = &a->layer[l];
+    int N = a->N, B = a->B, T = a->T, d = c->dim, Vd = c->value_dim, F = c->ffn_dim, H = c->heads;
+    int Dv = m->Dv, Pw = 2 * d + 2 * Vd, Fw = c->ffn == RN_FFN_GLU ? 2 * F : F;
+    rn_real *dres = a->dres;  /* (N, d): d loss / d x_out on entry */
+
+    /* ---- FFN: x_out = x_mid + a fc2^T (+ b2) */
+    rni_gemm(1, 0, d, F, N, 1, dres, d, la->a, F, 1, g->fc2, F);          /* dfc2 += dx^T a */
+    if (g->fc2_b) col_sum(g->fc2_b, dres, N, d);
+    rn_real *da = a->dtmp;                                                /* (N, F) */
+    rni_gemm(0, 0, N, F, d, 1, dres, d, w->fc2, F, 0, da, F);             /* da = dx fc2 */
+    rn_real *dhf = a->dbuf;                                               /* (N, Fw) */
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        const rn_real *hf = la->hf + (size_t)n * Fw, *dan = da + (size_t)n * F, *ag = la->ag + (size_t)n * F;
+        rn_real *dh = dhf + (size_t)n * Fw;
+        /* dh1 = da act'(h1) (* h2 for GLU), act' from the saved gate */
+        if (c->act == RN_ACT_GELU) {
+#pragma omp simd
+            for (int i = 0; i < F; i++) dh[i] = dan[i] * rni_act_deriv(RN_ACT_GELU, hf[i], ag[i]);
+        } else {
+#pragma omp simd
+            for (int i = 0; i < F; i++) dh[i] = dan[i] * rni_act_deriv(RN_ACT_SWISH, hf[i], ag[i]);
+        }
+        if (c->ffn == RN_FFN_GLU) {
+            /* a = act(h1) * h2: dh2 = da act(h1) */
+#pragma omp simd
+            for (int i = 0; i < F; i++) {
+                dh[F + i] = dan[i] * hf[i] * ag[i];
+                dh[i] *= hf[F + i];
+            }
+        }
+    }
+    if (g->fc1_b) col_sum(g->fc1_b, dhf, N, F);
+    rni_gemm(1, 0, Fw, d, N, 1, dhf, Fw, la->xn2, d, 1, g->fc1, d);       /* dfc1 += dh^T xn2 */
+    rni_gemm(0, 0, N, d, Fw, 1, dhf, Fw, w->fc1, d, 0, a->dxn, d);        /* dxn2 = dh fc1 */
+    /* xn2 = norm2(x_mid); dres becomes d loss / d x_mid (residual + norm path) */
+    rni_norm_backward(c->block_norm, dres, 1, g->norm2_w, g->norm2_b, a->dxn, la->x_mid, w->norm2_w,
+                     la->mean2, la->rstd2, N, d);
+
+    /* ---- MSR: x_mid = x_in + gated Wo^T, gated = swish(g) * y */
+    rn_real *P = la->P, *dP = a->dbuf;                                    /* (N, Pw) */
+    int wmod = c->head_norm == RN_HEADNORM_RMS_SHARED ? Dv : Vd;
+    int group = c->head_norm == RN_HEADNORM_GROUP;
+    rni_gemm(1, 0, d, Vd, N, 1, dres, d, la->gated, Vd, 1, g->wo, Vd);    /* dWo += dx^T gated */
+    rn_real *dgated = a->dtmp;                                            /* (N, Vd) */
+    rni_gemm(0, 0, N, Vd, d, 1, dres, d, w->wo, Vd, 0, dgated, Vd);
+    /* gated = swish(g) * y, y = yhat * w + b: dg into dP, dy over dgated,
+     * dyhat = dy * w over la->gated (no longer needed) when there is a w.
+     * (dq, dk, dv are written by retention.) */
+    rn_real *dyhat = w->hn_w ? la->gated : dgated;
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        const rn_real *gv = P + (size_t)n * Pw + 2 * d + Vd, *y = la->y + (size_t)n * Vd, *sg = la->sg + (size_t)n * Vd;
+        rn_real *dg = dP + (size_t)n * Pw + 2 * d + Vd, *dy = dgated + (size_t)n * Vd;
+#pragma omp simd
+        for (int i = 0; i < Vd; i++) {
+            dg[i] = dy[i] * y[i] * rni_act_deriv(RN_ACT_SWISH, gv[i], sg[i]);
+            dy[i] *= gv[i] * sg[i];
+        }
+        if (w->hn_w) {
+            rn_real *dyh = dyhat + (size_t)n * Vd;
+            for (int i = 0; i < Vd; i++) dyh[i] = dy[i] * w->hn_w[i % wmod];
+        }
+    }
+    if (g->hn_w) {
+        /* dw[j] += sum over rows (and heads sharing j) of dy yhat; db += dy */
+#pragma omp parallel for schedule(static)
+        for (int j = 0; j < wmod; j++) {
+            double sw = 0, sb = 0;
+            for (int n = 0; n < N; n++)
+                for (int i = j; i < Vd; i += wmod) {
+                    size_t ni = (size_t)n * Vd + i, nh = (size_t)n * H + i / Dv;
+                    double yhat = ((double)la->o[ni] - (group ? la->hmean[nh] : 0)) * la->hrstd[nh];
+                    sw += dgated[ni] * yhat;
+                    sb += dgated[ni];
+                }
+            g->hn_w[j] += (rn_real)sw;
+            if (g->hn_b) g->hn_b[j] += (rn_real)sb;
+        }
+    }
+    rn_real *dout = dyhat == dgated ? la->gated : dgated;                 /* (N, Vd): d loss / d o */
+    rni_norm_backward(head_norm_kind(c), dout, 0, NULL, NULL,
+                     dyhat, la->o, NULL, la->hmean, la->hrstd, N * H, Dv);
+
+    retention_backward(m, a, la, dout, dP);
+    /* q, k were scaled and rotated: the transpose of both. */
+    rni_rotate(m, dP, Pw, B, T, 0, 1);
+    rni_gemm(1, 0, Pw, d, N, 1, dP, Pw, la->xn1, d, 1, g->wqkvg, d);      /* dW += dP^T xn1 */
+    rni_gemm(0, 0, N, d, Pw, 1, dP, Pw, w->wqkvg, d, 0, a->dxn, d);       /* dxn1 = dP W */
+    rni_norm_backward(c->block_norm, dres, 1, g->norm1_w, g->norm1_b, a->dxn, la->x_in, w->norm1_w,
+                     la->mean1, la->rstd1, N, d);
+    /* dres is now d loss / d x_in */
+}
+

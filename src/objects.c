@@ -1,0 +1,119 @@
+/* objects.c: the model and state objects: creation, initialisation, accessors, freeing. */
+#include "model.h"
+#include "acts.h"
+#include "params.h"
+#include "preset.h"
+#include "retention.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+rn_status rn_model_create(const rn_config *cfg, rn_model **out) {
+    *out = NULL;
+    rn_status st = rn_config_validate(cfg);
+    if (st != RN_OK) return st;
+    rn_model *m = calloc(1, sizeof *m);
+    if (!m) return rni_fail(RN_ERR_NOMEM, "out of memory");
+    m->cfg = *cfg;
+    m->K = cfg->dim / cfg->heads;
+    m->Dv = cfg->value_dim / cfg->heads;
+    m->n_tensors = rni_param_table(cfg, NULL, &m->n_params);
+    m->tensors = calloc((size_t)m->n_tensors, sizeof *m->tensors);
+    m->w.layer = calloc((size_t)cfg->layers, sizeof *m->w.layer);
+    m->params = rni_calloc(m->n_params, sizeof(rn_real));
+    m->head = calloc((size_t)cfg->heads, sizeof *m->head);
+    m->rot_freq = calloc((size_t)m->K / 2, sizeof(double));
+    if (cfg->rotation == RN_ROT_XPOS) m->xpos_logz = calloc((size_t)m->K, sizeof(double));
+    if (!m->tensors || !m->w.layer || !m->params || !m->head || !m->rot_freq ||
+        (cfg->rotation == RN_ROT_XPOS && !m->xpos_logz)) {
+        rn_model_free(m);
+        return rni_fail(RN_ERR_NOMEM, "out of memory for a model of %zu parameters", rn_config_num_params(cfg));
+    }
+    rni_param_table(cfg, m->tensors, NULL);
+    rni_weights_bind(cfg, m->tensors, m->n_tensors, m->params, &m->w);
+    rni_model_consts(m);
+    *out = m;
+    return RN_OK;
+}
+
+void rn_model_free(rn_model *m) {
+    if (!m) return;
+    free(m->tensors);
+    free(m->w.layer);
+    rni_free(m->params);
+    free(m->head);
+    free(m->rot_freq);
+    free(m->xpos_logz);
+    rni_acts_free(m->inf);
+    rni_acts_free(m->inf_step);
+    rni_acts_free(m->train);
+    free(m);
+}
+
+const rn_config *rn_model_config(const rn_model *m) { return &m->cfg; }
+size_t rn_model_num_params(const rn_model *m) { return m->n_params; }
+rn_real *rn_model_params(rn_model *m) { return m->params; }
+
+/* ---------------------------------------------------------------- init */
+
+/* Norms start as the identity (weights 1, biases 0) in every preset; the
+ * rest is the preset's own initialisation (preset.h). */
+rn_status rn_model_init_random(rn_model *m, uint64_t seed) {
+    rn_rng rng;
+    rn_rng_seed(&rng, seed);
+    const rni_preset_desc *pd = rni_preset(m->cfg.preset);
+    for (int i = 0; i < m->n_tensors; i++) {
+        const rn_tensor_info *t = &m->tensors[i];
+        rn_real *p = m->params + t->offset;
+        size_t n = (size_t)t->rows * t->cols;
+        switch (t->kind) {
+        case RN_T_EMBED_NORM_W: case RN_T_NORM1_W: case RN_T_NORM2_W: case RN_T_FINAL_W: case RN_T_HN_W:
+            for (size_t j = 0; j < n; j++) p[j] = 1;
+            break;
+        case RN_T_EMBED_NORM_B: case RN_T_NORM1_B: case RN_T_NORM2_B: case RN_T_FINAL_B: case RN_T_HN_B:
+            for (size_t j = 0; j < n; j++) p[j] = 0;
+            break;
+        default:
+            pd->init(m, t, p, &rng);
+        }
+    }
+    return RN_OK;
+}
+
+/* --------------------------------------------------------------- state */
+
+rn_status rn_state_create(const rn_model *m, int batch, rn_state **out) {
+    *out = NULL;
+    if (batch < 1 || batch > (1 << 20)) return rni_fail(RN_ERR_ARG, "batch %d out of range", batch);
+    rn_state *s = calloc(1, sizeof *s);
+    if (!s) return rni_fail(RN_ERR_NOMEM, "out of memory");
+    s->B = batch; s->L = m->cfg.layers; s->H = m->cfg.heads; s->K = m->K; s->Dv = m->Dv;
+    size_t n = (size_t)s->L * s->B * s->H * s->K * s->Dv;
+    s->U = rni_calloc(n, sizeof(rn_real));
+    if (!s->U) { free(s); return rni_fail(RN_ERR_NOMEM, "out of memory for a recurrent state"); }
+    *out = s;
+    return RN_OK;
+}
+
+void rn_state_free(rn_state *s) {
+    if (!s) return;
+    rni_free(s->U);
+    free(s);
+}
+
+void rn_state_reset(rn_state *s) {
+    memset(s->U, 0, sizeof(rn_real) * (size_t)s->L * s->B * s->H * s->K * s->Dv);
+    s->pos = 0;
+}
+
+int64_t rn_state_pos(const rn_state *s) { return s->pos; }
+int rn_state_batch(const rn_state *s) { return s->B; }
+
+rn_status rn_state_copy(rn_state *dst, const rn_state *src) {
+    if (dst->B != src->B || dst->L != src->L || dst->H != src->H || dst->K != src->K || dst->Dv != src->Dv)
+        return rni_fail(RN_ERR_ARG, "state shapes differ");
+    memcpy(dst->U, src->U, sizeof(rn_real) * (size_t)src->L * src->B * src->H * src->K * src->Dv);
+    dst->pos = src->pos;
+    return RN_OK;
+}

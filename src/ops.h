@@ -1,0 +1,27 @@
+/* ops.h: the dense kernels every layer uses: matrix products (BLAS),
+ * norms and their backward, softmax cross-entropy. */
+#ifndef RN_OPS_H
+#define RN_OPS_H
+
+#include "internal.h"
+
+/* C (M,N) = alpha * op(A) op(B) + beta * C; row-major; ta/tb transpose. */
+void rni_gemm(int ta, int tb, int M, int N, int K, rn_real alpha, const rn_real *A, int lda,
+             const rn_real *B, int ldb, rn_real beta, rn_real *C, int ldc);
+/* Multiply-adds issued through rni_gemm by this process so far (tests). */
+uint64_t rni_gemm_madds(void);
+
+/* Norm over the last dim of x (N, D): out = norm(x) * w (+ b). mean/rstd
+ * (N) are saved for the backward (mean may be NULL for RMS). */
+void rni_norm_forward(rn_norm kind, rn_real *out, rn_real *mean, rn_real *rstd, const rn_real *x,
+                     const rn_real *w, const rn_real *b, int N, int D, double eps);
+void rni_norm_backward(rn_norm kind, rn_real *dx, int accumulate, rn_real *dw, rn_real *db, const rn_real *dout,
+                      const rn_real *x, const rn_real *w, const rn_real *mean, const rn_real *rstd,
+                      int N, int D);
+
+/* Softmax cross-entropy of logits (N, V) against targets (N) (< 0:
+ * ignored): returns the summed loss and the count; with dscale != 0 the
+ * logits are replaced by dscale * d(loss)/d(logits). */
+double rni_cross_entropy(rn_real *logits, const int32_t *y, int N, int V, double dscale, int *count);
+
+#endif

@@ -1,0 +1,15 @@
+/* params.h: the parameter table of a config (which tensors, where in the
+ * one parameter buffer) and the weight pointers into a buffer. */
+#ifndef RN_PARAMS_H
+#define RN_PARAMS_H
+
+#include "model.h"
+
+/* Builds the parameter table for cfg (count only when tab is NULL). */
+int rni_param_table(const rn_config *cfg, rn_tensor_info *tab, size_t *n_params);
+/* Points w's fields into buf laid out as the table says. */
+rn_status rni_weights_bind(const rn_config *cfg, const rn_tensor_info *tab, int n,
+                          rn_real *buf, rn_weights *w);
+const char *rni_tensor_kind_name(rn_tensor_kind k);
+
+#endif
