@@ -38,6 +38,14 @@ VERSION = $(shell sed -n 's/^\#define RETNET_VERSION_STRING "\(.*\)"/\1/p' inclu
 $(BUILD)/libretnet.so: $(OBJ)
 	$(CC) -shared -fopenmp $(SAN) -Wl,-soname,libretnet.so.$(SOMAJOR) -o $@ $^ $(LDLIBS)
 
+# The float64 shared library, for the Python binding's float64 tensors
+# (python/retnet/torch.py: gradcheck).
+$(BUILD)/libretnet64.so: $(OBJ64)
+	$(CC) -shared -fopenmp $(SAN) -o $@ $^ $(LDLIBS)
+
+# What the Python binding (python/) loads.
+python: $(BUILD)/libretnet.so $(BUILD)/libretnet64.so
+
 $(BUILD)/retnet: $(CLI_SRC) $(wildcard cli/*.c) $(BUILD)/libretnet.a $(HDR)
 	$(CC) $(CFLAGS) -o $@ $(wildcard cli/*.c) $(BUILD)/libretnet.a $(LDLIBS)
 
@@ -53,7 +61,7 @@ $(BUILD)/tests/%_f64: tests/%.c tests/check.h tests/same_config.h $(BUILD)/libre
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Icli -DRETNET_DOUBLE -o $@ $< cli/plot.c $(BUILD)/libretnet64.a $(LDLIBS)
 
-tests: $(TESTS32) $(TESTS64) $(BUILD)/retnet
+tests: $(TESTS32) $(TESTS64) $(BUILD)/retnet $(BUILD)/libretnet.so $(BUILD)/libretnet64.so
 
 test:
 	@bash scripts/setup.sh test
@@ -103,4 +111,4 @@ uninstall:
 # Optional parts (fuzzing, benchmarks, ...) each add their own rules here.
 -include $(wildcard mk/*.mk)
 
-.PHONY: all tests test demo bench clean asan install uninstall
+.PHONY: all tests test demo bench clean asan install uninstall python

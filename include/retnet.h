@@ -187,6 +187,24 @@ RN_API rn_status rn_forward(rn_model *m, rn_state *state, const int32_t *tokens,
                      int B, int T, rn_mode mode, int chunk, unsigned flags,
                      rn_real *logits);
 
+/* Multi-scale retention on its own, for callers with their own model
+ * around it (the Python binding's PyTorch function): per stream b and head
+ * h, with q, k (B, H, T, K), v and o (B, H, T, Dv), all contiguous,
+ *   o[b,h,n] = sum_{m<=n} (q[b,h,n] . k[b,h,m]) gammas[h]^(n-m) v[b,h,m]
+ * from a zero state: no rotation, scaling or normalisation. mode is the
+ * evaluation order (the sums agree to rounding): RN_PARALLEL one chunk of
+ * T, RN_CHUNKWISE chunks of chunk (>= 1), RN_RECURRENT one token at a
+ * time. 0 < gammas[h] <= 1. */
+RN_API rn_status rn_retention_forward(int B, int H, int T, int K, int Dv, const rn_real *q, const rn_real *k,
+                                      const rn_real *v, const double *gammas, rn_mode mode, int chunk, rn_real *o);
+/* The gradients dq, dk (B, H, T, K) and dv (B, H, T, Dv) of a loss
+ * through rn_retention_forward given dout = d loss / d o (B, H, T, Dv);
+ * written, not accumulated. The recurrent mode's gradient is computed in
+ * the chunkwise order (chunks of 64): it is the same function. */
+RN_API rn_status rn_retention_backward(int B, int H, int T, int K, int Dv, const rn_real *q, const rn_real *k,
+                                       const rn_real *v, const double *gammas, rn_mode mode, int chunk,
+                                       const rn_real *dout, rn_real *dq, rn_real *dk, rn_real *dv);
+
 /* ---------------------------------------------------- sampling, sessions */
 
 typedef struct {

@@ -9,7 +9,7 @@ case "$what" in
   # falls back to a single-process CLI without it.
   build) pkgs+=(libopenmpi-dev openmpi-bin) ;;
   demo) pkgs+=(npm) ;;
-  test) pkgs+=(time python3-numpy python3-torch libopenmpi-dev openmpi-bin clang libclang-rt-14-dev valgrind) ;;
+  test) pkgs+=(time python3-numpy python3-torch python3-pytest python3-venv python3-setuptools python3-pip python3-wheel libopenmpi-dev openmpi-bin clang libclang-rt-14-dev valgrind) ;;
   *) echo "setup.sh: unknown target '$what' (build|test|demo)" >&2; exit 2 ;;
 esac
 missing=()

@@ -86,6 +86,10 @@ void rn_set_threads(int n) {
 
 int rn_get_threads(void) {
 #ifdef _OPENMP
+    /* omp_set_num_threads sets the calling thread's count only: a thread
+     * that calls in after rn_set_threads on another would run its regions
+     * with more threads than the scratch it was sized for. */
+    if (rn_threads > 0 && omp_get_max_threads() != rn_threads) omp_set_num_threads(rn_threads);
     return rn_threads > 0 ? rn_threads : omp_get_max_threads();
 #else
     return 1;
