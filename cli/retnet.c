@@ -52,8 +52,8 @@ int cmd_info(int argc, char **argv) {
     char *js = rn_config_to_json(c);
     size_t np = rn_config_num_params(c);
     printf("model:      %s\n", path);
-    printf("format:     %s (%d file%s, %.1f MB)\n", rn_format_name(in.format), in.n_files, in.n_files == 1 ? "" : "s",
-           in.file_bytes / 1e6);
+    printf("format:     %s\n", rn_format_name(in.format));
+    printf("files:      %d (%.1f MB)\n", in.n_files, in.file_bytes / 1e6);
     printf("preset:     %s\n", rn_preset_name(c->preset));
     printf("dim:        %d\nvalue dim:  %d\nheads:      %d (key %d, value %d per head)\n", c->dim, c->value_dim,
            c->heads, c->dim / c->heads, c->value_dim / c->heads);

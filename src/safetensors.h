@@ -66,7 +66,7 @@ typedef struct {
 /* Producer of a flat rn_real array (ctx). */
 double rni_st_flat_get(const void *ctx, size_t j);
 
-/* Writes the tensors as one file of dtype dt, atomically, with the FNV-1a
+/* Writes the tensors as one file of dtype dt, atomically, with the XXH3 block
  * checksum of the data section in the metadata; meta is consumed. Values
  * beyond F16's range are refused before any file is made. */
 rn_status rni_st_write(const char *path, struct cJSON *meta, const st_out *t, int n, rn_dtype dt);

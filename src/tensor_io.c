@@ -370,7 +370,8 @@ rn_status rni_tensor_set_info(rn_tensor_set *s, const rn_config *cfg, const rn_n
     rn_model *m = NULL;
     rni_file_list fl = {0};
     set_entry **ent = NULL;
-    rn_status st = rni_model_new(cfg, 0, &m);
+    rn_status st = rni_st_config_fits(s->label, cfg, s->data_len);
+    if (st == RN_OK) st = rni_model_new(cfg, 0, &m);
     if (st == RN_OK) st = resolve(s, m, names, &fl, &ent);
     if (st != RN_OK) { rn_model_free(m); return st; }
     info->n_files = s->nf;

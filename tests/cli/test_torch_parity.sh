@@ -136,7 +136,7 @@ expect_error() {
   else bad "$what: exit $rc, want 1 and one line naming '$needle': $(head -c 300 "$tmp/err")"; fi
 }
 while IFS=$'\t' read -r name needle <&3; do
-  expect_error "malformed $name" "$needle" $R info --model "$tmp/bad/$name"
+  expect_error "malformed $name" "$needle" $R verify --model "$tmp/bad/$name"
 done 3<"$tmp/bad/expect.tsv"
 expect_error "convert to another preset's format" "fla" $R convert --in "$tmp/r-ts.safetensors" --out "$tmp/x" --to fla
 expect_error "grads of a malformed model" "layers.1.ffn.gate.weight" \
