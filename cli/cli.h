@@ -32,6 +32,10 @@ int32_t *parse_tokens(const char *cmd, const char *spec, int *n);
 
 double now_seconds(void);
 
+/* Streaming-read bandwidth in GB/s over a buffer of `bytes` (AVX2 loads,
+ * all threads, best of seven; cli/bench.c). */
+double bench_read_bandwidth(size_t bytes);
+
 int cmd_init(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_generate(int argc, char **argv);

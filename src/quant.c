@@ -195,11 +195,18 @@ void rni_matmul_w_ref(int M, int N, int K, const float *X, int ldx, const void *
 /* ------------------------------------------------- AVX2 + FMA kernels */
 
 /* Threads for the small-M kernels: the output columns are split across
- * the OpenMP team when M N K (multiply-adds) reaches this. Measured on this
- * machine kind (2 cores, cache-resident f32 W, M = 1, best of many calls;
- * `retnet bench --case kernels` prints the same measurement): see
- * docs/PERFORMANCE.md, "Low-bit kernels". */
-#define RNI_MATMUL_PAR_MADDS ((size_t)1 << 17)
+ * the OpenMP team when M N K (multiply-adds) reaches this. Measured on the
+ * 2-core machine (cache-resident W, K 128..1024, best of 3000 calls, one
+ * thread against two; the fork/join costs about 0.5-1 us):
+ *   f32  M = 1: 16K madds 1.45 vs 1.56 us, 32K 2.44 vs 2.37, 64K 4.36 vs 3.09, 256K 16.2 vs 10.1
+ *   f32  M = 4: 32K 1.56 vs 1.97 us, 64K 2.87 vs 3.05, 128K 4.38 vs 4.33, 256K 8.38 vs 5.59
+ *   q4_0 M = 1: 16K 2.62 vs 2.55 us, 64K 8.71 vs 5.95;  M = 4: 64K 4.13 vs 4.06, 128K 7.34 vs 6.08
+ * Two threads break even at 16K-128K madds; from 64K they win by 1.4x
+ * (M = 1) or lose at most 6% (M = 4), so 64K. Override with
+ * -DRNI_MATMUL_PAR_MADDS=... to measure again. */
+#ifndef RNI_MATMUL_PAR_MADDS
+#define RNI_MATMUL_PAR_MADDS ((size_t)1 << 16)
+#endif
 
 #if RNI_QUANT_SIMD
 
@@ -245,13 +252,14 @@ AI size_t block_bytes(rni_wtype t) { return t == RNI_WTYPE_Q8_0 ? sizeof(rni_blo
  * computes it. */
 AI void tile(const rni_wtype t, const int MR, const int NR, int K, const float *X, int ldx, const char *W,
              size_t ws, float *Y, int ldy, int acc) {
-    __m256 c[MR][NR];
+    /* fixed sizes (MR <= 4, NR <= 8): arrays the compiler keeps in registers */
+    __m256 c[4][8];
     for (int i = 0; i < MR; i++)
         for (int j = 0; j < NR; j++) c[i][j] = _mm256_setzero_ps();
     int k = 0;
     if (t == RNI_WTYPE_F32 || t == RNI_WTYPE_BF16 || t == RNI_WTYPE_F16) {
         for (; k + 8 <= K; k += 8) {
-            __m256 x[MR];
+            __m256 x[4];
             for (int i = 0; i < MR; i++) x[i] = _mm256_loadu_ps(X + (size_t)i * ldx + k);
             for (int j = 0; j < NR; j++) {
                 __m256 w = load8(t, W + (size_t)j * ws, k);
