@@ -285,6 +285,8 @@ size_t rni_wtype_row_bytes(rni_wtype t, int K);
 rn_status rni_quantize_row(rni_wtype t, const float *x, void *dst, int K);
 void rni_matmul_w(int M, int N, int K, const float *X, int ldx, const void *W, rni_wtype t,
                   size_t w_row_stride_bytes, float *Y, int ldy, int accumulate);
+void rni_matmul_w_x8(int M, int N, int K, const float *X, int ldx, const void *W, rni_wtype t,
+                     size_t w_row_stride_bytes, float *Y, int ldy, int accumulate);
 const char *rni_wtype_name(rni_wtype t);
 
 /* GFLOP/s of a register-blocked FMA loop (12 independent 8-wide
@@ -323,12 +325,13 @@ static double fma_peak_gflops(int threads) {
  * copies of W (bytes_each apart), one call per copy: with copies spanning
  * more than the last-level cache every call reads its W from memory. */
 static double time_matmul(int M, int N, int K, const float *X, const unsigned char *W, size_t bytes_each,
-                          int copies, rni_wtype t, float *Y, int passes) {
+                          int copies, rni_wtype t, float *Y, int passes, int x8) {
     size_t ws = rni_wtype_row_bytes(t, K);
     double best = 1e30;
     for (int p = 0; p < passes; p++) {
         double t0 = now_seconds();
-        for (int c = 0; c < copies; c++) rni_matmul_w(M, N, K, X, K, W + (size_t)c * bytes_each, t, ws, Y, N, 0);
+        for (int c = 0; c < copies; c++)
+            (x8 ? rni_matmul_w_x8 : rni_matmul_w)(M, N, K, X, K, W + (size_t)c * bytes_each, t, ws, Y, N, 0);
         double el = (now_seconds() - t0) / copies;
         if (el < best) best = el;
     }
@@ -363,12 +366,16 @@ static void section_kernels(double bw, int quick) {
         for (int n = 0; n < N; n++) rni_quantize_row(t, Wf + (size_t)n * K, W + n * ws, K);
 #pragma omp parallel for schedule(static)
         for (int c = 1; c < copies; c++) memcpy(W + (size_t)c * each, W, each);
-        time_matmul(1, N, K, X, W, each, copies, t, Y, 1);  /* warm-up */
-        double t1 = time_matmul(1, N, K, X, W, each, copies, t, Y, quick ? 3 : 5);
-        double t4 = time_matmul(4, N, K, X, W, each, copies, t, Y, quick ? 3 : 5);
-        double g1 = each / t1 / 1e9, g4 = each / t4 / 1e9;
-        printf("| %s | %.1f | %.1f | %.2f | %.1f | %.2f |\n", rni_wtype_name(t), each / 1048576.0, g1, g1 / bw, g4, g4 / bw);
-        fflush(stdout);
+        time_matmul(1, N, K, X, W, each, copies, t, Y, 1, 0);  /* warm-up */
+        /* the block types also with the activations quantised (x8) */
+        for (int x8 = 0; x8 <= (t == RNI_WTYPE_Q8_0 || t == RNI_WTYPE_Q4_0); x8++) {
+            double t1 = time_matmul(1, N, K, X, W, each, copies, t, Y, quick ? 3 : 5, x8);
+            double t4 = time_matmul(4, N, K, X, W, each, copies, t, Y, quick ? 3 : 5, x8);
+            double g1 = each / t1 / 1e9, g4 = each / t4 / 1e9;
+            printf("| %s%s | %.1f | %.1f | %.2f | %.1f | %.2f |\n", rni_wtype_name(t), x8 ? " (x8: int8 activations)" : "",
+                   each / 1048576.0, g1, g1 / bw, g4, g4 / bw);
+            fflush(stdout);
+        }
         free(W);
     }
     free(Wf);

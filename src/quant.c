@@ -349,6 +349,74 @@ static void matmul_small(int M, int N, int K, const float *X, int ldx, const voi
     }
 }
 
+
+/* ---- activations quantised to q8_0 (ggml's vec_dot_q8_0_q8_0 and
+ * vec_dot_q4_0_q8_0): per block an int8 dot product (sign trick:
+ * |w| (unsigned) times x with w's sign, pairs summed to int16 then int32),
+ * scaled by d_w d_x and accumulated in float32. X is given as xq (int8,
+ * rows of K) and xd (the float scales, rows of K / 32). */
+AI void tile_x8(const rni_wtype t, const int MR, const int NR, int nb, const int8_t *xq, const float *xd, int K,
+                const char *W, size_t ws, float *Y, int ldy, int acc) {
+    __m256 c[4][8];
+    for (int i = 0; i < MR; i++)
+        for (int j = 0; j < NR; j++) c[i][j] = _mm256_setzero_ps();
+    const size_t bb = block_bytes(t);
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (int b = 0; b < nb; b++)
+        for (int j = 0; j < NR; j++) {
+            const char *blk = W + (size_t)j * ws + (size_t)b * bb;
+            float dw = _cvtsh_ss(*(const uint16_t *)blk);
+            __m256i w;
+            if (t == RNI_WTYPE_Q8_0) {
+                w = _mm256_loadu_si256((const __m256i *)(blk + 2));
+            } else {
+                __m128i v = _mm_loadu_si128((const __m128i *)(blk + 2)), m = _mm_set1_epi8(15);
+                w = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(v, 4), m), _mm_and_si128(v, m));
+                w = _mm256_sub_epi8(w, _mm256_set1_epi8(8));
+            }
+            __m256i aw = _mm256_sign_epi8(w, w);
+            for (int i = 0; i < MR; i++) {
+                __m256i x = _mm256_loadu_si256((const __m256i *)(xq + (size_t)i * K + (size_t)b * RNI_QK));
+                __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(x, w)), ones);
+                c[i][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dw * xd[(size_t)i * nb + b]), c[i][j]);
+            }
+        }
+    for (int i = 0; i < MR; i++)
+        for (int j = 0; j < NR; j++) {
+            float *y = Y + (size_t)i * ldy + j, v = hsum8(c[i][j]);
+            *y = acc ? *y + v : v;
+        }
+}
+
+#define DEF_X8(name, T)                                                                                        \
+    static void name(int M, int N, int K, const int8_t *xq, const float *xd, const char *W, size_t ws, float *Y, \
+                     int ldy, int acc) {                                                                        \
+        int np = (N + PANEL - 1) / PANEL, nb = K / RNI_QK;                                                      \
+        _Pragma("omp parallel for schedule(static) if ((size_t)M * N * K >= RNI_MATMUL_PAR_MADDS)")              \
+        for (int p = 0; p < np; p++) {                                                                          \
+            int n0 = p * PANEL, n1 = n0 + PANEL < N ? n0 + PANEL : N;                                           \
+            for (int m = 0; m < M; m += 4) {                                                                    \
+                int mr = M - m < 4 ? M - m : 4, n = n0;                                                         \
+                const int8_t *q = xq + (size_t)m * K;                                                           \
+                const float *d = xd + (size_t)m * nb;                                                           \
+                float *Ym = Y + (size_t)m * ldy;                                                                \
+                switch (mr) {                                                                                   \
+                case 1: X8TILES(T, 1, 8) break;                                                                 \
+                case 2: X8TILES(T, 2, 4) break;                                                                 \
+                case 3: X8TILES(T, 3, 4) break;                                                                 \
+                default: X8TILES(T, 4, 3) break;                                                                \
+                }                                                                                               \
+            }                                                                                                   \
+        }                                                                                                       \
+    }
+#define X8TILES(T, MR, NR)                                                                                    \
+    for (; n + NR <= n1; n += NR) tile_x8(T, MR, NR, nb, q, d, K, W + (size_t)n * ws, ws, Ym + n, ldy, acc); \
+    for (; n < n1; n++) tile_x8(T, MR, 1, nb, q, d, K, W + (size_t)n * ws, ws, Ym + n, ldy, acc);
+DEF_X8(x8_q8_0, RNI_WTYPE_Q8_0)
+DEF_X8(x8_q4_0, RNI_WTYPE_Q4_0)
+#undef X8TILES
+#undef DEF_X8
+
 #else /* no AVX2 + FMA: the scalar loops, rows split across threads alike */
 
 static void matmul_small(int M, int N, int K, const float *X, int ldx, const void *W, rni_wtype t, size_t ws,
@@ -415,4 +483,99 @@ void rni_matmul_w(int M, int N, int K, const float *X, int ldx, const void *W, r
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, nr, K, 1.0f, X, ldx, buf, K,
                     accumulate ? 1.0f : 0.0f, Y + n0, ldy);
     }
+}
+
+/* ------------------------------------- activations quantised to q8_0 */
+
+/* X rows quantised as q8_0 blocks (ggml's rounding), split into the int8
+ * values xq (M, K) and the float scales xd (M, K / 32). */
+static void quantize_x8(int M, int K, const float *X, int ldx, int8_t *xq, float *xd) {
+    rni_block_q8_0 blk;
+    for (int m = 0; m < M; m++)
+        for (int b = 0; b < K / RNI_QK; b++) {
+            quantize_q8_0(X + (size_t)m * ldx + (size_t)b * RNI_QK, &blk, RNI_QK);
+            memcpy(xq + (size_t)m * K + (size_t)b * RNI_QK, blk.qs, RNI_QK);
+            xd[(size_t)m * (K / RNI_QK) + b] = rni_f16_to_f32(blk.d);
+        }
+}
+
+/* Integer dot of one block of weights of row w with 32 int8 activations. */
+static int32_t block_dot(rni_wtype t, const char *blk, const int8_t *x) {
+    int32_t s = 0;
+    if (t == RNI_WTYPE_Q8_0) {
+        const rni_block_q8_0 *b = (const rni_block_q8_0 *)blk;
+        for (int j = 0; j < RNI_QK; j++) s += b->qs[j] * x[j];
+    } else {
+        const rni_block_q4_0 *b = (const rni_block_q4_0 *)blk;
+        for (int j = 0; j < RNI_QK / 2; j++)
+            s += ((b->qs[j] & 15) - 8) * x[j] + ((b->qs[j] >> 4) - 8) * x[j + RNI_QK / 2];
+    }
+    return s;
+}
+
+static void x8_ref(int M, int N, int K, const int8_t *xq, const float *xd, const void *W, rni_wtype t, size_t ws,
+                   float *Y, int ldy, int acc) {
+    int nb = K / RNI_QK;
+    size_t bb = t == RNI_WTYPE_Q8_0 ? sizeof(rni_block_q8_0) : sizeof(rni_block_q4_0);
+    for (int m = 0; m < M; m++)
+        for (int n = 0; n < N; n++) {
+            const char *row = (const char *)W + (size_t)n * ws;
+            float s = 0;
+            for (int b = 0; b < nb; b++) {
+                const char *blk = row + (size_t)b * bb;
+                uint16_t dh;
+                memcpy(&dh, blk, 2);
+                s += (float)block_dot(t, blk, xq + (size_t)m * K + (size_t)b * RNI_QK) *
+                     (rni_f16_to_f32(dh) * xd[(size_t)m * nb + b]);
+            }
+            float *y = Y + (size_t)m * ldy + n;
+            *y = acc ? *y + s : s;
+        }
+}
+
+/* The calling thread's scratch for quantised activations (grown, kept). */
+static void *x8_scratch(size_t bytes) {
+    static _Thread_local void *buf;
+    static _Thread_local size_t cap;
+    if (bytes > cap) {
+        void *p = rni_alloc(bytes, 1);
+        if (!p) return NULL;
+        rni_free(buf);
+        buf = p;
+        cap = bytes;
+    }
+    return buf;
+}
+
+static void matmul_x8(int ref, int M, int N, int K, const float *X, int ldx, const void *W, rni_wtype t, size_t ws,
+                      float *Y, int ldy, int acc) {
+    if (M <= 0 || N <= 0) return;
+    int x8 = (t == RNI_WTYPE_Q8_0 || t == RNI_WTYPE_Q4_0) && M <= RNI_SMALL_M;
+    size_t nb = (size_t)K / RNI_QK, bytes = (size_t)M * K + M * nb * sizeof(float) + 64;
+    unsigned char *buf = x8 ? x8_scratch(bytes) : NULL;
+    if (!buf) {
+        (ref ? rni_matmul_w_ref : rni_matmul_w)(M, N, K, X, ldx, W, t, ws, Y, ldy, acc);
+        return;
+    }
+    float *xd = (float *)buf;
+    int8_t *xq = (int8_t *)(buf + M * nb * sizeof(float));
+    quantize_x8(M, K, X, ldx, xq, xd);
+#if RNI_QUANT_SIMD
+    if (!ref) {
+        if (t == RNI_WTYPE_Q8_0) x8_q8_0(M, N, K, xq, xd, W, ws, Y, ldy, acc);
+        else x8_q4_0(M, N, K, xq, xd, W, ws, Y, ldy, acc);
+        return;
+    }
+#endif
+    x8_ref(M, N, K, xq, xd, W, t, ws, Y, ldy, acc);
+}
+
+void rni_matmul_w_x8(int M, int N, int K, const float *X, int ldx, const void *W, rni_wtype t,
+                     size_t w_row_stride_bytes, float *Y, int ldy, int accumulate) {
+    matmul_x8(0, M, N, K, X, ldx, W, t, w_row_stride_bytes, Y, ldy, accumulate);
+}
+
+void rni_matmul_w_x8_ref(int M, int N, int K, const float *X, int ldx, const void *W, rni_wtype t,
+                         size_t w_row_stride_bytes, float *Y, int ldy, int accumulate) {
+    matmul_x8(1, M, N, K, X, ldx, W, t, w_row_stride_bytes, Y, ldy, accumulate);
 }

@@ -85,6 +85,24 @@ void rni_matmul_w(int M, int N, int K, const float *X, int ldx, const void *W, r
 void rni_matmul_w_ref(int M, int N, int K, const float *X, int ldx, const void *W, rni_wtype t,
                       size_t w_row_stride_bytes, float *Y, int ldy, int accumulate);
 
+/* rni_matmul_w with the activations quantised, as ggml does: for q8_0 and
+ * q4_0 weights and M <= RNI_SMALL_M, each row of X is quantised to q8_0
+ * blocks (ggml's rounding: x ~ qx dx, |x - qx dx| <= dx / 2 + 127 |dx -
+ * f16(dx)|) and each block product is an int8 dot product, scaled by
+ * d_w dx and summed in float32. Several times less work per weight than
+ * converting the weights to float, so decoding from q4_0/q8_0 can keep up
+ * with memory; the price is the rounding of X: the result is the product
+ * of the dequantised weights with the dequantised q8_0 X (to float32
+ * rounding), i.e. off the float-activation product by at most
+ * sum_k |w_k| |x_k - qx_k dx| (docs/PERFORMANCE.md gives the measured
+ * size). Other types, larger M, or no scratch: exactly rni_matmul_w. The
+ * quantised X lives in a per-thread scratch (grown on demand, kept). */
+void rni_matmul_w_x8(int M, int N, int K, const float *X, int ldx, const void *W, rni_wtype t,
+                     size_t w_row_stride_bytes, float *Y, int ldy, int accumulate);
+/* Its scalar reference (the same int8 block products, scalar sums). */
+void rni_matmul_w_x8_ref(int M, int N, int K, const float *X, int ldx, const void *W, rni_wtype t,
+                         size_t w_row_stride_bytes, float *Y, int ldy, int accumulate);
+
 /* Whether rni_matmul_w runs the AVX2 + FMA kernels in this build. */
 int rni_matmul_w_simd(void);
 

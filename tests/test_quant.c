@@ -267,6 +267,76 @@ static void test_kernels(void) {
     free(X); free(Wf); free(Wd); free(Y); free(Yr); free(Y64); free(Ya); free(W);
 }
 
+/* rni_matmul_w_x8: X quantised to q8_0. Against float64 with the same
+ * quantised X (float32 rounding only), and against the float-activation
+ * product within the bound sum_k |w_k| |x_k - xhat_k|. */
+static void test_x8(void) {
+    static const int Ms[] = {1, 2, 3, 4, 5, 7, 8, 9};
+    static const int Ns[] = {1, 13, 24, 37};
+    static const int Ks[] = {32, 256, 4096};
+    enum { Kmax = 4096, Nmax = 37, Mmax = 9 };
+    rn_rng r;
+    rn_rng_seed(&r, 10);
+    int ldx = Kmax + 1, ldy = Nmax + 1;
+    float *X = malloc(sizeof(float) * Mmax * ldx), *Xh = malloc(sizeof(float) * Mmax * Kmax);
+    float *Wf = malloc(sizeof(float) * Nmax * Kmax), *Wd = malloc(sizeof(float) * Nmax * Kmax);
+    float *Y = malloc(sizeof(float) * Mmax * ldy), *Yr = malloc(sizeof(float) * Mmax * ldy);
+    double *Yq = malloc(sizeof(double) * Mmax * Nmax), *Yqa = malloc(sizeof(double) * Mmax * Nmax);
+    double *Yf = malloc(sizeof(double) * Mmax * Nmax), *Yfa = malloc(sizeof(double) * Mmax * Nmax);
+    unsigned char *W = malloc((size_t)Nmax * Kmax * 2), xb[Kmax * 2];
+    fill(&r, X, (size_t)Mmax * ldx, 0);
+    fill(&r, Wf, (size_t)Nmax * Kmax, 1);
+    double worst_rel = 0, se = 0, sy = 0;
+    int bad = 0, bad_bound = 0;
+    for (int t = RNI_WTYPE_Q8_0; t <= RNI_WTYPE_Q4_0; t++)
+        for (size_t ik = 0; ik < sizeof Ks / sizeof *Ks; ik++) {
+            int K = Ks[ik];
+            size_t ws = rni_wtype_row_bytes(t, K);
+            for (int n = 0; n < Nmax; n++) {
+                rni_quantize_row(t, Wf + (size_t)n * Kmax, W + n * ws, K);
+                rni_dequantize_row(t, W + n * ws, Wd + (size_t)n * K, K);
+            }
+            for (int m = 0; m < Mmax; m++) {
+                rni_quantize_row(RNI_WTYPE_Q8_0, X + (size_t)m * ldx, xb, K);
+                rni_dequantize_row(RNI_WTYPE_Q8_0, xb, Xh + (size_t)m * K, K);
+            }
+            for (size_t in = 0; in < sizeof Ns / sizeof *Ns; in++)
+                for (size_t im = 0; im < sizeof Ms / sizeof *Ms; im++) {
+                    int M = Ms[im], N = Ns[in];
+                    ref64(M, N, K, Xh, K, Wd, Yq, Yqa);
+                    ref64(M, N, K, X, ldx, Wd, Yf, Yfa);
+                    for (int acc = 0; acc < 2; acc++) {
+                        for (int i = 0; i < Mmax * ldy; i++) Y[i] = Yr[i] = (float)(i % 3);
+                        rni_matmul_w_x8(M, N, K, X, ldx, W, t, ws, Y, ldy, acc);
+                        rni_matmul_w_x8_ref(M, N, K, X, ldx, W, t, ws, Yr, ldy, acc);
+                        for (int m = 0; m < M; m++)
+                            for (int n = 0; n < N; n++) {
+                                int i = m * ldy + n;
+                                double base = acc ? (float)(i % 3) : 0, tol = 1e-5 * (Yqa[m * N + n] + base);
+                                double want = M <= 8 ? Yq[m * N + n] : Yf[m * N + n];
+                                bad += fabs(Y[i] - base - want) > tol || fabs(Yr[i] - base - want) > tol;
+                                /* the bound against float activations */
+                                double bound = 0;
+                                for (int k = 0; k < K; k++)
+                                    bound += fabs(Wd[(size_t)n * K + k]) * fabs(X[(size_t)m * ldx + k] - Xh[(size_t)m * K + k]);
+                                double dev = fabs(Y[i] - base - Yf[m * N + n]);
+                                bad_bound += dev > bound + tol + 1e-5 * Yfa[m * N + n];
+                                if (!acc && M <= 8) {
+                                    worst_rel = fmax(worst_rel, dev / Yfa[m * N + n]);
+                                    se += dev * dev;
+                                    sy += Yf[m * N + n] * Yf[m * N + n];
+                                }
+                            }
+                    }
+                }
+        }
+    CHECK(bad == 0, "x8 kernels: %d outputs off the product with quantised X", bad);
+    CHECK(bad_bound == 0, "x8 kernels: %d outputs beyond the activation-rounding bound", bad_bound);
+    printf("x8 (activations as q8_0): off the float-activation product by %.2e rms relative, worst %.2e of sum |xw|\n",
+           sqrt(se / sy), worst_rel);
+    free(X); free(Xh); free(Wf); free(Wd); free(Y); free(Yr); free(Yq); free(Yqa); free(Yf); free(Yfa); free(W);
+}
+
 /* A product large enough to be split across threads gives the same bits
  * on one thread. */
 static void test_threads(void) {
@@ -288,6 +358,11 @@ static void test_threads(void) {
             rn_set_threads(2);
             rni_matmul_w(m, N, K, X, K, W, t, ws, Y2, N, 0);
             CHECK(memcmp(Y1, Y2, sizeof(float) * m * N) == 0, "%s M %d: one thread and two differ", rni_wtype_name(t), m);
+            rn_set_threads(1);
+            rni_matmul_w_x8(m, N, K, X, K, W, t, ws, Y1, N, 0);
+            rn_set_threads(2);
+            rni_matmul_w_x8(m, N, K, X, K, W, t, ws, Y2, N, 0);
+            CHECK(memcmp(Y1, Y2, sizeof(float) * m * N) == 0, "x8 %s M %d: one thread and two differ", rni_wtype_name(t), m);
         }
     }
     rn_set_threads(saved);
@@ -300,6 +375,7 @@ int main(void) {
     test_known_blocks();
     test_round_trip();
     test_kernels();
+    test_x8();
     test_threads();
     (void)f_bits;
     CHECK_DONE();
