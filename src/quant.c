@@ -323,7 +323,7 @@ AI void panel_rows(const rni_wtype t, int M, int n0, int n1, int K, const float 
     static void name(int M, int N, int K, const float *X, int ldx, const char *W, size_t ws, float *Y,      \
                      int ldy, int acc) {                                                                  \
         int np = (N + PANEL - 1) / PANEL;                                                                  \
-        _Pragma("omp parallel for schedule(static) if ((size_t)M * N * K >= RNI_MATMUL_PAR_MADDS)")         \
+        _Pragma("omp parallel for schedule(dynamic, 2) if ((size_t)M * N * K >= RNI_MATMUL_PAR_MADDS)")         \
         for (int p = 0; p < np; p++) {                                                                     \
             int n0 = p * PANEL, n1 = n0 + PANEL < N ? n0 + PANEL : N;                                      \
             panel_rows(T, M, n0, n1, K, X, ldx, W, ws, Y, ldy, acc);                                       \
@@ -392,7 +392,7 @@ AI void tile_x8(const rni_wtype t, const int MR, const int NR, int nb, const int
     static void name(int M, int N, int K, const int8_t *xq, const float *xd, const char *W, size_t ws, float *Y, \
                      int ldy, int acc) {                                                                        \
         int np = (N + PANEL - 1) / PANEL, nb = K / RNI_QK;                                                      \
-        _Pragma("omp parallel for schedule(static) if ((size_t)M * N * K >= RNI_MATMUL_PAR_MADDS)")              \
+        _Pragma("omp parallel for schedule(dynamic, 2) if ((size_t)M * N * K >= RNI_MATMUL_PAR_MADDS)")              \
         for (int p = 0; p < np; p++) {                                                                          \
             int n0 = p * PANEL, n1 = n0 + PANEL < N ? n0 + PANEL : N;                                           \
             for (int m = 0; m < M; m += 4) {                                                                    \
