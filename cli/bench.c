@@ -5,7 +5,9 @@
 #define _GNU_SOURCE  /* sysconf(_SC_LEVEL3_CACHE_SIZE) */
 #include "cli.h"
 #include <cblas.h>
+#ifdef _OPENMP
 #include <omp.h>
+#endif
 #if defined(__AVX2__)
 #include <immintrin.h>
 #endif
@@ -60,7 +62,11 @@ double bench_read_bandwidth(size_t bytes) {
         double t0 = now_seconds(), s = 0;
 #pragma omp parallel reduction(+ : s)
         {
+#ifdef _OPENMP
             int nt = omp_get_num_threads(), id = omp_get_thread_num();
+#else
+            int nt = 1, id = 0;
+#endif
             size_t lines = n / 64, l0 = lines * id / nt, l1 = lines * (id + 1) / nt;
 #if defined(__AVX2__)
             __m256 a[8];

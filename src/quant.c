@@ -212,6 +212,13 @@ void rni_matmul_w_ref(int M, int N, int K, const float *X, int ldx, const void *
 
 #define AI static inline __attribute__((always_inline))
 
+/* The f16 scale at the head of a block (rows may start at any byte). */
+AI uint16_t load_u16(const char *p) {
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return h;
+}
+
 AI float hsum8(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -271,7 +278,7 @@ AI void tile(const rni_wtype t, const int MR, const int NR, int K, const float *
         for (int b = 0; b < K / RNI_QK; b++, k += RNI_QK) {
             for (int j = 0; j < NR; j++) {
                 const char *blk = W + (size_t)j * ws + (size_t)b * bb;
-                float d = _cvtsh_ss(*(const uint16_t *)blk);
+                float d = _cvtsh_ss(load_u16(blk));
                 __m256 dv = _mm256_set1_ps(d), m8d = _mm256_set1_ps(-8 * d);
                 for (int s = 0; s < 4; s++) {
                     __m256 w = block8(t, blk, s, dv, m8d);
@@ -365,7 +372,7 @@ AI void tile_x8(const rni_wtype t, const int MR, const int NR, int nb, const int
     for (int b = 0; b < nb; b++)
         for (int j = 0; j < NR; j++) {
             const char *blk = W + (size_t)j * ws + (size_t)b * bb;
-            float dw = _cvtsh_ss(*(const uint16_t *)blk);
+            float dw = _cvtsh_ss(load_u16(blk));
             __m256i w;
             if (t == RNI_WTYPE_Q8_0) {
                 w = _mm256_loadu_si256((const __m256i *)(blk + 2));
