@@ -59,7 +59,8 @@ rn_status rni_dequantize_row(rni_wtype t, const void *src, float *y, int K);
  * are ldx floats apart, Y rows ldy; W is N rows of K weights of type t,
  * row n at (char *)W + n * w_row_stride_bytes (at least
  * rni_wtype_row_bytes(t, K); W and the stride aligned to 4 bytes for f32,
- * to 2 for the others, as ggml's blocks are). Preconditions, not checked: M, N >= 0, rni_wtype_row_bytes(t, K) > 0, no aliasing of Y
+ * to 2 for the others, as ggml's blocks are). Preconditions, not
+ * checked: M, N >= 0, rni_wtype_row_bytes(t, K) > 0, no aliasing of Y
  * with X or W.
  *
  * M <= RNI_SMALL_M (decoding, batched decoding): register-blocked AVX2/FMA
