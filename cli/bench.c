@@ -2,7 +2,7 @@
  * measured in the same run on the same machine with the same threads (BLAS
  * sgemm FLOP/s, streaming-read bandwidth), because absolute times on shared
  * machines drift. */
-#define _POSIX_C_SOURCE 200809L
+#define _GNU_SOURCE  /* sysconf(_SC_LEVEL3_CACHE_SIZE) */
 #include "args.h"
 #include "bench_load.h"
 #include "cli.h"
@@ -10,11 +10,18 @@
 #include "util.h"
 
 #include <cblas.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* ------------------------------------------------------------- limits */
 
@@ -43,19 +50,47 @@ static double sgemm_gflops(int reps) {
     return best;
 }
 
-/* Best-of-n streaming read bandwidth (GB/s) over a buffer of `mb` MiB. */
-static double read_bandwidth(size_t mb) {
-    size_t n = mb << 18;  /* floats */
-    float *x = malloc(n * sizeof *x);
+/* Streaming-read bandwidth (GB/s): every thread sums its contiguous share
+ * of a buffer of `bytes` (rounded to whole 256-byte lines of work) with
+ * AVX2 loads into eight independent accumulators, so the loop waits on
+ * memory only; best of seven passes (the first touches the pages). A
+ * buffer of >= 1 GiB is far beyond any cache. The strongest read probe
+ * we have: the limit every weight-streaming kernel is held to. */
+static double bench_read_bandwidth(size_t bytes) {
+    size_t n = bytes / 256 * 64;  /* floats, a multiple of 64 */
+    float *x = aligned_alloc(64, n * sizeof *x);
     if (!x) die("out of memory");
+#pragma omp parallel for schedule(static)
     for (size_t i = 0; i < n; i++) x[i] = (float)(i & 7);
     double best = 1e30, sink = 0;
-    for (int r = 0; r < 5; r++) {
-        double t0 = now_seconds();
-        float s = 0;
-        /* simd: many partial sums, so the loop waits on memory, not on adds */
-#pragma omp parallel for simd reduction(+ : s) schedule(static)
-        for (size_t i = 0; i < n; i++) s += x[i];
+    for (int r = 0; r < 7; r++) {
+        double t0 = now_seconds(), s = 0;
+#pragma omp parallel reduction(+ : s)
+        {
+#ifdef _OPENMP
+            int nt = omp_get_num_threads(), id = omp_get_thread_num();
+#else
+            int nt = 1, id = 0;
+#endif
+            size_t lines = n / 64, l0 = lines * id / nt, l1 = lines * (id + 1) / nt;
+#if defined(__AVX2__)
+            __m256 a[8];
+            for (int j = 0; j < 8; j++) a[j] = _mm256_setzero_ps();
+            for (size_t l = l0; l < l1; l++) {
+                const float *p = x + l * 64;
+                for (int j = 0; j < 8; j++) a[j] = _mm256_add_ps(a[j], _mm256_load_ps(p + 8 * j));
+            }
+            for (int j = 1; j < 8; j++) a[0] = _mm256_add_ps(a[0], a[j]);
+            float f[8];
+            _mm256_storeu_ps(f, a[0]);
+            for (int j = 0; j < 8; j++) s += f[j];
+#else
+            float f = 0;
+#pragma omp simd reduction(+ : f)
+            for (size_t i = l0 * 64; i < l1 * 64; i++) f += x[i];
+            s += f;
+#endif
+        }
         double t = now_seconds() - t0;
         sink += s;
         if (t < best) best = t;
@@ -328,25 +363,195 @@ static void section_sample(int quick) {
     free(zipf); free(flat); free(perm);
 }
 
+/* ------------------------------------------------------------- kernels */
+
+/* The typed-weight product of the library (src/quant.h). The CLI may use
+ * include/ only and these are not public yet, so the declarations are
+ * repeated here, exactly as src/quant.h has them; they go when the lead
+ * makes the API public. */
+typedef enum { RNI_WTYPE_F32, RNI_WTYPE_BF16, RNI_WTYPE_F16, RNI_WTYPE_Q8_0, RNI_WTYPE_Q4_0 } rni_wtype;
+size_t rni_wtype_row_bytes(rni_wtype t, int K);
+rn_status rni_quantize_row(rni_wtype t, const float *x, void *dst, int K);
+void rni_matmul_w(int M, int N, int K, const float *X, int ldx, const void *W, rni_wtype t,
+                  size_t w_row_stride_bytes, float *Y, int ldy, int accumulate);
+void rni_matmul_w_x8(int M, int N, int K, const float *X, int ldx, const void *W, rni_wtype t,
+                     size_t w_row_stride_bytes, float *Y, int ldy, int accumulate);
+const char *rni_wtype_name(rni_wtype t);
+
+/* GFLOP/s of a register-blocked FMA loop (12 independent 8-wide
+ * accumulators: two FMA ports times four cycles of latency, with room) on
+ * every thread of the team: the FMA peak of the AVX2 kernels. */
+static double fma_peak_gflops(int threads) {
+    const long iters = 20000000;
+    double best = 0, sink = 0;
+    for (int r = 0; r < 3; r++) {
+        double t0 = now_seconds(), s = 0;
+#pragma omp parallel num_threads(threads) reduction(+ : s)
+        {
+#if defined(__AVX2__) && defined(__FMA__)
+            __m256 a[12], m = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(1e-7f);
+            for (int j = 0; j < 12; j++) a[j] = _mm256_set1_ps((float)j);
+            for (long i = 0; i < iters; i++)
+                for (int j = 0; j < 12; j++) a[j] = _mm256_fmadd_ps(a[j], m, c);
+            for (int j = 1; j < 12; j++) a[0] = _mm256_add_ps(a[0], a[j]);
+            float f[8];
+            _mm256_storeu_ps(f, a[0]);
+            s += f[0];
+#else
+            s += 0;
+#endif
+        }
+        double t = now_seconds() - t0;
+        sink += s;
+        double g = 2.0 * 8 * 12 * iters * threads / t / 1e9;
+        if (g > best) best = g;
+    }
+    if (sink == 42) fputc(' ', stderr);
+    return best;
+}
+
+/* Seconds per call of X (M, K) W^T, best of `passes` passes over `copies`
+ * copies of W (bytes_each apart), one call per copy: with copies spanning
+ * more than the last-level cache every call reads its W from memory. */
+static double time_matmul(int M, int N, int K, const float *X, const unsigned char *W, size_t bytes_each,
+                          int copies, rni_wtype t, float *Y, int passes, int x8) {
+    size_t ws = rni_wtype_row_bytes(t, K);
+    double best = 1e30;
+    for (int p = 0; p < passes; p++) {
+        double t0 = now_seconds();
+        for (int c = 0; c < copies; c++)
+            (x8 ? rni_matmul_w_x8 : rni_matmul_w)(M, N, K, X, K, W + (size_t)c * bytes_each, t, ws, Y, N, 0);
+        double el = (now_seconds() - t0) / copies;
+        if (el < best) best = el;
+    }
+    return best;
+}
+
+/* The loop rni_gemm runs today for M <= 8 (src/ops.c): one dot product
+ * per output element, one horizontal sum each; for the comparison. */
+static void simd_dot_loop(int M, int N, int K, const float *A, const float *B, float *C) {
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < N; j++) {
+            const float *a = A + (size_t)i * K, *b = B + (size_t)j * K;
+            float acc = 0;
+#pragma omp simd reduction(+ : acc)
+            for (int k = 0; k < K; k++) acc += a[k] * b[k];
+            C[(size_t)i * N + j] = acc;
+        }
+}
+
+static void section_kernels(int quick) {
+    /* decode-sized: W 4096 x 4096 (64 MiB as f32) */
+    enum { N = 4096, K = 4096 };
+    long l3 = sysconf(_SC_LEVEL3_CACHE_SIZE);
+    size_t span = l3 > 0 ? 2 * (size_t)l3 : 0;  /* bytes of W copies cycled through, per type */
+    if (span < ((size_t)256 << 20)) span = (size_t)256 << 20;
+    if (quick) span /= 2;
+    printf("\n## kernels: Y = X W^T, W %d x %d (%.0f MiB as f32), weights read from memory\n\n", N, K,
+           (double)N * K * 4 / (1 << 20));
+    printf("copies of W cycled through per type: %.0f MiB (last-level cache %.0f MiB); each row's limit is the\n"
+           "streaming read measured just before it with the same threads\n\n",
+           span / 1048576.0, l3 > 0 ? l3 / 1048576.0 : 0);
+    printf("| type | threads | MiB of W | read GB/s | M = 1 GB/s | / read | M = 4 GB/s | / read |\n"
+           "|---|---|---|---|---|---|---|---|\n");
+    float *Wf = malloc(sizeof(float) * (size_t)N * K), *X = malloc(sizeof(float) * 8 * K), *Y = malloc(sizeof(float) * 8 * N);
+    if (!Wf || !X || !Y) die("out of memory");
+    rn_rng r;
+    rn_rng_seed(&r, 3);
+    for (size_t i = 0; i < (size_t)N * K; i++) Wf[i] = (float)(rn_rng_uniform(&r) - 0.5);
+    for (int i = 0; i < 8 * K; i++) X[i] = (float)(rn_rng_uniform(&r) - 0.5);
+    rni_wtype types[4] = {RNI_WTYPE_F32, RNI_WTYPE_BF16, RNI_WTYPE_Q8_0, RNI_WTYPE_Q4_0};
+    int saved = rn_get_threads();
+    for (int ti = 0; ti < 4; ti++) {
+        rni_wtype t = types[ti];
+        size_t ws = rni_wtype_row_bytes(t, K), each = ws * N;
+        int copies = (int)((span + each - 1) / each);
+        unsigned char *W = malloc(each * copies);
+        if (!W) die("out of memory");
+        for (int n = 0; n < N; n++) rni_quantize_row(t, Wf + (size_t)n * K, W + n * ws, K);
+#pragma omp parallel for schedule(static)
+        for (int c = 1; c < copies; c++) memcpy(W + (size_t)c * each, W, each);
+        /* the block types also with the activations quantised (x8) */
+        for (int x8 = 0; x8 <= (t == RNI_WTYPE_Q8_0 || t == RNI_WTYPE_Q4_0); x8++)
+            for (int th = 1; th <= saved; th = th < saved ? saved : th + 1) {
+                rn_set_threads(th);
+                double bwt = bench_read_bandwidth((size_t)1 << 30);
+                time_matmul(1, N, K, X, W, each, copies, t, Y, 1, x8);  /* warm-up */
+                double t1 = time_matmul(1, N, K, X, W, each, copies, t, Y, quick ? 3 : 5, x8);
+                double t4 = time_matmul(4, N, K, X, W, each, copies, t, Y, quick ? 3 : 5, x8);
+                double g1 = each / t1 / 1e9, g4 = each / t4 / 1e9;
+                printf("| %s%s | %d | %.1f | %.1f | %.1f | %.2f | %.1f | %.2f |\n", rni_wtype_name(t),
+                       x8 ? " x8 (int8 activations)" : "", th, each / 1048576.0, bwt, g1, g1 / bwt, g4, g4 / bwt);
+                fflush(stdout);
+            }
+        free(W);
+    }
+    rn_set_threads(saved);
+    free(Wf);
+
+    /* cache-resident f32: W 256 x 1024 (1 MiB), against the FMA peak */
+    enum { Nc = 256, Kc = 1024 };
+    float *Wc = malloc(sizeof(float) * Nc * Kc);
+    if (!Wc) die("out of memory");
+    for (int i = 0; i < Nc * Kc; i++) Wc[i] = (float)(rn_rng_uniform(&r) - 0.5);
+    int reps = quick ? 300 : 1000;
+    printf("\n## kernels: f32 W %d x %d (1 MiB, in cache) against the AVX2 FMA peak\n\n", Nc, Kc);
+    printf("| threads | FMA peak GFLOP/s | M = 1 GFLOP/s | / peak | M = 4 GFLOP/s | / peak |\n|---|---|---|---|---|---|\n");
+    double old[2];
+    for (int th = 1; th <= saved && th <= 2; th++) {
+        rn_set_threads(th);
+        double peak = fma_peak_gflops(th), g[2];
+        int Ms[2] = {1, 4};
+        for (int i = 0; i < 2; i++) {
+            int M = Ms[i];
+            double best = 1e30;
+            for (int p = 0; p < 5; p++) {
+                double t0 = now_seconds();
+                for (int k = 0; k < reps; k++) rni_matmul_w(M, Nc, Kc, X, Kc, Wc, RNI_WTYPE_F32, Kc * 4, Y, Nc, 0);
+                double el = (now_seconds() - t0) / reps;
+                if (el < best) best = el;
+            }
+            g[i] = 2.0 * M * Nc * Kc / best / 1e9;
+        }
+        if (th == 1)
+            for (int i = 0; i < 2; i++) {
+                double best = 1e30;
+                for (int p = 0; p < 5; p++) {
+                    double t0 = now_seconds();
+                    for (int k = 0; k < reps; k++) simd_dot_loop(Ms[i], Nc, Kc, X, Wc, Y);
+                    double el = (now_seconds() - t0) / reps;
+                    if (el < best) best = el;
+                }
+                old[i] = 2.0 * Ms[i] * Nc * Kc / best / 1e9 / peak;
+            }
+        printf("| %d | %.1f | %.1f | %.2f | %.1f | %.2f |\n", th, peak, g[0], g[0] / peak, g[1], g[1] / peak);
+        fflush(stdout);
+    }
+    printf("\nfor comparison, the one-core omp simd dot loop of rni_gemm (src/ops.c) on the same product: "
+           "M = 1 %.2f, M = 4 %.2f of the one-thread peak\n", old[0], old[1]);
+    rn_set_threads(saved);
+    free(Wc); free(X); free(Y);
+}
+
 int cmd_bench(int argc, char **argv) {
     const char *which = "all";
     int threads = 0, quick = 0;
     const char *load_child = NULL;
-    opt opts[] = {{"case", OPT_STR, &which, 0, 0, "all, train, scaling, threads, decode, sample or load", 0},
+    opt opts[] = {{"case", OPT_STR, &which, 0, 0, "all, train, scaling, threads, decode, sample, kernels or load", 0},
                   {"threads", OPT_INT, &threads, 1, 1024, "threads (default: all cores)", 0},
                   {"quick", OPT_FLAG, &quick, 0, 0, "fewer repetitions, smaller models", 0},
                   {"load-child", OPT_STR, &load_child, 0, 0, "(internal) the timed process of --case load", 0},
                   {0}};
-    command_spec cmd = {"bench", "[--case all|train|scaling|threads|decode|sample|load] [--threads N] [--quick]",
+    command_spec cmd = {"bench", "[--case all|train|scaling|threads|decode|sample|kernels|load] [--threads N] [--quick]",
                         "Benchmarks, each printed as a ratio to a limit measured in the same run.", opts};
     args_parse(&cmd, argc, argv);
     if (threads) rn_set_threads(threads);
     if (load_child) return bench_load_child(load_child);
     int all = strcmp(which, "all") == 0;
     if (!all && strcmp(which, "train") && strcmp(which, "scaling") && strcmp(which, "threads") && strcmp(which, "decode") &&
-        strcmp(which, "sample") && strcmp(which, "load"))
+        strcmp(which, "sample") && strcmp(which, "kernels") && strcmp(which, "load"))
         die_usage("bench", "unknown case '%s'", which);
-    double peak = sgemm_gflops(5), bw = read_bandwidth(512);
+    double peak = sgemm_gflops(5), bw = bench_read_bandwidth((size_t)1 << 30);
     printf("# retnet bench (%s, %d threads)\n\nlimits measured now: sgemm 1024^3 %.1f GFLOP/s; streaming read %.1f GB/s\n",
            sizeof(rn_real) == 4 ? "float32" : "float64", rn_get_threads(), peak, bw);
     if (all || !strcmp(which, "train")) section_train(quick);
@@ -354,6 +559,7 @@ int cmd_bench(int argc, char **argv) {
     if (all || !strcmp(which, "threads")) section_threads();
     if (all || !strcmp(which, "decode")) section_decode(bw, quick);
     if (all || !strcmp(which, "sample")) section_sample(quick);
+    if (all || !strcmp(which, "kernels")) section_kernels(quick);
     if (all || !strcmp(which, "load")) bench_load(quick);
     return 0;
 }
