@@ -25,30 +25,23 @@ static void unmap_all(rn_model *m) {
     m->maps = NULL; m->map_sizes = NULL; m->n_maps = 0;
 }
 
+/* The values of every tensor, wherever they are, into p (n_params). */
+static void gather(const rn_model *m, rn_real *p) {
+    for (int i = 0; i < m->n_tensors; i++)
+        memcpy(p + m->tensors[i].offset, m->tensors[i].data,
+               sizeof(rn_real) * (size_t)m->tensors[i].rows * m->tensors[i].cols);
+}
+
 rn_status rni_model_materialize(rn_model *m) {
     if (m->params) return RN_OK;
     /* A skeleton (no tensor has values yet) gets zeros, as rn_model_create. */
     rn_real *p = m->n_maps ? rni_alloc(m->n_params, sizeof(rn_real)) : rni_calloc(m->n_params, sizeof(rn_real));
     if (!p) return rni_fail(RN_ERR_NOMEM, "out of memory for the %zu parameters", m->n_params);
-    for (int i = 0; m->n_maps && i < m->n_tensors; i++)
-        memcpy(p + m->tensors[i].offset, m->tensors[i].data,
-               sizeof(rn_real) * (size_t)m->tensors[i].rows * m->tensors[i].cols);
+    if (m->n_maps) gather(m, p);
     m->params = p;
     bind_params(m);
     unmap_all(m);
     return RN_OK;
-}
-
-const rn_real *rni_model_flat(const rn_model *m, rn_real **tmp) {
-    *tmp = NULL;
-    if (m->params) return m->params;
-    rn_real *p = rni_alloc(m->n_params, sizeof(rn_real));
-    if (!p) { rni_fail(RN_ERR_NOMEM, "out of memory for the %zu parameters", m->n_params); return NULL; }
-    for (int i = 0; i < m->n_tensors; i++)
-        memcpy(p + m->tensors[i].offset, m->tensors[i].data,
-               sizeof(rn_real) * (size_t)m->tensors[i].rows * m->tensors[i].cols);
-    *tmp = p;
-    return p;
 }
 
 rn_status rn_model_create(const rn_config *cfg, rn_model **out) {

@@ -10,8 +10,5 @@ rn_status rni_model_new(const rn_config *cfg, int with_params, rn_model **out);
 /* Gives a model read in place its own parameter buffer (a copy of the
  * mapped values, then unmapped): what training and rn_model_params need. */
 rn_status rni_model_materialize(rn_model *m);
-/* The parameters as one buffer: m's own, or a copy in *tmp (the caller
- * frees it with rni_free). NULL when memory is short. */
-const rn_real *rni_model_flat(const rn_model *m, rn_real **tmp);
 
 #endif
