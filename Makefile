@@ -4,10 +4,10 @@
 CC      ?= gcc
 CFLAGS  ?= -O3 -march=native
 override CFLAGS += -std=c11 -Wall -Wextra -fopenmp -fPIC -fvisibility=hidden -fno-math-errno -Iinclude -Isrc $(SAN)
-LDLIBS  = -lopenblas -lcjson -lm
+LDLIBS  = -lopenblas -lcjson -lpcre2-8 -lutf8proc -lpthread -lm
 BUILD   = build
 
-SRC     = src/common.c src/config.c src/model.c src/ops.c src/retention.c src/forward.c src/backward.c src/train.c src/sample.c src/io.c src/formats.c src/data.c
+SRC     = src/common.c src/config.c src/model.c src/ops.c src/retention.c src/forward.c src/backward.c src/train.c src/sample.c src/io.c src/formats.c src/data.c src/tokenizer.c src/tok_bpe.c src/tok_text.c
 OBJ     = $(SRC:src/%.c=$(BUILD)/obj/%.o)
 OBJ64   = $(SRC:src/%.c=$(BUILD)/obj64/%.o)
 CLI_SRC = cli/retnet.c

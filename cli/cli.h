@@ -41,5 +41,6 @@ int cmd_info(int argc, char **argv);
 int cmd_logits(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
 int cmd_grads(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
 
 #endif
