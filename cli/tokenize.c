@@ -18,13 +18,14 @@ static rn_tokenizer *load_tokenizer_or_die(const char *path) {
 
 int cmd_tokenize(int argc, char **argv) {
     const char *tpath = NULL, *text = NULL, *file = NULL, *decode = NULL;
-    int special = 0, skip = 0;
+    int special = 0, skip = 0, pieces = 0;
     opt opts[] = {{"tokenizer", OPT_STR, &tpath, 0, 0, "tokenizer.json, a directory holding one, or 'byte'", 0},
                   {"text", OPT_STR, &text, 0, 0, "text to encode", 0},
                   {"file", OPT_STR, &file, 0, 0, "encode the bytes of this file", 0},
                   {"special", OPT_FLAG, &special, 0, 0, "add BOS/EOS as the post-processor says", 0},
                   {"decode", OPT_STR, &decode, 0, 0, "ids to decode: \"1 2 3\", \"1,2,3\" or @file", 0},
                   {"skip-special", OPT_FLAG, &skip, 0, 0, "with --decode: drop special tokens", 0},
+                  {"pieces", OPT_FLAG, &pieces, 0, 0, "with --decode: each id's raw bytes, concatenated (lossless)", 0},
                   {0}};
     command_spec cmd = {"tokenize", "--tokenizer T (--text S | --file F) [--special] | --tokenizer T --decode IDS",
                         "Prints the ids of a text, separated by single spaces, on one line; or, with\n"
@@ -34,11 +35,23 @@ int cmd_tokenize(int argc, char **argv) {
     if (!tpath) die_usage("tokenize", "--tokenizer is required");
     if ((text != NULL) + (file != NULL) + (decode != NULL) != 1)
         die_usage("tokenize", "give exactly one of --text, --file, --decode");
+    if ((skip || pieces) && !decode) die_usage("tokenize", "--skip-special and --pieces go with --decode");
     rn_tokenizer *tok = load_tokenizer_or_die(tpath);
     if (decode) {
         int n;
         int32_t *ids = parse_tokens("tokenize", decode, &n);
         size_t len;
+        if (pieces) {
+            for (int i = 0; i < n; i++) {
+                const char *p;
+                if (rn_tokenizer_decode(tok, ids[i], &p, &len) != RN_OK) die("%s", rn_last_error());
+                fwrite(p, 1, len, stdout);
+            }
+            free(ids);
+            if (fflush(stdout) != 0) die("cannot write the output");
+            rn_tokenizer_free(tok);
+            return 0;
+        }
         if (rn_tokenizer_decode_all(tok, ids, (size_t)n, skip, NULL, 0, &len) != RN_OK) die("%s", rn_last_error());
         char *out = malloc(len + 1);
         if (!out) die("out of memory");

@@ -276,6 +276,9 @@ rn_status tk_bpe_load(const cJSON *model, const char *file, tk_bpe **out) {
     rn_status s = opt_string(model, "unk_token", file, &m->unk_token);
     if (!s) s = opt_string(model, "continuing_subword_prefix", file, &m->prefix);
     if (!s) s = opt_string(model, "end_of_word_suffix", file, &m->suffix);
+    /* An empty prefix or suffix (GPT-2's files say "") changes nothing. */
+    if (m->prefix && !*m->prefix) free(m->prefix), m->prefix = NULL;
+    if (m->suffix && !*m->suffix) free(m->suffix), m->suffix = NULL;
     if (!s) s = opt_bool(model, "fuse_unk", file, &m->fuse_unk);
     if (!s) s = opt_bool(model, "byte_fallback", file, &m->byte_fallback);
     if (!s) s = opt_bool(model, "ignore_merges", file, &m->ignore_merges);
