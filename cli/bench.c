@@ -246,19 +246,27 @@ static void section_decode(double bw, int quick) {
 }
 
 int cmd_bench(int argc, char **argv) {
-    const char *which = "all";
+    const char *which = "all", *text = NULL, *tokenizer = NULL;
     int threads = 0, quick = 0;
-    opt opts[] = {{"case", OPT_STR, &which, 0, 0, "all, train, scaling, threads or decode", 0},
+    opt opts[] = {{"case", OPT_STR, &which, 0, 0, "all, train, scaling, threads, decode or tokenize", 0},
+                  {"text", OPT_STR, &text, 0, 0, "tokenize: the text (default data/brown.txt)", 0},
+                  {"tokenizer", OPT_STR, &tokenizer, 0, 0, "tokenize: one tokenizer.json (default: the three of tests/node)", 0},
                   {"threads", OPT_INT, &threads, 1, 1024, "threads (default: all cores)", 0},
                   {"quick", OPT_FLAG, &quick, 0, 0, "fewer repetitions, smaller models", 0},
                   {0}};
-    command_spec cmd = {"bench", "[--case all|train|scaling|threads|decode] [--threads N] [--quick]",
+    command_spec cmd = {"bench", "[--case all|train|scaling|threads|decode|tokenize] [--threads N] [--quick]",
                         "Benchmarks, each printed as a ratio to a limit measured in the same run.", opts};
     args_parse(&cmd, argc, argv);
     if (threads) rn_set_threads(threads);
     int all = strcmp(which, "all") == 0;
-    if (!all && strcmp(which, "train") && strcmp(which, "scaling") && strcmp(which, "threads") && strcmp(which, "decode"))
+    if (!all && strcmp(which, "train") && strcmp(which, "scaling") && strcmp(which, "threads") && strcmp(which, "decode") &&
+        strcmp(which, "tokenize"))
         die_usage("bench", "unknown case '%s'", which);
+    /* Tokenizing is one thread against the reference: no machine limits needed. */
+    if (!strcmp(which, "tokenize")) {
+        bench_tokenize(text, tokenizer, quick);
+        return 0;
+    }
     double peak = sgemm_gflops(5), bw = read_bandwidth(512);
     printf("# retnet bench (%s, %d threads)\n\nlimits measured now: sgemm 1024^3 %.1f GFLOP/s; streaming read %.1f GB/s\n",
            sizeof(rn_real) == 4 ? "float32" : "float64", rn_get_threads(), peak, bw);
@@ -266,5 +274,6 @@ int cmd_bench(int argc, char **argv) {
     if (all || !strcmp(which, "scaling")) section_scaling(quick);
     if (all || !strcmp(which, "threads")) section_threads();
     if (all || !strcmp(which, "decode")) section_decode(bw, quick);
+    if (all) bench_tokenize(text, tokenizer, quick);
     return 0;
 }

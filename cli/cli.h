@@ -32,6 +32,9 @@ int32_t *parse_tokens(const char *cmd, const char *spec, int *n);
 
 double now_seconds(void);
 
+/* retnet bench --case tokenize (bench_tokenize.c): text_path and tokenizer may be NULL. */
+void bench_tokenize(const char *text_path, const char *tokenizer, int quick);
+
 int cmd_init(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_generate(int argc, char **argv);

@@ -75,6 +75,7 @@ struct tk_bpe {
     char *unk_token, *prefix, *suffix;
     int32_t unk_id;          /* -1: no unk token (or not in the vocabulary) */
     int fuse_unk, byte_fallback, ignore_merges;
+    int split_meta;          /* words may be cut before each "x\u2581", x != "\u2581" */
     cache_slot *cache;       /* (CACHE_SLOTS), guarded by lock */
     pthread_mutex_t lock;
 };
@@ -192,8 +193,30 @@ static rn_status add_merge(tk_bpe *m, const char *a, size_t na, const char *b, s
     return RN_OK;
 }
 
+/* Whether a word can be cut before every U+2581 that follows another
+ * character without changing its BPE: true when "\u2581" is a token and, in
+ * every token, U+2581 is only ever preceded by U+2581. A symbol's string is
+ * the concatenation of its characters' token strings (a byte-fallback
+ * piece "<0xNN>" ends in '>'), so no merge can then join the two sides of
+ * such a cut, and the halves merge exactly as they would in the whole.
+ * SentencePiece-style files without a pre-tokenizer (Mistral's) then give
+ * words, not whole texts, to the merge loop and the cache. */
+static int meta_splittable(const tk_bpe *m) {
+    static const char meta[] = "\xE2\x96\x81";
+    if (m->prefix || m->suffix || m->ignore_merges || tk_bpe_token_to_id(m, meta, 3) < 0) return 0;
+    for (int32_t id = 0; id < m->nid; id++) {
+        if (m->off[id] == SIZE_MAX) continue;
+        const char *t = m->strings.p + m->off[id];
+        size_t n = m->len[id];
+        for (size_t i = 1; i + 3 <= n; i++)
+            if (memcmp(t + i, meta, 3) == 0 && (i < 3 || memcmp(t + i - 3, meta, 3) != 0)) return 0;
+    }
+    return 1;
+}
+
 /* Tables that follow from the vocabulary and the options. */
 static rn_status finish(tk_bpe *m) {
+    m->split_meta = meta_splittable(m);
     m->unk_id = m->unk_token ? tk_bpe_token_to_id(m, m->unk_token, strlen(m->unk_token)) : -1;
     for (int c = 0; c < 128; c++) {
         char s = (char)c;
@@ -579,8 +602,27 @@ static rn_status ids_reserve(int32_t **ids, size_t *cap, size_t need) {
     return RN_OK;
 }
 
+static rn_status encode_word(const tk_bpe *m, const char *s, size_t n, tk_bpe_scratch **scp, int32_t **ids,
+                             size_t *nids, size_t *cap);
+
 rn_status tk_bpe_encode(const tk_bpe *m, const char *s, size_t n, tk_bpe_scratch **scp, int32_t **ids,
                         size_t *nids, size_t *cap) {
+    if (!m->split_meta) return encode_word(m, s, n, scp, ids, nids, cap);
+    /* Cut before each U+2581 that follows another character. */
+    size_t a = 0;
+    for (size_t i = 1; i + 3 <= n; i++) {
+        if (memcmp(s + i, "\xE2\x96\x81", 3) || (i >= 3 && memcmp(s + i - 3, "\xE2\x96\x81", 3) == 0)) continue;
+        rn_status st = encode_word(m, s + a, i - a, scp, ids, nids, cap);
+        if (st) return st;
+        a = i;
+        i += 2;
+    }
+    return encode_word(m, s + a, n - a, scp, ids, nids, cap);
+}
+
+/* One word: the whole-word shortcut, the cache, else the merge loop. */
+static rn_status encode_word(const tk_bpe *m, const char *s, size_t n, tk_bpe_scratch **scp, int32_t **ids,
+                             size_t *nids, size_t *cap) {
     if (n == 0) return RN_OK;
     if (m->ignore_merges) {
         int32_t id = tk_bpe_token_to_id(m, s, n);
