@@ -663,7 +663,7 @@ rn_status tk_pretok_load(const cJSON *j, const char *file, const char *field, tk
     } else if (!strcmp(type, "Whitespace")) {
         p->kind = P_WHITESPACE;
         snprintf(sub, sizeof sub, "%s: %s", file, field);
-        s = tk_regex_compile("\\w+|[^\\w\\s]+", 13, 0, sub, &p->re);
+        s = tk_regex_compile("\\w+|[^\\w\\s]+", strlen("\\w+|[^\\w\\s]+"), 0, sub, &p->re);
     } else if (!strcmp(type, "WhitespaceSplit")) {
         p->kind = P_WSSPLIT;
     } else {

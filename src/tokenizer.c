@@ -287,7 +287,8 @@ static rn_status hf_encode_ex(const hf_tok *t, const char *text, size_t len, int
     rn_status st = encode_all(t, text, len, add_special, &c);
     if (!st) {
         *n = c.nids;
-        memcpy(ids, c.ids, (c.nids < cap ? c.nids : cap) * sizeof *ids);
+        size_t k = c.nids < cap ? c.nids : cap;
+        if (k) memcpy(ids, c.ids, k * sizeof *ids);
     }
     enc_free(&c);
     return st;
@@ -585,7 +586,7 @@ static rn_status load_json(hf_tok *t, const char *data, size_t len, const char *
     if (!j) return rni_fail(RN_ERR_FORMAT, "%s: malformed or truncated JSON near byte %zu", file,
                             end ? (size_t)(end - data) : (size_t)0);
     rn_status st = RN_OK;
-    if (!cJSON_IsObject(j)) st = rni_fail(RN_ERR_FORMAT, "%s: not a JSON object", file);
+    if (!cJSON_IsObject(j)) st = rni_fail(RN_ERR_FORMAT, "%s: not a JSON object (with a model)", file);
     const cJSON *model = st ? NULL : cJSON_GetObjectItemCaseSensitive(j, "model");
     const cJSON *mt = cJSON_GetObjectItemCaseSensitive(model, "type");
     if (!st && !cJSON_IsObject(model)) st = rni_fail(RN_ERR_FORMAT, "%s: model is missing", file);
