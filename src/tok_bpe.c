@@ -644,7 +644,7 @@ static rn_status encode_word(const tk_bpe *m, const char *s, size_t n, tk_bpe_sc
             if (slot->hash == h && slot->klen == n && memcmp(slot->key, s, n) == 0) {
                 size_t k = slot->nids;
                 rn_status st = ids_reserve(ids, cap, *nids + k);
-                if (!st) memcpy(*ids + *nids, slot->ids, k * sizeof(int32_t));
+                if (!st && k) memcpy(*ids + *nids, slot->ids, k * sizeof(int32_t));
                 pthread_mutex_unlock(&mm->lock);
                 if (!st) *nids += k;
                 return st;
@@ -668,7 +668,7 @@ static rn_status encode_word(const tk_bpe *m, const char *s, size_t n, tk_bpe_sc
         slot->klen = (uint8_t)n;
         slot->nids = (uint8_t)k;
         memcpy(slot->key, s, n);
-        memcpy(slot->ids, *ids + first, k * sizeof(int32_t));
+        if (k) memcpy(slot->ids, *ids + first, k * sizeof(int32_t));
         pthread_mutex_unlock(&mm->lock);
     }
     return RN_OK;
