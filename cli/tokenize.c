@@ -38,8 +38,14 @@ int cmd_tokenize(int argc, char **argv) {
     if ((skip || pieces) && !decode) die_usage("tokenize", "--skip-special and --pieces go with --decode");
     rn_tokenizer *tok = load_tokenizer_or_die(tpath);
     if (decode) {
-        int n;
-        int32_t *ids = parse_tokens("tokenize", decode, &n);
+        int n = 0;
+        int32_t *ids = NULL;
+        /* No ids at all (an empty encoding) decode to nothing. */
+        char *listed = NULL;
+        size_t ll = 0;
+        if (decode[0] == '@' && rn_read_file(decode + 1, 0, &listed, &ll) != RN_OK) die("%s", rn_last_error());
+        if (strpbrk(listed ? listed : decode, "0123456789")) ids = parse_tokens("tokenize", decode, &n);
+        free(listed);
         size_t len;
         if (pieces) {
             for (int i = 0; i < n; i++) {

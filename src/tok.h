@@ -127,8 +127,9 @@ rn_status tk_bpe_load(const struct cJSON *model, const char *file, tk_bpe **out)
 rn_status tk_bpe_load_files(const char *vocab_json, const char *vocab_path, const char *merges_txt,
                             size_t merges_len, const char *merges_path, tk_bpe **out);
 void tk_bpe_free(tk_bpe *m);
-/* Largest id + 1. */
+/* Largest id + 1, and the number of tokens (they differ when ids have holes). */
 int32_t tk_bpe_vocab_size(const tk_bpe *m);
+size_t tk_bpe_vocab_count(const tk_bpe *m);
 /* Token string of id (NULL if none); *len its length. */
 const char *tk_bpe_id_to_token(const tk_bpe *m, int32_t id, size_t *len);
 int32_t tk_bpe_token_to_id(const tk_bpe *m, const char *s, size_t n);

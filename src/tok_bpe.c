@@ -66,6 +66,7 @@ struct tk_bpe {
     size_t *off;             /* (nid): offset of id's string, or SIZE_MAX for a hole */
     uint32_t *len;           /* (nid) */
     int32_t nid;             /* largest id + 1 */
+    size_t nentries;         /* tokens in the vocabulary (upstream's vocab size) */
     int32_t *vslot;          /* (vmask + 1) open-addressed: id or -1 */
     size_t vmask;
     merge_slot *mslot;       /* (mmask + 1) open-addressed */
@@ -81,6 +82,7 @@ struct tk_bpe {
 };
 
 int32_t tk_bpe_vocab_size(const tk_bpe *m) { return m->nid; }
+size_t tk_bpe_vocab_count(const tk_bpe *m) { return m->nentries; }
 int tk_bpe_byte_fallback(const tk_bpe *m) { return m->byte_fallback; }
 
 const char *tk_bpe_id_to_token(const tk_bpe *m, int32_t id, size_t *len) {
@@ -144,6 +146,7 @@ static rn_status build_vocab(tk_bpe *m, const vocab_entry *e, size_t n, const ch
     for (size_t i = 0; i < n; i++)
         if (e[i].id >= nid) nid = e[i].id + 1;
     m->nid = nid;
+    m->nentries = n;
     m->off = malloc(((size_t)nid + 1) * sizeof *m->off);
     m->len = calloc((size_t)nid + 1, sizeof *m->len);
     m->vmask = table_size(n) - 1;

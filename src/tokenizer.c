@@ -344,12 +344,19 @@ static void hf_free(rn_tokenizer *tok) {
 
 /* ------------------------------------------------------------- loading */
 
+/* added_tokens, with upstream's ids: the file's "id" is checked but, as
+ * the library does on loading (AddedVocabulary::add_tokens), a token takes
+ * the id of the same content already added (whose flags it then
+ * replaces), else of the model's vocabulary, else the next free id from
+ * the vocabulary's size (in file order). For well-formed files these are
+ * the ids written. */
 static rn_status load_added(hf_tok *t, const cJSON *arr, const char *file) {
     if (!arr || cJSON_IsNull(arr)) return RN_OK;
     if (!cJSON_IsArray(arr)) return rni_fail(RN_ERR_FORMAT, "%s: added_tokens is not an array", file);
     size_t n = (size_t)cJSON_GetArraySize(arr);
     t->added = calloc(n + 1, sizeof *t->added);
     if (!t->added) return rni_fail(RN_ERR_NOMEM, "out of memory (added tokens)");
+    int64_t next_id = (int64_t)tk_bpe_vocab_count(t->bpe);
     size_t i = 0;
     for (const cJSON *x = arr->child; x; x = x->next, i++) {
         const cJSON *id = cJSON_GetObjectItemCaseSensitive(x, "id"),
@@ -358,25 +365,34 @@ static rn_status load_added(hf_tok *t, const cJSON *arr, const char *file) {
             id->valuedouble != (double)(int32_t)id->valuedouble || !cJSON_IsString(content))
             return rni_fail(RN_ERR_FORMAT, "%s: added_tokens[%zu]: needs an integer \"id\" and a \"content\" string",
                             file, i);
-        added_token *a = &t->added[t->nadded];
-        a->id = (int32_t)id->valuedouble;
-        for (size_t k = 0; k < t->nadded; k++)
-            if (t->added[k].id == a->id)
-                return rni_fail(RN_ERR_FORMAT, "%s: added_tokens[%zu]: id %ld is used twice", file, i, (long)a->id);
-        a->len = strlen(content->valuestring);
-        if (!(a->content = strdup(content->valuestring))) return rni_fail(RN_ERR_NOMEM, "out of memory");
-        a->pattern = a->content;
-        a->plen = a->len;
-        t->nadded++;
+        added_token tok = {0};
         const char *flags[] = {"special", "lstrip", "rstrip", "single_word", "normalized"};
-        int *dst[] = {&a->special, &a->lstrip, &a->rstrip, &a->single_word, &a->normalized};
+        int *dst[] = {&tok.special, &tok.lstrip, &tok.rstrip, &tok.single_word, &tok.normalized};
         for (int f = 0; f < 5; f++) {
             const cJSON *v = cJSON_GetObjectItemCaseSensitive(x, flags[f]);
             /* Upstream's defaults: normalized = !special, the rest false. */
-            if (!v || cJSON_IsNull(v)) *dst[f] = f == 4 ? !a->special : 0;
+            if (!v || cJSON_IsNull(v)) *dst[f] = f == 4 ? !tok.special : 0;
             else if (cJSON_IsBool(v)) *dst[f] = cJSON_IsTrue(v);
             else return rni_fail(RN_ERR_FORMAT, "%s: added_tokens[%zu].%s is not a boolean", file, i, flags[f]);
         }
+        const char *c = content->valuestring;
+        size_t cl = strlen(c);
+        if (!cl) continue;  /* upstream ignores empty tokens */
+        added_token *same = NULL;
+        for (size_t k = 0; k < t->nadded && !same; k++)
+            if (t->added[k].len == cl && !memcmp(t->added[k].content, c, cl)) same = &t->added[k];
+        if (same) {
+            tok.content = same->content, tok.id = same->id;
+        } else {
+            int32_t mid = tk_bpe_token_to_id(t->bpe, c, cl);
+            if (mid < 0 && next_id > 2147483646) return rni_fail(RN_ERR_FORMAT, "%s: added_tokens: too many", file);
+            tok.id = mid >= 0 ? mid : (int32_t)next_id++;
+            if (!(tok.content = strdup(c))) return rni_fail(RN_ERR_NOMEM, "out of memory");
+            same = &t->added[t->nadded++];
+        }
+        tok.len = tok.plen = cl;
+        tok.pattern = tok.content;
+        *same = tok;
     }
     return RN_OK;
 }

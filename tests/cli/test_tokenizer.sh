@@ -53,6 +53,33 @@ for name in gpt2 mistral llama3; do
   echo "$name: ids $ok_ids/${#files[@]}, special ids $ok_sids/${#files[@]}, decodes $ok_dec/${#files[@]} texts identical to tokenizers"
 done
 
+# Variants of those files with the components and flags they do not use
+# (tests/node/variants.js: Metaspace pre-tokenizer and decoder, NFKC, NFD,
+# Lowercase, Strip, Replace by regex, Digits, Punctuation, Whitespace,
+# WhitespaceSplit, Split with every behavior and invert, ignore_merges,
+# added tokens with lstrip/rstrip/single_word/normalized, a template with
+# two special tokens), on the test corpus.
+variants=$(node $N/variants.js "$tmp/gpt2/tokenizer.json" "$tmp/var") || bad "variants.js"
+small=(tests/data/tokenizer_corpus/*)
+for v in $variants; do
+  t="$tmp/var/$v/tokenizer.json"; ref="$tmp/ref/$v"
+  if ! node $N/reference.js "$t" "$ref" "${small[@]}" 2>"$tmp/err"; then
+    bad "$v: reference.js: $(head -c 300 "$tmp/err")"; continue
+  fi
+  same=0
+  for f in "${small[@]}"; do
+    b=$ref/$(basename "$f") all=1
+    "$R" tokenize --tokenizer "$t" --file "$f" >"$tmp/ids" 2>&1
+    cmp -s "$tmp/ids" "$b.ids" || { all=0; bad "$v $f: ids differ from tokenizers'"; }
+    "$R" tokenize --tokenizer "$t" --file "$f" --special >"$tmp/sids" 2>&1
+    cmp -s "$tmp/sids" "$b.sids" || { all=0; bad "$v $f: ids with --special differ"; }
+    "$R" tokenize --tokenizer "$t" --decode "@$b.ids" >"$tmp/dec" 2>&1
+    cmp -s "$tmp/dec" "$b.dec" || { all=0; bad "$v $f: decode differs from tokenizers'"; }
+    [ $all = 1 ] && { ok; same=$((same + 1)); }
+  done
+  echo "variant $v: ${same}/${#small[@]} texts identical (ids, special ids, decode)"
+done
+
 # GPT-2 from vocab.json + merges.txt (no tokenizer.json) gives the same ids.
 mkdir -p "$tmp/gpt2files" && cp "$tmp/gpt2/vocab.json" "$tmp/gpt2/merges.txt" "$tmp/gpt2files/"
 for f in "${files[@]}"; do
