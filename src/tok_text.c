@@ -759,13 +759,15 @@ static rn_status split_apply(const char *s, size_t n, const size_t *m, size_t nm
     return RN_OK;
 }
 
-/* Matches of a character class: each character for which pred holds. */
-static rn_status class_matches(const char *s, size_t n, int (*pred)(int32_t), tk_scratch *sc, size_t *nm) {
+/* Matches of a character class: each character for which pred holds (or,
+ * with pred NULL, each character equal to target). */
+static rn_status class_matches(const char *s, size_t n, int (*pred)(int32_t), int32_t target, tk_scratch *sc,
+                               size_t *nm) {
     *nm = 0;
     for (size_t i = 0; i < n;) {
         int32_t cp;
         size_t l = (size_t)tk_utf8_next((const unsigned char *)s + i, n - i, &cp);
-        if (pred(cp)) {
+        if (pred ? pred(cp) : cp == target) {
             if (*nm + 1 > sc->mcap) {
                 size_t nc = sc->mcap ? 2 * sc->mcap : 256;
                 size_t *p = realloc(sc->m, nc * 2 * sizeof *p);
@@ -781,9 +783,6 @@ static rn_status class_matches(const char *s, size_t n, int (*pred)(int32_t), tk
     }
     return RN_OK;
 }
-
-static int32_t class_target;
-static int is_target(int32_t c) { return c == class_target; }
 
 /* One pre-tokenizer (not a Sequence) over one text piece. */
 static rn_status pretok_piece(const tk_pretok *p, const tk_piece *pc, const char *s, tk_scratch *sc,
@@ -836,13 +835,13 @@ static rn_status pretok_piece(const tk_pretok *p, const tk_piece *pc, const char
         if ((st = tk_regex_find_all(p->re, s, n, &sc->m, &sc->mcap, &nm))) return st;
         return split_apply(s, n, sc->m, nm, 1, B_REMOVED, pc->at_start, out);
     case P_WSSPLIT:
-        if ((st = class_matches(s, n, is_ws, sc, &nm))) return st;
+        if ((st = class_matches(s, n, is_ws, 0, sc, &nm))) return st;
         return split_apply(s, n, sc->m, nm, 0, B_REMOVED, pc->at_start, out);
     case P_DIGITS:
-        if ((st = class_matches(s, n, is_numeric, sc, &nm))) return st;
+        if ((st = class_matches(s, n, is_numeric, 0, sc, &nm))) return st;
         return split_apply(s, n, sc->m, nm, 0, p->individual ? B_ISOLATED : B_CONTIGUOUS, pc->at_start, out);
     case P_PUNCT:
-        if ((st = class_matches(s, n, is_punct, sc, &nm))) return st;
+        if ((st = class_matches(s, n, is_punct, 0, sc, &nm))) return st;
         return split_apply(s, n, sc->m, nm, 0, p->beh, pc->at_start, out);
     case P_METASPACE: {
         /* Spaces become the replacement; it is prepended per the scheme;
@@ -861,8 +860,7 @@ static rn_status pretok_piece(const tk_pretok *p, const tk_piece *pc, const char
             t->len += rl;
         }
         if (!p->split) return tk_pieces_push(out, t->p, t->len, -1, pc->at_start);
-        class_target = p->repl;
-        if ((st = class_matches(t->p, t->len, is_target, sc, &nm))) return st;
+        if ((st = class_matches(t->p, t->len, NULL, p->repl, sc, &nm))) return st;
         /* t is sc->b; split_apply copies out of it before it changes. */
         return split_apply(t->p, t->len, sc->m, nm, 0, B_NEXT, pc->at_start, out);
     }

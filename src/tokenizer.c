@@ -63,35 +63,39 @@ typedef struct {
 
 /* ------------------------------------------------------------ added tokens */
 
-static int cmp_first_len_added;
-static const added_token *sort_base;
-static int sort_norm;
-static int cmp_idx(const void *a, const void *b) {
-    const added_token *x = &sort_base[*(const size_t *)a], *y = &sort_base[*(const size_t *)b];
-    unsigned char fx = (unsigned char)x->pattern[0], fy = (unsigned char)y->pattern[0];
-    if (fx != fy) return fx < fy ? -1 : 1;
-    if (x->plen != y->plen) return x->plen > y->plen ? -1 : 1;
-    return 0;
+/* Sort key of a pattern: first byte, then longest first. */
+typedef struct {
+    unsigned char first;
+    size_t len, idx;
+} pat_key;
+
+static int cmp_key(const void *a, const void *b) {
+    const pat_key *x = a, *y = b;
+    if (x->first != y->first) return x->first < y->first ? -1 : 1;
+    if (x->len != y->len) return x->len > y->len ? -1 : 1;
+    return x->idx < y->idx ? -1 : x->idx > y->idx;
 }
 
 /* Builds the matcher of the added tokens with normalized == norm. */
 static rn_status matcher_build(matcher *m, const added_token *a, size_t n, int norm) {
     memset(m, 0, sizeof *m);
     m->idx = malloc((n + 1) * sizeof *m->idx);
-    if (!m->idx) return rni_fail(RN_ERR_NOMEM, "out of memory (added tokens)");
-    for (size_t i = 0; i < n; i++)
-        if (!a[i].normalized == !norm && a[i].plen) m->idx[m->n++] = i;
-    sort_base = a;
-    sort_norm = norm;
-    (void)cmp_first_len_added;
-    qsort(m->idx, m->n, sizeof *m->idx, cmp_idx);
-    for (size_t i = 0; i < m->n; i++) m->first[(unsigned char)a[m->idx[i]].pattern[0]] = 1;
-    size_t k = 0;
-    for (int b = 0; b < 256; b++) {
-        m->start[b] = k;
-        while (k < m->n && (unsigned char)a[m->idx[k]].pattern[0] == b) k++;
+    pat_key *k = malloc((n + 1) * sizeof *k);
+    if (!m->idx || !k) {
+        free(k);
+        return rni_fail(RN_ERR_NOMEM, "out of memory (added tokens)");
     }
-    m->start[256] = k;
+    for (size_t i = 0; i < n; i++)
+        if (!a[i].normalized == !norm && a[i].plen) k[m->n++] = (pat_key){(unsigned char)a[i].pattern[0], a[i].plen, i};
+    qsort(k, m->n, sizeof *k, cmp_key);
+    for (size_t i = 0; i < m->n; i++) m->idx[i] = k[i].idx, m->first[k[i].first] = 1;
+    free(k);
+    size_t j = 0;
+    for (int b = 0; b < 256; b++) {
+        m->start[b] = j;
+        while (j < m->n && (unsigned char)a[m->idx[j]].pattern[0] == b) j++;
+    }
+    m->start[256] = j;
     return RN_OK;
 }
 

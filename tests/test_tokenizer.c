@@ -12,6 +12,7 @@
 #include "tok.h"
 
 #include <cjson/cJSON.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <unistd.h>
 
@@ -275,6 +276,54 @@ static void bytelevel_char(int b, char out[3]) {
     else out[0] = (char)(0xC0 | (c >> 6)), out[1] = (char)(0x80 | (c & 0x3F)), out[2] = 0;
 }
 
+/* Several threads encode the same texts at once (the cache is shared):
+ * each must get what one thread alone gets. */
+enum { NTEXT = 64, NTHREAD = 4 };
+typedef struct {
+    const rn_tokenizer *t;
+    char (*text)[96];
+    int32_t (*want)[96];
+    size_t *nwant;
+    int bad;
+} par_job;
+
+static void *par_encode(void *arg) {
+    par_job *j = arg;
+    for (int rep = 0; rep < 20; rep++)
+        for (int i = 0; i < NTEXT; i++) {
+            int32_t ids[96];
+            size_t n;
+            if (rn_tokenizer_encode(j->t, j->text[i], strlen(j->text[i]), ids, 96, &n) != RN_OK || n != j->nwant[i] ||
+                memcmp(ids, j->want[i], n * sizeof *ids))
+                j->bad++;
+        }
+    return NULL;
+}
+
+static void check_threads(const rn_tokenizer *t) {
+    static char text[NTEXT][96];
+    static int32_t want[NTEXT][96];
+    size_t nwant[NTEXT];
+    for (int i = 0; i < NTEXT; i++) {
+        int n = (int)(rnd() % 90);
+        for (int k = 0; k < n; k++) text[i][k] = " abab\n"[rnd() % 6];
+        text[i][n] = 0;
+        rn_tokenizer_encode(t, text[i], (size_t)n, want[i], 96, &nwant[i]);
+    }
+    pthread_t th[NTHREAD];
+    par_job jobs[NTHREAD];
+    for (int k = 0; k < NTHREAD; k++) {
+        jobs[k] = (par_job){t, text, want, nwant, 0};
+        pthread_create(&th[k], NULL, par_encode, &jobs[k]);
+    }
+    int bad = 0;
+    for (int k = 0; k < NTHREAD; k++) {
+        pthread_join(th[k], NULL);
+        bad += jobs[k].bad;
+    }
+    CHECK(bad == 0, "%d encodes from %d threads differ from one thread's", bad, NTHREAD);
+}
+
 static void check_lossless(rn_tokenizer *t, const char *name, int prefix_space) {
     int bad = 0, bad_dec = 0;
     for (int trial = 0; trial < 300; trial++) {
@@ -353,6 +402,7 @@ static void test_lossless(void) {
         CHECK(len == 5 && !memcmp(out, " ab a", 5), "decode_all skipping special: '%.*s'", (int)len, out);
         CHECK(rn_tokenizer_bos(t) == -1 && rn_tokenizer_eos(t) == -1, "no BOS/EOS without a post-processor");
         check_lossless(t, "byte-level", 0);
+        check_threads(t);
         rn_tokenizer_free(t);
     }
 
