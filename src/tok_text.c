@@ -192,6 +192,57 @@ struct tk_regex {
     size_t nlit;
 };
 
+/* PCRE2's \s (UCP) still counts U+180E MONGOLIAN VOWEL SEPARATOR as a
+ * space, which Unicode stopped doing in 6.3 and the library's Oniguruma
+ * does not: rewrites \s, \S and classes holding them so U+180E is not a
+ * space. Outside a class \s -> (?:(?!\x{180E})\s), \S -> (?:\S|\x{180E});
+ * a class with \s (or \S) gets the same guard or alternative around it. */
+static rn_status fix_space_class(const char *p, size_t n, tk_buf *out) {
+    static const char NOT180E[] = "(?:(?!\\x{180E})", OR180E[] = "|\\x{180E})";
+    rn_status st = RN_OK;
+    for (size_t i = 0; i < n && !st;) {
+        if (p[i] == '\\' && i + 1 < n) {
+            if (p[i + 1] == 's') st = tk_buf_add(out, "(?:(?!\\x{180E})\\s)", strlen("(?:(?!\\x{180E})\\s)"));
+            else if (p[i + 1] == 'S') st = tk_buf_add(out, "(?:\\S|\\x{180E})", strlen("(?:\\S|\\x{180E})"));
+            else st = tk_buf_add(out, p + i, 2);
+            i += 2;
+            continue;
+        }
+        if (p[i] != '[') {
+            st = tk_buf_add(out, p + i, 1);
+            i++;
+            continue;
+        }
+        /* A class: find its end, noting \s / \S and negation. */
+        size_t j = i + 1;
+        int neg = j < n && p[j] == '^', has_s = 0, has_S = 0;
+        if (neg) j++;
+        if (j < n && p[j] == ']') j++;
+        while (j < n && p[j] != ']') {
+            if (p[j] == '\\' && j + 1 < n) {
+                has_s |= p[j + 1] == 's';
+                has_S |= p[j + 1] == 'S';
+                j += 2;
+            } else if (p[j] == '[' && j + 1 < n && p[j + 1] == ':') {
+                const char *e = memchr(p + j + 2, ']', n - j - 2);
+                j = e ? (size_t)(e - p) + 1 : n;
+            } else
+                j++;
+        }
+        if (j < n) j++;  /* the ']' */
+        int guard = has_s != has_S && (has_s ? !neg : neg);  /* PCRE2 matches U+180E, Oniguruma not */
+        int alt = has_s != has_S && !guard;                  /* Oniguruma matches it, PCRE2 not */
+        if (guard) st = tk_buf_add(out, NOT180E, sizeof NOT180E - 1);
+        if (alt && !st) st = tk_buf_add(out, "(?:", 3);
+        if (!st) st = tk_buf_add(out, p + i, j - i);
+        if (!st && guard) st = tk_buf_add(out, ")", 1);
+        if (!st && alt) st = tk_buf_add(out, OR180E, sizeof OR180E - 1);
+        i = j;
+    }
+    if (!st && !out->p) st = tk_buf_add(out, "", 0);
+    return st;
+}
+
 rn_status tk_regex_compile(const char *pattern, size_t len, int literal, const char *where,
                            tk_regex **out) {
     *out = NULL;
@@ -210,7 +261,15 @@ rn_status tk_regex_compile(const char *pattern, size_t len, int literal, const c
     int err;
     PCRE2_SIZE eoff;
     uint32_t opt = PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF;
+    /* Refused patterns are reported on the file's own text. */
     pcre2_code *c = pcre2_compile((PCRE2_SPTR)pattern, len, opt, &err, &eoff, NULL);
+    if (c) {
+        pcre2_code_free(c);
+        tk_buf fixed = {0};
+        if (fix_space_class(pattern, len, &fixed)) return RN_ERR_NOMEM;
+        c = pcre2_compile((PCRE2_SPTR)fixed.p, fixed.len, opt, &err, &eoff, NULL);
+        tk_buf_free(&fixed);
+    }
     if (!c) {
         PCRE2_UCHAR msg[256];
         pcre2_get_error_message(err, msg, sizeof msg);

@@ -123,6 +123,11 @@ static void test_pretokenizers(void) {
               "ab, cd", "ab|cd");
     check_pre("{\"type\":\"Split\",\"pattern\":{\"Regex\":\"\\\\p{N}{1,3}\"},\"behavior\":\"Isolated\",\"invert\":false}",
               "x12345y", "x|123|45|y");
+    /* U+180E is not a space (Unicode >= 6.3, Oniguruma), though PCRE2's \s says so. */
+    check_pre("{\"type\":\"Split\",\"pattern\":{\"Regex\":\"\\\\s+\"},\"behavior\":\"Removed\",\"invert\":false}",
+              "a\xE1\xA0\x8E" "b c", "a\xE1\xA0\x8E" "b|c");
+    check_pre("{\"type\":\"Split\",\"pattern\":{\"Regex\":\"[^\\\\s]+\"},\"behavior\":\"Removed\",\"invert\":true}",
+              "a\xE1\xA0\x8E" "b c", "a\xE1\xA0\x8E" "b|c");
     /* GPT-2: the regex split, then the byte map (space -> U+0120). */
     check_pre("{\"type\":\"ByteLevel\",\"add_prefix_space\":false,\"use_regex\":true}", "Hello world's  12",
               "Hello|\xC4\xA0world|'s|\xC4\xA0|\xC4\xA0" "12");
