@@ -44,8 +44,9 @@ RN_API rn_status rn_tokenizer_byte_create(rn_tokenizer **out);
 /* Encodes text (len bytes, not necessarily NUL-terminated) into ids (cap).
  * On RN_OK, *n is the number of ids of the whole text; if *n > cap, only the
  * first cap ids were written (call again with a buffer of *n). ids may be
- * NULL when cap is 0, to ask for the count. For the byte-level and for BPE
- * tokenizers *n <= len. */
+ * NULL when cap is 0, to ask for the count. For the byte-level tokenizer
+ * *n == len; a tokenizer.json may give more ids than bytes (a prepended
+ * space or U+2581, normalizer expansions), so size buffers by the count. */
 RN_API rn_status rn_tokenizer_encode(const rn_tokenizer *tok, const char *text, size_t len,
                               int32_t *ids, size_t cap, size_t *n);
 

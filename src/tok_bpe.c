@@ -510,8 +510,6 @@ static rn_status merge_word(const tk_bpe *m, tk_bpe_scratch *sc, const char *w, 
             size_t bn = cl;
             int sub = m->prefix || m->suffix;
             if (sub) {
-                int32_t r = char_token(m, sc, w + i, cl, 1, 0);
-                (void)r;
                 sc->tmp.len = 0;
                 if ((m->prefix && i > 0 && tk_buf_add(&sc->tmp, m->prefix, strlen(m->prefix))) ||
                     tk_buf_add(&sc->tmp, w + i, cl) ||
