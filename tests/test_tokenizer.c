@@ -14,6 +14,7 @@
 #include <cjson/cJSON.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static char tmpdir[64];
@@ -494,6 +495,38 @@ static void test_added_flags(void) {
     rn_tokenizer_free(t);
 }
 
+/* ----------------------------------------------------- tokenizer_config.json */
+
+static void test_config(void) {
+    char dir[128];
+    snprintf(dir, sizeof dir, "%s/model", tmpdir);
+    mkdir(dir, 0700);
+    write_file("model/tokenizer.json",
+               "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"<s>\":0,\"</s>\":1,\"a\":2},\"merges\":[]},"
+               "\"added_tokens\":[{\"id\":0,\"content\":\"<s>\",\"special\":true,\"normalized\":false},"
+               "{\"id\":1,\"content\":\"</s>\",\"special\":true,\"normalized\":false}]}");
+    write_file("model/tokenizer_config.json",
+               "{\"bos_token\":{\"content\":\"<s>\",\"lstrip\":false},\"eos_token\":\"</s>\","
+               "\"add_bos_token\":true,\"add_eos_token\":true}");
+    rn_tokenizer *t = NULL;
+    CHECK_OK(rn_tokenizer_load(dir, &t));
+    if (!t) return;
+    CHECK(rn_tokenizer_bos(t) == 0 && rn_tokenizer_eos(t) == 1, "bos %d eos %d from tokenizer_config.json",
+          rn_tokenizer_bos(t), rn_tokenizer_eos(t));
+    int32_t ids[8];
+    size_t n;
+    CHECK_OK(rn_tokenizer_encode_special(t, "aa", 2, 1, ids, 8, &n));
+    CHECK(n == 4 && ids[0] == 0 && ids[1] == 2 && ids[2] == 2 && ids[3] == 1, "add_bos/add_eos: %zu ids", n);
+    CHECK_OK(rn_tokenizer_encode(t, "a<s>", 4, ids, 8, &n));
+    CHECK(n == 2 && ids[0] == 2 && ids[1] == 0, "special tokens in the text are matched without add_special");
+    rn_tokenizer_free(t);
+    /* A bos_token that is no token is refused, naming the config file. */
+    write_file("model/tokenizer_config.json", "{\"bos_token\":\"<nope>\"}");
+    CHECK(rn_tokenizer_load(dir, &t) == RN_ERR_FORMAT && strstr(rn_last_error(), "tokenizer_config.json") &&
+              strstr(rn_last_error(), "bos_token"),
+          "unknown bos_token: %s", rn_last_error());
+}
+
 /* --------------------------------------------------------------- bad files */
 
 static void test_bad_files(void) {
@@ -556,6 +589,7 @@ int main(void) {
     test_merge_loop();
     test_lossless();
     test_added_flags();
+    test_config();
     test_bad_files();
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
