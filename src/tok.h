@@ -121,6 +121,9 @@ int tk_pretok_has(const tk_pretok *p, const char *type);
 
 typedef struct tk_bpe tk_bpe;
 
+/* Largest vocabulary id + 1 accepted (the CLI's --vocab limit). */
+#define TK_MAX_VOCAB 4194304
+
 /* Reads a BPE model object ("model" of tokenizer.json). */
 rn_status tk_bpe_load(const struct cJSON *model, const char *file, tk_bpe **out);
 /* GPT-2's vocab.json (token -> id) and merges.txt ("a b" per line). */

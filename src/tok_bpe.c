@@ -278,11 +278,12 @@ static rn_status read_vocab_object(const cJSON *vocab, const char *what, vocab_e
     vocab_entry *e = malloc((cnt + 1) * sizeof *e);
     if (!e) return rni_fail(RN_ERR_NOMEM, "out of memory (%s)", what);
     for (const cJSON *v = vocab->child; v; v = v->next, i++) {
+        /* Ids index dense tables, so they are bounded (as the CLI's --vocab). */
         double d = cJSON_IsNumber(v) ? v->valuedouble : -1;
-        if (!(d >= 0 && d <= 2147483646.0) || d != (double)(int32_t)d) {
+        if (!(d >= 0 && d < TK_MAX_VOCAB) || d != (double)(int32_t)d) {
             free(e);
-            return rni_fail(RN_ERR_FORMAT, "%s['%.40s']: id is not an integer in [0, 2^31 - 1)", what,
-                            v->string ? v->string : "");
+            return rni_fail(RN_ERR_FORMAT, "%s['%.40s']: id is not an integer in [0, %d)", what,
+                            v->string ? v->string : "", TK_MAX_VOCAB);
         }
         e[i] = (vocab_entry){v->string, strlen(v->string), (int32_t)d};
     }
