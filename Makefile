@@ -4,7 +4,7 @@
 CC      ?= gcc
 CFLAGS  ?= -O3 -march=native
 override CFLAGS += -std=c11 -Wall -Wextra -fopenmp -fPIC -fvisibility=hidden -fno-math-errno -Iinclude -Isrc $(SAN)
-LDLIBS  = -lopenblas -lcjson -lm
+LDLIBS  = -lopenblas -lcjson -lpcre2-8 -lutf8proc -lpthread -lm
 BUILD   = build
 
 SRC     = $(wildcard src/*.c src/presets/*.c)

@@ -44,8 +44,9 @@ RN_API rn_status rn_tokenizer_byte_create(rn_tokenizer **out);
 /* Encodes text (len bytes, not necessarily NUL-terminated) into ids (cap).
  * On RN_OK, *n is the number of ids of the whole text; if *n > cap, only the
  * first cap ids were written (call again with a buffer of *n). ids may be
- * NULL when cap is 0, to ask for the count. For the byte-level and for BPE
- * tokenizers *n <= len. */
+ * NULL when cap is 0, to ask for the count. For the byte-level tokenizer
+ * *n == len; a tokenizer.json may give more ids than bytes (a prepended
+ * space or U+2581, normalizer expansions), so size buffers by the count. */
 RN_API rn_status rn_tokenizer_encode(const rn_tokenizer *tok, const char *text, size_t len,
                               int32_t *ids, size_t cap, size_t *n);
 
@@ -57,6 +58,63 @@ RN_API rn_status rn_tokenizer_decode(const rn_tokenizer *tok, int32_t id,
 
 /* Frees a tokenizer (NULL is a no-op). */
 RN_API void rn_tokenizer_free(rn_tokenizer *tok);
+
+/* ------------------------------------------- Hugging Face tokenizer.json */
+
+/* Loads a Hugging Face tokenizer with the semantics of the `tokenizers`
+ * library (model type BPE only). path: a tokenizer.json file, or a
+ * directory holding one, or GPT-2's vocab.json + merges.txt (read with
+ * GPT-2's ByteLevel pipeline; "<|endoftext|>" becomes a special token). A
+ * tokenizer_config.json beside it gives bos_token, eos_token,
+ * add_bos_token, add_eos_token. Supported components: normalizers
+ * Sequence, Prepend, Replace, NFC, NFKC, NFD, NFKD, Lowercase, Strip;
+ * pre-tokenizers ByteLevel, Split, Metaspace, Digits, Punctuation,
+ * Whitespace, WhitespaceSplit, Sequence; decoders ByteLevel, Metaspace,
+ * Replace, ByteFallback, Fuse, Strip, Sequence; post-processors
+ * TemplateProcessing, BertProcessing, RobertaProcessing, ByteLevel,
+ * Sequence. Anything else (another model type, an unknown component, a
+ * regex PCRE2 refuses, merges naming unknown tokens, duplicate ids,
+ * malformed JSON) is RN_ERR_FORMAT with one line naming the file and the
+ * field. The tokenizer may be used from several threads at once.
+ *
+ * Its vtable decode (rn_tokenizer_decode) gives the bytes one id stands
+ * for: the decoder chain's per-token steps (the GPT-2 byte map undone for
+ * ByteLevel, "<0xNN>" as byte NN for ByteFallback, Replace, the Metaspace
+ * replacement as a space) without the sequence-level steps (Strip, Fuse,
+ * and Metaspace's removal of the first token's leading space). So for
+ * byte-level and byte-fallback tokenizers the concatenated pieces of an
+ * encoding are exactly the encoded bytes, including invalid UTF-8, after
+ * the normalizer: for Mistral/Llama-2 style files (Prepend "\u2581",
+ * spaces as "\u2581") that is " " + text, the leading space that
+ * rn_tokenizer_decode_all strips. Added tokens decode to their content. */
+RN_API rn_status rn_tokenizer_load(const char *path, rn_tokenizer **out);
+
+/* The beginning / end of sequence ids (tokenizer_config.json's bos_token /
+ * eos_token, else the post-processor's first / last special token), or -1. */
+RN_API int32_t rn_tokenizer_bos(const rn_tokenizer *t);
+RN_API int32_t rn_tokenizer_eos(const rn_tokenizer *t);
+
+/* rn_tokenizer_encode, and with add_special != 0 the special tokens of the
+ * post-processor around the text (tokenizer_config.json's add_bos_token /
+ * add_eos_token take precedence when it gives either). Without it, as
+ * rn_tokenizer_encode, no special token is added, but added tokens written
+ * in the text are still matched (as `tokenizers` does with
+ * add_special_tokens false). Same count-then-fill convention. */
+RN_API rn_status rn_tokenizer_encode_special(const rn_tokenizer *t, const char *text, size_t len,
+                                             int add_special, int32_t *ids, size_t cap, size_t *n);
+
+/* Full decode through the decoder pipeline, as `tokenizers`' decode (so
+ * invalid UTF-8 comes out as U+FFFD): skip_special drops special added
+ * tokens. Writes the first min(*len, cap) bytes to out, and a NUL after
+ * them when *len < cap; *len is the full length. RN_ERR_ARG for an id
+ * outside [0, vocab_size). For other tokenizers: the pieces concatenated. */
+RN_API rn_status rn_tokenizer_decode_all(const rn_tokenizer *t, const int32_t *ids, size_t n,
+                                         int skip_special, char *out, size_t cap, size_t *len);
+
+/* Token string <-> id (added tokens first, then the model's vocabulary):
+ * -1 / NULL when absent. The string is owned by the tokenizer. */
+RN_API int32_t rn_tokenizer_token_to_id(const rn_tokenizer *t, const char *token);
+RN_API const char *rn_tokenizer_id_to_token(const rn_tokenizer *t, int32_t id);
 
 /* ---------------------------------------------------------------- files */
 

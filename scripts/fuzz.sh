@@ -10,7 +10,7 @@ set -u
 cd "$(dirname "$0")/.."
 time=${FUZZ_TIME:-60}
 jobs=${FUZZ_JOBS:-2}
-targets=${FUZZ_TARGETS:-model model_dir config checkpoint tokens dataset}
+targets=${FUZZ_TARGETS:-model model_dir config checkpoint tokens dataset tokenizer}
 dir=${FUZZ_DIR:-build/fuzz}
 work=${FUZZ_WORK:-$dir/work}
 mkdir -p "$work/logs" "$work/artifacts"

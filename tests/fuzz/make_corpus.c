@@ -331,5 +331,16 @@ int main(int argc, char **argv) {
                                    "Pack my box with five dozen liquor jugs.\n");
     PUT_STR("dataset", "short.txt", "\x64\x00\x02\x05" "abc");
     PUT_STR("dataset", "binary.txt", "\x00\x0f\x3f\xc0\x00\x01\x02\x03\xff\xfe\x80\x7f\x00\x00\x00\x01\x00\x00\x00\x02\x00\x00\x00");
+
+    /* tokenizer: a tokenizer.json, a NUL, then a text to encode. */
+    PUT_STR("tokenizer", "bytefallback",
+            "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":1,\"ab\":2,\"<0x41>\":3},\"merges\":[\"a b\"],\"byte_fallback\":true,\"unk_token\":\"b\",\"fuse_unk\":true},\"added_tokens\":[{\"id\":4,\"content\":\"<s>\",\"special\":true,\"normalized\":false,\"lstrip\":true}],\"normalizer\":{\"type\":\"Sequence\",\"normalizers\":[{\"type\":\"NFKC\"},{\"type\":\"Prepend\",\"prepend\":\"_\"},{\"type\":\"Replace\",\"pattern\":{\"String\":\" \"},\"content\":\"_\"}]},\"decoder\":{\"type\":\"Sequence\",\"decoders\":[{\"type\":\"Replace\",\"pattern\":{\"String\":\"_\"},\"content\":\" \"},{\"type\":\"ByteFallback\"},{\"type\":\"Fuse\"},{\"type\":\"Strip\",\"content\":\" \",\"start\":1,\"stop\":0}]},\"post_processor\":{\"type\":\"TemplateProcessing\",\"single\":[{\"SpecialToken\":{\"id\":\"<s>\",\"type_id\":0}},{\"Sequence\":{\"id\":\"A\",\"type_id\":0}}],\"special_tokens\":{\"<s>\":{\"id\":\"<s>\",\"ids\":[4],\"tokens\":[\"<s>\"]}}}}"
+            "\0ab <s>abA x");
+    PUT_STR("tokenizer", "bytelevel",
+            "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":1,\"ab\":2,\"\\u0120\":3,\"\\u0120a\":4},\"merges\":[[\"\\u0120\",\"a\"],[\"a\",\"b\"]],\"ignore_merges\":true},\"pre_tokenizer\":{\"type\":\"Sequence\",\"pretokenizers\":[{\"type\":\"Split\",\"pattern\":{\"Regex\":\"\\\\p{L}+|\\\\s+\"},\"behavior\":\"MergedWithNext\",\"invert\":false},{\"type\":\"ByteLevel\",\"add_prefix_space\":true,\"use_regex\":true}]},\"decoder\":{\"type\":\"ByteLevel\"}}"
+            "\0ab a ba");
+    PUT_STR("tokenizer", "misc",
+            "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":1,\"##b\":2,\"a##b\":3,\"</w>\":4},\"merges\":[],\"continuing_subword_prefix\":\"##\",\"end_of_word_suffix\":\"</w>\"},\"normalizer\":{\"type\":\"Lowercase\"},\"pre_tokenizer\":{\"type\":\"Sequence\",\"pretokenizers\":[{\"type\":\"Metaspace\",\"replacement\":\"_\",\"prepend_scheme\":\"first\",\"split\":true},{\"type\":\"Digits\",\"individual_digits\":true},{\"type\":\"Punctuation\",\"behavior\":\"Contiguous\"},{\"type\":\"Whitespace\"},{\"type\":\"WhitespaceSplit\"}]},\"decoder\":{\"type\":\"Metaspace\",\"replacement\":\"_\",\"prepend_scheme\":\"always\"}}"
+            "\0AB 12, ab!");
     return 0;
 }
