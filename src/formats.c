@@ -442,6 +442,10 @@ static rn_status check_target(const rn_model *m, rn_format fmt, rn_dtype dt, rn_
     if (p >= 0 && p != (int)m->cfg.preset)
         return rni_fail(RN_ERR_ARG, "a %s model cannot be written in the %s format, which is the %s preset's (use retnet)",
                        rn_preset_name(m->cfg.preset), rn_format_name(fmt), rn_preset_name((rn_preset)p));
+    if (fmt == RN_FORMAT_FLA && m->cfg.dim / m->cfg.heads > RNI_FLA_MAX_HEAD_K)
+        return rni_fail(RN_ERR_ARG, "a key dimension per head of %d (dim %d / heads %d) is more than fla's %d: "
+                       "fla could not run it (use more heads, or the retnet format)", m->cfg.dim / m->cfg.heads,
+                       m->cfg.dim, m->cfg.heads, RNI_FLA_MAX_HEAD_K);
     memset(nm, 0, sizeof *nm);
     nm->hf_prefix = fmt == RN_FORMAT_TORCHSCALE_HF;
     return RN_OK;

@@ -12,6 +12,9 @@ struct cJSON;
 
 typedef struct { const char *name; int dim, value_dim, ffn, layers, heads; } rni_named_size;
 
+/* fla's kernels assert a key dimension per head of at most 256. */
+#define RNI_FLA_MAX_HEAD_K 256
+
 /* An upstream config key that would take the model away from the preset's
  * math: accepted when absent or with one of the values listed (JSON, '|'
  * separated). */

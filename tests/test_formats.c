@@ -396,6 +396,8 @@ static void configs(void) {
         {"cfg-fla", "num_kv_heads", "3", 1},        {"cfg-fla", "num_kv_heads", "null", 1},
         {"cfg-fla", "feature_map", "\"relu\"", 0},  {"cfg-fla", "use_output_gate", "false", 0},
         {"cfg-fla", "attn_mode", "\"fused_chunk\"", 1},
+        {"cfg-fla", "attnres_block_size", "64", 0}, {"cfg-fla", "attnres_block_size", "null", 1},
+        {"cfg-ts", "use_glu", "false", 0},          {"cfg-ts", "use_glu", "true", 1},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         char what[128];
@@ -409,6 +411,26 @@ static void configs(void) {
             expect_error(tp("%s", cases[i].dir), RN_ERR_FORMAT, cases[i].key, what);
         }
         set_config(cases[i].dir, cases[i].key, NULL);
+    }
+    /* fla's limit of 256 key dimensions per head, read and written */
+    {
+        rn_config c;
+        memset(&c, 0, sizeof c);
+        rn_config_preset(&c, RN_PRESET_FLA, NULL);
+        c.dim = 528; c.heads = 2; c.value_dim = 528; c.ffn_dim = 64; c.layers = 1; c.vocab = 8;
+        rn_model *big = NULL;
+        CHECK_OK(rn_model_create(&c, &big));
+        if (big) {
+            CHECK(rn_model_save_as(big, tp("cfg-fla-k264"), RN_FORMAT_FLA, RN_DTYPE_F32) == RN_ERR_ARG &&
+                  strstr(rn_last_error(), "256"), "writing fla with a key dimension per head of 264: %s", rn_last_error());
+            CHECK_OK(rn_model_save_as(big, tp("cfg-k264.safetensors"), RN_FORMAT_RETNET, RN_DTYPE_F32));
+            rn_config parsed;
+            const char *js = "{\"preset\": \"fla\", \"hidden_size\": 528, \"num_hidden_layers\": 1, \"num_heads\": 2, "
+                             "\"expand_v\": 1, \"intermediate_size\": 64, \"vocab_size\": 8}";
+            CHECK(rn_config_from_json(js, &parsed) == RN_ERR_FORMAT && strstr(rn_last_error(), "num_heads"),
+                  "reading an fla config with a key dimension per head of 264: %s", rn_last_error());
+            rn_model_free(big);
+        }
     }
     /* another preset's config.json beside the tensors */
     char *fla_cfg = contents(tp("cfg-fla/config.json"), NULL), *ts_cfg = contents(tp("cfg-ts/config.json"), NULL);

@@ -17,6 +17,7 @@ static void switches(rn_config *c) {
 static const rni_fixed_key fixed_keys[] = {
     {"hidden_act", "\"swish\"|\"silu\""}, {"use_short_conv", "false"}, {"use_output_gate", "true"},
     {"elementwise_affine", "true"},       {"feature_map", "null"},       {"attn", "null"},
+    {"attnres_block_size", "null"},       /* block attention residuals: another model */
 };
 
 /* Grouped keys and values (fewer key/value heads) are another model. */
@@ -51,6 +52,8 @@ static const char *config_read(const cJSON *o, rn_config *c) {
     /* bounded before the float-to-int conversions below */
     else if (!(fabs(ev * c->dim) <= RN_MAX_DIM)) bad = "expand_v";
     else if (inter <= 0 && !(fabs(ratio * c->dim) <= 4.0 * RN_MAX_DIM)) bad = "hidden_ratio";
+    /* fla's kernels assert head_k_dim <= 256: such a file is not fla's model */
+    else if (c->heads > 0 && c->dim / c->heads > RNI_FLA_MAX_HEAD_K) bad = "hidden_size / num_heads (fla allows a key dimension per head of at most 256)";
     if (!bad) {
         c->head_eps = c->norm_eps;
         c->value_dim = (int)(c->dim * ev);

@@ -26,6 +26,7 @@ static const rni_named_size sizes[] = {
 static const rni_fixed_key fixed_keys[] = {
     {"decoder_normalize_before", "true"}, {"deepnorm", "false"}, {"multiway", "false"},
     {"no_output_layer", "false"},         {"use_lm_decay", "false"}, {"moe_freq", "0"},
+    {"use_glu", "true"},  /* false: a plain FFN, another model */
 };
 
 /* RetNetConfig's keys; its defaults where a key is absent. */
