@@ -46,6 +46,8 @@ $(BUILD)/libretnet64.so: $(OBJ64)
 # What the Python binding (python/) loads.
 python: $(BUILD)/libretnet.so $(BUILD)/libretnet64.so
 
+# `retnet serve` (cli/serve*.c) runs on libmicrohttpd and threads.
+$(BUILD)/retnet: private LDLIBS += -lmicrohttpd -lpthread
 $(BUILD)/retnet: $(CLI_SRC) $(wildcard cli/*.c) $(BUILD)/libretnet.a $(HDR)
 	$(CC) $(CFLAGS) -o $@ $(wildcard cli/*.c) $(BUILD)/libretnet.a $(LDLIBS)
 

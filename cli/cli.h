@@ -13,5 +13,6 @@ int cmd_eval(int argc, char **argv);      /* generate.c */
 int cmd_bench(int argc, char **argv);     /* bench.c */
 int cmd_convert(int argc, char **argv);   /* convert.c */
 int cmd_grads(int argc, char **argv);     /* convert.c */
+int cmd_serve(int argc, char **argv);     /* serve.c */
 
 #endif

@@ -135,6 +135,7 @@ static const struct { const char *name; int (*fn)(int, char **); const char *hel
     {"train", cmd_train, "train a model on a text file"},
     {"generate", cmd_generate, "generate text from a model"},
     {"eval", cmd_eval, "loss, bits per byte and perplexity of a file"},
+    {"serve", cmd_serve, "an OpenAI-compatible HTTP server (completions, chat, streaming)"},
     {"bench", cmd_bench, "benchmarks against limits measured in the same run"},
 };
 

@@ -3,7 +3,7 @@
 # when everything is present. Usage: scripts/setup.sh [build|test|demo]
 set -euo pipefail
 what="${1:-build}"
-pkgs=(libopenblas-openmp-dev libcjson-dev libxxhash-dev pkg-config)
+pkgs=(libopenblas-openmp-dev libcjson-dev libxxhash-dev libmicrohttpd-dev pkg-config)
 case "$what" in
   # Open MPI: `retnet train` under mpirun (docs/DISTRIBUTED.md); the build
   # falls back to a single-process CLI without it.
