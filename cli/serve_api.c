@@ -281,14 +281,44 @@ char *json_error(const char *message, const char *type, const char *param, const
     return s;
 }
 
-/* A string of n bytes (not NUL-terminated; NUL bytes, which a JSON string
- * from cJSON cannot hold, are left out). */
+/* Length of the valid UTF-8 sequence at p (n bytes left), or -k: the first
+ * k bytes are a maximal ill-formed subpart (Unicode's practice, as Python's
+ * errors="replace"), to be replaced by one U+FFFD. */
+static int utf8_seq(const unsigned char *p, size_t n) {
+    unsigned c = p[0];
+    if (c < 0x80) return 1;
+    int need;
+    unsigned lo = 0x80, hi = 0xBF;
+    if (c >= 0xC2 && c <= 0xDF) need = 1;
+    else if (c >= 0xE0 && c <= 0xEF) { need = 2; if (c == 0xE0) lo = 0xA0; if (c == 0xED) hi = 0x9F; }
+    else if (c >= 0xF0 && c <= 0xF4) { need = 3; if (c == 0xF0) lo = 0x90; if (c == 0xF4) hi = 0x8F; }
+    else return -1;
+    for (int k = 1; k <= need; k++) {
+        if ((size_t)k >= n || p[k] < lo || p[k] > hi) return -k;
+        lo = 0x80;
+        hi = 0xBF;
+    }
+    return need + 1;
+}
+
+/* A JSON string of n bytes (not NUL-terminated): ill-formed UTF-8 becomes
+ * U+FFFD, so that every client can parse the response, and NUL bytes (which
+ * cJSON strings cannot hold) are left out. */
 static cJSON *str_n(const char *p, size_t n) {
-    char *t = malloc(n + 1);
+    char *t = malloc(3 * n + 1);
     if (!t) return cJSON_CreateString("");
     size_t k = 0;
-    for (size_t i = 0; i < n; i++)
-        if (p[i]) t[k++] = p[i];
+    for (size_t i = 0; i < n;) {
+        int L = utf8_seq((const unsigned char *)p + i, n - i);
+        if (L > 0) {
+            if (!(L == 1 && p[i] == 0)) memcpy(t + k, p + i, (size_t)L), k += (size_t)L;
+            i += (size_t)L;
+        } else {
+            memcpy(t + k, "\xEF\xBF\xBD", 3);
+            k += 3;
+            i += (size_t)-L;
+        }
+    }
     t[k] = 0;
     cJSON *s = cJSON_CreateString(t);
     free(t);

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""serve_check.py: byte-exact checks of `retnet serve` answers for
+"""serve_check.py: exact checks of `retnet serve` answers for
 tests/cli/test_serve.sh. The byte tokenizer of an untrained model emits
-arbitrary bytes, which the server passes through unchanged (like `retnet
-generate`), so JSON is decoded with surrogateescape to get the bytes back.
+arbitrary bytes; the server sends them as valid UTF-8 (ill-formed sequences
+become U+FFFD, as Python's errors="replace"; NUL bytes are left out), so
+generate's raw bytes are compared after the same replacement.
 
   serve_check.py text FILE            completion/chat text of a response, as bytes on stdout
   serve_check.py same RESP GEN PROMPT  RESP's text == GEN's output minus PROMPT and the final newline
@@ -16,11 +17,11 @@ import sys
 
 def load(path):
     with open(path, "rb") as f:
-        return json.loads(f.read().decode("utf-8", "surrogateescape"))
+        return json.loads(f.read().decode("utf-8"))  # strict: responses are valid UTF-8
 
 
 def b(s):
-    return s.encode("utf-8", "surrogateescape")
+    return s.encode("utf-8")
 
 
 def text_of(o):
@@ -40,13 +41,13 @@ def main():
         if not gen.startswith(prompt) or not gen.endswith(b"\n"):
             print("generate output malformed", file=sys.stderr)
             return 1
-        want = gen[len(prompt):-1].replace(b"\0", b"")
+        want = gen[len(prompt):-1].decode("utf-8", "replace").replace("\0", "").encode()
         if got != want:
             print("server %r != generate %r" % (got, want), file=sys.stderr)
             return 1
         return 0
     if cmd == "sse":
-        raw = open(sys.argv[2], "rb").read().decode("utf-8", "surrogateescape")
+        raw = open(sys.argv[2], "rb").read().decode("utf-8")
         want = open(sys.argv[3], "rb").read()
         events = raw.split("\n\n")
         if events[-1] != "":

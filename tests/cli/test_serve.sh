@@ -3,7 +3,8 @@
 # curl, greedy output equal to `retnet generate --temperature 0` (alone,
 # from the prefix cache, and with concurrent requests), well-formed SSE,
 # stop strings across token boundaries, a disconnect freeing its slot, 503
-# on a full queue, and the official openai npm client. Servers listen on
+# on a full queue, and the official openai npm client. Responses are
+# strict UTF-8 JSON. Servers listen on
 # 127.0.0.1 on a port the kernel picks (--port 0) and are always stopped;
 # every curl has a timeout.
 set -u
@@ -71,7 +72,7 @@ P="The quick brown fox"
 $R generate --model "$m" --prompt "$P" --n 24 --temperature 0 --chunk 32 --threads 1 >"$tmp/gen" 2>/dev/null
 s=$(req c1 POST /v1/completions "{\"model\":\"m\",\"prompt\":\"$P\",\"max_tokens\":24,\"temperature\":0,\"user\":\"u\"}")
 check "[ '$s' = 200 ] && $CK same '$tmp/c1' '$tmp/gen' '$P'" "greedy completion differs from generate ($s)"
-check "python3 -c 'import json,sys; o=json.loads(open(sys.argv[1],\"rb\").read().decode(\"utf-8\",\"surrogateescape\")); u=o[\"usage\"]; assert o[\"object\"]==\"text_completion\" and u[\"prompt_tokens\"]==19 and u[\"completion_tokens\"]==24 and u[\"total_tokens\"]==43 and o[\"choices\"][0][\"finish_reason\"]==\"length\"' '$tmp/c1'" "completion shape/usage: $(head -c 400 "$tmp/c1")"
+check "python3 -c 'import json,sys; o=json.loads(open(sys.argv[1],\"rb\").read().decode(\"utf-8\")); u=o[\"usage\"]; assert o[\"object\"]==\"text_completion\" and u[\"prompt_tokens\"]==19 and u[\"completion_tokens\"]==24 and u[\"total_tokens\"]==43 and o[\"choices\"][0][\"finish_reason\"]==\"length\"' '$tmp/c1'" "completion shape/usage: $(head -c 400 "$tmp/c1")"
 # a token-array prompt gives the same
 ids=$(python3 -c "print(','.join(str(c) for c in b'$P'))")
 s=$(req c2 POST /v1/completions "{\"prompt\":[$ids],\"max_tokens\":24,\"temperature\":0}")
