@@ -211,8 +211,16 @@ check "[ $rc = 0 ]" "server exit status $rc on SIGTERM: $(tail -3 "$tmp/main.err
 
 # ------------------------------------------------------------- full queue
 # One slot, a queue of one: a third concurrent request gets 503.
-start_server small --slots 1 --queue 1 --max-tokens 100000
+start_server small --slots 1 --queue 1 --max-tokens 100000 --timeout 1
 U=http://127.0.0.1:$PORT
+# A client that sends half a request and waits (slowloris) is cut off by --timeout.
+t0=$(date +%s%N)
+exec 3<>"/dev/tcp/127.0.0.1/$PORT"
+printf 'GET /health HTTP/1.1\r\nHost: x\r\n' >&3
+timeout 10 cat <&3 >/dev/null
+exec 3<&-
+ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+check "[ $ms -lt 5000 ]" "an idle half-sent request held its connection for $ms ms (--timeout 1)"
 curl -s -N -m 4 "$U/v1/completions" -d '{"prompt":"x","max_tokens":100000,"stream":true}' >/dev/null 2>&1 &
 b1=$!
 sleep 0.5
