@@ -9,6 +9,7 @@
 #include "util.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -62,12 +63,38 @@ static enum MHD_Result send_error(server *S, struct MHD_Connection *c, int statu
     return send_body(S, c, status, json_error(msg, type, param, code), "application/json");
 }
 
+/* Has the client closed its end? (a peek that reads nothing: orderly
+ * shutdown, or an error other than "no data yet") */
+static int peer_gone(int fd) {
+    if (fd < 0) return 0;
+    char b;
+    ssize_t r = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    return r == 0 || (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
+static int connection_fd(struct MHD_Connection *c) {
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    return ci ? ci->connect_fd : -1;
+}
+
+/* Waits (mu held) until the job has news; every 200 ms checks that the
+ * client is still there, and cancels the job when it is not. */
+static void wait_job(server *S, sjob *j, int fd) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += 200000000L;
+    if (ts.tv_nsec >= 1000000000L) { ts.tv_sec++; ts.tv_nsec -= 1000000000L; }
+    pthread_cond_timedwait(&j->cv, &S->mu, &ts);
+    if (j->phase != JOB_DONE && !j->cancelled && peer_gone(fd)) j->cancelled = 1;
+}
+
 /* ------------------------------------------------------------- streaming */
 
 typedef struct {
     server *S;
     sjob *j;
     long id, created;
+    int fd;
     char *buf;
     size_t len, off;
     int stage; /* 0 start, 1 tokens, 2 finished */
@@ -100,7 +127,7 @@ static void stream_produce(stream_ctx *c) {
         if (c->len) return;
     }
     pthread_mutex_lock(&S->mu);
-    while (j->ready == j->sent && j->phase != JOB_DONE) pthread_cond_wait(&j->cv, &S->mu);
+    while (j->ready == j->sent && j->phase != JOB_DONE) wait_job(S, j, c->fd);
     size_t from = j->sent, to = j->ready;
     j->sent = to;
     int done = j->phase == JOB_DONE && to == j->len;
@@ -179,6 +206,7 @@ static enum MHD_Result handle_generate(server *S, struct MHD_Connection *c, req_
             sc->j = j;
             sc->id = id;
             sc->created = created;
+            sc->fd = connection_fd(c);
             resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, stream_read, sc, stream_free);
         }
         if (!resp) {
@@ -196,11 +224,14 @@ static enum MHD_Result handle_generate(server *S, struct MHD_Connection *c, req_
         count_status(S, 200);
         return ret;
     }
+    int fd = connection_fd(c);
     pthread_mutex_lock(&S->mu);
-    while (j->phase != JOB_DONE) pthread_cond_wait(&j->cv, &S->mu);
+    while (j->phase != JOB_DONE) wait_job(S, j, fd);
+    int gone = j->cancelled;
     pthread_mutex_unlock(&S->mu);
     enum MHD_Result ret;
-    if (!j->finish) {
+    if (gone) ret = MHD_NO; /* the client went away: close, nothing to answer */
+    else if (!j->finish) {
         char msg[300];
         snprintf(msg, sizeof msg, "generation failed: %s", j->error);
         ret = send_error(S, c, strstr(j->error, "shutting down") ? 503 : 500, msg, NULL);

@@ -232,4 +232,13 @@ check "[ '$s' = 503 ] && errshape e busy" "full queue: $s $(cat "$tmp/e")"
 wait $b1 $b2
 s=$(curl -s -m 20 -o "$tmp/e" -w '%{http_code}' "$U/v1/completions" -d '{"prompt":"x","max_tokens":2}')
 check "[ '$s' = 200 ]" "after the queue drained: $s"
+# A non-streamed request whose client goes away is cancelled too.
+curl -s -m 1 "$U/v1/completions" -d '{"prompt":"x","max_tokens":100000}' >/dev/null 2>&1
+freed=0
+for _ in $(seq 30); do
+    curl -s -m 5 -o "$tmp/met" "$U/metrics"
+    grep -q '^retnet_slots_busy 0' "$tmp/met" && { freed=1; break; }
+    sleep 0.1
+done
+check "[ $freed = 1 ]" "a disconnected non-streamed request kept its slot: $(grep busy "$tmp/met")"
 finish
