@@ -47,7 +47,8 @@ $(BUILD)/libretnet64.so: $(OBJ64)
 python: $(BUILD)/libretnet.so $(BUILD)/libretnet64.so
 
 # `retnet serve` (cli/serve*.c) runs on libmicrohttpd and threads.
-$(BUILD)/retnet: private LDLIBS += -lmicrohttpd -lpthread
+SERVE_LIBS = -lmicrohttpd -lpthread
+$(BUILD)/retnet: private LDLIBS += $(SERVE_LIBS)
 $(BUILD)/retnet: $(CLI_SRC) $(wildcard cli/*.c) $(BUILD)/libretnet.a $(HDR)
 	$(CC) $(CFLAGS) -o $@ $(wildcard cli/*.c) $(BUILD)/libretnet.a $(LDLIBS)
 
