@@ -199,6 +199,31 @@ else
     echo "skip: node/npm not installed (the openai client checks)" >&2
 fi
 
+# ------------------------------------------------------------------ load
+# 1,200 requests, 8 at a time, a third streamed: every one a 200 with all its
+# tokens (the generated-token counter), and the server's RSS flat over the
+# last 1,000 (no leak).
+export K=$KEY URL=$U
+load() {
+    seq "$1" | xargs -P 8 -n 1 bash -c 's=false; [ $(($1 % 3)) = 0 ] && s=true
+        curl -s -m 30 -o /dev/null -w "%{http_code}\n" -H "Authorization: Bearer $K" "$URL/v1/completions" \
+            -d "{\"prompt\":\"request $1\",\"max_tokens\":8,\"temperature\":0.7,\"stream\":$s}"' _ >"$tmp/load.codes"
+    grep -c '^200$' "$tmp/load.codes"
+}
+gen_total() { req met GET /metrics >/dev/null; sed -n 's/^retnet_generated_tokens_total //p' "$tmp/met"; }
+rss() { awk '/^VmRSS/ {print $2}' "/proc/${pids[0]}/status"; }
+n=$(load 200)
+check "[ '$n' = 200 ]" "load warm-up: $n of 200 answered 200 ($(sort "$tmp/load.codes" | uniq -c | tr '\n' ' '))"
+r1=$(rss); g1=$(gen_total)
+t0=$(date +%s%N)
+n=$(load 1000)
+ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+r2=$(rss); g2=$(gen_total)
+check "[ '$n' = 1000 ]" "load: $n of 1000 answered 200 ($(sort "$tmp/load.codes" | uniq -c | tr '\n' ' '))"
+check "[ $((g2 - g1)) = 8000 ]" "load: $((g2 - g1)) tokens generated for 1000 requests of 8"
+check "[ $((r2 - r1)) -lt 8192 ]" "load: RSS grew from $r1 kB to $r2 kB over 1000 requests"
+echo "load: 1000 requests (8 concurrent, 8 tokens each) in $ms ms; RSS $r1 kB -> $r2 kB" >&2
+
 # metrics, then a clean stop
 req met GET /metrics >/dev/null
 for name in retnet_requests_total retnet_prompt_tokens_total retnet_generated_tokens_total retnet_slots_busy \
