@@ -288,6 +288,11 @@ static int key_ok(const server *S, const char *auth) {
 
 static enum MHD_Result route(server *S, struct MHD_Connection *c, const char *url, const char *method, req_ctx *r) {
     int get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0, post = strcmp(method, "POST") == 0;
+    if (!__atomic_load_n(&S->ready, __ATOMIC_ACQUIRE)) {
+        if (strcmp(url, "/health") == 0)
+            return send_body(S, c, 503, strdup("{\"status\":\"loading\"}"), "application/json");
+        return send_error(S, c, 503, "the model is loading", NULL);
+    }
     if (strcmp(url, "/health") == 0) {
         if (!get) return send_error(S, c, 405, "use GET for /health", NULL);
         return send_body(S, c, 200, strdup("{\"status\":\"ok\"}"), "application/json");
@@ -453,13 +458,6 @@ int cmd_serve(int argc, char **argv) {
         S->api_key = strdup(api_key);
     }
     if (S->api_key) S->api_key_len = strlen(S->api_key);
-    S->model = load_model_or_die(path);
-    S->tok = open_tokenizer(path, &S->eos);
-    S->vocab = rn_model_config(S->model)->vocab;
-    if (S->vocab < S->tok->vocab_size)
-        die_usage("serve", "the model's vocabulary (%d) is smaller than the tokenizer's (%d)", S->vocab,
-                  S->tok->vocab_size);
-    S->model_id = basename_of(path);
     S->chunk = chunk;
     S->max_tokens = max_tokens;
     S->n_slots = slots;
@@ -476,7 +474,6 @@ int cmd_serve(int argc, char **argv) {
     sigaddset(&set, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
-    if (sched_start(S) != 0) die("cannot start the scheduler: %s", rn_last_error());
     unsigned limit = (unsigned)(slots + queue + 32);
     struct MHD_Daemon *d = MHD_start_daemon(
         MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, (uint16_t)port, NULL,
@@ -486,9 +483,20 @@ int cmd_serve(int argc, char **argv) {
     if (!d) die("cannot listen on %s:%d", host, port);
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
     int bound = di ? di->port : port;
+    S->model_id = basename_of(path);
     printf("listening on http://%s:%d (model %s, %d slots, cache %.0f MB)\n", host, bound, S->model_id, slots,
            cache_mb);
     fflush(stdout);
+    /* Listening already: /health answers 503 until the model is loaded. */
+    S->model = load_model_or_die(path);
+    S->tok = open_tokenizer(path, &S->eos);
+    S->vocab = rn_model_config(S->model)->vocab;
+    if (S->vocab < S->tok->vocab_size)
+        die_usage("serve", "the model's vocabulary (%d) is smaller than the tokenizer's (%d)", S->vocab,
+                  S->tok->vocab_size);
+    if (sched_start(S) != 0) die("cannot start the scheduler: %s", rn_last_error());
+    __atomic_store_n(&S->ready, 1, __ATOMIC_RELEASE);
+    fprintf(stderr, "retnet serve: ready\n");
     int sig;
     sigwait(&set, &sig);
     fprintf(stderr, "retnet serve: signal %d, stopping\n", sig);

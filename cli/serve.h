@@ -77,6 +77,7 @@ typedef struct {
     pthread_cond_t cv;            /* wakes the scheduler */
     pthread_t thread;
     int stopping;
+    int ready;                    /* model loaded (atomic): /health 503 before */
     rn_session **sess;            /* per slot */
     sjob **slot_job;              /* per slot, NULL when free */
     sjob *qhead, *qtail;

@@ -35,7 +35,8 @@ start_server() {
     PORT=
     for _ in $(seq 100); do
         PORT=$(sed -n 's/^listening on http:\/\/127.0.0.1:\([0-9]*\).*/\1/p' "$tmp/$name.out")
-        [ -n "$PORT" ] && return 0
+        # listening comes before loading: /health is 503 until the model is in
+        [ -n "$PORT" ] && grep -q '^retnet serve: ready' "$tmp/$name.err" && return 0
         sleep 0.1
     done
     echo "FAIL: server $name did not start: $(cat "$tmp/$name.err")" >&2
