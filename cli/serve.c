@@ -446,6 +446,9 @@ int cmd_serve(int argc, char **argv) {
     if (inet_pton(AF_INET, host, &sa.sin_addr) != 1) die_usage("serve", "--host: '%s' is not an IPv4 address", host);
     if (threads) rn_set_threads(threads);
 
+    /* The headers alone (instant): a wrong path fails before listening. */
+    rn_model_info info;
+    if (rn_model_inspect(path, &info) != RN_OK) die("%s", rn_last_error());
     server *S = calloc(1, sizeof *S);
     if (!S) die("out of memory");
     if (api_key_file) {
