@@ -9,6 +9,7 @@
 #include "util.h"
 
 #include <arpa/inet.h>
+#include <cjson/cJSON.h>
 #include <errno.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
@@ -316,12 +317,19 @@ static enum MHD_Result route(server *S, struct MHD_Connection *c, const char *ur
     const char *param;
     switch (k) {
     case 0: {
-        char buf[1024];
-        snprintf(buf, sizeof buf,
-                 "{\"object\":\"list\",\"data\":[{\"id\":\"%s\",\"object\":\"model\",\"created\":%ld,"
-                 "\"owned_by\":\"retnet\",\"chat_template\":\"plain\",\"tokenizer\":\"%s\",\"vocab\":%d}]}",
-                 S->model_id, (long)time(NULL), S->tok->name ? S->tok->name : "", S->vocab);
-        return send_body(S, c, 200, strdup(buf), "application/json");
+        cJSON *o = cJSON_CreateObject(), *data = cJSON_AddArrayToObject(o, "data"), *e = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "object", "list");
+        cJSON_AddItemToArray(data, e);
+        cJSON_AddStringToObject(e, "id", S->model_id);
+        cJSON_AddStringToObject(e, "object", "model");
+        cJSON_AddNumberToObject(e, "created", (double)time(NULL));
+        cJSON_AddStringToObject(e, "owned_by", "retnet");
+        cJSON_AddStringToObject(e, "chat_template", serve_template_names[S->chat_template]);
+        cJSON_AddStringToObject(e, "tokenizer", S->tok->name ? S->tok->name : "");
+        cJSON_AddNumberToObject(e, "vocab", S->vocab);
+        char *js = cJSON_PrintUnformatted(o);
+        cJSON_Delete(o);
+        return send_body(S, c, 200, js, "application/json");
     }
     case 1: return send_body(S, c, 200, metrics_text(S), "text/plain; version=0.0.4");
     case 2: return handle_generate(S, c, r, 0);
@@ -414,7 +422,7 @@ static const char *basename_of(const char *p) {
 }
 
 int cmd_serve(int argc, char **argv) {
-    const char *path = NULL, *host = "127.0.0.1", *api_key = NULL, *api_key_file = NULL;
+    const char *path = NULL, *host = "127.0.0.1", *api_key = NULL, *api_key_file = NULL, *tpl = "plain";
     int port = 8080, slots = 4, queue = 64, max_tokens = 2048, threads = 0, chunk = 256, timeout = 30;
     double cache_mb = 256, max_body_mb = 1;
     opt opts[] = {{"model", OPT_STR, &path, 0, 0, "model file or directory", 0},
@@ -429,6 +437,7 @@ int cmd_serve(int argc, char **argv) {
                   {"threads", OPT_INT, &threads, 1, 1024, "threads (default: all cores)", 0},
                   {"chunk", OPT_INT, &chunk, 1, 1 << 20, "prefill piece and chunk length (as generate --chunk)", 0},
                   {"timeout", OPT_INT, &timeout, 1, 86400, "seconds an idle connection is kept", 0},
+                  {"chat-template", OPT_STR, &tpl, 0, 0, "chat template: plain, chatml, llama2 or mistral", 0},
                   {"max-body-mb", OPT_DOUBLE, &max_body_mb, 1e-3, 1024, "request body cap in MB (413 beyond)", 0},
                   {0}};
     command_spec cmd = {"serve", "--model PATH [--host H] [--port P] [--slots N] [--api-key KEY] ...",
@@ -446,6 +455,10 @@ int cmd_serve(int argc, char **argv) {
     if (inet_pton(AF_INET, host, &sa.sin_addr) != 1) die_usage("serve", "--host: '%s' is not an IPv4 address", host);
     if (threads) rn_set_threads(threads);
 
+    int tpl_id = -1;
+    for (int i = 0; i < TPL_COUNT; i++)
+        if (strcmp(tpl, serve_template_names[i]) == 0) tpl_id = i;
+    if (tpl_id < 0) die_usage("serve", "--chat-template: '%s' is not plain, chatml, llama2 or mistral", tpl);
     /* The headers alone (instant): a wrong path fails before listening. */
     rn_model_info info;
     if (rn_model_inspect(path, &info) != RN_OK) die("%s", rn_last_error());
@@ -462,6 +475,7 @@ int cmd_serve(int argc, char **argv) {
     }
     if (S->api_key) S->api_key_len = strlen(S->api_key);
     S->chunk = chunk;
+    S->chat_template = tpl_id;
     S->max_tokens = max_tokens;
     S->n_slots = slots;
     S->queue_cap = queue;

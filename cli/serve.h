@@ -59,6 +59,9 @@ struct sjob {
 
 typedef struct cache_entry cache_entry;
 
+enum { TPL_PLAIN, TPL_CHATML, TPL_LLAMA2, TPL_MISTRAL, TPL_COUNT };
+extern const char *const serve_template_names[TPL_COUNT]; /* serve_api.c */
+
 #define SERVE_N_CODES 10
 extern const int serve_codes[SERVE_N_CODES]; /* statuses counted in /metrics (last: other) */
 
@@ -69,6 +72,7 @@ typedef struct {
     int vocab;                    /* the model's */
     const char *model_id;
     int chunk, max_tokens, n_slots, queue_cap;
+    int chat_template;            /* TPL_* */
     size_t body_cap;
     char *api_key;
     size_t api_key_len;

@@ -65,36 +65,70 @@ static void sb_add(sbuf *b, const char *s, size_t n) {
     b->p[b->len] = 0;
 }
 
-/* The `plain` chat template: "role: content\n" per message, then "assistant:". */
-static int render_chat(const cJSON *msgs, sbuf *b, char *err, size_t errn, const char **param) {
+const char *const serve_template_names[TPL_COUNT] = {"plain", "chatml", "llama2", "mistral"};
+/* Where each template's assistant turn ends (a stop string). */
+static const char *const template_stop[TPL_COUNT] = {"\nuser:", "<|im_end|>", "</s>", "</s>"};
+
+#define ADD(str) sb_add(b, (str), strlen(str))
+
+/* Renders messages with the server's template:
+ *   plain    "role: content\n" per message, then "assistant:"
+ *   chatml   "<|im_start|>role\ncontent<|im_end|>\n" ..., "<|im_start|>assistant\n"
+ *   llama2   "<s>[INST] <<SYS>>\nsystem\n<</SYS>>\n\nuser [/INST] assistant </s>" ...
+ *   mistral  "<s>[INST] system\n\nuser [/INST]assistant</s>" ...
+ * (llama2 and mistral put a system message before the next user turn and
+ * read other roles as the user's). */
+static int render_chat(const server *S, const cJSON *msgs, sbuf *b, char *err, size_t errn, const char **param) {
+    sbuf content = {0}, sys = {0};
     if (!cJSON_IsArray(msgs) || cJSON_GetArraySize(msgs) == 0) FAIL("messages", "'messages' must be a non-empty array");
-    int i = 0;
+    int i = 0, tpl = S->chat_template;
     const cJSON *m;
+    if (tpl == TPL_MISTRAL) ADD("<s>");
     cJSON_ArrayForEach(m, msgs) {
         const cJSON *role = cJSON_GetObjectItemCaseSensitive(m, "role");
-        const cJSON *content = cJSON_GetObjectItemCaseSensitive(m, "content");
+        const cJSON *c = cJSON_GetObjectItemCaseSensitive(m, "content");
         if (!cJSON_IsObject(m)) FAIL("messages", "'messages[%d]' must be an object", i);
         if (!cJSON_IsString(role) || !role->valuestring[0]) FAIL("messages", "'messages[%d].role' must be a non-empty string", i);
-        sb_add(b, role->valuestring, strlen(role->valuestring));
-        sb_add(b, ": ", 2);
-        if (cJSON_IsString(content)) sb_add(b, content->valuestring, strlen(content->valuestring));
-        else if (cJSON_IsArray(content)) {
+        content.len = 0;
+        sb_add(&content, "", 0);
+        if (cJSON_IsString(c)) sb_add(&content, c->valuestring, strlen(c->valuestring));
+        else if (cJSON_IsArray(c)) {
             const cJSON *part;
-            cJSON_ArrayForEach(part, content) {
+            cJSON_ArrayForEach(part, c) {
                 const cJSON *ty = cJSON_GetObjectItemCaseSensitive(part, "type");
                 const cJSON *tx = cJSON_GetObjectItemCaseSensitive(part, "text");
                 if (!cJSON_IsString(ty) || strcmp(ty->valuestring, "text") != 0 || !cJSON_IsString(tx))
                     FAIL("messages", "'messages[%d].content' parts must be {\"type\": \"text\", \"text\": string}", i);
-                sb_add(b, tx->valuestring, strlen(tx->valuestring));
+                sb_add(&content, tx->valuestring, strlen(tx->valuestring));
             }
-        } else if (content && !cJSON_IsNull(content))
+        } else if (c && !cJSON_IsNull(c))
             FAIL("messages", "'messages[%d].content' must be a string or an array of text parts", i);
-        sb_add(b, "\n", 1);
+        const char *r = role->valuestring, *t = content.p ? content.p : "";
+        if (tpl == TPL_PLAIN) { ADD(r); ADD(": "); ADD(t); ADD("\n"); }
+        else if (tpl == TPL_CHATML) { ADD("<|im_start|>"); ADD(r); ADD("\n"); ADD(t); ADD("<|im_end|>\n"); }
+        else if (strcmp(r, "system") == 0) { if (sys.len) sb_add(&sys, "\n", 1); sb_add(&sys, t, strlen(t)); }
+        else if (strcmp(r, "assistant") == 0) {
+            if (tpl == TPL_LLAMA2) { ADD(" "); ADD(t); ADD(" </s>"); } else { ADD(t); ADD("</s>"); }
+        } else {
+            ADD(tpl == TPL_LLAMA2 ? "<s>[INST] " : "[INST] ");
+            if (sys.len) {
+                if (tpl == TPL_LLAMA2) { ADD("<<SYS>>\n"); ADD(sys.p); ADD("\n<</SYS>>\n\n"); }
+                else { ADD(sys.p); ADD("\n\n"); }
+                sys.len = 0;
+            }
+            ADD(t);
+            ADD(" [/INST]");
+        }
         i++;
     }
-    sb_add(b, "assistant:", 10);
-    return 0;
+    if (tpl == TPL_PLAIN) ADD("assistant:");
+    else if (tpl == TPL_CHATML) ADD("<|im_start|>assistant\n");
+    free(content.p);
+    free(sys.p);
+    return content.oom || sys.oom ? 400 : 0;
 fail:
+    free(content.p);
+    free(sys.p);
     return 400;
 }
 
@@ -114,7 +148,7 @@ int parse_completion(const server *S, const char *body, size_t len, int chat, ge
 
     /* prompt */
     if (chat) {
-        if (render_chat(cJSON_GetObjectItemCaseSensitive(o, "messages"), &chatbuf, err, errn, param)) goto fail;
+        if (render_chat(S, cJSON_GetObjectItemCaseSensitive(o, "messages"), &chatbuf, err, errn, param)) goto fail;
         if (chatbuf.oom) FAIL(NULL, "out of memory");
         size_t n;
         if (encode(S, chatbuf.p, chatbuf.len, &rq->prompt, &n) != 0) FAIL("messages", "cannot tokenize the messages");
@@ -195,8 +229,8 @@ int parse_completion(const server *S, const char *body, size_t len, int chat, ge
         }
     } else if (st && !cJSON_IsNull(st))
         FAIL("stop", "'stop' must be a string or an array of strings");
-    /* the plain template's turn ends where the next one would begin */
-    if (chat && rq->n_stop < SERVE_MAX_STOP) rq->stop[rq->n_stop++] = strdup("\nuser:");
+    /* the template's assistant turn ends there */
+    if (chat && rq->n_stop < SERVE_MAX_STOP) rq->stop[rq->n_stop++] = strdup(template_stop[S->chat_template]);
     for (int i = 0; i < rq->n_stop; i++)
         if (!rq->stop[i]) FAIL(NULL, "out of memory");
     cJSON_Delete(o);

@@ -237,7 +237,7 @@ check "[ $rc = 0 ]" "server exit status $rc on SIGTERM: $(tail -3 "$tmp/main.err
 
 # ------------------------------------------------------------- full queue
 # One slot, a queue of one: a third concurrent request gets 503.
-start_server small --slots 1 --queue 1 --max-tokens 100000 --timeout 1
+start_server small --slots 1 --queue 1 --max-tokens 100000 --timeout 1 --chat-template chatml
 U=http://127.0.0.1:$PORT
 # A client that sends half a request and waits (slowloris) is cut off by --timeout.
 t0=$(date +%s%N)
@@ -258,6 +258,12 @@ check "[ '$s' = 503 ] && errshape e busy" "full queue: $s $(cat "$tmp/e")"
 wait $b1 $b2
 s=$(curl -s -m 20 -o "$tmp/e" -w '%{http_code}' "$U/v1/completions" -d '{"prompt":"x","max_tokens":2}')
 check "[ '$s' = 200 ]" "after the queue drained: $s"
+# --chat-template chatml: a chat is the completion of the rendered prompt, up to <|im_end|>.
+curl -s -m 10 -o "$tmp/models2" "$U/v1/models"
+check "grep -q '\"chat_template\":\"chatml\"' '$tmp/models2'" "/v1/models: $(cat "$tmp/models2")"
+curl -s -m 30 -o "$tmp/cm" "$U/v1/chat/completions" -d "$CHAT}"
+curl -s -m 30 -o "$tmp/cmp" "$U/v1/completions" -d '{"prompt":"<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHello<|im_end|>\n<|im_start|>assistant\n","max_tokens":12,"temperature":0,"stop":"<|im_end|>"}'
+check "[ -s '$tmp/cm' ] && [ \"\$($CK text '$tmp/cm' | od -An -tx1)\" = \"\$($CK text '$tmp/cmp' | od -An -tx1)\" ]" "chatml chat is not the template's completion: $(head -c 200 "$tmp/cm")"
 # A non-streamed request whose client goes away is cancelled too.
 curl -s -m 1 "$U/v1/completions" -d '{"prompt":"x","max_tokens":100000}' >/dev/null 2>&1
 freed=0

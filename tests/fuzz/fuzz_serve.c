@@ -1,6 +1,6 @@
 /* fuzz_serve.c: the request bodies of `retnet serve` (cli/serve_api.c): the
  * first byte picks the endpoint (completions, chat completions, tokenize,
- * detokenize), the rest is the body. Properties, for every input:
+ * detokenize) and the chat template, the rest is the body. Properties, for every input:
  * - no crash, leak or undefined behaviour;
  * - a refusal is 400 with a message (and the request holds nothing);
  * - an accepted generation request has 1+ prompt tokens inside the model's
@@ -25,6 +25,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
     if (size < 1) return 0;
     int which = data[0] % 4;
+    S.chat_template = (data[0] / 4) % TPL_COUNT;
     const char *body = (const char *)data + 1;
     size_t len = size - 1;
     char err[512] = "";
