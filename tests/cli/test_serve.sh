@@ -222,7 +222,11 @@ ms=$(( ($(date +%s%N) - t0) / 1000000 ))
 r2=$(rss); g2=$(gen_total)
 check "[ '$n' = 1000 ]" "load: $n of 1000 answered 200 ($(sort "$tmp/load.codes" | uniq -c | tr '\n' ' '))"
 check "[ $((g2 - g1)) = 8000 ]" "load: $((g2 - g1)) tokens generated for 1000 requests of 8"
-check "[ $((r2 - r1)) -lt 8192 ]" "load: RSS grew from $r1 kB to $r2 kB over 1000 requests"
+# (under AddressSanitizer its quarantine holds freed memory: LeakSanitizer at
+# the server's exit, checked below through its exit status, is the leak check)
+if ldd "$R" 2>/dev/null | grep -q libasan; then ok; else
+    check "[ $((r2 - r1)) -lt 8192 ]" "load: RSS grew from $r1 kB to $r2 kB over 1000 requests"
+fi
 echo "load: 1000 requests (8 concurrent, 8 tokens each) in $ms ms; RSS $r1 kB -> $r2 kB" >&2
 
 # metrics, then a clean stop
