@@ -46,6 +46,9 @@ $(BUILD)/libretnet64.so: $(OBJ64)
 # What the Python binding (python/) loads.
 python: $(BUILD)/libretnet.so $(BUILD)/libretnet64.so
 
+# `retnet serve` (cli/serve*.c) runs on libmicrohttpd and threads.
+SERVE_LIBS = -lmicrohttpd -lpthread
+$(BUILD)/retnet: private LDLIBS += $(SERVE_LIBS)
 $(BUILD)/retnet: $(CLI_SRC) $(wildcard cli/*.c) $(BUILD)/libretnet.a $(HDR)
 	$(CC) $(CFLAGS) -o $@ $(wildcard cli/*.c) $(BUILD)/libretnet.a $(LDLIBS)
 

@@ -14,5 +14,6 @@ int cmd_bench(int argc, char **argv);     /* bench.c */
 int cmd_convert(int argc, char **argv);   /* convert.c */
 int cmd_grads(int argc, char **argv);     /* convert.c */
 int cmd_tokenize(int argc, char **argv); /* tokenize.c */
+int cmd_serve(int argc, char **argv);     /* serve.c */
 
 #endif

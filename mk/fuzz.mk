@@ -11,7 +11,7 @@ FUZZ_CC      ?= clang
 FUZZ_DIR     = $(BUILD)/fuzz
 FUZZ_TIME    ?= 60
 FUZZ_JOBS    ?= 2
-FUZZ_TARGETS ?= model model_dir config checkpoint tokens dataset tokenizer
+FUZZ_TARGETS ?= model model_dir config checkpoint tokens dataset tokenizer serve
 FUZZ_FLAGS   = -std=c11 -O1 -g -Wall -Wextra -Wno-unknown-pragmas -Iinclude -Isrc -Icli \
                -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 FUZZ_OBJ     = $(SRC:src/%.c=$(FUZZ_DIR)/obj/%.o)
@@ -43,7 +43,12 @@ $(FUZZ_DIR)/fuzz_tokens: tests/fuzz/fuzz_tokens.c tests/fuzz/fuzz.h tests/same_c
 		$(FUZZ_DIR)/libretnet.a
 	$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer -Wl,--wrap=die,--wrap=die_usage -o $@ $< \
 		$(filter-out $(FUZZ_DIR)/cli/common.o,$(FUZZ_CLI_OBJ)) $(FUZZ_DIR)/cli/common-tracked.o \
-		$(FUZZ_DIR)/libretnet.a $(LDLIBS)
+		$(FUZZ_DIR)/libretnet.a $(LDLIBS) $(SERVE_LIBS)
+
+# The request bodies of `retnet serve` (cli/serve_api.c).
+FUZZ_SERVE_OBJ = $(FUZZ_DIR)/cli/serve_api.o $(FUZZ_DIR)/cli/serve_sched.o $(FUZZ_DIR)/cli/util.o
+$(FUZZ_DIR)/fuzz_serve: tests/fuzz/fuzz_serve.c tests/fuzz/fuzz.h tests/same_config.h $(FUZZ_SERVE_OBJ) $(FUZZ_DIR)/libretnet.a
+	$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_SERVE_OBJ) $(FUZZ_DIR)/libretnet.a $(LDLIBS) $(SERVE_LIBS)
 
 $(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h tests/same_config.h $(FUZZ_DIR)/libretnet.a
 	$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_DIR)/libretnet.a $(LDLIBS)

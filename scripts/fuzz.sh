@@ -22,6 +22,7 @@ opts() {
     config) echo "-max_len=2048 -dict=tests/fuzz/retnet.dict" ;;
     tokens) echo "-max_len=512" ;;
     dataset) echo "-max_len=2048" ;;
+    serve) echo "-max_len=4096 -dict=tests/fuzz/serve.dict" ;;
   esac
 }
 

