@@ -2,12 +2,14 @@
  * (common.h). */
 #define _POSIX_C_SOURCE 200809L
 #include "common.h"
+#include "retnet_data.h"
 #include "util.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 rn_config arch_config(const command_spec *cmd, const arch_flags *af) {
     rn_config c;
@@ -88,4 +90,31 @@ int32_t *parse_tokens(const char *cmd, const char *spec, int *n) {
     if (cnt > 10000000) die_usage(cmd, "too many tokens (%zu)", cnt);
     *n = (int)cnt;
     return out;
+}
+
+struct rn_tokenizer *model_tokenizer(const char *cmd, const char *model_path, const char *override, int vocab) {
+    rn_tokenizer *tok = NULL;
+    const char *src = override;
+    char dir[4096], tj[4200];
+    struct stat sb;
+    if (!src) {
+        snprintf(dir, sizeof dir, "%s", model_path);
+        if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+            char *slash = strrchr(dir, '/');
+            if (slash) *slash = 0; else snprintf(dir, sizeof dir, ".");
+        }
+        snprintf(tj, sizeof tj, "%s/tokenizer.json", dir);
+        if (stat(tj, &sb) == 0) src = dir;
+    }
+    if (!src || strcmp(src, "byte") == 0) {
+        if (rn_tokenizer_byte_create(&tok) != RN_OK) die("%s", rn_last_error());
+    } else if (rn_tokenizer_load(src, &tok) != RN_OK) {
+        die("%s", rn_last_error());
+    }
+    if (tok->vocab_size > vocab) {
+        int tv = tok->vocab_size;
+        rn_tokenizer_free(tok);
+        die_usage(cmd, "the tokenizer (%s) has %d ids, more than the model's vocabulary of %d", src ? src : "byte", tv, vocab);
+    }
+    return tok;
 }

@@ -28,6 +28,14 @@ rn_config arch_config(const command_spec *cmd, const arch_flags *af);
 /* Loads a model file or exits with one line. */
 rn_model *load_model_or_die(const char *path);
 
+/* The tokenizer of a model: override when given ("byte", or a
+ * tokenizer.json file or directory), else the tokenizer.json beside the
+ * model (its directory, the Hugging Face layout), else the byte tokenizer.
+ * Exits with one line when it does not load, or when its ids exceed the
+ * model's vocabulary (naming both sizes). */
+struct rn_tokenizer;
+struct rn_tokenizer *model_tokenizer(const char *cmd, const char *model_path, const char *override, int vocab);
+
 /* Parses "1,2,3" or "@file" (whitespace/comma separated ids); exits 2 on
  * a bad list. The caller frees the array. */
 int32_t *parse_tokens(const char *cmd, const char *spec, int *n);

@@ -17,19 +17,22 @@
 static volatile sig_atomic_t gen_stop = 0;
 static void on_gen_signal(int sig) { (void)sig; gen_stop = 1; }
 
-/* The byte tokenizer, checked against the model's vocabulary. */
-static rn_tokenizer *byte_tokenizer_for(const rn_model *m, const char *cmd) {
-    rn_tokenizer *tok;
-    if (rn_tokenizer_byte_create(&tok) != RN_OK) die("%s", rn_last_error());
-    if (rn_model_config(m)->vocab < tok->vocab_size)
-        die_usage(cmd, "the model's vocabulary (%d) is smaller than the byte tokenizer's (%d)", rn_model_config(m)->vocab,
-                  tok->vocab_size);
-    return tok;
+/* Length of the longest prefix of b (n bytes) that ends on a UTF-8
+ * character boundary, so that a byte-fallback or byte-level character split
+ * over tokens is printed whole; at most 3 bytes are held back. */
+static size_t utf8_complete(const unsigned char *b, size_t n) {
+    for (size_t k = 1; k <= 3 && k <= n; k++) {
+        unsigned char c = b[n - k];
+        if ((c & 0xc0) == 0x80) continue;  /* a continuation byte: look further back */
+        size_t need = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc0 ? 2 : 1;
+        return need > k ? n - k : n;
+    }
+    return n;  /* no lead byte within 3: invalid anyway, print it */
 }
 
 int cmd_generate(int argc, char **argv) {
-    const char *path = NULL, *prompt = NULL, *prompt_file = NULL;
-    int n = 256, chunk = 256;
+    const char *path = NULL, *prompt = NULL, *prompt_file = NULL, *tok_path = NULL;
+    int n = 256, chunk = 256, ignore_eos = 0;
     rn_sampler_config sc;
     rn_sampler_config_default(&sc);
     int64_t seed = 1;
@@ -44,6 +47,8 @@ int cmd_generate(int argc, char **argv) {
                   {"seed", OPT_I64, &seed, 0, 9e15, "sampling seed", 0},
                   {"chunk", OPT_INT, &chunk, 1, 1 << 20, "chunk length of the prompt prefill", 0},
                   {"threads", OPT_INT, &threads, 1, 1024, "threads (default: all cores)", 0},
+                  {"tokenizer", OPT_STR, &tok_path, 0, 0, "tokenizer.json file or directory, or byte (default: the model directory's tokenizer.json, else byte)", 0},
+                  {"ignore-eos", OPT_FLAG, &ignore_eos, 0, 0, "go on past the tokenizer's end-of-sequence token", 0},
                   {0}};
     command_spec cmd = {"generate", "--model FILE [--prompt TEXT | --prompt-file F] [--n N] [--temperature T] ...",
                         "Generates text: the prompt is prefilled chunkwise, then each token costs one\n"
@@ -57,7 +62,8 @@ int cmd_generate(int argc, char **argv) {
     if (threads) rn_set_threads(threads);
     sc.seed = (uint64_t)seed;
     rn_model *m = load_model_or_die(path);
-    rn_tokenizer *tok = byte_tokenizer_for(m, "generate");
+    rn_tokenizer *tok = model_tokenizer("generate", path, tok_path, rn_model_config(m)->vocab);
+    int32_t eos = ignore_eos ? -1 : rn_tokenizer_eos(tok);
     char *text = NULL;
     size_t len = 0;
     if (prompt_file) {
@@ -70,7 +76,15 @@ int cmd_generate(int argc, char **argv) {
     if (len == 0) die_usage("generate", "the prompt is empty");
     int32_t *ids = malloc(sizeof(int32_t) * (len + 1));
     size_t nids = 0;
-    if (!ids || rn_tokenizer_encode(tok, text, len, ids, len + 1, &nids) != RN_OK) die("%s", rn_last_error());
+    /* BOS (and what else the post-processor adds) as the tokenizer says */
+    if (!ids || rn_tokenizer_encode_special(tok, text, len, 1, NULL, 0, &nids) != RN_OK) die("%s", rn_last_error());
+    if (nids > len + 1) {
+        int32_t *more = realloc(ids, sizeof(int32_t) * nids);
+        if (!more) die("out of memory");
+        ids = more;
+    }
+    if (rn_tokenizer_encode_special(tok, text, len, 1, ids, nids, &nids) != RN_OK) die("%s", rn_last_error());
+    if (nids == 0) die_usage("generate", "the prompt encodes to no tokens");
     rn_session *s;
     if (rn_session_create(m, &sc, chunk, &s) != RN_OK) die("%s", rn_last_error());
     signal(SIGINT, on_gen_signal);
@@ -80,14 +94,30 @@ int cmd_generate(int argc, char **argv) {
     if (rn_session_prefill(s, ids, (int)nids) != RN_OK) die("%s", rn_last_error());
     double t1 = now_seconds();
     int done = 0;
+    unsigned char held[8];  /* the incomplete UTF-8 character at the end (< 4 bytes) */
+    size_t nheld = 0;
     for (; done < n && !gen_stop; done++) {
         int32_t t;
         if (rn_session_step(s, &t) != RN_OK) die("%s", rn_last_error());
+        if (t == eos) { done++; break; }
         const char *piece;
         size_t pl;
-        if (rn_tokenizer_decode(tok, t, &piece, &pl) == RN_OK) fwrite(piece, 1, pl, stdout);
+        if (rn_tokenizer_decode(tok, t, &piece, &pl) != RN_OK) continue;
+        /* held bytes, then the piece: print up to the last whole character */
+        while (pl) {
+            size_t take = pl < sizeof held - nheld ? pl : sizeof held - nheld;
+            memcpy(held + nheld, piece, take);
+            nheld += take; piece += take; pl -= take;
+            size_t k = utf8_complete(held, nheld);
+            if (!pl || nheld == sizeof held) {
+                fwrite(held, 1, k, stdout);
+                memmove(held, held + k, nheld - k);
+                nheld -= k;
+            }
+        }
         fflush(stdout);
     }
+    fwrite(held, 1, nheld, stdout);
     double t2 = now_seconds();
     printf("\n");
     fprintf(stderr, "%sprefill: %zu tokens, %.0f tok/s (chunkwise, chunk %d); decode: %d tokens, %.1f tok/s (recurrent)\n",
@@ -101,7 +131,7 @@ int cmd_generate(int argc, char **argv) {
 }
 
 int cmd_eval(int argc, char **argv) {
-    const char *path = NULL, *data = NULL;
+    const char *path = NULL, *data = NULL, *tok_path = NULL;
     int chunk = 512, window = 0, seg = 4096, threads = 0, quiet = 0;
     opt opts[] = {{"model", OPT_STR, &path, 0, 0, "model file", 0},
                   {"data", OPT_STR, &data, 0, 0, "text file to score", 0},
@@ -110,6 +140,7 @@ int cmd_eval(int argc, char **argv) {
                   {"segment", OPT_INT, &seg, 1, 1 << 20, "tokens per forward call (memory, not results)", 0},
                   {"threads", OPT_INT, &threads, 1, 1024, "threads (default: all cores)", 0},
                   {"quiet", OPT_FLAG, &quiet, 0, 0, "no progress display", 0},
+                  {"tokenizer", OPT_STR, &tok_path, 0, 0, "tokenizer.json file or directory, or byte (default: the model directory's tokenizer.json, else byte)", 0},
                   {0}};
     command_spec cmd = {"eval", "--model FILE --data FILE [--chunk C] [--window W]",
                         "Loss (nats per token), bits per byte and perplexity of a whole file. The recurrent\n"
@@ -119,7 +150,7 @@ int cmd_eval(int argc, char **argv) {
     if (!path || !data) die_usage("eval", "--model and --data are required");
     if (threads) rn_set_threads(threads);
     rn_model *m = load_model_or_die(path);
-    rn_tokenizer *tok = byte_tokenizer_for(m, "eval");
+    rn_tokenizer *tok = model_tokenizer("eval", path, tok_path, rn_model_config(m)->vocab);
     char *text;
     size_t len, n;
     if (rn_read_file(data, (size_t)1 << 34, &text, &len) != RN_OK) die("%s", rn_last_error());
@@ -154,8 +185,15 @@ int cmd_eval(int argc, char **argv) {
     }
     if (tty) fputc('\n', stderr);
     double loss = total / count;
+    /* Bits per byte of the original text (what models with different
+     * tokenizers compare on): every token but the first is predicted, so the
+     * bytes scored are the text's but those of the first token. */
+    const char *first;
+    size_t first_len = 0;
+    if (rn_tokenizer_decode(tok, ids[0], &first, &first_len) != RN_OK || first_len > len) first_len = 0;
+    double bytes = (double)(len - first_len), bpb = bytes > 0 ? loss / log(2.0) * ((double)count / bytes) : NAN;
     printf("tokens:     %ld\nloss:       %.6f nats/token\nbits/byte:  %.6f\nperplexity: %.4f\ncontext:    %s\n", count,
-           loss, loss / log(2.0), exp(loss), window ? "windowed" : "whole file (state carried)");
+           loss, bpb, exp(loss), window ? "windowed" : "whole file (state carried)");
     if (window) printf("window:     %d\n", window);
     rn_state_free(st);
     free(ids);

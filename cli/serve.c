@@ -22,33 +22,6 @@
 #include <sys/stat.h>
 #include <time.h>
 
-/* The model's tokenizer: the tokenizer.json (and tokenizer_config.json)
- * of its directory, the Hugging Face layout; the byte tokenizer when it has
- * none. A tokenizer.json that does not load, or whose ids the model's
- * vocabulary does not cover, is an error, not a silent fallback. */
-static rn_tokenizer *open_tokenizer(const char *model_path, int vocab, int *eos) {
-    struct stat sb;
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s", model_path);
-    if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
-        char *slash = strrchr(dir, '/');
-        if (slash) *slash = 0; else snprintf(dir, sizeof dir, ".");
-    }
-    char tj[4200];
-    snprintf(tj, sizeof tj, "%s/tokenizer.json", dir);
-    rn_tokenizer *tok;
-    *eos = -1;
-    if (stat(tj, &sb) == 0) {
-        if (rn_tokenizer_load(dir, &tok) != RN_OK) die("%s", rn_last_error());
-        if (tok->vocab_size > vocab)
-            die("%s: the tokenizer's %d ids are more than the model's vocabulary of %d", tj, tok->vocab_size, vocab);
-        *eos = rn_tokenizer_eos(tok);
-        return tok;
-    }
-    if (rn_tokenizer_byte_create(&tok) != RN_OK) die("%s", rn_last_error());
-    return tok;
-}
-
 /* ------------------------------------------------------------ responses */
 
 typedef struct {
@@ -522,7 +495,9 @@ int cmd_serve(int argc, char **argv) {
     fflush(stdout);
     /* Listening already: /health answers 503 until the model is loaded. */
     S->model = load_model_or_die(path);
-    S->tok = open_tokenizer(path, rn_model_config(S->model)->vocab, &S->eos);
+    /* the model directory's tokenizer.json (BOS as it says), else bytes */
+    S->tok = model_tokenizer("serve", path, NULL, rn_model_config(S->model)->vocab);
+    S->eos = rn_tokenizer_eos(S->tok);
     S->vocab = rn_model_config(S->model)->vocab;
     if (S->vocab < S->tok->vocab_size)
         die_usage("serve", "the model's vocabulary (%d) is smaller than the tokenizer's (%d)", S->vocab,

@@ -149,4 +149,27 @@ mkdir -p "$tmp/empty"; refused "a directory without a tokenizer" "$tmp/empty" "t
 for cut in 1 100 5000 200000 1000000; do
   head -c $cut "${TOK[mistral]}" >"$tmp/cut.json"; refused "Mistral's file cut at $cut bytes" "$tmp/cut.json" "JSON"
 done
+# ------------------------------------- a Hugging Face directory, end to end
+# fla layout with random weights, vocabulary 32,000 and the real Mistral
+# tokenizer beside it: generate and eval find it there with no other flag.
+fd=$tmp/fla-dir
+$R init --preset fla --size tiny --vocab 32000 --seed 5 --out "$tmp/fla.safetensors" >/dev/null 2>&1 &&
+  $R convert --in "$tmp/fla.safetensors" --out "$fd" --to fla >/dev/null 2>&1
+cp "${TOK[mistral]}" "$fd/tokenizer.json"
+cp "$(dirname "${TOK[mistral]}")/tokenizer_config.json" "$fd/" 2>/dev/null
+$R generate --model "$fd" --prompt "Hello world" -n 8 --temperature 0 >"$tmp/gen" 2>"$tmp/err"; rc=$?
+check "[ $rc -eq 0 ] && head -c 11 '$tmp/gen' | grep -qx 'Hello world'" "generate from an fla directory with its tokenizer: exit $rc, $(head -c 200 "$tmp/err")"
+check "grep -q 'prefill: 3 tokens' '$tmp/err'" "the prompt is not <s> Hello world (3 tokens): $(cat "$tmp/err")"
+check "iconv -f UTF-8 -t UTF-8 '$tmp/gen' >/dev/null 2>&1" "generate printed invalid UTF-8"
+$R eval --model "$fd" --data tests/data/tokenizer_corpus/$(ls tests/data/tokenizer_corpus | head -1) --quiet >"$tmp/ev" 2>"$tmp/err"; rc=$?
+check "[ $rc -eq 0 ] && grep -q '^bits/byte: ' '$tmp/ev'" "eval with the directory's tokenizer: exit $rc, $(cat "$tmp/err")"
+tk=$(awk '/^tokens:/ {print $2}' "$tmp/ev")
+$R eval --model "$fd" --tokenizer byte --data tests/data/tokenizer_corpus/$(ls tests/data/tokenizer_corpus | head -1) --quiet >"$tmp/evb" 2>&1
+tb=$(awk '/^tokens:/ {print $2}' "$tmp/evb")
+check "[ -n '$tk' ] && [ -n '$tb' ] && [ $tk -lt $tb ]" "eval: BPE tokens ($tk) not fewer than bytes ($tb)"
+$R init --preset fla --size tiny --vocab 300 --seed 5 --out "$tmp/small.safetensors" >/dev/null 2>&1
+$R generate --model "$tmp/small.safetensors" --tokenizer "$fd" -n 2 >/dev/null 2>"$tmp/err"; rc=$?
+check "[ $rc -eq 2 ] && grep -q '32000' '$tmp/err' && grep -q '300' '$tmp/err' && [ \$(wc -l < '$tmp/err') -eq 1 ]" \
+  "a tokenizer larger than the model's vocabulary: exit $rc, $(cat "$tmp/err")"
+
 finish
