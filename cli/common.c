@@ -92,8 +92,14 @@ int32_t *parse_tokens(const char *cmd, const char *spec, int *n) {
     return out;
 }
 
+struct rn_tokenizer *load_tokenizer_or_die(const char *spec) {
+    rn_tokenizer *tok;
+    rn_status s = strcmp(spec, "byte") == 0 ? rn_tokenizer_byte_create(&tok) : rn_tokenizer_load(spec, &tok);
+    if (s != RN_OK) die("%s", rn_last_error());
+    return tok;
+}
+
 struct rn_tokenizer *model_tokenizer(const char *cmd, const char *model_path, const char *override, int vocab) {
-    rn_tokenizer *tok = NULL;
     const char *src = override;
     char dir[4096], tj[4200];
     struct stat sb;
@@ -104,17 +110,13 @@ struct rn_tokenizer *model_tokenizer(const char *cmd, const char *model_path, co
             if (slash) *slash = 0; else snprintf(dir, sizeof dir, ".");
         }
         snprintf(tj, sizeof tj, "%s/tokenizer.json", dir);
-        if (stat(tj, &sb) == 0) src = dir;
+        src = stat(tj, &sb) == 0 ? dir : "byte";
     }
-    if (!src || strcmp(src, "byte") == 0) {
-        if (rn_tokenizer_byte_create(&tok) != RN_OK) die("%s", rn_last_error());
-    } else if (rn_tokenizer_load(src, &tok) != RN_OK) {
-        die("%s", rn_last_error());
-    }
+    rn_tokenizer *tok = load_tokenizer_or_die(src);
     if (tok->vocab_size > vocab) {
         int tv = tok->vocab_size;
         rn_tokenizer_free(tok);
-        die_usage(cmd, "the tokenizer (%s) has %d ids, more than the model's vocabulary of %d", src ? src : "byte", tv, vocab);
+        die_usage(cmd, "the tokenizer (%s) has %d ids, more than the model's vocabulary of %d", src, tv, vocab);
     }
     return tok;
 }

@@ -34,6 +34,9 @@ rn_model *load_model_or_die(const char *path);
  * Exits with one line when it does not load, or when its ids exceed the
  * model's vocabulary (naming both sizes). */
 struct rn_tokenizer;
+/* spec: "byte", or a tokenizer.json file or a directory holding one; exits
+ * with one line when it does not load. */
+struct rn_tokenizer *load_tokenizer_or_die(const char *spec);
 struct rn_tokenizer *model_tokenizer(const char *cmd, const char *model_path, const char *override, int vocab);
 
 /* Parses "1,2,3" or "@file" (whitespace/comma separated ids); exits 2 on

@@ -17,19 +17,6 @@
 static volatile sig_atomic_t gen_stop = 0;
 static void on_gen_signal(int sig) { (void)sig; gen_stop = 1; }
 
-/* Length of the longest prefix of b (n bytes) that ends on a UTF-8
- * character boundary, so that a byte-fallback or byte-level character split
- * over tokens is printed whole; at most 3 bytes are held back. */
-static size_t utf8_complete(const unsigned char *b, size_t n) {
-    for (size_t k = 1; k <= 3 && k <= n; k++) {
-        unsigned char c = b[n - k];
-        if ((c & 0xc0) == 0x80) continue;  /* a continuation byte: look further back */
-        size_t need = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc0 ? 2 : 1;
-        return need > k ? n - k : n;
-    }
-    return n;  /* no lead byte within 3: invalid anyway, print it */
-}
-
 int cmd_generate(int argc, char **argv) {
     const char *path = NULL, *prompt = NULL, *prompt_file = NULL, *tok_path = NULL;
     int n = 256, chunk = 256, ignore_eos = 0;

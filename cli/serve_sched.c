@@ -228,15 +228,8 @@ static int check_stop(sjob *j, size_t old_len) {
         for (size_t k = sl - 1; k > hold; k--)
             if (k <= j->len && memcmp(j->out + j->len - k, j->rq.stop[s], k) == 0) { hold = k; break; }
     }
-    size_t ready = j->len - hold;
-    /* hold back a trailing UTF-8 lead byte whose sequence is incomplete */
-    for (size_t back = 1; back <= 3 && back <= ready; back++) {
-        unsigned char c = (unsigned char)j->out[ready - back];
-        if ((c & 0xC0) == 0x80) continue;
-        size_t need = c >= 0xF0 && c <= 0xF7 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
-        if (c >= 0xC0 && need > back) ready -= back;
-        break;
-    }
+    /* and a trailing UTF-8 character that is not whole yet */
+    size_t ready = utf8_complete((const unsigned char *)j->out, j->len - hold);
     if (ready > j->ready) j->ready = ready;
     return 0;
 }

@@ -11,14 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Loads T (a tokenizer.json, a directory with one, or "byte") or exits. */
-static rn_tokenizer *load_tokenizer_or_die(const char *path) {
-    rn_tokenizer *tok;
-    rn_status s = strcmp(path, "byte") == 0 ? rn_tokenizer_byte_create(&tok) : rn_tokenizer_load(path, &tok);
-    if (s != RN_OK) die("%s", rn_last_error());
-    return tok;
-}
-
 int cmd_tokenize(int argc, char **argv) {
     const char *tpath = NULL, *text = NULL, *file = NULL, *decode = NULL;
     int special = 0, skip = 0, pieces = 0;

@@ -57,3 +57,13 @@ void format_duration(char *buf, size_t n, double s) {
     if (t >= 3600) snprintf(buf, n, "%d:%02d:%02d", t / 3600, t / 60 % 60, t % 60);
     else snprintf(buf, n, "%02d:%02d", t / 60, t % 60);
 }
+
+size_t utf8_complete(const unsigned char *b, size_t n) {
+    for (size_t back = 1; back <= 3 && back <= n; back++) {
+        unsigned char c = b[n - back];
+        if ((c & 0xC0) == 0x80) continue;  /* a continuation byte: look further back */
+        size_t need = c >= 0xF0 && c <= 0xF7 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
+        return c >= 0xC0 && need > back ? n - back : n;
+    }
+    return n;  /* no lead byte within 3: not one character, print it */
+}

@@ -21,4 +21,9 @@ int make_dirs(const char *path);
  * negative, not a number or absurdly large (an ETA before any estimate). */
 void format_duration(char *buf, size_t n, double s);
 
+/* The length of the longest prefix of b (n bytes) that does not end inside
+ * a UTF-8 character: streams hold back at most 3 bytes of a character
+ * split over tokens until it is whole. */
+size_t utf8_complete(const unsigned char *b, size_t n);
+
 #endif

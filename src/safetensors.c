@@ -198,6 +198,13 @@ uint64_t rni_st_meta_hash(const cJSON *meta) {
     return h;
 }
 
+/* Adds digest d to the checksum's top-level hash, as 8 little-endian bytes. */
+static void add_digest(XXH3_state_t *top, uint64_t d) {
+    unsigned char le[8];
+    for (int k = 0; k < 8; k++) le[k] = (unsigned char)(d >> (8 * k));
+    XXH3_64bits_update(top, le, 8);
+}
+
 /* The data checksum of new files: XXH3-64 of each RNI_HASH_BLOCK bytes (the
  * last block may be shorter), then XXH3-64 of those digests as
  * little-endian 64-bit values. Blocks hash in parallel, so a file is
@@ -212,14 +219,10 @@ uint64_t rni_st_data_hash(const void *p, size_t n) {
         size_t len = i + 1 < nb ? RNI_HASH_BLOCK : n - i * RNI_HASH_BLOCK;
         dig[i] = XXH3_64bits(b + i * RNI_HASH_BLOCK, len);
     }
-    unsigned char le[8];
     XXH3_state_t *st = XXH3_createState();
     uint64_t h = 0;
     if (st && XXH3_64bits_reset(st) == XXH_OK) {
-        for (size_t i = 0; i < nb; i++) {
-            for (int k = 0; k < 8; k++) le[k] = (unsigned char)(dig[i] >> (8 * k));
-            XXH3_64bits_update(st, le, 8);
-        }
+        for (size_t i = 0; i < nb; i++) add_digest(st, dig[i]);
         h = XXH3_64bits_digest(st);
     }
     XXH3_freeState(st);
@@ -400,10 +403,7 @@ typedef struct {
 } stream_hash;
 
 static void block_done(stream_hash *h) {
-    uint64_t d = XXH3_64bits_digest(h->block);
-    unsigned char le[8];
-    for (int k = 0; k < 8; k++) le[k] = (unsigned char)(d >> (8 * k));
-    XXH3_64bits_update(h->top, le, 8);
+    add_digest(h->top, XXH3_64bits_digest(h->block));
     XXH3_64bits_reset(h->block);
     h->in_block = 0;
 }

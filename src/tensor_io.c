@@ -162,15 +162,22 @@ int rni_tensor_set_find(const rn_tensor_set *s, const char *name, int *ndim, int
     return e->file;
 }
 
-/* The parameter at offset off of m's layout, wherever its tensor is. */
-static rn_real *param_at(rn_model *m, size_t off) {
-    if (m->params) return m->params + off;
-    int lo = 0, hi = m->n_tensors - 1;  /* the last tensor starting at or before off */
+/* The index of the table tensor holding parameter offset off: the last one
+ * starting at or before it (the table is in offset order). */
+static int tensor_at(const rn_model *m, size_t off) {
+    int lo = 0, hi = m->n_tensors - 1;
     while (lo < hi) {
         int mid = (lo + hi + 1) / 2;
         if (m->tensors[mid].offset <= off) lo = mid; else hi = mid - 1;
     }
-    return m->tensors[lo].data + (off - m->tensors[lo].offset);
+    return lo;
+}
+
+/* The parameter at offset off of m's layout, wherever its tensor is. */
+static rn_real *param_at(rn_model *m, size_t off) {
+    if (m->params) return m->params + off;
+    const rn_tensor_info *t = &m->tensors[tensor_at(m, off)];
+    return t->data + (off - t->offset);
 }
 
 static rn_status check_shape(const rni_file_tensor *t, const st_file *f, const st_entry *en) {
@@ -260,8 +267,7 @@ static int map_in_place(rn_model *m, rn_tensor_set *s, const rni_file_list *fl, 
         if (t->buffer || t->alias) continue;
         const st_entry *en = ent[i]->e;
         const unsigned char *p = s->f[ent[i]->file].data + en->begin;
-        int e = nt - 1;
-        while (e > 0 && m->tensors[e].offset > t->off) e--;
+        int e = tensor_at(m, t->off);
         const rn_tensor_info *ti = &m->tensors[e];
         if (en->dt != RN_DTYPE_F32 || t->transpose) ok = 0;
         else if (t->off == ti->offset) {
