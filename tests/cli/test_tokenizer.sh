@@ -150,11 +150,18 @@ for cut in 1 100 5000 200000 1000000; do
   head -c $cut "${TOK[mistral]}" >"$tmp/cut.json"; refused "Mistral's file cut at $cut bytes" "$tmp/cut.json" "JSON"
 done
 # ------------------------------------- a Hugging Face directory, end to end
-# fla layout with random weights, vocabulary 32,000 and the real Mistral
-# tokenizer beside it: generate and eval find it there with no other flag.
+# fla layout with random weights, vocabulary 32,000, the real Mistral
+# tokenizer beside it and fla-hub/retnet-1.3B-100B's own config.json scaled
+# down (width 64, 2 layers; intermediate_size null = fla's rule, 256 here):
+# generate and eval find everything there with no other flag.
 fd=$tmp/fla-dir
-$R init --preset fla --size tiny --vocab 32000 --seed 5 --out "$tmp/fla.safetensors" >/dev/null 2>&1 &&
+$R init --preset fla --dim 64 --layers 2 --heads 8 --value-dim 128 --ffn 256 --vocab 32000 --seed 5 \
+  --out "$tmp/fla.safetensors" >/dev/null 2>&1 &&
   $R convert --in "$tmp/fla.safetensors" --out "$fd" --to fla >/dev/null 2>&1
+sed -e 's/"hidden_size": 2048/"hidden_size": 64/; s/"num_hidden_layers": 24/"num_hidden_layers": 2/' \
+  tests/data/fla-retnet-1.3B-100B.config.json >"$fd/config.json"
+$R info --model "$fd" >"$tmp/info" 2>&1
+check "grep -q '^ffn: *256' '$tmp/info' && grep -q '^format: *fla' '$tmp/info'" "the real fla config (scaled) is not read as fla with ffn 256: $(head -c 300 "$tmp/info")"
 cp "${TOK[mistral]}" "$fd/tokenizer.json"
 cp "$(dirname "${TOK[mistral]}")/tokenizer_config.json" "$fd/" 2>/dev/null
 $R generate --model "$fd" --prompt "Hello world" -n 8 --temperature 0 >"$tmp/gen" 2>"$tmp/err"; rc=$?
