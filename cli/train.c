@@ -275,22 +275,24 @@ typedef struct {
 } train_run;
 
 /* --data DIR: shards (`retnet data prepare`, or llm.c's). Their ids mean
- * what DIR's tokenizer.json says; it bounds them and goes into the output
+ * what DIR's tokenizer.json (or GPT-2's vocab.json + merges.txt) says; it
+ * bounds them and its files go into the output
  * directory, as the Hugging Face layout keeps it beside the model. Without
  * one (llm.c's shards) the ids are bounded by the model's vocabulary, and
  * r->tok stays NULL. */
 static void open_shards(train_run *r) {
     const train_flags *f = r->f;
-    char tj[4200];
+    char tj[4200], vj[4200];
     struct stat sb;
     int vocab = f->arch.vocab;
     snprintf(tj, sizeof tj, "%s/tokenizer.json", f->data);
-    if (stat(tj, &sb) == 0) {
+    snprintf(vj, sizeof vj, "%s/vocab.json", f->data);
+    if (stat(tj, &sb) == 0 || stat(vj, &sb) == 0) {
         r->tok = load_tokenizer_or_die(f->data);
         vocab = r->tok->vocab_size;
         if (r->di.rank == 0) {
-            const char *names[] = {"tokenizer.json", "tokenizer_config.json"};
-            for (int i = 0; i < 2; i++) {
+            const char *names[] = {"tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt"};
+            for (int i = 0; i < 4; i++) {
                 char src[4200], dst[4200], *text;
                 size_t len;
                 snprintf(src, sizeof src, "%s/%s", f->data, names[i]);
