@@ -335,7 +335,7 @@ static int cmd_prepare(int argc, char **argv) {
     size_t sizes[4096];
     if (nfiles > 4096) die_usage("data prepare", "more than 4096 files");
     for (int i = 0; i < nfiles; i++) {
-        fds[i] = open(files[i], O_RDONLY);
+        fds[i] = open(files[i], O_RDONLY | O_NONBLOCK);  /* a FIFO is refused below, not waited on */
         struct stat st;
         if (fds[i] < 0 || fstat(fds[i], &st) != 0) die("cannot open %s: %s", files[i], strerror(errno));
         if (!S_ISREG(st.st_mode)) die("%s is not a regular file", files[i]);
@@ -421,7 +421,7 @@ static int cmd_data_info(int argc, char **argv) {
                   {"vocab", OPT_INT, &vocab, 0, 1 << 30, "also check every token against this vocabulary (reads all)", 0},
                   {0}};
     command_spec cmd = {"data info", "--data DIR [--vocab N]",
-                        "Lists the shards of a directory (train, then val): tokens and token width; with\n"
+                        "Lists the shards of a directory (train, then val): each one's tokens and width; with\n"
                         "--vocab, reads every token and checks it against the vocabulary.", opts};
     args_parse(&cmd, argc, argv);
     if (!dir) die_usage("data info", "--data is required");
@@ -430,8 +430,12 @@ static int cmd_data_info(int argc, char **argv) {
     const char *kinds[2] = {"train", "val"};
     for (int k = 0; k < 2; k++) {
         size_t n = rn_dataset_size(ds, (rn_split)k);
-        printf("%s: %zu tokens in %zu shard%s\n", kinds[k], n, rn_dataset_num_shards(ds, (rn_split)k),
-               rn_dataset_num_shards(ds, (rn_split)k) == 1 ? "" : "s");
+        size_t ns = rn_dataset_num_shards(ds, (rn_split)k);
+        for (size_t i = 0; i < ns; i++) {
+            const rn_shard *sh = rn_dataset_shard(ds, (rn_split)k, i);
+            printf("  %s  %zu tokens, uint%d\n", rn_shard_path(sh), rn_shard_size(sh), 8 * rn_shard_width(sh));
+        }
+        printf("%s: %zu tokens in %zu shard%s\n", kinds[k], n, ns, ns == 1 ? "" : "s");
         if (!vocab) continue;
         int32_t *buf = malloc(sizeof *buf * 65536);
         if (!buf) die("out of memory");

@@ -233,8 +233,10 @@ RN_API rn_status rn_dataset_from_tokens(const int32_t *tokens, size_t n, int voc
  * empty (no val shard). */
 RN_API rn_status rn_dataset_open_shards(const char *dir, int vocab_size, rn_dataset **out);
 
-/* Number of shards of a split (0 for a dataset not made of shards). */
+/* Number of shards of a split (0 for a dataset not made of shards), and
+ * the i-th of them in order (NULL when i is out of range), owned by ds. */
 RN_API size_t rn_dataset_num_shards(const rn_dataset *ds, rn_split split);
+RN_API const rn_shard *rn_dataset_shard(const rn_dataset *ds, rn_split split, size_t i);
 
 /* Copies tokens [pos, pos + n) of a split to out (n): works for every
  * dataset, contiguous or not. RN_ERR_ARG when the range is outside the

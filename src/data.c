@@ -359,6 +359,10 @@ size_t rn_dataset_num_shards(const rn_dataset *ds, rn_split split) {
     return ds->sp[split].count;
 }
 
+const rn_shard *rn_dataset_shard(const rn_dataset *ds, rn_split split, size_t i) {
+    return i < rn_dataset_num_shards(ds, split) ? ds->sp[split].shard[i] : NULL;
+}
+
 void rn_dataset_free(rn_dataset *ds) {
     if (!ds) return;
     rni_free(ds->tokens);

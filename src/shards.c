@@ -42,7 +42,8 @@ static int header_width(int32_t magic, int32_t version) {
 rn_status rn_shard_open(const char *path, rn_shard **out) {
     if (!path || !out) return rni_fail(RN_ERR_ARG, "rn_shard_open: NULL argument");
     *out = NULL;
-    int fd = open(path, O_RDONLY);
+    /* Non-blocking: a FIFO under a shard's name must not hang the open. */
+    int fd = open(path, O_RDONLY | O_NONBLOCK);
     if (fd < 0) return rni_fail(RN_ERR_IO, "cannot open shard %s: %s", path, strerror(errno));
     struct stat st;
     if (fstat(fd, &st) != 0) {

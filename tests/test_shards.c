@@ -222,6 +222,10 @@ static void test_dataset(void) {
     CHECK(rn_dataset_num_shards(ds, RN_SPLIT_TRAIN) == 3 && rn_dataset_num_shards(ds, RN_SPLIT_VAL) == 2 &&
               rn_dataset_num_shards(mt, RN_SPLIT_TRAIN) == 0,
           "shard counts");
+    CHECK(rn_dataset_shard(ds, RN_SPLIT_TRAIN, 2) && strstr(rn_shard_path(rn_dataset_shard(ds, RN_SPLIT_TRAIN, 2)), trn[2]) &&
+              rn_shard_size(rn_dataset_shard(ds, RN_SPLIT_TRAIN, 2)) == ntr[2] && !rn_dataset_shard(ds, RN_SPLIT_TRAIN, 3) &&
+              !rn_dataset_shard(mt, RN_SPLIT_TRAIN, 0),
+          "rn_dataset_shard");
     CHECK(rn_dataset_tokens(ds, RN_SPLIT_TRAIN) == NULL && rn_dataset_vocab_size(ds) == vocab, "tokens/vocab");
     int32_t buf[4000];
     CHECK_OK(rn_dataset_read(ds, RN_SPLIT_TRAIN, 990, 20, buf));

@@ -193,6 +193,11 @@ rm "$tmp/bad/fineweb_train_000002.bin"
 "$R" train --data "$tmp/bad" --size tiny --vocab 1000 --seq 32 --steps 1 --quiet --out "$tmp/bm" >"$tmp/log" 2>&1
 check "[ $? -eq 1 ] && [ \$(grep -c error '$tmp/log') -eq 1 ] && tail -1 '$tmp/log' | grep -q 'fineweb_train_000001.bin: token .* outside the vocabulary \[0, 1000)'" \
       "tokens beyond --vocab: $(cat "$tmp/log")"
+mkfifo "$tmp/bad/fifo_train.bin" "$tmp/fifo.txt"
+timeout 20 "$R" train --data "$tmp/bad" --size tiny --vocab 50304 --steps 1 --quiet --out "$tmp/bm" >"$tmp/log" 2>&1
+check "[ $? -eq 1 ] && grep -q 'fifo_train.bin is not a regular file' '$tmp/log'" "a FIFO among the shards: $(cat "$tmp/log")"
+timeout 20 "$R" data prepare --tokenizer byte --data "$tmp/fifo.txt" --out "$tmp/e" >"$tmp/log" 2>&1
+check "[ $? -eq 1 ] && grep -q 'not a regular file' '$tmp/log'" "a FIFO to prepare: $(cat "$tmp/log")"
 "$R" data prepare --tokenizer byte --data "$tmp/text.txt" --out "$tmp/t1" >"$tmp/log" 2>&1
 check "[ $? -eq 1 ] && grep -q 'already holds shards' '$tmp/log'" "prepare over existing shards: $(cat "$tmp/log")"
 : > "$tmp/empty.txt"
