@@ -133,15 +133,17 @@ static void encode_piece(pipeline *pl, int i) {
     rn_status s = rn_tokenizer_encode(pl->tok, text, len, pl->ids[i], pl->cap[i], &pl->n[i]);
     if (s == RN_OK && pl->n[i] > pl->cap[i]) {
         int32_t *g = realloc(pl->ids[i], pl->n[i] * sizeof *g);
-        if (!g) s = RN_ERR_NOMEM;
-        else {
-            pl->ids[i] = g;
-            pl->cap[i] = pl->n[i];
-            s = rn_tokenizer_encode(pl->tok, text, len, pl->ids[i], pl->cap[i], &pl->n[i]);
+        if (!g) {
+            pl->st[i] = RN_ERR_NOMEM;
+            pl->err[i] = strdup("out of memory");
+            return;
         }
+        pl->ids[i] = g;
+        pl->cap[i] = pl->n[i];
+        s = rn_tokenizer_encode(pl->tok, text, len, pl->ids[i], pl->cap[i], &pl->n[i]);
     }
     pl->st[i] = s;
-    if (s != RN_OK) pl->err[i] = strdup(s == RN_ERR_NOMEM && !rn_last_error()[0] ? "out of memory" : rn_last_error());
+    if (s != RN_OK) pl->err[i] = strdup(rn_last_error());
 }
 
 /* Tokenizes bytes [a, b) of the file (fd, path) into a split: reads up to
@@ -331,13 +333,13 @@ static int cmd_prepare(int argc, char **argv) {
 #endif
     pl.npieces = 2 * pl.threads;
     pl.tty = isatty(2);
-    int fds[4096];
-    size_t sizes[4096];
-    if (nfiles > 4096) die_usage("data prepare", "more than 4096 files");
+    /* Every file is checked before anything is written; each is opened when
+     * its turn comes. */
+    size_t *sizes = malloc(sizeof *sizes * (size_t)nfiles);
+    if (!sizes) die("out of memory");
     for (int i = 0; i < nfiles; i++) {
-        fds[i] = open(files[i], O_RDONLY | O_NONBLOCK);  /* a FIFO is refused below, not waited on */
         struct stat st;
-        if (fds[i] < 0 || fstat(fds[i], &st) != 0) die("cannot open %s: %s", files[i], strerror(errno));
+        if (stat(files[i], &st) != 0) die("cannot open %s: %s", files[i], strerror(errno));
         if (!S_ISREG(st.st_mode)) die("%s is not a regular file", files[i]);
         sizes[i] = (size_t)st.st_size;
         pl.total += sizes[i];
@@ -373,10 +375,14 @@ static int cmd_prepare(int argc, char **argv) {
                 pl.threads);
     pl.t0 = now_seconds();
     for (int i = 0; i < nfiles; i++) {
-        size_t v = val_start(fds[i], files[i], sizes[i], val_frac, pl.buf, cap);
-        tokenize_range(&pl, &o, &o.sp[RN_SPLIT_TRAIN], fds[i], files[i], 0, v);
-        tokenize_range(&pl, &o, &o.sp[RN_SPLIT_VAL], fds[i], files[i], v, sizes[i]);
-        close(fds[i]);
+        int fd = open(files[i], O_RDONLY | O_NONBLOCK);  /* a FIFO put there since is refused, not waited on */
+        struct stat st;
+        if (fd < 0 || fstat(fd, &st) != 0) die("cannot open %s: %s", files[i], strerror(errno));
+        if (!S_ISREG(st.st_mode) || (size_t)st.st_size != sizes[i]) die("%s changed while data prepare ran", files[i]);
+        size_t v = val_start(fd, files[i], sizes[i], val_frac, pl.buf, cap);
+        tokenize_range(&pl, &o, &o.sp[RN_SPLIT_TRAIN], fd, files[i], 0, v);
+        tokenize_range(&pl, &o, &o.sp[RN_SPLIT_VAL], fd, files[i], v, sizes[i]);
+        close(fd);
     }
     for (int k = 0; k < 2; k++)
         if (o.sp[k].w) {
@@ -407,6 +413,7 @@ static int cmd_prepare(int argc, char **argv) {
         free(pl.err[i]);
     }
     free(pl.buf); free(pl.lo); free(pl.hi); free(pl.ids); free(pl.cap); free(pl.n); free(pl.st); free(pl.err);
+    free(sizes);
     free(files);
     free(rest);
     rn_tokenizer_free(tok);
