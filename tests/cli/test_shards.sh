@@ -5,8 +5,9 @@
 # the piece size (byte-level BPE), the validation split from a line break;
 # `retnet train --data DIR` trains on shards (ours, and llm.c's uint16 and
 # uint32 files) and generate uses the tokenizer copied with them; bad shards
-# are refused naming the shard; and a corpus far larger than the training
-# run's peak resident memory trains (the shards are mapped, not read).
+# are refused naming the shard; a corpus far larger than the training run's
+# peak resident memory trains (the shards are mapped, not read), and prepare
+# streams a text far larger than its own peak resident memory.
 set -u
 cd "$(dirname "$0")/../.."
 R=${RETNET:-build/retnet}
@@ -207,18 +208,30 @@ check "[ $? -eq 1 ] && [ -z \"\$(ls '$tmp/e')\" ]" "prepare of an empty file: $(
 check "[ $? -eq 2 ]" "prepare without --tokenizer"
 "$R" data prepare --help | grep -q -- '--val-fraction'; check "[ $? -eq 0 ]" "data prepare --help"
 
-# ---------------- bounded memory: 400 MB of shards (800 MB as int32), peak RSS of training far below
+# ---------------- bounded memory: 300 MB of shards (600 MB as int32), peak RSS of training far below
 mkdir -p "$tmp/big"
-$PY "$tmp/llmc.py" big "$tmp/big/x_train_000000.bin" 120000000
-$PY "$tmp/llmc.py" big "$tmp/big/x_train_000001.bin" 80000000
+$PY "$tmp/llmc.py" big "$tmp/big/x_train_000000.bin" 100000000
+$PY "$tmp/llmc.py" big "$tmp/big/x_train_000001.bin" 50000000
 $PY "$tmp/llmc.py" big "$tmp/big/x_val_000000.bin" 100000
 /usr/bin/time -f '%M' -o "$tmp/rss" "$R" train --data "$tmp/big" --size tiny --seq 32 --batch 4 --steps 3 --eval-every 3 \
     --eval-batches 1 --threads 2 --quiet --out "$tmp/bigm" >"$tmp/log" 2>&1
-check "[ $? -eq 0 ]" "train on 400 MB of shards: $(tail -1 "$tmp/log")"
+check "[ $? -eq 0 ]" "train on 300 MB of shards: $(tail -1 "$tmp/log")"
 rss=$(tail -n 1 "$tmp/rss")
 data_kb=$(( $(du -k "$tmp/big" | cut -f1) ))
 echo "peak RSS ${rss} kB training on ${data_kb} kB of shards"
 check "[ '$rss' -lt $((data_kb / 4)) ]" "peak RSS ${rss} kB is not far below the ${data_kb} kB of shards"
 rm -rf "$tmp/big"
+
+# ----------------------- bounded memory: prepare streams a 128 MB text in pieces
+$PY -c "
+line = b'The quick brown fox jumps over the lazy dog, and the river runs cold.\n'
+open('$tmp/big.txt', 'wb').write(line * (128 * 1024 * 1024 // len(line)))"
+/usr/bin/time -f '%M' -o "$tmp/rss" "$R" data prepare --tokenizer byte --data "$tmp/big.txt" --out "$tmp/bp" --piece-kb 256 \
+    --threads 2 --quiet >"$tmp/log" 2>&1
+check "[ $? -eq 0 ]" "prepare of 128 MB: $(tail -1 "$tmp/log")"
+rss=$(tail -n 1 "$tmp/rss")
+echo "peak RSS ${rss} kB preparing 131072 kB of text"
+check "[ '$rss' -lt 32768 ]" "prepare's peak RSS ${rss} kB is not bounded by its pieces (the text is 131072 kB)"
+rm -rf "$tmp/bp" "$tmp/big.txt"
 
 finish
