@@ -460,11 +460,16 @@ static int cmd_data_info(int argc, char **argv) {
 int cmd_data(int argc, char **argv) {
     if (argc >= 1 && strcmp(argv[0], "prepare") == 0) return cmd_prepare(argc - 1, argv + 1);
     if (argc >= 1 && strcmp(argv[0], "info") == 0) return cmd_data_info(argc - 1, argv + 1);
-    FILE *f = argc >= 1 && (strcmp(argv[0], "--help") == 0 || strcmp(argv[0], "-h") == 0) ? stdout : stderr;
-    fprintf(f, "usage: retnet data prepare --tokenizer T --data FILE... --out DIR [options]\n"
-               "       retnet data info --data DIR [--vocab N]\n\n"
-               "  prepare  tokenize text files into token shards (llm.c's format)\n"
-               "  info     list a shard directory's shards\n\n"
-               "retnet data <command> --help shows its options.\n");
-    return f == stdout ? 0 : 2;
+    /* --help wins wherever it is, as for every command. */
+    for (int i = 0; i < argc; i++)
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            printf("usage: retnet data prepare --tokenizer T --data FILE... --out DIR [options]\n"
+                   "       retnet data info --data DIR [--vocab N]\n\n"
+                   "  prepare  tokenize text files into token shards (llm.c's format)\n"
+                   "  info     list a shard directory's shards\n\n"
+                   "retnet data <command> --help shows its options.\n");
+            return 0;
+        }
+    if (argc < 1) die_usage("data", "a subcommand is needed: prepare or info");
+    die_usage("data", "unknown subcommand '%s' (prepare or info)", argv[0]);
 }
