@@ -2,7 +2,8 @@
 # Token shards (llm.c's format): `retnet data prepare` writes exactly what
 # llm.c's write_datafile writes (a numpy copy of it below), the same shards
 # whatever the threads, the same ids as tokenizing the whole file whatever
-# the piece size (byte-level BPE), the validation split from a line break;
+# the piece size (byte-level BPE; uint16, and uint32 above 65,536 ids), the
+# validation split from a line break;
 # `retnet train --data DIR` trains on shards (ours, and llm.c's uint16 and
 # uint32 files) and generate uses the tokenizer copied with them; bad shards
 # are refused naming the shard; a corpus far larger than the training run's
@@ -61,8 +62,9 @@ elif cmd == "big":      # big OUT N: N tokens of a repeating text pattern, writt
             f.write(block[: min(len(block), n - i)].tobytes())
 EOF
 
-# A small byte-level BPE tokenizer.json (GPT-2's byte map and pre-tokenizer, a few merges).
-$PY - "$tmp/tok" <<'EOF'
+# A small byte-level BPE tokenizer.json (GPT-2's byte map and pre-tokenizer, a
+# few merges), and the same padded to 70,000 ids (uint32 shards).
+$PY - "$tmp/tok" "$tmp/tok32" <<'EOF'
 import json, os, sys
 bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
 cs = bs[:]
@@ -86,6 +88,11 @@ tok = {"version": "1.0", "truncation": None, "padding": None,
                  "end_of_word_suffix": "", "fuse_unk": False, "byte_fallback": False, "vocab": vocab, "merges": merges}}
 os.makedirs(sys.argv[1], exist_ok=True)
 json.dump(tok, open(os.path.join(sys.argv[1], "tokenizer.json"), "w"))
+for i in range(len(vocab), 70000):
+    vocab["<unused%d>" % i] = i
+tok["added_tokens"][0]["id"] = len(vocab)
+os.makedirs(sys.argv[2], exist_ok=True)
+json.dump(tok, open(os.path.join(sys.argv[2], "tokenizer.json"), "w"))
 EOF
 TJ="$tmp/tok/tokenizer.json"
 TV=$("$R" tokenize --tokenizer "$TJ" --text "<|endoftext|>"); TV=$((TV + 1))  # the vocabulary: 273
@@ -144,6 +151,13 @@ for kb in 1 3; do
   check "cmp -s '$tmp/whole.ids' '$tmp/j$kb.ids'" "--piece-kb $kb: ids differ from the whole file's ($(wc -w <"$tmp/j$kb.ids") vs $(wc -w <"$tmp/whole.ids"))"
 done
 check "cmp -s '$TJ' '$tmp/j1/tokenizer.json'" "tokenizer.json not copied into the shard directory"
+# Above 65,536 ids: llm.c's uint32 header (magic 20240801, version 7), the same ids.
+"$R" data prepare --tokenizer "$tmp/tok32" --data "$tmp/text.txt" --out "$tmp/j32" --piece-kb 2 --val-fraction 0 --quiet \
+    >"$tmp/log" 2>&1
+check "[ $? -eq 0 ]" "prepare with 70,001 ids: $(tail -1 "$tmp/log")"
+$PY "$tmp/llmc.py" cat "$tmp/j32"/*train*.bin >"$tmp/j32.ids"
+check "cmp -s '$tmp/whole.ids' '$tmp/j32.ids' && [ \"\$(od -An -tx4 -N8 '$tmp/j32/text_train_000000.bin' | tr -s ' ')\" = ' 0134d9a1 00000007' ]" \
+      "uint32 shards: header $(od -An -tx4 -N8 "$tmp/j32/text_train_000000.bin") or ids differ"
 check "[ \$(ls '$tmp/j1' | grep -c train) -gt 3 ]" "expected several shards of 7000 tokens"
 
 # ------------------------------------------------------------- train, resume, generate
