@@ -4,8 +4,9 @@
 # whatever the threads, the same ids as tokenizing the whole file whatever
 # the piece size (byte-level BPE; uint16, and uint32 above 65,536 ids), the
 # validation split from a line break;
-# `retnet train --data DIR` trains on shards (ours, and llm.c's uint16 and
-# uint32 files) and generate uses the tokenizer copied with them; bad shards
+# `retnet train --data DIR` trains on shards (ours, and llm.c's GPT-2 files;
+# its Llama 3 uint32 files are read and checked) and generate uses the
+# tokenizer copied with them; bad shards
 # are refused naming the shard; a corpus far larger than the training run's
 # peak resident memory trains (the shards are mapped, not read), and prepare
 # streams a text far larger than its own peak resident memory.
