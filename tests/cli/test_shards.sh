@@ -191,7 +191,7 @@ check "awk 'BEGIN { exit !($v > 0 && $v < 20) }'" "validation loss '$v' from the
 check "[ $? -eq 0 ] && cmp -s '$tmp/m/model.safetensors' '$tmp/m2/model.safetensors'" "resume on shards differs: $(tail -1 "$tmp/log")"
 out=$("$R" generate --model "$tmp/m" --prompt "The quick" -n 12 --seed 1 2>"$tmp/log")
 check "[ $? -eq 0 ] && [ \${#out} -ge 10 ]" "generate with the shards' tokenizer: '$out' $(tail -1 "$tmp/log")"
-"$R" train --data "$tmp/d" --size tiny --seq 32 --steps 1 --quiet --out "$tmp/m3" >"$tmp/log" 2>&1
+"$R" train --data "$tmp/d" --size tiny --vocab 256 --seq 32 --steps 1 --quiet --out "$tmp/m3" >"$tmp/log" 2>&1
 check "[ $? -eq 2 ] && grep -q 'smaller than the tokenizer' '$tmp/log'" "a model vocabulary below the tokenizer's: $(tail -1 "$tmp/log")"
 
 # ------------------------------------------- llm.c's own files: uint16 (GPT-2) and uint32 (Llama 3)
