@@ -15,5 +15,6 @@ int cmd_convert(int argc, char **argv);   /* convert.c */
 int cmd_grads(int argc, char **argv);     /* convert.c */
 int cmd_tokenize(int argc, char **argv); /* tokenize.c */
 int cmd_serve(int argc, char **argv);     /* serve.c */
+int cmd_data(int argc, char **argv);      /* data.c */
 
 #endif

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static volatile sig_atomic_t stop_signal = 0;
@@ -99,7 +100,8 @@ static double validation_loss(rn_model *m, const rn_dataset *ds, int B, int T, r
         for (int i = 0; i < B; i++) {
             size_t w = (size_t)b * G + (size_t)di->rank * B + i;
             int n = 0;
-            if (w < nw) rn_dataset_window(ds, RN_SPLIT_VAL, w, T, x + (size_t)i * T, y + (size_t)i * T, &n);
+            if (w < nw && rn_dataset_window(ds, RN_SPLIT_VAL, w, T, x + (size_t)i * T, y + (size_t)i * T, &n) != RN_OK)
+                die("%s", rn_last_error());
             for (int t = n; t < T; t++) { x[(size_t)i * T + t] = 0; y[(size_t)i * T + t] = -1; }
         }
         double l;
@@ -120,9 +122,11 @@ static double validation_loss(rn_model *m, const rn_dataset *ds, int B, int T, r
 static void sample_shard(const rn_dataset *ds, rn_rng *rng, int B, int T, const dist_info *di, int32_t *x,
                          int32_t *y, int32_t *skip) {
     for (int r = 0; r < di->size; r++) {
-        if (r == di->rank) rn_dataset_sample(ds, RN_SPLIT_TRAIN, rng, B, T, x, y);
+        rn_status s = RN_OK;
+        if (r == di->rank) s = rn_dataset_sample(ds, RN_SPLIT_TRAIN, rng, B, T, x, y);
         else
-            for (int i = 0; i < B; i++) rn_dataset_sample(ds, RN_SPLIT_TRAIN, rng, 1, T, skip, skip + T);
+            for (int i = 0; i < B && s == RN_OK; i++) s = rn_dataset_sample(ds, RN_SPLIT_TRAIN, rng, 1, T, skip, skip + T);
+        if (s != RN_OK) die("%s", rn_last_error());  /* a shard's token beyond the vocabulary */
     }
 }
 
@@ -187,7 +191,7 @@ static void parse_flags(train_flags *f, int argc, char **argv) {
     f->threads = 0; f->resume = 0; f->stop_at = 0; f->eval_every = 100; f->eval_batches = 8; f->ckpt_every = 500;
     f->log_every = 10; f->quiet = 0; f->zero = 0;
     opt opts[] = {ARCH_OPTS(af),
-                  {"data", OPT_STR, &f->data, 0, 0, "training text file (byte-level tokens)", 0},
+                  {"data", OPT_STR, &f->data, 0, 0, "training text file (byte-level tokens), or a directory of token shards (retnet data prepare)", 0},
                   {"val-frac", OPT_DOUBLE, &f->val_frac, 0.001, 0.5, "fraction of the file held out for validation", 0},
                   {"seq", OPT_INT, &tc->seq, 1, 1 << 20, "tokens per sequence", 0},
                   {"batch", OPT_INT, &tc->batch, 1, 1 << 16, "sequences per micro-batch", 0},
@@ -270,8 +274,61 @@ typedef struct {
     time_plan plan;
 } train_run;
 
+/* --data DIR: shards (`retnet data prepare`, or llm.c's). Their ids mean
+ * what DIR's tokenizer.json (or GPT-2's vocab.json + merges.txt) says; it
+ * bounds them and its files go into the output
+ * directory, as the Hugging Face layout keeps it beside the model. Without
+ * one (llm.c's shards) the ids are bounded by the model's vocabulary, and
+ * r->tok stays NULL. */
+static void open_shards(train_run *r) {
+    const train_flags *f = r->f;
+    char tj[4200], vj[4200];
+    struct stat sb;
+    int vocab = f->arch.vocab;
+    snprintf(tj, sizeof tj, "%s/tokenizer.json", f->data);
+    snprintf(vj, sizeof vj, "%s/vocab.json", f->data);
+    if (stat(tj, &sb) == 0 || stat(vj, &sb) == 0) {
+        r->tok = load_tokenizer_or_die(f->data);
+        vocab = r->tok->vocab_size;
+        if (r->di.rank == 0) {
+            const char *names[] = {"tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt"};
+            for (int i = 0; i < 4; i++) {
+                char src[4200], dst[4200], *text;
+                size_t len;
+                snprintf(src, sizeof src, "%s/%s", f->data, names[i]);
+                snprintf(dst, sizeof dst, "%s/%s", f->out, names[i]);
+                if (stat(src, &sb) != 0) continue;
+                rn_atomic_file af;
+                if (rn_read_file(src, 0, &text, &len) != RN_OK || rn_atomic_open(&af, dst) != RN_OK) die("%s", rn_last_error());
+                rn_status s = rn_atomic_write(&af, text, len);
+                if (s == RN_OK) s = rn_atomic_commit(&af);
+                else rn_atomic_abort(&af);
+                free(text);
+                if (s != RN_OK) die("%s", rn_last_error());
+            }
+        }
+    } else if (f->resume) {
+        char mp[4200];
+        rn_model_info info;
+        snprintf(mp, sizeof mp, "%s/model.safetensors", f->out);
+        if (rn_model_inspect(mp, &info) != RN_OK) die("cannot resume: %s", rn_last_error());
+        vocab = info.config.vocab;
+    }
+    if (rn_dataset_open_shards(f->data, vocab, &r->ds) != RN_OK) die("%s", rn_last_error());
+    if (rn_dataset_size(r->ds, RN_SPLIT_TRAIN) < (size_t)r->tc.seq + 1)
+        die("the training shards of %s hold %zu tokens, too few for --seq %d", f->data,
+            rn_dataset_size(r->ds, RN_SPLIT_TRAIN), r->tc.seq);
+    if (rn_dataset_size(r->ds, RN_SPLIT_VAL) < 2)
+        die("%s has no validation shard (*val*.bin) with 2 tokens or more", f->data);
+}
+
 static void open_data(train_run *r) {
     const train_flags *f = r->f;
+    struct stat sb;
+    if (stat(f->data, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+        open_shards(r);
+        return;
+    }
     if (rn_tokenizer_byte_create(&r->tok) != RN_OK) die("%s", rn_last_error());
     if (rn_dataset_open(f->data, r->tok, f->val_frac, &r->ds) != RN_OK) die("%s", rn_last_error());
     if (rn_dataset_size(r->ds, RN_SPLIT_TRAIN) < (size_t)r->tc.seq + 1 || rn_dataset_size(r->ds, RN_SPLIT_VAL) < 2)
@@ -302,7 +359,7 @@ static void resume_run(train_run *r) {
 static void new_run(train_run *r) {
     const train_flags *f = r->f;
     const rn_config *c = &f->arch;
-    if (c->vocab < r->tok->vocab_size) die_usage("train", "--vocab %d is smaller than the tokenizer's %d", c->vocab, r->tok->vocab_size);
+    if (r->tok && c->vocab < r->tok->vocab_size) die_usage("train", "--vocab %d is smaller than the tokenizer's %d", c->vocab, r->tok->vocab_size);
     if (rn_model_create(c, &r->m) != RN_OK) die("%s", rn_last_error());
     rn_model_init_random(r->m, (uint64_t)f->seed);
     if (rn_trainer_create(r->m, &r->tc, &r->t) != RN_OK) die("%s", rn_last_error());

@@ -125,11 +125,75 @@ RN_API const char *rn_tokenizer_id_to_token(const rn_tokenizer *t, int32_t id);
  * the file. On failure *data is NULL and *len 0. */
 RN_API rn_status rn_read_file(const char *path, size_t max_bytes, char **data, size_t *len);
 
+/* ---------------------------------------------------------------- shards */
+
+/* Token shards in llm.c's format (dev/data/data_common.py write_datafile):
+ * a header of 256 little-endian int32, [0] magic, [1] version, [2] the
+ * token count n (the rest 0), then n tokens, little-endian:
+ *   magic 20240520, version 1: uint16 tokens (GPT-2 files; vocab <= 65536)
+ *   magic 20240801, version 7: uint32 tokens (llm.c's Llama 3 files)
+ *   magic 20240520, version 2: uint32 tokens (read too)
+ * The file is exactly 1024 + n * width bytes. */
+#define RN_SHARD_HEADER_INTS 256
+#define RN_SHARD_MAGIC 20240520
+#define RN_SHARD_MAGIC_U32 20240801
+#define RN_SHARD_VERSION_U32 7
+/* The most tokens one shard holds: the count is an int32. */
+#define RN_SHARD_MAX_TOKENS ((size_t)INT32_MAX)
+
+/* A shard file, memory-mapped read-only: opening reads the header alone
+ * (the tokens are paged in as they are read), so a shard may be larger
+ * than memory. */
+typedef struct rn_shard rn_shard;
+
+/* Maps the shard at path and checks its header: magic and version (one of
+ * the three above), a count >= 1, and a file size of exactly 1024 + count *
+ * width bytes (so a truncated or padded file is refused). RN_ERR_IO when it
+ * cannot be opened, RN_ERR_FORMAT otherwise; the message names the file. */
+RN_API rn_status rn_shard_open(const char *path, rn_shard **out);
+
+/* Unmaps and frees a shard (NULL is a no-op). */
+RN_API void rn_shard_close(rn_shard *s);
+
+/* Number of tokens; bytes per token (2 or 4); the path it was opened from. */
+RN_API size_t rn_shard_size(const rn_shard *s);
+RN_API int rn_shard_width(const rn_shard *s);
+RN_API const char *rn_shard_path(const rn_shard *s);
+
+/* Copies tokens [pos, pos + n) to out (n). With vocab_size > 0 every token
+ * must be below it: RN_ERR_FORMAT naming the shard, the position and the
+ * id otherwise. RN_ERR_ARG when the range is outside the shard. */
+RN_API rn_status rn_shard_read(const rn_shard *s, size_t pos, size_t n, int vocab_size, int32_t *out);
+
+/* Writes one shard atomically (a temporary beside path, fsync'ed and
+ * renamed over path at close): uint16 tokens (magic 20240520, version 1)
+ * when vocab_size <= 65536, else uint32 (20240801, version 7), as llm.c's
+ * write_datafile writes for GPT-2 and Llama 3. Tokens are streamed to the
+ * file, not held in memory; the count goes into the header at close. */
+typedef struct rn_shard_writer rn_shard_writer;
+RN_API rn_status rn_shard_writer_open(const char *path, int vocab_size, rn_shard_writer **out);
+
+/* Appends n tokens, each in [0, vocab_size) (RN_ERR_ARG otherwise, or when
+ * the shard would pass RN_SHARD_MAX_TOKENS). */
+RN_API rn_status rn_shard_writer_write(rn_shard_writer *w, const int32_t *tokens, size_t n);
+
+/* Tokens written so far. */
+RN_API size_t rn_shard_writer_count(const rn_shard_writer *w);
+
+/* Finishes the header and commits the file; frees w, also on failure
+ * (then nothing is left at path). A shard needs at least one token. */
+RN_API rn_status rn_shard_writer_close(rn_shard_writer *w);
+
+/* Drops the file being written and frees w (NULL is a no-op). */
+RN_API void rn_shard_writer_abort(rn_shard_writer *w);
+
 /* --------------------------------------------------------------- dataset */
 
-/* A token stream in memory, split in two contiguous parts: the training
- * split is the first part, the validation split the last val_fraction of
- * the tokens. */
+/* A token stream split in two: the training split and the validation
+ * split. Read from a text file or from tokens in memory, it is one
+ * contiguous array (the validation split the last val_fraction of the
+ * tokens); opened from a directory of shards, each split is its shards
+ * one after another, read where they are mapped. */
 typedef struct rn_dataset rn_dataset;
 
 typedef enum { RN_SPLIT_TRAIN = 0, RN_SPLIT_VAL = 1 } rn_split;
@@ -153,13 +217,41 @@ RN_API rn_status rn_dataset_open(const char *path, const rn_tokenizer *tok, doub
 RN_API rn_status rn_dataset_from_tokens(const int32_t *tokens, size_t n, int vocab_size,
                                  double val_fraction, rn_dataset **out);
 
+/* A directory of shards (rn_shard_open): every regular file in dir whose
+ * name ends in ".bin" and has "train" or "val" as a word (delimited by
+ * '_', '-', '.' or the ends: "fineweb_train_000001.bin", "val_000000.bin",
+ * "tiny_shakespeare_val.bin"; the last such word counts) belongs to that
+ * split; others are ignored. Each split is its shards in name order, as
+ * one stream (a window may run from one shard into the next, as llm.c's
+ * shards are documents one after another). The shards are mapped, not
+ * read: resident memory stays bounded whatever their size. Tokens are
+ * checked against vocab_size (>= 1) as they are read, not at open (which
+ * reads only the headers): rn_dataset_sample and rn_dataset_window fail
+ * with RN_ERR_FORMAT naming the shard when a window holds a token >=
+ * vocab_size. Errors: no training shard, a bad shard (rn_shard_open's
+ * errors), RN_ERR_IO when dir cannot be read. The validation split may be
+ * empty (no val shard). */
+RN_API rn_status rn_dataset_open_shards(const char *dir, int vocab_size, rn_dataset **out);
+
+/* Number of shards of a split (0 for a dataset not made of shards), and
+ * the i-th of them in order (NULL when i is out of range), owned by ds. */
+RN_API size_t rn_dataset_num_shards(const rn_dataset *ds, rn_split split);
+RN_API const rn_shard *rn_dataset_shard(const rn_dataset *ds, rn_split split, size_t i);
+
+/* Copies tokens [pos, pos + n) of a split to out (n): works for every
+ * dataset, contiguous or not. RN_ERR_ARG when the range is outside the
+ * split; RN_ERR_FORMAT (naming the shard) for a token >= the vocabulary. */
+RN_API rn_status rn_dataset_read(const rn_dataset *ds, rn_split split, size_t pos, size_t n, int32_t *out);
+
 /* Frees a dataset (NULL is a no-op). */
 RN_API void rn_dataset_free(rn_dataset *ds);
 
 /* Number of tokens in a split (0 for an unknown split). */
 RN_API size_t rn_dataset_size(const rn_dataset *ds, rn_split split);
 
-/* The tokens of a split (rn_dataset_size of them), owned by the dataset. */
+/* The tokens of a split (rn_dataset_size of them), owned by the dataset;
+ * NULL for a dataset of shards, whose tokens are not one int32 array (read
+ * them with rn_dataset_read). */
 RN_API const int32_t *rn_dataset_tokens(const rn_dataset *ds, rn_split split);
 
 /* Vocabulary size the tokens were checked against. */
@@ -170,8 +262,8 @@ RN_API int rn_dataset_vocab_size(const rn_dataset *ds);
  * (so the data order is fully captured by the rng state). For window b:
  *   x[b*T + t] = window_b[t],  y[b*T + t] = window_b[t + 1],  t < T,
  * so y is x shifted by one: the next-token targets. x, y: (B, T).
- * RN_ERR_ARG if B < 1, T < 1, or the split has fewer than T+1 tokens.
- * Allocates nothing. */
+ * RN_ERR_ARG if B < 1, T < 1, or the split has fewer than T+1 tokens;
+ * for shards RN_ERR_FORMAT as rn_dataset_read. Allocates nothing. */
 RN_API rn_status rn_dataset_sample(const rn_dataset *ds, rn_split split, rn_rng *rng, int B, int T,
                             int32_t *x, int32_t *y);
 
@@ -186,7 +278,8 @@ RN_API size_t rn_dataset_num_windows(const rn_dataset *ds, rn_split split, int T
  * targets of window i end), so together they predict each token of the split
  * once. Only the last window may be short (n < T); entries n .. T-1 of x and
  * y are set to 0 and must be ignored. x, y: (T). RN_ERR_ARG if T < 1 or
- * index >= rn_dataset_num_windows. Allocates nothing. */
+ * index >= rn_dataset_num_windows; for shards RN_ERR_FORMAT as
+ * rn_dataset_read. Allocates nothing. */
 RN_API rn_status rn_dataset_window(const rn_dataset *ds, rn_split split, size_t index, int T,
                             int32_t *x, int32_t *y, int *n);
 

@@ -11,7 +11,7 @@ FUZZ_CC      ?= clang
 FUZZ_DIR     = $(BUILD)/fuzz
 FUZZ_TIME    ?= 60
 FUZZ_JOBS    ?= 2
-FUZZ_TARGETS ?= model model_dir config checkpoint tokens dataset tokenizer serve
+FUZZ_TARGETS ?= model model_dir config checkpoint tokens dataset shards tokenizer serve
 FUZZ_FLAGS   = -std=c11 -O1 -g -Wall -Wextra -Wno-unknown-pragmas -Iinclude -Isrc -Icli \
                -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 FUZZ_OBJ     = $(SRC:src/%.c=$(FUZZ_DIR)/obj/%.o)

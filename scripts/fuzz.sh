@@ -10,7 +10,7 @@ set -u
 cd "$(dirname "$0")/.."
 time=${FUZZ_TIME:-60}
 jobs=${FUZZ_JOBS:-2}
-targets=${FUZZ_TARGETS:-model model_dir config checkpoint tokens dataset tokenizer}
+targets=${FUZZ_TARGETS:-model model_dir config checkpoint tokens dataset shards tokenizer}
 dir=${FUZZ_DIR:-build/fuzz}
 work=${FUZZ_WORK:-$dir/work}
 mkdir -p "$work/logs" "$work/artifacts"
@@ -22,6 +22,7 @@ opts() {
     config) echo "-max_len=2048 -dict=tests/fuzz/retnet.dict" ;;
     tokens) echo "-max_len=512" ;;
     dataset) echo "-max_len=2048" ;;
+    shards) echo "-max_len=8192" ;;
     serve) echo "-max_len=4096 -dict=tests/fuzz/serve.dict" ;;
   esac
 }

@@ -1,11 +1,12 @@
 /* data.c: the byte-level tokenizer, whole-file reading, and the dataset
- * (a token stream split into train and validation, sampled in random
- * windows for training and enumerated in consecutive windows for
- * evaluation). */
+ * (a token stream split into train and validation, in memory or in mapped
+ * shards, sampled in random windows for training and enumerated in
+ * consecutive windows for evaluation). */
 #define _POSIX_C_SOURCE 200809L
 #include "retnet_data.h"
 #include "internal.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
@@ -162,11 +163,19 @@ rn_status rn_read_file(const char *path, size_t max_bytes, char **data, size_t *
 
 /* --------------------------------------------------------------- dataset */
 
+/* One split of a dataset of shards: its shards one after another. */
+typedef struct {
+    rn_shard **shard;  /* (count) */
+    size_t *start;     /* (count): position of each shard's first token in the split */
+    size_t count, n;   /* shards, tokens */
+} shard_split;
+
 struct rn_dataset {
-    int32_t *tokens;  /* (n): train tokens [0, n_train), val tokens [n_train, n) */
+    int32_t *tokens;  /* (n): train tokens [0, n_train), val tokens [n_train, n); NULL for shards */
     size_t n;
     size_t n_train;
     int vocab_size;
+    shard_split sp[2];  /* by rn_split, when tokens is NULL */
 };
 
 /* Splits n tokens: the number that go to validation, or an error naming
@@ -199,6 +208,7 @@ static rn_status dataset_make(const char *what, int32_t *tokens, size_t n, int v
         rni_free(tokens);
         return s != RN_OK ? s : rni_fail(RN_ERR_NOMEM, "out of memory (dataset)");
     }
+    memset(ds, 0, sizeof *ds);
     ds->tokens = tokens;
     ds->n = n;
     ds->n_train = n - n_val;
@@ -262,21 +272,163 @@ rn_status rn_dataset_from_tokens(const int32_t *tokens, size_t n, int vocab_size
     return dataset_make("token array", copy, n, vocab_size, val_fraction, out);
 }
 
+/* The split a shard's file name gives: the last of the words "train" and
+ * "val" in it (words end at '_', '-', '.' and the ends), or -1. */
+static int shard_name_split(const char *name) {
+    size_t len = strlen(name);
+    if (len < 5 || strcmp(name + len - 4, ".bin") != 0) return -1;
+    int split = -1;
+    for (size_t i = 0; i < len;) {
+        size_t j = i;
+        while (j < len && !strchr("_-.", name[j])) j++;
+        if (j - i == 5 && strncmp(name + i, "train", 5) == 0) split = RN_SPLIT_TRAIN;
+        if (j - i == 3 && strncmp(name + i, "val", 3) == 0) split = RN_SPLIT_VAL;
+        i = j + 1;
+    }
+    return split;
+}
+
+static int cmp_names(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Opens the shards of one split (names, count of them, sorted) of dir. */
+static rn_status split_open(const char *dir, char **names, size_t count, shard_split *sp) {
+    sp->shard = calloc(count ? count : 1, sizeof *sp->shard);
+    sp->start = calloc(count ? count : 1, sizeof *sp->start);
+    if (!sp->shard || !sp->start) return rni_fail(RN_ERR_NOMEM, "out of memory (%zu shards)", count);
+    size_t plen = strlen(dir) + 2;
+    for (size_t i = 0; i < count; i++) {
+        char *path = malloc(plen + strlen(names[i]));
+        if (!path) return rni_fail(RN_ERR_NOMEM, "out of memory (shard names)");
+        sprintf(path, "%s/%s", dir, names[i]);
+        rn_status s = rn_shard_open(path, &sp->shard[i]);
+        free(path);
+        if (s != RN_OK) return s;
+        sp->count = i + 1;
+        sp->start[i] = sp->n;
+        sp->n += rn_shard_size(sp->shard[i]);
+    }
+    return RN_OK;
+}
+
+rn_status rn_dataset_open_shards(const char *dir, int vocab_size, rn_dataset **out) {
+    if (!dir || !out) return rni_fail(RN_ERR_ARG, "rn_dataset_open_shards: NULL argument");
+    *out = NULL;
+    if (vocab_size < 1) return rni_fail(RN_ERR_ARG, "vocabulary size %d < 1", vocab_size);
+    DIR *dp = opendir(dir);
+    if (!dp) return rni_fail(RN_ERR_IO, "cannot read the shard directory %s: %s", dir, strerror(errno));
+    char **names[2] = {NULL, NULL};
+    size_t count[2] = {0, 0}, cap[2] = {0, 0};
+    rn_status s = RN_OK;
+    for (struct dirent *e; s == RN_OK && (e = readdir(dp));) {
+        int split = shard_name_split(e->d_name);
+        if (split < 0) continue;
+        if (count[split] == cap[split]) {
+            size_t nc = cap[split] ? 2 * cap[split] : 16;
+            char **nn = realloc(names[split], nc * sizeof *nn);
+            if (!nn) { s = rni_fail(RN_ERR_NOMEM, "out of memory (shard names)"); break; }
+            names[split] = nn;
+            cap[split] = nc;
+        }
+        if (!(names[split][count[split]] = strdup(e->d_name))) s = rni_fail(RN_ERR_NOMEM, "out of memory");
+        else count[split]++;
+    }
+    closedir(dp);
+    if (s == RN_OK && count[RN_SPLIT_TRAIN] == 0)
+        s = rni_fail(RN_ERR_FORMAT, "%s has no training shard (*train*.bin in llm.c's format)", dir);
+    rn_dataset *ds = s == RN_OK ? calloc(1, sizeof *ds) : NULL;
+    if (s == RN_OK && !ds) s = rni_fail(RN_ERR_NOMEM, "out of memory (dataset)");
+    for (int k = 0; k < 2; k++) {
+        if (names[k]) qsort(names[k], count[k], sizeof *names[k], cmp_names);
+        if (s == RN_OK) s = split_open(dir, names[k], count[k], &ds->sp[k]);
+        for (size_t i = 0; i < count[k]; i++) free(names[k][i]);
+        free(names[k]);
+    }
+    if (s != RN_OK) {
+        rn_dataset_free(ds);
+        return s;
+    }
+    ds->vocab_size = vocab_size;
+    *out = ds;
+    return RN_OK;
+}
+
+size_t rn_dataset_num_shards(const rn_dataset *ds, rn_split split) {
+    if (!ds || ds->tokens || (split != RN_SPLIT_TRAIN && split != RN_SPLIT_VAL)) return 0;
+    return ds->sp[split].count;
+}
+
+const rn_shard *rn_dataset_shard(const rn_dataset *ds, rn_split split, size_t i) {
+    return i < rn_dataset_num_shards(ds, split) ? ds->sp[split].shard[i] : NULL;
+}
+
 void rn_dataset_free(rn_dataset *ds) {
     if (!ds) return;
     rni_free(ds->tokens);
+    for (int k = 0; k < 2; k++) {
+        for (size_t i = 0; i < ds->sp[k].count; i++) rn_shard_close(ds->sp[k].shard[i]);
+        free(ds->sp[k].shard);
+        free(ds->sp[k].start);
+    }
     free(ds);
 }
 
 size_t rn_dataset_size(const rn_dataset *ds, rn_split split) {
     if (!ds) return 0;
+    if (!ds->tokens) return split == RN_SPLIT_TRAIN || split == RN_SPLIT_VAL ? ds->sp[split].n : 0;
     if (split == RN_SPLIT_TRAIN) return ds->n_train;
     if (split == RN_SPLIT_VAL) return ds->n - ds->n_train;
     return 0;
 }
 
+/* Tokens [pos, pos + n) of a split, which the caller has checked to be in
+ * range, wherever they are. */
+static rn_status split_read(const rn_dataset *ds, rn_split split, size_t pos, size_t n, int32_t *out) {
+    if (ds->tokens) {
+        memcpy(out, rn_dataset_tokens(ds, split) + pos, n * sizeof *out);
+        return RN_OK;
+    }
+    const shard_split *sp = &ds->sp[split];
+    size_t lo = 0, hi = sp->count;  /* the last shard starting at or before pos */
+    while (hi - lo > 1) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (sp->start[mid] <= pos) lo = mid;
+        else hi = mid;
+    }
+    for (size_t i = lo; n; i++) {
+        size_t off = pos - sp->start[i], m = rn_shard_size(sp->shard[i]) - off;
+        if (m > n) m = n;
+        rn_status s = rn_shard_read(sp->shard[i], off, m, ds->vocab_size, out);
+        if (s != RN_OK) return s;
+        out += m;
+        pos += m;
+        n -= m;
+    }
+    return RN_OK;
+}
+
+rn_status rn_dataset_read(const rn_dataset *ds, rn_split split, size_t pos, size_t n, int32_t *out) {
+    if (!ds || (n && !out)) return rni_fail(RN_ERR_ARG, "rn_dataset_read: NULL argument");
+    if (split != RN_SPLIT_TRAIN && split != RN_SPLIT_VAL) return rni_fail(RN_ERR_ARG, "unknown split %d", (int)split);
+    size_t size = rn_dataset_size(ds, split);
+    if (pos > size || n > size - pos)
+        return rni_fail(RN_ERR_ARG, "tokens [%zu, %zu) outside the %s split's %zu", pos, pos + n,
+                        split == RN_SPLIT_TRAIN ? "training" : "validation", size);
+    return split_read(ds, split, pos, n, out);
+}
+
+/* x (n) = tokens [s, s + n) and y (n) = tokens [s + 1, s + n + 1): x is
+ * read, y is x shifted with one more token read. */
+static rn_status read_pair(const rn_dataset *ds, rn_split split, size_t s, size_t n, int32_t *x, int32_t *y) {
+    rn_status st = split_read(ds, split, s, n, x);
+    if (st != RN_OK) return st;
+    if (n > 1) memcpy(y, x + 1, (n - 1) * sizeof *y);
+    return split_read(ds, split, s + n, 1, y + n - 1);
+}
+
 const int32_t *rn_dataset_tokens(const rn_dataset *ds, rn_split split) {
-    if (!ds) return NULL;
+    if (!ds || !ds->tokens) return NULL;
     if (split == RN_SPLIT_TRAIN) return ds->tokens;
     if (split == RN_SPLIT_VAL) return ds->tokens + ds->n_train;
     return NULL;
@@ -304,14 +456,12 @@ rn_status rn_dataset_sample(const rn_dataset *ds, rn_split split, rn_rng *rng, i
     if (size < (size_t)T + 1)
         return rni_fail(RN_ERR_ARG, "%s split has %zu tokens, fewer than T+1 = %ld",
                        split == RN_SPLIT_TRAIN ? "training" : "validation", size, (long)T + 1);
-    const int32_t *tokens = rn_dataset_tokens(ds, split);
     /* Start positions 0 .. size-T-1: size-T of them. */
     uint64_t range = (uint64_t)(size - (size_t)T);
     for (int b = 0; b < B; b++) {
-        const int32_t *w = tokens + rng_below(rng, range);  /* (T+1) */
-        int32_t *x_b = x + (size_t)b * (size_t)T, *y_b = y + (size_t)b * (size_t)T;
-        memcpy(x_b, w, (size_t)T * sizeof *x_b);
-        memcpy(y_b, w + 1, (size_t)T * sizeof *y_b);
+        size_t start = (size_t)rng_below(rng, range);
+        rn_status s = read_pair(ds, split, start, (size_t)T, x + (size_t)b * (size_t)T, y + (size_t)b * (size_t)T);
+        if (s != RN_OK) return s;
     }
     return RN_OK;
 }
@@ -333,11 +483,10 @@ rn_status rn_dataset_window(const rn_dataset *ds, rn_split split, size_t index, 
     if (index >= nw)
         return rni_fail(RN_ERR_ARG, "window %zu out of range: the %s split has %zu of length %d",
                        index, split == RN_SPLIT_TRAIN ? "training" : "validation", nw, T);
-    const int32_t *tokens = rn_dataset_tokens(ds, split);
     size_t size = rn_dataset_size(ds, split), s = index * (size_t)T;
     size_t m = size - 1 - s < (size_t)T ? size - 1 - s : (size_t)T;
-    memcpy(x, tokens + s, m * sizeof *x);
-    memcpy(y, tokens + s + 1, m * sizeof *y);
+    rn_status st = read_pair(ds, split, s, m, x, y);
+    if (st != RN_OK) return st;
     if (m < (size_t)T) {
         memset(x + m, 0, ((size_t)T - m) * sizeof *x);
         memset(y + m, 0, ((size_t)T - m) * sizeof *y);

@@ -13,6 +13,8 @@
  *   config/      the configs of those models and upstream-style configs
  *   tokens/      token lists
  *   dataset/     4 parameter bytes and a short text
+ *   shards/      6 parameter bytes, then a training and a validation shard
+ *                (uint16 and uint32, and one with a bad magic)
  * Usage: make_corpus DIR (DIR/<target>/ must exist). */
 #define _POSIX_C_SOURCE 200809L
 #include <cjson/cJSON.h>
@@ -22,6 +24,7 @@
 #include <string.h>
 
 #include "retnet.h"
+#include "retnet_data.h"
 
 static const char *dir;
 
@@ -47,6 +50,41 @@ static unsigned char *slurp(const char *path, size_t *n) {
     if (!b || fread(b, 1, *n, f) != *n) die(path);
     fclose(f);
     return b;
+}
+
+/* A shards/ input: parameter bytes p (4), the training shard's length,
+ * then two shards of nt and nv tokens (i * 7 % vocab) written by the
+ * library's writer; bad_magic spoils the validation shard's magic. */
+static void shard_seed(const char *name, const unsigned char *p, int vocab, size_t nt, size_t nv, int bad_magic) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/.tmp.shard", dir);
+    unsigned char *out = malloc(6 + 2 * 1024 + 4 * (nt + nv));
+    size_t len = 6, tl = 0;
+    if (!out) die("malloc");
+    memcpy(out, p, 4);
+    for (int k = 0; k < 2; k++) {
+        size_t n = k ? nv : nt;
+        int32_t *t = malloc(n * sizeof *t);
+        rn_shard_writer *w;
+        if (!t) die("malloc");
+        for (size_t i = 0; i < n; i++) t[i] = (int32_t)((i * 7) % (size_t)vocab);
+        if (rn_shard_writer_open(path, vocab, &w) != RN_OK || rn_shard_writer_write(w, t, n) != RN_OK ||
+            rn_shard_writer_close(w) != RN_OK)
+            die("shard writer");
+        free(t);
+        size_t sl;
+        unsigned char *b = slurp(path, &sl);
+        if (k && bad_magic) b[0] ^= 1;
+        memcpy(out + len, b, sl);
+        len += sl;
+        if (!k) tl = sl;
+        free(b);
+    }
+    remove(path);
+    out[4] = (unsigned char)(tl & 0xff);
+    out[5] = (unsigned char)(tl >> 8);
+    put("shards", name, out, len);
+    free(out);
 }
 
 static uint64_t fnv1a(const unsigned char *p, size_t n) {
@@ -331,6 +369,12 @@ int main(int argc, char **argv) {
                                    "Pack my box with five dozen liquor jugs.\n");
     PUT_STR("dataset", "short.txt", "\x64\x00\x02\x05" "abc");
     PUT_STR("dataset", "binary.txt", "\x00\x0f\x3f\xc0\x00\x01\x02\x03\xff\xfe\x80\x7f\x00\x00\x00\x01\x00\x00\x00\x02\x00\x00\x00");
+
+    /* shards: vocabulary byte, B, T, seed; the training shard's length; the shards */
+    shard_seed("gpt2.bin", (const unsigned char *)"\x00\x03\x07\x01", 65536, 40, 12, 0);
+    shard_seed("small-vocab.bin", (const unsigned char *)"\x03\x02\x05\x02", 13, 30, 9, 0);
+    shard_seed("llama3.bin", (const unsigned char *)"\x91\x01\x04\x03", 1 << 17, 20, 6, 0);
+    shard_seed("bad-magic.bin", (const unsigned char *)"\x00\x01\x03\x04", 256, 10, 10, 1);
 
     /* tokenizer: a tokenizer.json, a NUL, then a text to encode. */
     PUT_STR("tokenizer", "bytefallback",
