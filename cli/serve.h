@@ -120,6 +120,7 @@ typedef struct {
     sjob **row_job;               /* (n_slots) */
     int *row_choice;              /* (n_slots) */
     int *row_drop;                /* (n_slots) leaves after this iteration */
+    serve_lp *row_lp;             /* (n_slots) logprobs of each row's token */
     int rows;
     sjob *pf_head, *pf_tail;      /* admitted jobs waiting for or in prefill, in order */
     /* guarded by mu */

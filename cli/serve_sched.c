@@ -406,20 +406,22 @@ static void prefill(server *S) {
  * rest advance together by one recurrent step. */
 static void decode(server *S) {
     int V = S->vocab;
-    serve_lp lp;
     for (int r = 0; r < S->rows; r++) {
         sjob *j = S->row_job[r];
-        schoice *c = &j->ch[S->row_choice[r]];
         const rn_real *lg = S->logits + (size_t)r * V;
-        S->feed[r] = rn_sampler_sample(c->sampler, lg);
-        if (j->rq.logprobs >= 0) logprobs(lg, V, S->feed[r], j->rq.logprobs, &lp);
-        pthread_mutex_lock(&S->mu);
-        const char *fin = j->cancelled || S->stopping ? "" : emit_locked(S, r, S->feed[r], j->rq.logprobs >= 0 ? &lp : NULL);
+        S->feed[r] = rn_sampler_sample(j->ch[S->row_choice[r]].sampler, lg);
+        if (j->rq.logprobs >= 0) logprobs(lg, V, S->feed[r], j->rq.logprobs, &S->row_lp[r]);
+    }
+    /* one lock for every row's text: the connections wait on it */
+    pthread_mutex_lock(&S->mu);
+    for (int r = 0; r < S->rows; r++) {
+        sjob *j = S->row_job[r];
+        const char *fin = j->cancelled || S->stopping ? "" : emit_locked(S, r, S->feed[r], j->rq.logprobs >= 0 ? &S->row_lp[r] : NULL);
         S->row_drop[r] = fin != NULL;
         if (fin) choice_end_locked(S, j, S->row_choice[r], *fin && strcmp(fin, "error") ? fin : NULL);
         else pthread_cond_broadcast(&j->cv);
-        pthread_mutex_unlock(&S->mu);
     }
+    pthread_mutex_unlock(&S->mu);
     /* leave: the last row moves into the place of a finished one */
     for (int r = S->rows - 1; r >= 0; r--) {
         if (!S->row_drop[r]) continue;
@@ -493,7 +495,9 @@ int sched_start(server *S) {
     S->row_job = calloc(n, sizeof *S->row_job);
     S->row_choice = calloc(n, sizeof *S->row_choice);
     S->row_drop = calloc(n, sizeof *S->row_drop);
-    if (!S->logits || !S->pre_logits || !S->feed || !S->row_job || !S->row_choice || !S->row_drop) return -1;
+    S->row_lp = calloc(n, sizeof *S->row_lp);
+    if (!S->logits || !S->pre_logits || !S->feed || !S->row_job || !S->row_choice || !S->row_drop || !S->row_lp)
+        return -1;
     /* the batch's memory for every slot at once: steps never allocate */
     if (rn_state_create(S->model, 1, &S->pre) != RN_OK || rn_state_create(S->model, S->n_slots, &S->dec) != RN_OK ||
         rn_state_resize(S->dec, 1) != RN_OK)
@@ -523,4 +527,5 @@ void sched_stop(server *S) {
     free(S->row_job);
     free(S->row_choice);
     free(S->row_drop);
+    free(S->row_lp);
 }

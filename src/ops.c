@@ -21,6 +21,9 @@ uint64_t rni_gemm_madds(void) { return atomic_load(&gemm_madds); }
  * so a row's result does not depend on the other rows: a stream decoded in
  * a batch gets what it gets alone, bit for bit. */
 #define RN_VBYTES 64
+/* Vectors passed between these static functions only: without AVX-512 the
+ * compiler warns that such arguments have another ABI, which no caller sees. */
+#pragma GCC diagnostic ignored "-Wpsabi"
 typedef rn_real rn_vec __attribute__((vector_size(RN_VBYTES)));
 typedef rn_real rn_vec4 __attribute__((vector_size(4 * sizeof(rn_real))));
 #define RN_VL ((int)(RN_VBYTES / sizeof(rn_real)))
