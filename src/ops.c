@@ -21,8 +21,9 @@ uint64_t rni_gemm_madds(void) { return atomic_load(&gemm_madds); }
  * so a row's result does not depend on the other rows: a stream decoded in
  * a batch gets what it gets alone, bit for bit. */
 #define RN_VBYTES 64
-/* Vectors passed between these static functions only: without AVX-512 the
- * compiler warns that such arguments have another ABI, which no caller sees. */
+/* Vectors returned between these static functions only: without AVX-512
+ * clang warns that such values have another ABI, which no caller sees (GCC's
+ * note on vector arguments is avoided by passing pointers). */
 #pragma GCC diagnostic ignored "-Wpsabi"
 typedef rn_real rn_vec __attribute__((vector_size(RN_VBYTES)));
 typedef rn_real rn_vec4 __attribute__((vector_size(4 * sizeof(rn_real))));
@@ -37,7 +38,8 @@ static inline rn_vec vload(const rn_real *p) {
 /* The horizontal sums of four accumulators, by one fixed tree of lane-wise
  * adds: each sum involves only its own lanes, in the same order in every
  * position (so a zero vector may fill the others). */
-static inline rn_vec4 hsum4(rn_vec a, rn_vec b, rn_vec c, rn_vec d) {
+static inline rn_vec4 hsum4(const rn_vec *pa, const rn_vec *pb, const rn_vec *pc, const rn_vec *pd) {
+    rn_vec a = *pa, b = *pb, c = *pc, d = *pd;
 #ifdef RETNET_DOUBLE
     rn_vec ab = __builtin_shufflevector(a, b, 0, 1, 2, 3, 8, 9, 10, 11) + __builtin_shufflevector(a, b, 4, 5, 6, 7, 12, 13, 14, 15);
     rn_vec cd = __builtin_shufflevector(c, d, 0, 1, 2, 3, 8, 9, 10, 11) + __builtin_shufflevector(c, d, 4, 5, 6, 7, 12, 13, 14, 15);
@@ -99,8 +101,8 @@ RN_FUSED_FN static void gemm_rows_wt(int M, int N, int K, rn_real alpha, const r
                 x = vload(a2 + k); c20 += x * b0; c21 += x * b1; c22 += x * b2; c23 += x * b3;
                 x = vload(a3 + k); c30 += x * b0; c31 += x * b1; c32 += x * b2; c33 += x * b3;
             }
-            rn_vec4 s[4] = {hsum4(c00, c01, c02, c03), hsum4(c10, c11, c12, c13), hsum4(c20, c21, c22, c23),
-                            hsum4(c30, c31, c32, c33)};
+            rn_vec4 s[4] = {hsum4(&c00, &c01, &c02, &c03), hsum4(&c10, &c11, &c12, &c13), hsum4(&c20, &c21, &c22, &c23),
+                            hsum4(&c30, &c31, &c32, &c33)};
             const rn_real *a[4] = {a0, a1, a2, a3};
             for (int r = 0; r < 4; r++)
                 for (int q = 0; q < 4; q++) put(C + (size_t)(i + r) * ldc + j + q, alpha, s[r][q], a[r], w[q], Kv, K, beta);
@@ -115,7 +117,7 @@ RN_FUSED_FN static void gemm_rows_wt(int M, int N, int K, rn_real alpha, const r
                 c2 += x * vload(w[2] + k);
                 c3 += x * vload(w[3] + k);
             }
-            rn_vec4 s4 = hsum4(c0, c1, c2, c3);
+            rn_vec4 s4 = hsum4(&c0, &c1, &c2, &c3);
             for (int q = 0; q < 4; q++) put(C + (size_t)i * ldc + j + q, alpha, s4[q], a, w[q], Kv, K, beta);
         }
     }
@@ -125,7 +127,7 @@ RN_FUSED_FN static void gemm_rows_wt(int M, int N, int K, rn_real alpha, const r
             const rn_real *a = A + (size_t)i * lda;
             rn_vec acc = z;
             for (int k = 0; k < Kv; k += RN_VL) acc += vload(a + k) * vload(w + k);
-            put(C + (size_t)i * ldc + j, alpha, hsum4(acc, z, z, z)[0], a, w, Kv, K, beta);
+            put(C + (size_t)i * ldc + j, alpha, hsum4(&acc, &z, &z, &z)[0], a, w, Kv, K, beta);
         }
     }
 }
