@@ -4,14 +4,19 @@
  * projection as one matrix product); the figure is generated tokens/s
  * against one stream in the same run (best of interleaved rounds, so a
  * loaded machine moves every B alike), in wall time and per CPU second
- * (what the process got of a shared machine). Memory per stream is its
- * state, checked not to grow: resident memory before and after the batch
- * runs thousands of positions further. */
+ * (what the process got of a shared machine). The limit, measured in the
+ * same run: a step of B rows cannot take less than B tokens' multiply-adds
+ * at this core's FMA peak, nor less than one stream's step (which reads
+ * all the weights); the bound column is B t_1 / max(t_1, B madds / peak),
+ * per CPU second. Memory per stream is its state, checked not to grow:
+ * resident memory before and after the batch runs thousands of positions
+ * further. */
 #define _POSIX_C_SOURCE 200809L
 #include "bench_batch.h"
 #include "retnet.h"
 #include "util.h"
 
+#include <immintrin.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +38,38 @@ static double rss_kb(void) {
     return kb;
 }
 
+/* Multiply-adds per CPU second of an FMA loop on one thread (independent
+ * accumulators: the ports' throughput, not their latency); 0 without FMA. */
+static double fma_peak_madds(void) {
+    double best = 0;
+    for (int r = 0; r < 3; r++) {
+        const long iters = 4000000;
+        double c0 = cpu_seconds(), lanes = 0;
+        float f[16] = {0};
+#if defined(__AVX512F__)
+        __m512 a[12], m = _mm512_set1_ps(0.999999f), c = _mm512_set1_ps(1e-7f);
+        for (int j = 0; j < 12; j++) a[j] = _mm512_set1_ps((float)j);
+        for (long i = 0; i < iters; i++)
+            for (int j = 0; j < 12; j++) a[j] = _mm512_fmadd_ps(a[j], m, c);
+        for (int j = 1; j < 12; j++) a[0] = _mm512_add_ps(a[0], a[j]);
+        _mm512_storeu_ps(f, a[0]);
+        lanes = 16;
+#elif defined(__AVX2__) && defined(__FMA__)
+        __m256 a[12], m = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(1e-7f);
+        for (int j = 0; j < 12; j++) a[j] = _mm256_set1_ps((float)j);
+        for (long i = 0; i < iters; i++)
+            for (int j = 0; j < 12; j++) a[j] = _mm256_fmadd_ps(a[j], m, c);
+        for (int j = 1; j < 12; j++) a[0] = _mm256_add_ps(a[0], a[j]);
+        _mm256_storeu_ps(f, a[0]);
+        lanes = 8;
+#endif
+        double t = cpu_seconds() - c0, g = lanes * 12 * iters / t;
+        if (f[0] == 42) fputc(' ', stderr); /* keeps the loop */
+        if (g > best) best = g;
+    }
+    return sizeof(rn_real) == 4 ? best : best / 2; /* float64: half the lanes */
+}
+
 /* A batch of B streams whose row b was prefilled with 5 + 13 b tokens. */
 static rn_state *staggered(rn_model *m, int B, int32_t *buf) {
     rn_state *s, *one;
@@ -47,7 +84,7 @@ static rn_state *staggered(rn_model *m, int B, int32_t *buf) {
     return s;
 }
 
-static void batch_size(const char *size, int quick) {
+static void batch_size(const char *size, double peak, int quick) {
     rn_config c;
     if (rn_config_preset(&c, RN_PRESET_TORCHSCALE, size) != RN_OK) die("%s", rn_last_error());
     c.vocab = 256;
@@ -77,12 +114,22 @@ static void batch_size(const char *size, int quick) {
             if (w < wall[i]) wall[i] = w;
             if (cp < cpu[i]) cpu[i] = cp;
         }
-    size_t state = (size_t)c.layers * c.heads * (c.dim / c.heads) * (c.value_dim / c.heads) * sizeof(rn_real);
+    size_t kdv = (size_t)(c.dim / c.heads) * (c.value_dim / c.heads);
+    size_t state = (size_t)c.layers * c.heads * kdv * sizeof(rn_real);
+    /* a token's multiply-adds: every weight but the embedding's, and the
+     * state's update and read */
+    double madds = (double)rn_model_num_params(m) - (double)c.vocab * c.dim + 2.0 * c.layers * c.heads * kdv;
     printf("\n## continuous batching (torchscale %s, %.1f MB of weights; streams at different positions)\n\n", size,
            rn_model_num_params(m) * sizeof(rn_real) / 1e6);
-    printf("| streams | tokens/s | x one stream | tokens per CPU second | x one stream |\n|---|---|---|---|---|\n");
-    for (int i = 0; i < NB; i++)
-        printf("| %d | %.0f | %.2f | %.0f | %.2f |\n", Bs[i], 1 / wall[i], wall[0] / wall[i], 1 / cpu[i], cpu[0] / cpu[i]);
+    printf("FMA peak of one thread now: %.1f G multiply-adds per CPU second; %.2f M per token\n\n", peak / 1e9,
+           madds / 1e6);
+    printf("| streams | tokens/s | x one stream | tokens per CPU second | x one stream | bound: x one stream |\n"
+           "|---|---|---|---|---|---|\n");
+    for (int i = 0; i < NB; i++) {
+        double t_min = Bs[i] * madds / peak, bound = peak > 0 ? Bs[i] * cpu[0] / (t_min > cpu[0] ? t_min : cpu[0]) : 0;
+        printf("| %d | %.0f | %.2f | %.0f | %.2f | %.2f |\n", Bs[i], 1 / wall[i], wall[0] / wall[i], 1 / cpu[i],
+               cpu[0] / cpu[i], bound);
+    }
     /* the state is all a stream keeps: thousands of positions later, no growth */
     double r0 = rss_kb();
     int64_t p0 = rn_state_row_pos(st[2], 0);
@@ -97,6 +144,7 @@ static void batch_size(const char *size, int quick) {
 }
 
 void bench_batch(int quick) {
-    batch_size("small", quick);
-    if (!quick) batch_size("demo", quick);
+    double peak = fma_peak_madds();
+    batch_size("small", peak, quick);
+    if (!quick) batch_size("demo", peak, quick);
 }

@@ -76,13 +76,14 @@ RN_FUSED_FN static inline void put(rn_real *c, rn_real alpha, rn_real sum, const
                                    int K, rn_real beta) {
     RN_FUSED
     for (int k = k0; k < K; k++) sum += a[k] * w[k];
-    *c = alpha * sum + (beta == 0 ? 0 : beta * *c);
+    *c = alpha == 1 && beta == 0 ? sum : alpha * sum + (beta == 0 ? 0 : beta * *c);
 }
 
 RN_FUSED_FN static void gemm_rows_wt(int M, int N, int K, rn_real alpha, const rn_real *A, int lda, const rn_real *W,
                                      int ldw, rn_real beta, rn_real *C, int ldc) {
     RN_FUSED
     int Kv = K / RN_VL * RN_VL;
+    int plain = alpha == 1 && beta == 0 && Kv == K; /* the sums are the results: stored four at a time */
     const rn_vec z = {0};
     int j = 0;
     for (; j + 4 <= N; j += 4) {
@@ -104,8 +105,10 @@ RN_FUSED_FN static void gemm_rows_wt(int M, int N, int K, rn_real alpha, const r
             rn_vec4 s[4] = {hsum4(&c00, &c01, &c02, &c03), hsum4(&c10, &c11, &c12, &c13), hsum4(&c20, &c21, &c22, &c23),
                             hsum4(&c30, &c31, &c32, &c33)};
             const rn_real *a[4] = {a0, a1, a2, a3};
-            for (int r = 0; r < 4; r++)
+            for (int r = 0; r < 4; r++) {
+                if (plain) { memcpy(C + (size_t)(i + r) * ldc + j, &s[r], sizeof s[r]); continue; }
                 for (int q = 0; q < 4; q++) put(C + (size_t)(i + r) * ldc + j + q, alpha, s[r][q], a[r], w[q], Kv, K, beta);
+            }
         }
         for (; i < M; i++) {
             const rn_real *a = A + (size_t)i * lda;
@@ -118,7 +121,9 @@ RN_FUSED_FN static void gemm_rows_wt(int M, int N, int K, rn_real alpha, const r
                 c3 += x * vload(w[3] + k);
             }
             rn_vec4 s4 = hsum4(&c0, &c1, &c2, &c3);
-            for (int q = 0; q < 4; q++) put(C + (size_t)i * ldc + j + q, alpha, s4[q], a, w[q], Kv, K, beta);
+            if (plain) memcpy(C + (size_t)i * ldc + j, &s4, sizeof s4);
+            else
+                for (int q = 0; q < 4; q++) put(C + (size_t)i * ldc + j + q, alpha, s4[q], a, w[q], Kv, K, beta);
         }
     }
     for (; j < N; j++) {
