@@ -1,64 +1,171 @@
 #!/usr/bin/env python3
-"""serve_bench.py: figures of a running `retnet serve` (stdlib only).
+"""serve_bench.py: the serving figures of `retnet serve` (stdlib only).
 
-  python3 bench/serve_bench.py http://127.0.0.1:PORT [--tokens 64] [--streams 1,4] [--prefix 2000]
+  python3 bench/serve_bench.py [--retnet build/retnet] [--size small] [--threads 1]
+                               [--tokens 64] [--streams 1,4,16,64] [--prefix 2000] [--rounds 3]
+  python3 bench/serve_bench.py --url http://127.0.0.1:PORT ...   (a server already running)
 
-Aggregate generated tokens/s with C concurrent greedy requests (each
---tokens long), and the time to first token of a streamed request whose
---prefix-token prompt is new (a miss) against the same prompt again (its
-prefix states come from the cache)."""
+Without --url it writes a random model of --size (f32), starts
+`retnet serve --slots MAX(streams) --port 0` on it and stops it at the end.
+For C concurrent clients, each streaming a greedy request of --tokens tokens
+from its own prompt: aggregate generated tokens/s over the wall time (the
+best of --rounds rounds over all levels in turn), its ratio to one stream
+(the same run), and the time to first token at p50 and
+p99 over the clients (C = 1, five requests one after another, is the
+unloaded value); then the server's mean batch (rows per batched step, from
+/metrics). Memory per slot: the state bytes of one stream (/metrics) and the
+server's RSS after short, 8x and 16x longer conversations (it must not
+grow). Last, the time to first token
+of a --prefix-token prompt that is new (a miss) against the same prompt
+again (its prefix states come from the cache)."""
 import argparse
 import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 import urllib.request
 
 
-def post(url, body, stream=False):
+def post(url, body):
     r = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
-    return urllib.request.urlopen(r, timeout=600)
+    return urllib.request.urlopen(r, timeout=900)
 
 
-def completion(base, prompt, n, out):
-    with post(base + "/v1/completions", {"prompt": prompt, "max_tokens": n, "temperature": 0}) as f:
-        out.append(json.load(f)["usage"]["completion_tokens"])
-
-
-def ttft(base, prompt):
+def stream(base, prompt, n, out):
+    """One streamed greedy request: (time to first token, completion tokens, seconds)."""
     t0 = time.perf_counter()
-    with post(base + "/v1/completions", {"prompt": prompt, "max_tokens": 4, "temperature": 0, "stream": True}) as f:
+    body = {"prompt": prompt, "max_tokens": n, "temperature": 0, "stream": True,
+            "stream_options": {"include_usage": True}}
+    first = None
+    with post(base + "/v1/completions", body) as f:
         for line in f:
             if line.startswith(b"data: {"):
-                return time.perf_counter() - t0
-    return float("nan")
+                first = time.perf_counter() - t0
+                break
+        rest = f.read()  # the other events in bulk: the client stays cheap
+    usage = re.findall(rb'"completion_tokens":(\d+)', rest)
+    out.append((first, int(usage[-1]) if usage else 0, time.perf_counter() - t0))
+
+
+def metrics(base):
+    with urllib.request.urlopen(base + "/metrics", timeout=60) as f:
+        text = f.read().decode()
+    return {m.group(1): float(m.group(2)) for m in re.finditer(r"^(\w+) ([0-9.e+-]+)$", text, re.M)}
+
+
+def pct(v, q):
+    v = sorted(v)
+    return v[min(len(v) - 1, int(q * len(v)))]
+
+
+def rss_kb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        return int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1))
+
+
+def level(base, c, tokens, tag, rounds=1):
+    """C concurrent clients, rounds times over (one stream: several samples)."""
+    got = []
+    m0 = metrics(base)
+    t0 = time.perf_counter()
+    for k in range(rounds):
+        th = [threading.Thread(target=stream, args=(base, "%s %d.%d: once upon a time" % (tag, k, i), tokens, got))
+              for i in range(c)]
+        for t in th:
+            t.start()
+        for t in th:
+            t.join()
+    dt = time.perf_counter() - t0
+    m1 = metrics(base)
+    steps = m1["retnet_batch_steps_total"] - m0["retnet_batch_steps_total"]
+    rows = m1["retnet_batch_rows_total"] - m0["retnet_batch_rows_total"]
+    return got, dt, rows / steps if steps else 0
 
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("url")
+    ap.add_argument("--url")
+    ap.add_argument("--retnet", default="build/retnet")
+    ap.add_argument("--size", default="small")
+    ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--tokens", type=int, default=64)
-    ap.add_argument("--streams", default="1,4")
+    ap.add_argument("--streams", default="1,4,16,64")
     ap.add_argument("--prefix", type=int, default=2000)
+    ap.add_argument("--rounds", type=int, default=3)
     a = ap.parse_args()
-    base = a.url.rstrip("/")
-    completion(base, "warm up", 4, [])
-    one = None
-    for c in [int(x) for x in a.streams.split(",")]:
+    streams = [int(x) for x in a.streams.split(",")]
+    proc, tmp = None, None
+    if a.url:
+        base = a.url.rstrip("/")
+    else:
+        tmp = tempfile.mkdtemp()
+        model = os.path.join(tmp, "m.safetensors")
+        subprocess.run([a.retnet, "init", "--size", a.size, "--vocab", "256", "--out", model], check=True,
+                       stdout=subprocess.DEVNULL)
+        err = open(os.path.join(tmp, "serve.err"), "w")
+        proc = subprocess.Popen([a.retnet, "serve", "--model", model, "--port", "0", "--threads", str(a.threads),
+                                 "--slots", str(max(streams)), "--queue", "256", "--max-tokens", "100000"],
+                                stdout=subprocess.PIPE, stderr=err, text=True)
+        port = re.search(r"127.0.0.1:(\d+)", proc.stdout.readline()).group(1)
+        base = "http://127.0.0.1:" + port
+        while "ready" not in open(err.name).read():
+            if proc.poll() is not None:
+                sys.exit("retnet serve failed: " + open(err.name).read())
+            time.sleep(0.05)
+    try:
         got = []
-        th = [threading.Thread(target=completion, args=(base, "Stream %d says" % i, a.tokens, got)) for i in range(c)]
-        t0 = time.perf_counter()
-        for t in th: t.start()
-        for t in th: t.join()
-        dt = time.perf_counter() - t0
-        tps = sum(got) / dt
-        one = one or tps
-        print("streams %3d: %6d tokens in %6.2f s = %8.1f tok/s (x%.2f of one stream)" % (c, sum(got), dt, tps, tps / one))
-    sysp = ("You are a careful assistant. Answer briefly and precisely. " * 64)[: a.prefix - 20]
-    for k in range(3):
-        p = "[%d] " % k + sysp + " user: hi"
-        miss = ttft(base, p)
-        hit = ttft(base, p)
-        print("prompt %d tokens: time to first token, miss %.1f ms, hit %.1f ms (x%.1f)" % (len(p), miss * 1e3, hit * 1e3, miss / hit))
+        stream(base, "warm up", 4, got)
+        print("model %s (f32), %s, --threads %d, %d tokens per stream" % (a.size, base, a.threads, a.tokens))
+        print("| streams | tokens/s | x one stream | mean batch | TTFT p50 ms | TTFT p99 ms |")
+        print("|---|---|---|---|---|---|")
+        # rounds over every level in turn, the best of each: a shared
+        # machine's load moves all levels alike
+        best = {}
+        for r in range(a.rounds):
+            for c in streams:
+                res, dt, batch = level(base, c, a.tokens, "Stream%d" % r, 5 if c == 1 else 1)
+                tps = sum(x[1] for x in res) / dt
+                ft = [x[0] * 1e3 for x in res if x[0] is not None]
+                if c not in best or tps > best[c][0]:
+                    best[c] = (tps, batch, statistics.median(ft), pct(ft, 0.99))
+        one = best[streams[0]][0]
+        for c in streams:
+            tps, batch, p50, p99 = best[c]
+            print("| %d | %.0f | %.2f | %.1f | %.1f | %.1f |" % (c, tps, tps / one, batch, p50, p99))
+        sys.stdout.flush()
+        m = metrics(base)
+        print("state per slot: %.0f bytes (%.1f KiB), whatever the conversation's length" %
+              (m["retnet_state_bytes"], m["retnet_state_bytes"] / 1024))
+        if proc:
+            # the state is all a stream keeps: conversations 8x and 16x longer
+            # leave the server's memory where it was (beyond the allocator's
+            # first high-water mark, reached by the first long round)
+            c = max(streams)
+            rss = [rss_kb(proc.pid)]
+            for f in (8, 16, 16):
+                level(base, c, f * a.tokens, "Long%d" % f)
+                rss.append(rss_kb(proc.pid))
+            print("server RSS after %d streams of %d / %d / %d / again %d tokens: %d / %d / %d / %d kB" %
+                  (c, a.tokens, 8 * a.tokens, 16 * a.tokens, 16 * a.tokens, rss[0], rss[1], rss[2], rss[3]))
+        sysp = ("You are a careful assistant. Answer briefly and precisely. " * 64)[: a.prefix - 20]
+        for k in range(3):
+            p = "[%d] " % k + sysp + " user: hi"
+            miss, hit = [], []
+            stream(base, p, 4, miss)
+            stream(base, p, 4, hit)
+            print("prompt of %d tokens: time to first token, miss %.1f ms, hit %.1f ms (x%.1f)" %
+                  (len(p), miss[0][0] * 1e3, hit[0][0] * 1e3, miss[0][0] / hit[0][0]))
+    finally:
+        if proc:
+            proc.terminate()
+            proc.wait()
+            shutil.rmtree(tmp)
 
 
 main()

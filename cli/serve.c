@@ -101,33 +101,67 @@ static void stream_emit(stream_ctx *c, char *ev) {
     free(ev);
 }
 
+/* What a stream has to send of choice k (mu held). */
+static int choice_news(const sjob *j, int k) {
+    const schoice *ch = &j->ch[k];
+    return ch->ready > ch->sent || (ch->finish && !ch->finish_sent);
+}
+
 /* Fills c->buf with the next events, blocking until the job has some. */
 static void stream_produce(stream_ctx *c) {
     server *S = c->S;
     sjob *j = c->j;
+    int n = j->rq.n;
     if (c->stage == 0) {
         c->stage = 1;
-        if (j->rq.chat) stream_emit(c, sse_chunk(S, j, c->id, c->created, "", 0, NULL, 1));
-        else if (j->rq.echo) {
-            size_t pl;
-            char *p = detokenize(S, j->rq.prompt, j->rq.n_prompt, &pl);
-            if (p) stream_emit(c, sse_chunk(S, j, c->id, c->created, p, pl, NULL, 0));
-            free(p);
+        size_t pl = 0;
+        char *p = !j->rq.chat && j->rq.echo ? detokenize(S, j->rq.prompt, j->rq.n_prompt, &pl) : NULL;
+        for (int k = 0; k < n; k++) {
+            if (j->rq.chat) stream_emit(c, sse_chunk(S, j, k, c->id, c->created, "", 0, NULL, 0, NULL, 1));
+            else if (p) stream_emit(c, sse_chunk(S, j, k, c->id, c->created, p, pl, NULL, 0, NULL, 0));
         }
+        free(p);
         if (c->len) return;
     }
     pthread_mutex_lock(&S->mu);
-    while (j->ready == j->sent && j->phase != JOB_DONE) wait_job(S, j, c->fd);
-    size_t from = j->sent, to = j->ready;
-    j->sent = to;
-    int done = j->phase == JOB_DONE && to == j->len;
-    char *text = to > from ? malloc(to - from) : NULL;
-    if (text) memcpy(text, j->out + from, to - from);
+    for (;;) {
+        int news = 0;
+        for (int k = 0; k < n; k++) news |= choice_news(j, k);
+        if (news || j->phase == JOB_DONE) break;
+        wait_job(S, j, c->fd);
+    }
+    /* copies of every choice's news, sent outside the lock */
+    struct { char *text; size_t len; serve_lp *lp; int n_lp; const char *finish; } out[SERVE_MAX_N];
+    memset(out, 0, sizeof out);
+    for (int k = 0; k < n; k++) {
+        schoice *ch = &j->ch[k];
+        if (!choice_news(j, k)) continue;
+        size_t from = ch->sent, to = ch->ready;
+        int last = ch->finish && to == ch->len;
+        int m = ch->lp_sent;
+        while (m < ch->n_lp && (last || ch->lp[m].offset < to)) m++;
+        if (to > from && (out[k].text = malloc(to - from))) memcpy(out[k].text, ch->out + from, to - from);
+        out[k].len = out[k].text ? to - from : 0;
+        if (m > ch->lp_sent && (out[k].lp = malloc(sizeof(serve_lp) * (size_t)(m - ch->lp_sent)))) {
+            memcpy(out[k].lp, ch->lp + ch->lp_sent, sizeof(serve_lp) * (size_t)(m - ch->lp_sent));
+            out[k].n_lp = m - ch->lp_sent;
+        }
+        ch->sent = to;
+        ch->lp_sent = m;
+        if (last) { out[k].finish = ch->finish; ch->finish_sent = 1; }
+    }
+    int done = j->phase == JOB_DONE;
+    for (int k = 0; k < n; k++) done &= !choice_news(j, k);
     pthread_mutex_unlock(&S->mu);
-    if (text) stream_emit(c, sse_chunk(S, j, c->id, c->created, text, to - from, NULL, 0));
-    free(text);
+    for (int k = 0; k < n; k++) {
+        if (out[k].len || out[k].n_lp)
+            stream_emit(c, sse_chunk(S, j, k, c->id, c->created, out[k].text, out[k].len, out[k].lp, out[k].n_lp, NULL, 0));
+        if (out[k].finish) stream_emit(c, sse_chunk(S, j, k, c->id, c->created, NULL, 0, NULL, 0, out[k].finish, 0));
+        free(out[k].text);
+        free(out[k].lp);
+    }
     if (!done) return;
-    if (!j->finish) {
+    if (!j->ok) {
         char msg[300];
         snprintf(msg, sizeof msg, "generation failed: %s", j->error);
         char *e = json_error(msg, "server_error", NULL, NULL);
@@ -137,10 +171,8 @@ static void stream_produce(stream_ctx *c) {
             stream_emit(c, ev);
             free(e);
         }
-    } else {
-        stream_emit(c, sse_chunk(S, j, c->id, c->created, NULL, 0, j->finish, 0));
-        if (j->rq.include_usage) stream_emit(c, sse_usage(S, j, c->id, c->created));
-    }
+    } else if (j->rq.include_usage)
+        stream_emit(c, sse_usage(S, j, c->id, c->created));
     stream_emit(c, strdup("data: [DONE]\n\n"));
     c->stage = 2;
 }
@@ -221,7 +253,7 @@ static enum MHD_Result handle_generate(server *S, struct MHD_Connection *c, req_
     pthread_mutex_unlock(&S->mu);
     enum MHD_Result ret;
     if (gone) ret = MHD_NO; /* the client went away: close, nothing to answer */
-    else if (!j->finish) {
+    else if (!j->ok) {
         char msg[300];
         snprintf(msg, sizeof msg, "generation failed: %s", j->error);
         ret = send_error(S, c, strstr(j->error, "shutting down") ? 503 : 500, msg, NULL);
@@ -253,6 +285,10 @@ static char *metrics_text(server *S) {
     OUT("# TYPE retnet_slots gauge\nretnet_slots %d\n", S->n_slots);
     OUT("# TYPE retnet_slots_busy gauge\nretnet_slots_busy %d\n", S->busy);
     OUT("# TYPE retnet_queue_length gauge\nretnet_queue_length %d\n", S->qlen);
+    OUT("# HELP retnet_batch_steps_total Batched decoding steps (one rn_forward over every decoding stream).\n"
+        "# TYPE retnet_batch_steps_total counter\nretnet_batch_steps_total %ld\n", S->steps);
+    OUT("# HELP retnet_batch_rows_total Streams advanced by those steps (divided by the steps: the mean batch).\n"
+        "# TYPE retnet_batch_rows_total counter\nretnet_batch_rows_total %ld\n", S->step_rows);
     OUT("# TYPE retnet_cache_hits_total counter\nretnet_cache_hits_total %ld\n", S->cache_hits);
     OUT("# TYPE retnet_cache_misses_total counter\nretnet_cache_misses_total %ld\n", S->cache_misses);
     OUT("# TYPE retnet_cache_cached_tokens_total counter\nretnet_cache_cached_tokens_total %ld\n", S->cached_tokens);
@@ -314,6 +350,8 @@ static enum MHD_Result route(server *S, struct MHD_Connection *c, const char *ur
         cJSON_AddNumberToObject(e, "created", (double)time(NULL));
         cJSON_AddStringToObject(e, "owned_by", "retnet");
         cJSON_AddStringToObject(e, "chat_template", serve_template_names[S->chat_template]);
+        cJSON_AddStringToObject(e, "chat_template_source", S->template_source);
+        cJSON_AddNumberToObject(e, "slots", S->n_slots);
         cJSON_AddStringToObject(e, "tokenizer", S->tok->name ? S->tok->name : "");
         cJSON_AddNumberToObject(e, "vocab", S->vocab);
         char *js = cJSON_PrintUnformatted(o);
@@ -411,13 +449,13 @@ static const char *basename_of(const char *p) {
 }
 
 int cmd_serve(int argc, char **argv) {
-    const char *path = NULL, *host = "127.0.0.1", *api_key = NULL, *api_key_file = NULL, *tpl = "plain";
+    const char *path = NULL, *host = "127.0.0.1", *api_key = NULL, *api_key_file = NULL, *tpl = NULL;
     int port = 8080, slots = 4, queue = 64, max_tokens = 2048, threads = 0, chunk = 256, timeout = 30;
     double cache_mb = 256, max_body_mb = 1;
     opt opts[] = {{"model", OPT_STR, &path, 0, 0, "model file or directory", 0},
                   {"host", OPT_STR, &host, 0, 0, "address to bind (IPv4)", 0},
                   {"port", OPT_INT, &port, 0, 65535, "port (0: any free port, printed)", 0},
-                  {"slots", OPT_INT, &slots, 1, 1024, "concurrent generation streams", 0},
+                  {"slots", OPT_INT, &slots, 1, 1024, "concurrent generation streams (rows of the batch)", 0},
                   {"queue", OPT_INT, &queue, 0, 1 << 20, "requests waiting for a slot before 503", 0},
                   {"api-key", OPT_STR, &api_key, 0, 0, "require Authorization: Bearer KEY", 0},
                   {"api-key-file", OPT_STR, &api_key_file, 0, 0, "read the API key from a file", 0},
@@ -426,13 +464,15 @@ int cmd_serve(int argc, char **argv) {
                   {"threads", OPT_INT, &threads, 1, 1024, "threads (default: all cores)", 0},
                   {"chunk", OPT_INT, &chunk, 1, 1 << 20, "prefill piece and chunk length (as generate --chunk)", 0},
                   {"timeout", OPT_INT, &timeout, 1, 86400, "seconds an idle connection is kept", 0},
-                  {"chat-template", OPT_STR, &tpl, 0, 0, "chat template: plain, chatml, llama2 or mistral", 0},
+                  {"chat-template", OPT_STR, &tpl, 0, 0,
+                   "chat template: plain, chatml, llama2 or mistral (default: tokenizer_config.json's if known, else plain)", 0},
                   {"max-body-mb", OPT_DOUBLE, &max_body_mb, 1e-3, 1024, "request body cap in MB (413 beyond)", 0},
                   {0}};
     command_spec cmd = {"serve", "--model PATH [--host H] [--port P] [--slots N] [--api-key KEY] ...",
                         "An OpenAI-compatible HTTP server: /v1/completions, /v1/chat/completions (SSE\n"
-                        "streaming), /v1/models, /tokenize, /detokenize, /health, /metrics. Slots decode\n"
-                        "round robin on one scheduler thread; prompt-prefix states are cached (LRU).",
+                        "streaming), /v1/models, /tokenize, /detokenize, /health, /metrics. Continuous\n"
+                        "batching: every decoding stream advances in one batched step per token, prompts\n"
+                        "are prefilled in --chunk pieces between steps; prompt-prefix states are cached (LRU).",
                         opts};
     args_parse(&cmd, argc, argv);
     if (!path) die_usage("serve", "--model is required");
@@ -445,9 +485,17 @@ int cmd_serve(int argc, char **argv) {
     if (threads) rn_set_threads(threads);
 
     int tpl_id = -1;
-    for (int i = 0; i < TPL_COUNT; i++)
+    for (int i = 0; tpl && i < TPL_COUNT; i++)
         if (strcmp(tpl, serve_template_names[i]) == 0) tpl_id = i;
-    if (tpl_id < 0) die_usage("serve", "--chat-template: '%s' is not plain, chatml, llama2 or mistral", tpl);
+    if (tpl && tpl_id < 0) die_usage("serve", "--chat-template: '%s' is not plain, chatml, llama2 or mistral", tpl);
+    const char *tpl_source = "--chat-template";
+    if (!tpl) {
+        char why[4400];
+        int found = serve_template_detect(path, &tpl_id, why, sizeof why);
+        if (found < 0) fprintf(stderr, "retnet serve: %s: using plain (choose one with --chat-template)\n", why);
+        if (found <= 0) tpl_id = TPL_PLAIN;
+        tpl_source = found > 0 ? "tokenizer_config.json" : "default";
+    }
     /* The headers alone (instant): a wrong path fails before listening. */
     rn_model_info info;
     if (rn_model_inspect(path, &info) != RN_OK) die("%s", rn_last_error());
@@ -465,6 +513,7 @@ int cmd_serve(int argc, char **argv) {
     if (S->api_key) S->api_key_len = strlen(S->api_key);
     S->chunk = chunk;
     S->chat_template = tpl_id;
+    S->template_source = tpl_source;
     S->max_tokens = max_tokens;
     S->n_slots = slots;
     S->queue_cap = queue;

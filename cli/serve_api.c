@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #define FAIL(field, ...)                                  \
@@ -74,6 +75,45 @@ static void sb_add(sbuf *b, const char *s, size_t n) {
 const char *const serve_template_names[TPL_COUNT] = {"plain", "chatml", "llama2", "mistral"};
 /* Where each template's assistant turn ends (a stop string). */
 static const char *const template_stop[TPL_COUNT] = {"\nuser:", "<|im_end|>", "</s>", "</s>"};
+
+int serve_template_detect(const char *model_path, int *tpl, char *why, size_t whyn) {
+    char dir[4096], path[4200];
+    struct stat sb;
+    snprintf(dir, sizeof dir, "%s", model_path);
+    if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+        char *slash = strrchr(dir, '/');
+        if (slash) *slash = 0; else snprintf(dir, sizeof dir, ".");
+    }
+    snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
+    char *text;
+    size_t n;
+    if (stat(path, &sb) != 0 || rn_read_file(path, 64 << 20, &text, &n) != RN_OK) return 0;
+    cJSON *o = cJSON_ParseWithLength(text, n);
+    free(text);
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(o, "chat_template");
+    if (cJSON_IsArray(t)) {
+        /* [{"name": ..., "template": ...}]: the default one (else the first) */
+        const cJSON *e, *pick = NULL;
+        cJSON_ArrayForEach(e, t) {
+            const cJSON *nm = cJSON_GetObjectItemCaseSensitive(e, "name");
+            if (!pick || (cJSON_IsString(nm) && strcmp(nm->valuestring, "default") == 0)) pick = e;
+        }
+        t = pick ? cJSON_GetObjectItemCaseSensitive(pick, "template") : NULL;
+    }
+    int found = 0;
+    if (!o) snprintf(why, whyn, "%s is not valid JSON", path), found = -1;
+    else if (cJSON_IsString(t)) {
+        /* The known templates by their markers (the Jinja text varies). */
+        const char *x = t->valuestring;
+        found = 1;
+        if (strstr(x, "<|im_start|>") && strstr(x, "<|im_end|>")) *tpl = TPL_CHATML;
+        else if (strstr(x, "[INST]") && strstr(x, "<<SYS>>")) *tpl = TPL_LLAMA2;
+        else if (strstr(x, "[INST]")) *tpl = TPL_MISTRAL;
+        else snprintf(why, whyn, "the chat template in %s is none of chatml, llama2, mistral", path), found = -1;
+    }
+    cJSON_Delete(o);
+    return found;
+}
 
 #define ADD(str) sb_add(b, (str), strlen(str))
 
@@ -209,12 +249,26 @@ int parse_completion(const server *S, const char *body, size_t len, int chat, ge
     rq->sc.seed = (uint64_t)time(NULL) * 1000003u + __atomic_fetch_add(&counter, 1, __ATOMIC_RELAXED);
     if ((r = get_num(o, "seed", 0, 9007199254740992.0, 1, &x)) < 0) FAIL("seed", "'seed' must be an integer in [0, 2^53]");
     if (r) rq->sc.seed = (uint64_t)x;
-    if ((r = get_num(o, "n", 1, 1, 1, &x)) < 0) FAIL("n", "'n' must be 1 (one choice per request)");
+    int nmax = S->n_slots < SERVE_MAX_N ? S->n_slots : SERVE_MAX_N;
+    rq->n = 1;
+    if ((r = get_num(o, "n", 1, nmax, 1, &x)) < 0) FAIL("n", "'n' must be an integer in [1, %d] (choices; at most --slots)", nmax);
+    if (r) rq->n = (int)x;
     if (get_num(o, "presence_penalty", -2, 2, 0, &x) < 0) FAIL("presence_penalty", "'presence_penalty' must be a number in [-2, 2]");
     if (get_num(o, "frequency_penalty", -2, 2, 0, &x) < 0) FAIL("frequency_penalty", "'frequency_penalty' must be a number in [-2, 2]");
-    const cJSON *lp = cJSON_GetObjectItemCaseSensitive(o, "logprobs");
-    if (lp && !cJSON_IsNull(lp) && !cJSON_IsFalse(lp) && !(cJSON_IsNumber(lp) && lp->valuedouble == 0))
-        FAIL("logprobs", "'logprobs' is not supported");
+    /* completions: logprobs N (top N); chat: logprobs true, top_logprobs N */
+    rq->logprobs = -1;
+    if (chat) {
+        int want = 0;
+        if (get_bool(o, "logprobs", &want) < 0) FAIL("logprobs", "'logprobs' must be a boolean");
+        if ((r = get_num(o, "top_logprobs", 0, SERVE_MAX_LOGPROBS, 1, &x)) < 0)
+            FAIL("top_logprobs", "'top_logprobs' must be an integer in [0, %d]", SERVE_MAX_LOGPROBS);
+        if (r && !want) FAIL("top_logprobs", "'top_logprobs' needs 'logprobs': true");
+        if (want) rq->logprobs = r ? (int)x : 0;
+    } else {
+        if ((r = get_num(o, "logprobs", 0, SERVE_MAX_LOGPROBS, 1, &x)) < 0)
+            FAIL("logprobs", "'logprobs' must be an integer in [0, %d]", SERVE_MAX_LOGPROBS);
+        if (r) rq->logprobs = (int)x;
+    }
     if (get_bool(o, "stream", &rq->stream) < 0) FAIL("stream", "'stream' must be a boolean");
     if (!chat && get_bool(o, "echo", &rq->echo) < 0) FAIL("echo", "'echo' must be a boolean");
     const cJSON *so = cJSON_GetObjectItemCaseSensitive(o, "stream_options");
@@ -370,8 +424,10 @@ static cJSON *str_n(const char *p, size_t n) {
 static void add_usage(cJSON *o, const sjob *j) {
     cJSON *u = cJSON_AddObjectToObject(o, "usage");
     cJSON_AddNumberToObject(u, "prompt_tokens", j->rq.n_prompt);
-    cJSON_AddNumberToObject(u, "completion_tokens", j->n_gen);
-    cJSON_AddNumberToObject(u, "total_tokens", j->rq.n_prompt + j->n_gen);
+    int gen = 0;
+    for (int k = 0; k < j->rq.n; k++) gen += j->ch[k].n_gen;
+    cJSON_AddNumberToObject(u, "completion_tokens", gen);
+    cJSON_AddNumberToObject(u, "total_tokens", j->rq.n_prompt + gen);
     cJSON *d = cJSON_AddObjectToObject(u, "prompt_tokens_details");
     cJSON_AddNumberToObject(d, "cached_tokens", j->cached_tokens);
 }
@@ -387,28 +443,93 @@ static cJSON *head(const server *S, const sjob *j, long id, long created, const 
     return o;
 }
 
+/* A token's text (bytes outside the tokenizer give nothing) as a JSON string. */
+static cJSON *token_str(const server *S, int32_t id) {
+    const char *p = "";
+    size_t pl = 0;
+    if (id >= 0 && id < S->tok->vocab_size) rn_tokenizer_decode(S->tok, id, &p, &pl);
+    return str_n(p, pl);
+}
+
+static cJSON *token_bytes(const server *S, int32_t id) {
+    const char *p = "";
+    size_t pl = 0;
+    if (id >= 0 && id < S->tok->vocab_size) rn_tokenizer_decode(S->tok, id, &p, &pl);
+    cJSON *a = cJSON_CreateArray();
+    for (size_t i = 0; i < pl; i++) cJSON_AddItemToArray(a, cJSON_CreateNumber((unsigned char)p[i]));
+    return a;
+}
+
+/* The logprobs of n tokens: completions' legacy shape {tokens,
+ * token_logprobs, top_logprobs, text_offset} (offsets from base), or chat's
+ * {content: [{token, logprob, bytes, top_logprobs}]}. */
+static cJSON *logprobs_json(const server *S, const sjob *j, const serve_lp *lp, int n, size_t base) {
+    cJSON *o = cJSON_CreateObject();
+    int top = j->rq.logprobs;
+    if (j->rq.chat) {
+        cJSON *c = cJSON_AddArrayToObject(o, "content");
+        for (int i = 0; i < n; i++) {
+            cJSON *e = cJSON_CreateObject(), *ta;
+            cJSON_AddItemToObject(e, "token", token_str(S, lp[i].id));
+            cJSON_AddNumberToObject(e, "logprob", lp[i].lp);
+            cJSON_AddItemToObject(e, "bytes", token_bytes(S, lp[i].id));
+            ta = cJSON_AddArrayToObject(e, "top_logprobs");
+            for (int k = 0; k < top; k++) {
+                cJSON *t = cJSON_CreateObject();
+                cJSON_AddItemToObject(t, "token", token_str(S, lp[i].top[k].id));
+                cJSON_AddNumberToObject(t, "logprob", lp[i].top[k].lp);
+                cJSON_AddItemToObject(t, "bytes", token_bytes(S, lp[i].top[k].id));
+                cJSON_AddItemToArray(ta, t);
+            }
+            cJSON_AddItemToArray(c, e);
+        }
+        cJSON_AddNullToObject(o, "refusal");
+        return o;
+    }
+    cJSON *tk = cJSON_AddArrayToObject(o, "tokens"), *tl = cJSON_AddArrayToObject(o, "token_logprobs");
+    cJSON *tt = cJSON_AddArrayToObject(o, "top_logprobs"), *to = cJSON_AddArrayToObject(o, "text_offset");
+    for (int i = 0; i < n; i++) {
+        cJSON_AddItemToArray(tk, token_str(S, lp[i].id));
+        cJSON_AddItemToArray(tl, cJSON_CreateNumber(lp[i].lp));
+        cJSON *d = cJSON_CreateObject();
+        for (int k = 0; k < top; k++) {
+            cJSON *key = token_str(S, lp[i].top[k].id);
+            cJSON_AddNumberToObject(d, key->valuestring, lp[i].top[k].lp);
+            cJSON_Delete(key);
+        }
+        cJSON_AddItemToArray(tt, d);
+        cJSON_AddItemToArray(to, cJSON_CreateNumber((double)(base + lp[i].offset)));
+    }
+    return o;
+}
+
 char *json_result(const server *S, const sjob *j, long id, long created) {
     cJSON *o = head(S, j, id, created, j->rq.chat ? "chat.completion" : "text_completion");
-    cJSON *ch = cJSON_AddArrayToObject(o, "choices"), *c = cJSON_CreateObject();
-    cJSON_AddItemToArray(ch, c);
-    cJSON_AddNumberToObject(c, "index", 0);
-    if (j->rq.chat) {
-        cJSON *m = cJSON_AddObjectToObject(c, "message");
-        cJSON_AddStringToObject(m, "role", "assistant");
-        cJSON_AddItemToObject(m, "content", str_n(j->out ? j->out : "", j->len));
-    } else {
-        size_t pl = 0;
-        char *p = j->rq.echo ? detokenize(S, j->rq.prompt, j->rq.n_prompt, &pl) : NULL;
-        sbuf b = {0};
-        sb_add(&b, "", 0);
-        if (p) sb_add(&b, p, pl);
-        sb_add(&b, j->out ? j->out : "", j->len);
-        cJSON_AddItemToObject(c, "text", str_n(b.p ? b.p : "", b.p ? b.len : 0));
-        free(b.p);
-        free(p);
-        cJSON_AddNullToObject(c, "logprobs");
+    cJSON *ch = cJSON_AddArrayToObject(o, "choices");
+    size_t pl = 0;
+    char *p = !j->rq.chat && j->rq.echo ? detokenize(S, j->rq.prompt, j->rq.n_prompt, &pl) : NULL;
+    for (int k = 0; k < j->rq.n; k++) {
+        const schoice *h = &j->ch[k];
+        cJSON *c = cJSON_CreateObject();
+        cJSON_AddItemToArray(ch, c);
+        cJSON_AddNumberToObject(c, "index", k);
+        if (j->rq.chat) {
+            cJSON *m = cJSON_AddObjectToObject(c, "message");
+            cJSON_AddStringToObject(m, "role", "assistant");
+            cJSON_AddItemToObject(m, "content", str_n(h->out ? h->out : "", h->len));
+        } else {
+            sbuf b = {0};
+            sb_add(&b, "", 0);
+            if (p) sb_add(&b, p, pl);
+            sb_add(&b, h->out ? h->out : "", h->len);
+            cJSON_AddItemToObject(c, "text", str_n(b.p ? b.p : "", b.p ? b.len : 0));
+            free(b.p);
+        }
+        if (j->rq.logprobs >= 0) cJSON_AddItemToObject(c, "logprobs", logprobs_json(S, j, h->lp, h->n_lp, pl));
+        else cJSON_AddNullToObject(c, "logprobs");
+        cJSON_AddStringToObject(c, "finish_reason", h->finish ? h->finish : "stop");
     }
-    cJSON_AddStringToObject(c, "finish_reason", j->finish ? j->finish : "stop");
+    free(p);
     add_usage(o, j);
     char *s = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
@@ -426,20 +547,22 @@ static char *sse(cJSON *o) {
     return e;
 }
 
-char *sse_chunk(const server *S, const sjob *j, long id, long created, const char *text, size_t n,
-                const char *finish, int role) {
+char *sse_chunk(const server *S, const sjob *j, int k, long id, long created, const char *text, size_t n,
+                const serve_lp *lp, int n_lp, const char *finish, int role) {
     cJSON *o = head(S, j, id, created, j->rq.chat ? "chat.completion.chunk" : "text_completion");
     cJSON *ch = cJSON_AddArrayToObject(o, "choices"), *c = cJSON_CreateObject();
     cJSON_AddItemToArray(ch, c);
-    cJSON_AddNumberToObject(c, "index", 0);
+    cJSON_AddNumberToObject(c, "index", k);
     if (j->rq.chat) {
         cJSON *d = cJSON_AddObjectToObject(c, "delta");
         if (role) cJSON_AddStringToObject(d, "role", "assistant");
         if (text && (n || role)) cJSON_AddItemToObject(d, "content", str_n(text, n));
-    } else {
+    } else
         cJSON_AddItemToObject(c, "text", str_n(text ? text : "", text ? n : 0));
-        cJSON_AddNullToObject(c, "logprobs");
-    }
+    size_t base = 0;
+    if (lp && n_lp && !j->rq.chat && j->rq.echo) free(detokenize(S, j->rq.prompt, j->rq.n_prompt, &base));
+    if (lp && n_lp) cJSON_AddItemToObject(c, "logprobs", logprobs_json(S, j, lp, n_lp, base));
+    else cJSON_AddNullToObject(c, "logprobs");
     if (finish) cJSON_AddStringToObject(c, "finish_reason", finish); else cJSON_AddNullToObject(c, "finish_reason");
     return sse(o);
 }

@@ -159,16 +159,33 @@ RN_API size_t rn_model_num_params(const rn_model *m);
  * such a buffer (a copy) on the first call; NULL if memory is short. */
 RN_API rn_real *rn_model_params(rn_model *m);
 
-/* Recurrent state of a batch of B streams: per layer and head a K x Dv
- * matrix, plus the position of the next token. It does not grow with the
- * sequence length. */
+/* Recurrent state of a batch of B streams: per stream, layer and head a
+ * K x Dv matrix, plus each stream's position of its next token. It does
+ * not grow with the sequence length. Streams start at position 0
+ * together; streams moved in with rn_state_copy_row (or reset alone) may
+ * be at different positions, and rn_forward then advances each from its
+ * own (continuous batching: B conversations, one step). */
 typedef struct rn_state rn_state;
 RN_API rn_status rn_state_create(const rn_model *m, int batch, rn_state **out);
 RN_API void rn_state_free(rn_state *s);
+/* Every stream back to an empty state at position 0. */
 RN_API void rn_state_reset(rn_state *s);
+/* The position of stream 0 (of every stream, unless rows were moved). */
 RN_API int64_t rn_state_pos(const rn_state *s);
+/* The position of stream row, or -1 if there is no such row. */
+RN_API int64_t rn_state_row_pos(const rn_state *s, int row);
 RN_API int rn_state_batch(const rn_state *s);
+/* Copies every stream; the batches must be equal. */
 RN_API rn_status rn_state_copy(rn_state *dst, const rn_state *src);
+/* Copies stream srow of src (state and position) into stream drow of dst,
+ * a state of the same model of any batch size. */
+RN_API rn_status rn_state_copy_row(rn_state *dst, int drow, const rn_state *src, int srow);
+/* Stream row back to an empty state at position 0. */
+RN_API rn_status rn_state_reset_row(rn_state *s, int row);
+/* Makes the batch batch streams: rows below both sizes are kept, new rows
+ * start empty at position 0. Memory for the largest batch so far is kept,
+ * so shrinking and growing again allocate nothing. */
+RN_API rn_status rn_state_resize(rn_state *s, int batch);
 
 typedef enum { RN_PARALLEL = 0, RN_CHUNKWISE = 1, RN_RECURRENT = 2, RN_MODE_COUNT } rn_mode;
 /* "parallel", "chunkwise", "recurrent". */
@@ -179,8 +196,8 @@ RN_API rn_status rn_mode_from_name(const char *name, rn_mode *out);
 #define RN_FWD_ABS_NORM   1u  /* torchscale's parallel row clamp (parallel only) */
 #define RN_FWD_LAST_ONLY  2u  /* logits of the last position only: (B, V) */
 
-/* Runs tokens (B, T) through the model starting from state (position p),
- * leaving the state at position p+T. Any paradigm may continue from any
+/* Runs tokens (B, T) through the model starting from state (stream b at
+ * its position p_b), leaving stream b at position p_b+T. Any paradigm may continue from any
  * other's state. chunk is the chunk length for RN_CHUNKWISE (>= 1).
  * logits: (B, T, V), or (B, V) with RN_FWD_LAST_ONLY; may be NULL. */
 RN_API rn_status rn_forward(rn_model *m, rn_state *state, const int32_t *tokens,

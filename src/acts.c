@@ -72,7 +72,7 @@ rn_status rni_acts_create(const rn_model *m, int B, int T, int chunk, int train,
     rn_acts *a = calloc(1, sizeof *a);
     if (!a) return rni_fail(RN_ERR_NOMEM, "out of memory");
     int nl = train ? m->cfg.layers : 1;
-    a->B = B; a->T = a->cap_T = T; a->N = B * T; a->train = train;
+    a->B = a->cap_B = B; a->T = a->cap_T = T; a->N = B * T; a->train = train;
     a->chunk = a->cap_chunk = chunk < T ? chunk : T;
     a->nchunk = (T + a->chunk - 1) / a->chunk;
     a->nthreads = rn_get_threads();

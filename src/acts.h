@@ -29,7 +29,7 @@ typedef struct rn_acts {
     int B, T, N;                   /* N = B*T rows                                */
     int train;                     /* every layer keeps its own activations       */
     int chunk, nchunk;             /* retention chunk length and count            */
-    int cap_T, cap_chunk;          /* the sizes the arena was made for            */
+    int cap_B, cap_T, cap_chunk;   /* the sizes the arena was made for            */
     rn_real *emb;                  /* (N, d): embeddings (after the embed norm)   */
     rn_real *emb_raw;              /* (N, d): before the embed norm (== emb without one, or in inference) */
     rn_real *emean, *erstd;        /* (N)                                         */

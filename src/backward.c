@@ -90,7 +90,7 @@ rn_status rni_model_loss_grad_hook(rn_model *m, const int32_t *x, const int32_t 
         if (st != RN_OK) return st;
         a = m->train;
     }
-    rn_status st = rni_forward_hidden(m, a, x, NULL, 0, mode, 0);
+    rn_status st = rni_forward_hidden(m, a, x, NULL, mode, 0);
     if (st != RN_OK) return st;
     int N = a->N, d = c->dim, V = c->vocab;
     rni_gemm(0, 1, N, V, d, 1, a->xf, d, m->w.head, d, 0, a->logits, V);

@@ -9,8 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-rn_status rni_forward_hidden(rn_model *m, rn_acts *a, const int32_t *tokens, rn_real *U,
-                            int64_t pos0, rn_mode mode, unsigned flags) {
+rn_status rni_forward_hidden(rn_model *m, rn_acts *a, const int32_t *tokens, rn_state *state,
+                            rn_mode mode, unsigned flags) {
     const rn_config *c = &m->cfg;
     int N = a->N, d = c->dim;
     rn_real scale = c->scale_embed ? (rn_real)sqrt((double)d) : 1;
@@ -23,9 +23,7 @@ rn_status rni_forward_hidden(rn_model *m, rn_acts *a, const int32_t *tokens, rn_
     if (c->embed_norm)
         rni_norm_forward(c->block_norm, a->emb, a->emean, a->erstd, a->emb_raw, m->w.embed_norm_w,
                         m->w.embed_norm_b, N, d, c->norm_eps);
-    size_t per_layer = (size_t)a->B * c->heads * m->K * m->Dv;
-    for (int l = 0; l < c->layers; l++)
-        rni_layer_forward(m, a, l, U ? U + (size_t)l * per_layer : NULL, pos0, mode, flags);
+    for (int l = 0; l < c->layers; l++) rni_layer_forward(m, a, l, state, mode, flags);
     if (c->final_norm)
         rni_norm_forward(c->block_norm, a->xf, a->meanf, a->rstdf, a->x_out, m->w.final_w, m->w.final_b, N, d, c->norm_eps);
     return RN_OK;
@@ -35,12 +33,13 @@ rn_status rni_forward_hidden(rn_model *m, rn_acts *a, const int32_t *tokens, rn_
 
 /* The inference arena for B x T rows and chunk: one kept for single-token
  * steps and one for sequences, each reused while the request fits its
- * capacity, so alternating prefill and decoding never reallocates. */
+ * capacity, so alternating prefill and decoding never reallocates, nor
+ * does a batch of decoding streams that shrinks and grows again. */
 static rn_status ensure_inf(rn_model *m, int B, int T, int chunk, rn_acts **out) {
     rn_acts **slot = T == 1 ? &m->inf_step : &m->inf;
     rn_acts *a = *slot;
     int C = chunk < T ? chunk : T;
-    if (!a || a->B != B || a->cap_T < T || a->cap_chunk < C || a->nthreads != rn_get_threads()) {
+    if (!a || a->cap_B < B || a->cap_T < T || a->cap_chunk < C || a->nthreads != rn_get_threads()) {
         rni_acts_free(a);
         *slot = NULL;
         rn_status st = rni_acts_create(m, B, T, C, 0, slot);
@@ -48,7 +47,7 @@ static rn_status ensure_inf(rn_model *m, int B, int T, int chunk, rn_acts **out)
         a = *slot;
     }
     /* Use a prefix of the capacity: every tensor is row-major over rows. */
-    a->T = T; a->N = B * T; a->chunk = C; a->nchunk = (T + C - 1) / C;
+    a->B = B; a->T = T; a->N = B * T; a->chunk = C; a->nchunk = (T + C - 1) / C;
     *out = a;
     return RN_OK;
 }
@@ -67,7 +66,9 @@ rn_status rn_forward(rn_model *m, rn_state *state, const int32_t *tokens, int B,
         return rni_fail(RN_ERR_ARG, "forward: the state was made for another model or batch size");
     if ((unsigned)mode > RN_RECURRENT) return rni_fail(RN_ERR_ARG, "forward: unknown mode %d", (int)mode);
     if (mode == RN_CHUNKWISE && chunk < 1) return rni_fail(RN_ERR_ARG, "forward: chunk length %d must be >= 1", chunk);
-    if ((flags & RN_FWD_ABS_NORM) && (mode != RN_PARALLEL || state->pos != 0 || c->decay_norm == 0))
+    int at0 = 1;
+    for (int b = 0; b < B; b++) at0 &= state->pos[b] == 0;
+    if ((flags & RN_FWD_ABS_NORM) && (mode != RN_PARALLEL || !at0 || c->decay_norm == 0))
         return rni_fail(RN_ERR_ARG, "forward: abs_norm is torchscale's parallel mode from position 0 only");
     /* Row counts and strides are ints in the kernels. */
     if ((int64_t)B * T * c->heads >= INT32_MAX || (int64_t)T * c->dim >= INT32_MAX)
@@ -93,8 +94,8 @@ rn_status rn_forward(rn_model *m, rn_state *state, const int32_t *tokens, int B,
             for (int b = 0; b < B; b++) memcpy(seg + (size_t)b * L, tokens + (size_t)b * T + t0, sizeof(int32_t) * L);
             tk = seg;
         }
-        if ((st = rni_forward_hidden(m, a, tk, state->U, state->pos, mode, flags)) != RN_OK) break;
-        state->pos += L;
+        if ((st = rni_forward_hidden(m, a, tk, state, mode, flags)) != RN_OK) break;
+        for (int b = 0; b < B; b++) state->pos[b] += L;
         if (!logits) continue;
         if (last) {
             if (t0 + L == T)  /* rows b*L + L-1, a stride of L*d apart */

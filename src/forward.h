@@ -5,11 +5,12 @@
 
 #include "acts.h"
 
-/* Forward of B x T tokens from state (per layer U, or NULL for a fresh
- * start) at position pos0, through the layers; leaves the final hidden
- * states in a->xf. mode is RN_PARALLEL or RN_CHUNKWISE (a->chunk rows per
- * chunk) or RN_RECURRENT (T == 1). */
-rn_status rni_forward_hidden(rn_model *m, rn_acts *a, const int32_t *tokens, rn_real *U,
-                            int64_t pos0, rn_mode mode, unsigned flags);
+/* Forward of B x T tokens from state (each row at its own position; NULL:
+ * a fresh start at position 0), through the layers; leaves the final
+ * hidden states in a->xf and the state's U advanced (not its positions).
+ * mode is RN_PARALLEL or RN_CHUNKWISE (a->chunk rows per chunk) or
+ * RN_RECURRENT (T == 1). */
+rn_status rni_forward_hidden(rn_model *m, rn_acts *a, const int32_t *tokens, rn_state *state,
+                            rn_mode mode, unsigned flags);
 
 #endif

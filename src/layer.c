@@ -18,12 +18,14 @@ static rn_norm head_norm_kind(const rn_config *c) {
 /* ------------------------------------------------------------- retention */
 
 /* Multi-scale retention over all (batch, head) streams. */
-static void retention_forward(rn_model *m, rn_acts *a, rn_layer_acts *la, rn_real *U,
-                              int64_t pos0, rn_mode mode, unsigned flags) {
+static void retention_forward(rn_model *m, rn_acts *a, rn_layer_acts *la, int l, rn_state *st,
+                              rn_mode mode, unsigned flags) {
     const rn_config *c = &m->cfg;
     int B = a->B, T = a->T, H = c->heads, K = m->K, Dv = m->Dv, d = c->dim, Vd = c->value_dim;
     int Pw = 2 * d + 2 * Vd, C = a->chunk, nch = a->nchunk;
     size_t kd = (size_t)K * Dv;
+    rn_real *U = st ? st->U + (size_t)l * H * kd : NULL;  /* layer l of row 0 */
+    size_t urow = st ? rni_state_row(st) : 0;            /* one stream's state */
     /* Threads only where there is work for them: a decoding step's parallel
      * regions would cost more than they save (and much more on a loaded
      * machine, where a descheduled thread stalls the barrier). */
@@ -31,7 +33,8 @@ static void retention_forward(rn_model *m, rn_acts *a, rn_layer_acts *la, rn_rea
     for (int bh = 0; bh < B * H; bh++) {
         int b = bh / H, h = bh % H;
         rn_real *ws = a->ws + (size_t)rni_thread_id() * a->ws_per_thread;
-        rn_real *Ubh = U ? U + (size_t)bh * kd : ws;  /* fresh start: scratch state */
+        rn_real *Ubh = U ? U + b * urow + (size_t)h * kd : ws;  /* fresh start: scratch state */
+        int64_t pos0 = st ? st->pos[b] : 0;
         rn_real *absn = ws + kd, *rws = absn + C;
         const rn_real *q = la->P + (size_t)b * T * Pw + (size_t)h * K;  /* (T, K) stride Pw */
         const rn_real *k = q + d;                                        /* (T, K) stride Pw */
@@ -93,8 +96,7 @@ static void col_sum(rn_real *out, const rn_real *x, int N, int D) {
         for (int i = 0; i < D; i++) out[i] += x[(size_t)n * D + i];
 }
 
-void rni_layer_forward(rn_model *m, rn_acts *a, int l, rn_real *U, int64_t pos0, rn_mode mode,
-                          unsigned flags) {
+void rni_layer_forward(rn_model *m, rn_acts *a, int l, rn_state *st, rn_mode mode, unsigned flags) {
     const rn_config *c = &m->cfg;
     const rn_layer_w *w = &m->w.layer[l];
     rn_layer_acts *la = &a->layer[a->train ? l : 0];
@@ -104,8 +106,8 @@ void rni_layer_forward(rn_model *m, rn_acts *a, int l, rn_real *U, int64_t pos0,
     /* q, k, v, g = RMSNorm(x) [Wq; Wk; Wv; Wg]^T in one GEMM */
     rni_norm_forward(c->block_norm, la->xn1, la->mean1, la->rstd1, la->x_in, w->norm1_w, w->norm1_b, N, d, c->norm_eps);
     rni_gemm(0, 1, N, Pw, d, 1, la->xn1, d, w->wqkvg, d, 0, la->P, Pw);
-    rni_rotate(m, la->P, Pw, a->B, a->T, pos0, 0);  /* and the q/k scale */
-    retention_forward(m, a, la, U, pos0, mode, flags);
+    rni_rotate(m, la->P, Pw, a->B, a->T, st ? st->pos : NULL, 0);  /* and the q/k scale */
+    retention_forward(m, a, la, l, st, mode, flags);
 
     /* y = headnorm(o); gated = swish(g) * y; x_mid = x_in + gated Wo^T */
     rni_norm_forward(head_norm_kind(c), la->y, la->hmean, la->hrstd, la->o, NULL, NULL, N * H, Dv, c->head_eps);
@@ -257,7 +259,7 @@ void rni_layer_backward(rn_model *m, rn_acts *a, int l, rn_layer_w *g) {
 
     retention_backward(m, a, la, dout, dP);
     /* q, k were scaled and rotated: the transpose of both. */
-    rni_rotate(m, dP, Pw, B, T, 0, 1);
+    rni_rotate(m, dP, Pw, B, T, NULL, 1);
     rni_gemm(1, 0, Pw, d, N, 1, dP, Pw, la->xn1, d, 1, g->wqkvg, d);      /* dW += dP^T xn1 */
     rni_gemm(0, 0, N, d, Pw, 1, dP, Pw, w->wqkvg, d, 0, a->dxn, d);       /* dxn1 = dP W */
     rni_norm_backward(c->block_norm, dres, 1, g->norm1_w, g->norm1_b, a->dxn, la->x_in, w->norm1_w,

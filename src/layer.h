@@ -5,11 +5,11 @@
 
 #include "acts.h"
 
-/* Layer l on the a->N rows of a: la->x_in -> la->x_out_next, from the
- * retention state U (per (batch, head) K x Dv, or NULL: a fresh start) at
- * position pos0, which is advanced. Training arenas keep every activation
- * the backward reads. */
-void rni_layer_forward(rn_model *m, rn_acts *a, int l, rn_real *U, int64_t pos0, rn_mode mode, unsigned flags);
+/* Layer l on the a->N rows of a: la->x_in -> la->x_out_next, from layer
+ * l's part of state (per (batch, head) K x Dv, each row at its own
+ * position; NULL: a fresh start at 0), which is advanced. Training arenas
+ * keep every activation the backward reads. */
+void rni_layer_forward(rn_model *m, rn_acts *a, int l, rn_state *state, rn_mode mode, unsigned flags);
 
 /* Backward of layer l (a fresh state at position 0): a->dres holds d loss /
  * d x_out on entry and d loss / d x_in on exit; parameter gradients are

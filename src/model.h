@@ -77,10 +77,19 @@ struct rn_model {
     struct rn_acts *train;    /* the same for loss and gradient computation */
 };
 
+/* Each stream (row) has its own position, so streams at different places
+ * step together (a server's continuous batching); a stream's state is
+ * contiguous, so moving it between states is one copy. */
 struct rn_state {
     int B, L, H, K, Dv;
-    int64_t pos;              /* position of the next token */
-    rn_real *U;               /* (L, B, H, K, Dv) un-normalised state */
+    int cap;                  /* rows allocated: rn_state_resize within it allocates nothing */
+    int64_t *pos;             /* (cap) position of each stream's next token */
+    rn_real *U;               /* (cap, L, H, K, Dv) un-normalised state, stream-major */
 };
+
+/* Floats of one stream's state: L x H x K x Dv. */
+static inline size_t rni_state_row(const rn_state *s) {
+    return (size_t)s->L * s->H * s->K * s->Dv;
+}
 
 #endif

@@ -130,10 +130,10 @@ rn_status rn_state_create(const rn_model *m, int batch, rn_state **out) {
     if (batch < 1 || batch > (1 << 20)) return rni_fail(RN_ERR_ARG, "batch %d out of range", batch);
     rn_state *s = calloc(1, sizeof *s);
     if (!s) return rni_fail(RN_ERR_NOMEM, "out of memory");
-    s->B = batch; s->L = m->cfg.layers; s->H = m->cfg.heads; s->K = m->K; s->Dv = m->Dv;
-    size_t n = (size_t)s->L * s->B * s->H * s->K * s->Dv;
-    s->U = rni_calloc(n, sizeof(rn_real));
-    if (!s->U) { free(s); return rni_fail(RN_ERR_NOMEM, "out of memory for a recurrent state"); }
+    s->B = s->cap = batch; s->L = m->cfg.layers; s->H = m->cfg.heads; s->K = m->K; s->Dv = m->Dv;
+    s->U = rni_calloc((size_t)batch * rni_state_row(s), sizeof(rn_real));
+    s->pos = calloc((size_t)batch, sizeof *s->pos);
+    if (!s->U || !s->pos) { rn_state_free(s); return rni_fail(RN_ERR_NOMEM, "out of memory for a recurrent state"); }
     *out = s;
     return RN_OK;
 }
@@ -141,21 +141,66 @@ rn_status rn_state_create(const rn_model *m, int batch, rn_state **out) {
 void rn_state_free(rn_state *s) {
     if (!s) return;
     rni_free(s->U);
+    free(s->pos);
     free(s);
 }
 
 void rn_state_reset(rn_state *s) {
-    memset(s->U, 0, sizeof(rn_real) * (size_t)s->L * s->B * s->H * s->K * s->Dv);
-    s->pos = 0;
+    memset(s->U, 0, sizeof(rn_real) * (size_t)s->B * rni_state_row(s));
+    memset(s->pos, 0, sizeof *s->pos * (size_t)s->B);
 }
 
-int64_t rn_state_pos(const rn_state *s) { return s->pos; }
+int64_t rn_state_pos(const rn_state *s) { return s->pos[0]; }
+int64_t rn_state_row_pos(const rn_state *s, int row) { return row >= 0 && row < s->B ? s->pos[row] : -1; }
 int rn_state_batch(const rn_state *s) { return s->B; }
 
+static int same_shape(const rn_state *a, const rn_state *b) {
+    return a->L == b->L && a->H == b->H && a->K == b->K && a->Dv == b->Dv;
+}
+
 rn_status rn_state_copy(rn_state *dst, const rn_state *src) {
-    if (dst->B != src->B || dst->L != src->L || dst->H != src->H || dst->K != src->K || dst->Dv != src->Dv)
-        return rni_fail(RN_ERR_ARG, "state shapes differ");
-    memcpy(dst->U, src->U, sizeof(rn_real) * (size_t)src->L * src->B * src->H * src->K * src->Dv);
-    dst->pos = src->pos;
+    if (dst->B != src->B || !same_shape(dst, src)) return rni_fail(RN_ERR_ARG, "state shapes differ");
+    memcpy(dst->U, src->U, sizeof(rn_real) * (size_t)src->B * rni_state_row(src));
+    memcpy(dst->pos, src->pos, sizeof *src->pos * (size_t)src->B);
+    return RN_OK;
+}
+
+rn_status rn_state_copy_row(rn_state *dst, int drow, const rn_state *src, int srow) {
+    if (!same_shape(dst, src)) return rni_fail(RN_ERR_ARG, "state shapes differ");
+    if (drow < 0 || drow >= dst->B || srow < 0 || srow >= src->B)
+        return rni_fail(RN_ERR_ARG, "state rows %d <- %d outside batches of %d and %d", drow, srow, dst->B, src->B);
+    if (dst == src && drow == srow) return RN_OK;
+    size_t n = rni_state_row(src);
+    memcpy(dst->U + (size_t)drow * n, src->U + (size_t)srow * n, sizeof(rn_real) * n);
+    dst->pos[drow] = src->pos[srow];
+    return RN_OK;
+}
+
+rn_status rn_state_reset_row(rn_state *s, int row) {
+    if (row < 0 || row >= s->B) return rni_fail(RN_ERR_ARG, "state row %d outside the batch of %d", row, s->B);
+    size_t n = rni_state_row(s);
+    memset(s->U + (size_t)row * n, 0, sizeof(rn_real) * n);
+    s->pos[row] = 0;
+    return RN_OK;
+}
+
+rn_status rn_state_resize(rn_state *s, int batch) {
+    if (batch < 1 || batch > (1 << 20)) return rni_fail(RN_ERR_ARG, "batch %d out of range", batch);
+    size_t n = rni_state_row(s);
+    if (batch > s->cap) {
+        rn_real *U = rni_alloc((size_t)batch * n, sizeof(rn_real));
+        int64_t *pos = realloc(s->pos, sizeof *pos * (size_t)batch);
+        if (pos) s->pos = pos;
+        if (!U || !pos) { rni_free(U); return rni_fail(RN_ERR_NOMEM, "out of memory for a state of %d streams", batch); }
+        memcpy(U, s->U, sizeof(rn_real) * (size_t)s->B * n);
+        rni_free(s->U);
+        s->U = U;
+        s->cap = batch;
+    }
+    if (batch > s->B) {
+        memset(s->U + (size_t)s->B * n, 0, sizeof(rn_real) * (size_t)(batch - s->B) * n);
+        memset(s->pos + s->B, 0, sizeof *s->pos * (size_t)(batch - s->B));
+    }
+    s->B = batch;
     return RN_OK;
 }

@@ -12,6 +12,131 @@ static _Atomic uint64_t gemm_madds;
 
 uint64_t rni_gemm_madds(void) { return atomic_load(&gemm_madds); }
 
+/* x W^T for a few rows (decoding a batch of streams): BLAS packs all of W
+ * on every call, which costs more than the product when x has few rows.
+ * Here each W row is read once and used against tiles of 4 x rows, in 4 x 4
+ * register tiles of vector accumulators. Every element is the same
+ * sequence of operations (vector partial sums over k, one fixed horizontal
+ * order, then the scalar tail) whatever M and wherever it sits in a tile,
+ * so a row's result does not depend on the other rows: a stream decoded in
+ * a batch gets what it gets alone, bit for bit. */
+#define RN_VBYTES 64
+/* Vectors returned between these static functions only: without AVX-512
+ * clang warns that such values have another ABI, which no caller sees (GCC's
+ * note on vector arguments is avoided by passing pointers). */
+#pragma GCC diagnostic ignored "-Wpsabi"
+typedef rn_real rn_vec __attribute__((vector_size(RN_VBYTES)));
+typedef rn_real rn_vec4 __attribute__((vector_size(4 * sizeof(rn_real))));
+#define RN_VL ((int)(RN_VBYTES / sizeof(rn_real)))
+
+static inline rn_vec vload(const rn_real *p) {
+    rn_vec v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+/* The horizontal sums of four accumulators, by one fixed tree of lane-wise
+ * adds: each sum involves only its own lanes, in the same order in every
+ * position (so a zero vector may fill the others). */
+static inline rn_vec4 hsum4(const rn_vec *pa, const rn_vec *pb, const rn_vec *pc, const rn_vec *pd) {
+    rn_vec a = *pa, b = *pb, c = *pc, d = *pd;
+#ifdef RETNET_DOUBLE
+    rn_vec ab = __builtin_shufflevector(a, b, 0, 1, 2, 3, 8, 9, 10, 11) + __builtin_shufflevector(a, b, 4, 5, 6, 7, 12, 13, 14, 15);
+    rn_vec cd = __builtin_shufflevector(c, d, 0, 1, 2, 3, 8, 9, 10, 11) + __builtin_shufflevector(c, d, 4, 5, 6, 7, 12, 13, 14, 15);
+    rn_vec x = __builtin_shufflevector(ab, cd, 0, 1, 4, 5, 8, 9, 12, 13) + __builtin_shufflevector(ab, cd, 2, 3, 6, 7, 10, 11, 14, 15);
+    return __builtin_shufflevector(x, x, 0, 2, 4, 6) + __builtin_shufflevector(x, x, 1, 3, 5, 7);
+#else
+    typedef rn_real v8 __attribute__((vector_size(8 * sizeof(rn_real))));
+    rn_vec ab = __builtin_shufflevector(a, b, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23) +
+                __builtin_shufflevector(a, b, 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31);
+    rn_vec cd = __builtin_shufflevector(c, d, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23) +
+                __builtin_shufflevector(c, d, 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31);
+    rn_vec x = __builtin_shufflevector(ab, cd, 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27) +
+               __builtin_shufflevector(ab, cd, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31);
+    v8 y = __builtin_shufflevector(x, x, 0, 1, 4, 5, 8, 9, 12, 13) + __builtin_shufflevector(x, x, 2, 3, 6, 7, 10, 11, 14, 15);
+    return __builtin_shufflevector(y, y, 0, 2, 4, 6) + __builtin_shufflevector(y, y, 1, 3, 5, 7);
+#endif
+}
+
+/* Multiply-adds fused (ISO C mode leaves them apart): the same fusion in
+ * every path, so the per-element sequence stays one. */
+#if defined(__clang__)
+#define RN_FUSED _Pragma("clang fp contract(fast)")
+#define RN_FUSED_FN
+#elif defined(__GNUC__)
+#define RN_FUSED
+#define RN_FUSED_FN __attribute__((optimize("fp-contract=fast")))
+#else
+#define RN_FUSED
+#define RN_FUSED_FN
+#endif
+
+/* c = alpha (sum + a[k0..K) . w[k0..K)) (+ beta c) */
+RN_FUSED_FN static inline void put(rn_real *c, rn_real alpha, rn_real sum, const rn_real *a, const rn_real *w, int k0,
+                                   int K, rn_real beta) {
+    RN_FUSED
+    for (int k = k0; k < K; k++) sum += a[k] * w[k];
+    *c = alpha == 1 && beta == 0 ? sum : alpha * sum + (beta == 0 ? 0 : beta * *c);
+}
+
+RN_FUSED_FN static void gemm_rows_wt(int M, int N, int K, rn_real alpha, const rn_real *A, int lda, const rn_real *W,
+                                     int ldw, rn_real beta, rn_real *C, int ldc) {
+    RN_FUSED
+    int Kv = K / RN_VL * RN_VL;
+    int plain = alpha == 1 && beta == 0 && Kv == K; /* the sums are the results: stored four at a time */
+    const rn_vec z = {0};
+    int j = 0;
+    for (; j + 4 <= N; j += 4) {
+        const rn_real *w[4] = {W + (size_t)j * ldw, W + (size_t)(j + 1) * ldw, W + (size_t)(j + 2) * ldw,
+                               W + (size_t)(j + 3) * ldw};
+        int i = 0;
+        for (; i + 4 <= M; i += 4) {
+            const rn_real *a0 = A + (size_t)i * lda, *a1 = a0 + lda, *a2 = a1 + lda, *a3 = a2 + lda;
+            /* sixteen named accumulators: arrays of them end up on the stack */
+            rn_vec c00 = z, c01 = z, c02 = z, c03 = z, c10 = z, c11 = z, c12 = z, c13 = z;
+            rn_vec c20 = z, c21 = z, c22 = z, c23 = z, c30 = z, c31 = z, c32 = z, c33 = z;
+            for (int k = 0; k < Kv; k += RN_VL) {
+                rn_vec b0 = vload(w[0] + k), b1 = vload(w[1] + k), b2 = vload(w[2] + k), b3 = vload(w[3] + k), x;
+                x = vload(a0 + k); c00 += x * b0; c01 += x * b1; c02 += x * b2; c03 += x * b3;
+                x = vload(a1 + k); c10 += x * b0; c11 += x * b1; c12 += x * b2; c13 += x * b3;
+                x = vload(a2 + k); c20 += x * b0; c21 += x * b1; c22 += x * b2; c23 += x * b3;
+                x = vload(a3 + k); c30 += x * b0; c31 += x * b1; c32 += x * b2; c33 += x * b3;
+            }
+            rn_vec4 s[4] = {hsum4(&c00, &c01, &c02, &c03), hsum4(&c10, &c11, &c12, &c13), hsum4(&c20, &c21, &c22, &c23),
+                            hsum4(&c30, &c31, &c32, &c33)};
+            const rn_real *a[4] = {a0, a1, a2, a3};
+            for (int r = 0; r < 4; r++) {
+                if (plain) { memcpy(C + (size_t)(i + r) * ldc + j, &s[r], sizeof s[r]); continue; }
+                for (int q = 0; q < 4; q++) put(C + (size_t)(i + r) * ldc + j + q, alpha, s[r][q], a[r], w[q], Kv, K, beta);
+            }
+        }
+        for (; i < M; i++) {
+            const rn_real *a = A + (size_t)i * lda;
+            rn_vec c0 = z, c1 = z, c2 = z, c3 = z;
+            for (int k = 0; k < Kv; k += RN_VL) {
+                rn_vec x = vload(a + k);
+                c0 += x * vload(w[0] + k);
+                c1 += x * vload(w[1] + k);
+                c2 += x * vload(w[2] + k);
+                c3 += x * vload(w[3] + k);
+            }
+            rn_vec4 s4 = hsum4(&c0, &c1, &c2, &c3);
+            if (plain) memcpy(C + (size_t)i * ldc + j, &s4, sizeof s4);
+            else
+                for (int q = 0; q < 4; q++) put(C + (size_t)i * ldc + j + q, alpha, s4[q], a, w[q], Kv, K, beta);
+        }
+    }
+    for (; j < N; j++) {
+        const rn_real *w = W + (size_t)j * ldw;
+        for (int i = 0; i < M; i++) {
+            const rn_real *a = A + (size_t)i * lda;
+            rn_vec acc = z;
+            for (int k = 0; k < Kv; k += RN_VL) acc += vload(a + k) * vload(w + k);
+            put(C + (size_t)i * ldc + j, alpha, hsum4(&acc, &z, &z, &z)[0], a, w, Kv, K, beta);
+        }
+    }
+}
+
 void rni_gemm(int ta, int tb, int M, int N, int K, rn_real alpha, const rn_real *A, int lda,
              const rn_real *B, int ldb, rn_real beta, rn_real *C, int ldc) {
     if (M <= 0 || N <= 0) return;
@@ -22,19 +147,11 @@ void rni_gemm(int ta, int tb, int M, int N, int K, rn_real alpha, const rn_real 
             for (int j = 0; j < N; j++) C[(size_t)i * ldc + j] = beta == 0 ? 0 : beta * C[(size_t)i * ldc + j];
         return;
     }
-    if (!ta && tb && M <= 8 && (size_t)M * N * K <= ((size_t)1 << 21)) {
-        /* A few rows times a small W^T (decoding, short prompts) on one
-         * core: BLAS's threads would cost more in synchronisation than they
+    if (!ta && tb && M <= 64 && (size_t)N * K <= ((size_t)1 << 22) && (size_t)M * N * K <= ((size_t)1 << 24)) {
+        /* A few rows times a small W^T (decoding a batch, short prompts) on
+         * one core: BLAS's packing and threads would cost more than they
          * save, the more so on a loaded machine. */
-        for (int i = 0; i < M; i++)
-            for (int j = 0; j < N; j++) {
-                const rn_real *a = A + (size_t)i * lda, *b = B + (size_t)j * ldb;
-                rn_real acc = 0;
-#pragma omp simd reduction(+ : acc)
-                for (int k = 0; k < K; k++) acc += a[k] * b[k];
-                rn_real *c = C + (size_t)i * ldc + j;
-                *c = alpha * acc + (beta == 0 ? 0 : beta * *c);
-            }
+        gemm_rows_wt(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }
     /* A single row times a transposed matrix (decoding: x W^T) is a

@@ -64,7 +64,7 @@ static double row_scale(const rn_model *m, int h, int64_t n) {
 
 /* ----------------------------------------------------------- rotation */
 
-void rni_rotate(const rn_model *m, rn_real *x, int ld, int B, int T, int64_t pos0, int inverse) {
+static void rotate_block(const rn_model *m, rn_real *x, int ld, int B, int T, int64_t pos0, int inverse) {
     const rn_config *c = &m->cfg;
     int K = m->K, half = K / 2, H = c->heads;
     int interleaved = c->rotation != RN_ROT_HALF;
@@ -108,6 +108,14 @@ void rni_rotate(const rn_model *m, rn_real *x, int ld, int B, int T, int64_t pos
             }
         }
     }
+}
+
+void rni_rotate(const rn_model *m, rn_real *x, int ld, int B, int T, const int64_t *pos, int inverse) {
+    int same = 1;
+    for (int b = 1; pos && b < B; b++) same &= pos[b] == pos[0];
+    if (same) { rotate_block(m, x, ld, B, T, pos ? pos[0] : 0, inverse); return; }
+    /* Streams at different positions (a server's batch): row by row. */
+    for (int b = 0; b < B; b++) rotate_block(m, x + (size_t)b * T * ld, ld, 1, T, pos[b], inverse);
 }
 
 /* ------------------------------------------------------------ forward */

@@ -9,10 +9,10 @@
 /* Computes the position-dependent parts of the model (decays, rotation). */
 rn_status rni_model_consts(rn_model *m);
 
-/* Rotation of q and k rows (N rows of H heads of K; row stride ld) for
- * positions pos0 + (row % T), and the config's q or k scale 1/sqrt(K);
- * inverse = 1 applies the transpose (for gradients). */
-void rni_rotate(const rn_model *m, rn_real *x, int ld, int B, int T, int64_t pos0, int inverse);
+/* Rotation of q and k rows (B x T rows of H heads of K; row stride ld)
+ * for positions pos[b] + t (pos NULL: 0 + t), and the config's q or k scale
+ * 1/sqrt(K); inverse = 1 applies the transpose (for gradients). */
+void rni_rotate(const rn_model *m, rn_real *x, int ld, int B, int T, const int64_t *pos, int inverse);
 
 /* Scratch floats one retention call of L rows needs per thread. */
 size_t rni_retention_ws(const rn_model *m, int L);

@@ -10,14 +10,54 @@ generate's raw bytes are compared after the same replacement.
   serve_check.py sse FILE TEXTFILE    FILE is a well-formed SSE stream whose text equals TEXTFILE's bytes
   serve_check.py stop FILE            prints a 2-byte ASCII stop string taken from FILE's text (or nothing)
   serve_check.py cut FILE STOP FULL   FILE's text is FULL's text before the first STOP, finish "stop"
+  serve_check.py logprobs FILE N      a greedy completion's logprobs (legacy shape): one entry per
+                                      token, top N sorted, the token's own equal to the top one
+  serve_check.py chatlogprobs FILE N  the same for chat's shape; the tokens' bytes make up the text
+  serve_check.py lpsame A B           A's and B's (chat or completion) token logprobs are equal
+  serve_check.py choices FILE N MAX   N choices indexed 0..N-1 of MAX tokens each, usage their sum
+  serve_check.py ssen STREAM RESP     a stream of several choices: per index the text (and the
+                                      logprobs) of RESP's choice, each with its finish_reason
+  serve_check.py conc URL KEY OUT BODY...  POSTs the bodies to URL at once (one thread each),
+                                      response i into OUTi (1-based)
 """
+import math
 import json
 import sys
 
 
 def load(path):
     with open(path, "rb") as f:
-        return json.loads(f.read().decode("utf-8"))  # strict: responses are valid UTF-8
+        # strict: responses are valid UTF-8; objects as pairs lists where
+        # keys may repeat (top_logprobs of byte tokens that all print U+FFFD)
+        return json.loads(f.read().decode("utf-8"), object_pairs_hook=pairs)
+
+
+class Pairs(dict):
+    pass
+
+
+def pairs(kv):
+    d = Pairs(kv)
+    d.items_list = kv
+    return d
+
+
+def token_lps(o):
+    """(choice index, list of the tokens' logprobs) of every choice."""
+    out = {}
+    for c in o["choices"]:
+        lp = c["logprobs"]
+        out[c["index"]] = [e["logprob"] for e in lp["content"]] if "content" in lp else list(lp["token_logprobs"])
+    return out
+
+
+def sorted_desc(v):
+    return all(v[i] >= v[i + 1] for i in range(len(v) - 1))
+
+
+def fail(msg):
+    print(msg, file=sys.stderr)
+    return 1
 
 
 def b(s):
@@ -90,6 +130,86 @@ def main():
         if got != want or o["choices"][0]["finish_reason"] != "stop":
             print("stop: %r != %r (finish %r)" % (got, want, o["choices"][0]["finish_reason"]), file=sys.stderr)
             return 1
+        return 0
+    if cmd == "logprobs":
+        o, n = load(sys.argv[2]), int(sys.argv[3])
+        lp = o["choices"][0]["logprobs"]
+        k = o["usage"]["completion_tokens"]
+        if not all(len(lp[f]) == k for f in ("tokens", "token_logprobs", "top_logprobs", "text_offset")):
+            return fail("logprobs: not one entry per token (%d): %r" % (k, lp))
+        if lp["text_offset"][0] != 0 or not all(a <= b for a, b in zip(lp["text_offset"], lp["text_offset"][1:])):
+            return fail("text_offset %r" % lp["text_offset"])
+        for own, top in zip(lp["token_logprobs"], lp["top_logprobs"]):
+            v = [x for _, x in top.items_list]
+            if len(v) != n or not sorted_desc(v) or abs(own - v[0]) > 1e-6 or own > 0 or sum(map(math.exp, v)) > 1 + 1e-6:
+                return fail("logprobs: token %r, top %r (top %d)" % (own, top.items_list, n))
+        return 0
+    if cmd == "chatlogprobs":
+        o, n = load(sys.argv[2]), int(sys.argv[3])
+        c = o["choices"][0]
+        ents = c["logprobs"]["content"]
+        if len(ents) != o["usage"]["completion_tokens"]:
+            return fail("chat logprobs: %d entries for %d tokens" % (len(ents), o["usage"]["completion_tokens"]))
+        raw = bytes(x for e in ents for x in e["bytes"])
+        if raw.decode("utf-8", "replace").replace("\0", "") != c["message"]["content"]:
+            return fail("chat logprobs: bytes %r do not make up the text %r" % (raw, c["message"]["content"]))
+        for e in ents:
+            v = [t["logprob"] for t in e["top_logprobs"]]
+            if len(v) != n or not sorted_desc(v) or abs(e["logprob"] - v[0]) > 1e-6 or e["logprob"] > 0:
+                return fail("chat logprobs: %r" % e)
+        return 0
+    if cmd == "lpsame":
+        a, b2 = token_lps(load(sys.argv[2])), token_lps(load(sys.argv[3]))
+        if a != b2:
+            return fail("logprobs differ: %r != %r" % (a, b2))
+        return 0
+    if cmd == "choices":
+        o, n, mx = load(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+        idx = [c["index"] for c in o["choices"]]
+        if idx != list(range(n)) or any(c["finish_reason"] != "length" for c in o["choices"]):
+            return fail("choices: %r" % o["choices"])
+        if o["usage"]["completion_tokens"] != n * mx:
+            return fail("choices: usage %r for %d x %d" % (o["usage"], n, mx))
+        return 0
+    if cmd == "ssen":
+        raw = open(sys.argv[2], "rb").read().decode("utf-8")
+        resp = load(sys.argv[3])
+        events = raw.split("\n\n")
+        if events[-2:] != ["data: [DONE]", ""]:
+            return fail("stream does not end with [DONE]")
+        text, fin, lps = {}, {}, {}
+        for e in events[:-2]:
+            o = json.loads(e[6:], object_pairs_hook=pairs)
+            for c in o["choices"]:
+                i = c["index"]
+                t = c.get("delta", {}).get("content") if "delta" in c else c.get("text")
+                text[i] = text.get(i, "") + (t or "")
+                if c.get("finish_reason"):
+                    fin[i] = c["finish_reason"]
+                if c.get("logprobs"):
+                    lps.setdefault(i, []).extend(token_lps({"choices": [c]})[i])
+        want = {c["index"]: c.get("message", {}).get("content") if "message" in c else c["text"] for c in resp["choices"]}
+        wfin = {c["index"]: c["finish_reason"] for c in resp["choices"]}
+        if text != want or fin != wfin:
+            return fail("stream choices %r %r != %r %r" % (text, fin, want, wfin))
+        if resp["choices"][0].get("logprobs") and lps != token_lps(resp):
+            return fail("stream logprobs %r != %r" % (lps, token_lps(resp)))
+        return 0
+    if cmd == "conc":
+        import threading
+        import urllib.request
+        url, key, out, bodies = sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5:]
+
+        def post(i, body):
+            r = urllib.request.Request(url, data=body.encode(), headers={
+                "Authorization": "Bearer " + key, "Content-Type": "application/json"})
+            with urllib.request.urlopen(r, timeout=60) as f, open("%s%d" % (out, i + 1), "wb") as w:
+                w.write(f.read())
+        th = [threading.Thread(target=post, args=(i, b)) for i, b in enumerate(bodies)]
+        for t in th:
+            t.start()
+        for t in th:
+            t.join()
         return 0
     return 2
 

@@ -30,6 +30,7 @@ check "[ $? -eq 0 ]" "init: $(cat "$tmp/err")"
 # start_server NAME ARGS...: sets PORT; the server's stdout/stderr in $tmp/NAME.{out,err}
 start_server() {
     local name=$1; shift
+    : >"$tmp/$name.out"  # before the server starts: the loop below reads it at once
     $R serve --model "$m" --port 0 --threads 1 "$@" >"$tmp/$name.out" 2>"$tmp/$name.err" &
     pids+=($!)
     PORT=
@@ -62,7 +63,7 @@ errshape() { python3 -c 'import json,sys; e=json.load(open(sys.argv[1]))["error"
 s=$(curl -s -m 10 -o "$tmp/h" -w '%{http_code}' "$U/health")
 check "[ '$s' = 200 ] && grep -q '\"status\":\"ok\"' '$tmp/h'" "/health without a key: $s $(cat "$tmp/h")"
 s=$(req models GET /v1/models)
-check "[ '$s' = 200 ] && grep -q '\"object\":\"list\"' '$tmp/models' && grep -q '\"chat_template\":\"plain\"' '$tmp/models'" "/v1/models: $s $(cat "$tmp/models")"
+check "[ '$s' = 200 ] && grep -q '\"object\":\"list\"' '$tmp/models' && grep -q '\"chat_template\":\"plain\",\"chat_template_source\":\"default\"' '$tmp/models' && grep -q '\"slots\":4' '$tmp/models'" "/v1/models: $s $(cat "$tmp/models")"
 s=$(req tok POST /tokenize '{"content":"Hi!"}')
 check "[ '$s' = 200 ] && grep -q '\"tokens\":\[72,105,33\]' '$tmp/tok'" "/tokenize: $s $(cat "$tmp/tok")"
 s=$(req detok POST /detokenize '{"tokens":[72,105,33]}')
@@ -124,6 +125,52 @@ curl -s -N -m 30 -H "Authorization: Bearer $KEY" "$U/v1/chat/completions" -d "$C
 $CK text "$tmp/ch" >"$tmp/ch.txt"
 check "$CK sse '$tmp/chs' '$tmp/ch.txt' && grep -q '\"role\":\"assistant\"' '$tmp/chs' && grep -q '\"usage\"' '$tmp/chs'" "chat stream: $(head -c 300 "$tmp/chs")"
 
+# ------------------------------------------------------------- logprobs, n
+# Greedy: each token's logprob is the top one; chat's entries spell its text;
+# the chat and the completion of its rendered prompt have the same logprobs.
+s=$(req lp POST /v1/completions "{\"prompt\":\"$P\",\"max_tokens\":12,\"temperature\":0,\"logprobs\":3}")
+check "[ '$s' = 200 ] && $CK logprobs '$tmp/lp' 3" "completion logprobs: $s $(head -c 300 "$tmp/lp")"
+s=$(req chlp POST /v1/chat/completions "$CHAT,\"logprobs\":true,\"top_logprobs\":2}")
+check "[ '$s' = 200 ] && $CK chatlogprobs '$tmp/chlp' 2" "chat logprobs: $s $(head -c 300 "$tmp/chlp")"
+s=$(req chplp POST /v1/completions "{\"prompt\":\"$CP\",\"max_tokens\":12,\"temperature\":0,\"stop\":\"\\nuser:\",\"logprobs\":2}")
+check "[ '$s' = 200 ] && $CK lpsame '$tmp/chlp' '$tmp/chplp'" "chat and completion logprobs differ"
+# n choices, each its own stream from the shared prompt state: choice 0 is
+# the request with n = 1 (same seed), the others draw differently.
+s=$(req n3 POST /v1/completions "{\"prompt\":\"$P\",\"max_tokens\":16,\"temperature\":1,\"seed\":7,\"n\":3}")
+req n1 POST /v1/completions "{\"prompt\":\"$P\",\"max_tokens\":16,\"temperature\":1,\"seed\":7}" >/dev/null
+check "[ '$s' = 200 ] && $CK choices '$tmp/n3' 3 16" "n = 3: $s $(head -c 300 "$tmp/n3")"
+check "python3 -c 'import json,sys; a=json.load(open(sys.argv[1]))[\"choices\"]; b=json.load(open(sys.argv[2]))[\"choices\"]; assert a[0][\"text\"]==b[0][\"text\"] and (a[1][\"text\"]!=a[0][\"text\"] or a[2][\"text\"]!=a[0][\"text\"])' '$tmp/n3' '$tmp/n1'" "n = 3: choice 0 is not the n = 1 request, or all choices are the same"
+# streamed: several choices interleaved, each with its text, logprobs and finish
+B2="{\"prompt\":\"$P\",\"max_tokens\":10,\"temperature\":0,\"n\":2,\"logprobs\":2"
+req n2 POST /v1/completions "$B2}" >/dev/null
+curl -s -N -m 30 -H "Authorization: Bearer $KEY" "$U/v1/completions" -d "$B2,\"stream\":true}" >"$tmp/n2s"
+check "$CK ssen '$tmp/n2s' '$tmp/n2'" "streamed n = 2 with logprobs"
+curl -s -N -m 30 -H "Authorization: Bearer $KEY" "$U/v1/chat/completions" -d "$CHAT,\"n\":2,\"stream\":true}" >"$tmp/chn2s"
+req chn2 POST /v1/chat/completions "$CHAT,\"n\":2}" >/dev/null
+check "$CK ssen '$tmp/chn2s' '$tmp/chn2'" "streamed chat n = 2"
+
+# ----------------------------------------------------- continuous batching
+# Six prompts of different lengths sent at once (more than the 4 slots):
+# each joins the batch with the others at other positions, yet each equals
+# `retnet generate --temperature 0` alone; the batched steps advanced more
+# than one stream on average.
+req met GET /metrics >/dev/null
+st0=$(sed -n 's/^retnet_batch_steps_total //p' "$tmp/met"); ro0=$(sed -n 's/^retnet_batch_rows_total //p' "$tmp/met")
+bodies=()
+for i in $(seq 6); do
+    BP[$i]="Batch $i $(printf 'ab%.0s' $(seq $((i * 7))))"
+    $R generate --model "$m" --prompt "${BP[$i]}" --n 100 --temperature 0 --chunk 32 --threads 1 >"$tmp/bgen$i" 2>/dev/null
+    bodies+=("{\"prompt\":\"${BP[$i]}\",\"max_tokens\":100,\"temperature\":0}")
+done
+$CK conc "$U/v1/completions" "$KEY" "$tmp/b" "${bodies[@]}"
+good=0
+for i in $(seq 6); do $CK same "$tmp/b$i" "$tmp/bgen$i" "${BP[$i]}" && good=$((good + 1)); done
+check "[ $good = 6 ]" "batched at different positions: $good of 6 equal generate alone"
+req met GET /metrics >/dev/null
+st1=$(sed -n 's/^retnet_batch_steps_total //p' "$tmp/met"); ro1=$(sed -n 's/^retnet_batch_rows_total //p' "$tmp/met")
+check "[ $(( (ro1 - ro0) * 10 )) -gt $(( (st1 - st0) * 15 )) ]" "batching: $((ro1 - ro0)) rows in $((st1 - st0)) steps (mean batch <= 1.5)"
+echo "batching: 6 requests at once, $((ro1 - ro0)) rows in $((st1 - st0)) batched steps" >&2
+
 # ------------------------------------------------------------------ errors
 s=$(curl -s -m 10 -o "$tmp/e" -w '%{http_code}' "$U/v1/models")
 check "[ '$s' = 401 ] && errshape e 'API key'" "no key: $s"
@@ -136,8 +183,8 @@ s=$(req e POST /v1/completions '{"prompt": "x",'); check "[ '$s' = 400 ] && errs
 s=$(req e POST /v1/completions '[1,2]'); check "[ '$s' = 400 ]" "array body: $s"
 s=$(req e POST /v1/completions '{"max_tokens":4}'); check "[ '$s' = 400 ] && errshape e prompt" "no prompt: $s"
 for bad in '"max_tokens":"8"' '"max_tokens":-1' '"max_tokens":1e12' '"max_tokens":2.5' '"temperature":-1' \
-           '"temperature":"hot"' '"top_p":0' '"top_p":1.5' '"top_k":-3' '"seed":-1' '"n":2' '"stream":"yes"' \
-           '"stop":5' '"stop":["a","b","c","d","e"]' '"echo":1' '"logprobs":5' '"prompt":[1,999999]' '"prompt":[]' \
+           '"temperature":"hot"' '"top_p":0' '"top_p":1.5' '"top_k":-3' '"seed":-1' '"n":99' '"n":0' '"stream":"yes"' \
+           '"stop":5' '"stop":["a","b","c","d","e"]' '"echo":1' '"logprobs":50' '"logprobs":true' '"prompt":[1,999999]' '"prompt":[]' \
            '"prompt":["a","b"]' '"model":3' '"user":{}'; do
     field=$(echo "$bad" | sed 's/^"\([a-z_]*\)".*/\1/')
     body="{\"prompt\":\"x\",$bad}"; [ "$field" = prompt ] && body="{$bad}"
@@ -147,6 +194,11 @@ done
 for bad in '"messages":[]' '"messages":"hi"' '"messages":[{"content":"x"}]' '"messages":[{"role":"user","content":5}]'; do
     s=$(req e POST /v1/chat/completions "{$bad}")
     check "[ '$s' = 400 ] && errshape e messages" "chat {$bad}: $s $(cat "$tmp/e")"
+done
+for bad in '"top_logprobs":2' '"logprobs":true,"top_logprobs":21' '"logprobs":3'; do
+    field=$(echo "$bad" | sed 's/.*"\([a-z_]*\)":[^"]*$/\1/')
+    s=$(req e POST /v1/chat/completions "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],$bad}")
+    check "[ '$s' = 400 ] && errshape e '$field'" "chat {$bad}: $s $(cat "$tmp/e")"
 done
 s=$(req e POST /tokenize '{"content":5}'); check "[ '$s' = 400 ]" "tokenize wrong type: $s"
 s=$(req e POST /detokenize '{"tokens":[1,300]}'); check "[ '$s' = 400 ]" "detokenize out of range: $s"
@@ -192,7 +244,7 @@ if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then
     if [ -d tests/serve_node/node_modules/openai ]; then
         timeout 60 node tests/serve_node/client.mjs "$U/v1" "$KEY" >"$tmp/node" 2>&1
         check "[ $? -eq 0 ]" "openai client: $(grep -v '^ok' "$tmp/node")"
-        check "[ \$(grep -c '^ok' '$tmp/node') -ge 6 ]" "openai client checks: $(cat "$tmp/node")"
+        check "[ \$(grep -c '^ok' '$tmp/node') -ge 8 ]" "openai client checks: $(cat "$tmp/node")"
     else
         bad "npm ci in tests/serve_node failed (no registry?)"
     fi
@@ -277,4 +329,32 @@ for _ in $(seq 30); do
     sleep 0.1
 done
 check "[ $freed = 1 ]" "a disconnected non-streamed request kept its slot: $(grep busy "$tmp/met")"
+kill "${pids[1]}"; wait "${pids[1]}"
+
+# ----------------------------------------------------------- chat templates
+# tokenizer_config.json beside the model names the template: a known one
+# (chatml, by its markers) is used; an unknown one falls back to plain, said
+# on stderr; --chat-template overrides it.
+mkdir -p "$tmp/tc"
+cp "$m" "$tmp/tc/m.safetensors"
+m0=$m; m=$tmp/tc/m.safetensors
+cat >"$tmp/tc/tokenizer_config.json" <<'EOF2'
+{"chat_template": "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"}
+EOF2
+start_server tc
+U=http://127.0.0.1:$PORT
+curl -s -m 10 -o "$tmp/models3" "$U/v1/models"
+check "grep -q '\"chat_template\":\"chatml\",\"chat_template_source\":\"tokenizer_config.json\"' '$tmp/models3'" "tokenizer_config.json chatml: $(cat "$tmp/models3")"
+curl -s -m 30 -o "$tmp/cm3" "$U/v1/chat/completions" -d "$CHAT}"
+check "[ -s '$tmp/cm3' ] && [ \"\$($CK text '$tmp/cm3' | od -An -tx1)\" = \"\$($CK text '$tmp/cmp' | od -An -tx1)\" ]" "the config's chatml is not --chat-template chatml: $(head -c 200 "$tmp/cm3")"
+kill "${pids[2]}"; wait "${pids[2]}"
+echo '{"chat_template": "{{ bos_token }}{% for m in messages %}<|start_header_id|>{{ m.role }}<|end_header_id|>{% endfor %}"}' >"$tmp/tc/tokenizer_config.json"
+start_server tc2
+curl -s -m 10 -o "$tmp/models4" "http://127.0.0.1:$PORT/v1/models"
+check "grep -q '\"chat_template\":\"plain\",\"chat_template_source\":\"default\"' '$tmp/models4' && grep -q 'none of chatml, llama2, mistral' '$tmp/tc2.err'" "unknown template: $(cat "$tmp/models4") $(cat "$tmp/tc2.err")"
+kill "${pids[3]}"; wait "${pids[3]}"
+start_server tc3 --chat-template llama2
+curl -s -m 10 -o "$tmp/models5" "http://127.0.0.1:$PORT/v1/models"
+check "grep -q '\"chat_template\":\"llama2\",\"chat_template_source\":\"--chat-template\"' '$tmp/models5'" "--chat-template over the config: $(cat "$tmp/models5")"
+m=$m0
 finish

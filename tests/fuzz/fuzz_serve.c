@@ -5,8 +5,9 @@
  * - a refusal is 400 with a message (and the request holds nothing);
  * - an accepted generation request has 1+ prompt tokens inside the model's
  *   vocabulary, 0 <= max_tokens <= the server's cap, at most 4 non-empty
- *   stop strings of at most 256 bytes, a valid sampler config; its
- *   response JSON and SSE chunks can be built. */
+ *   stop strings of at most 256 bytes, 1 <= n <= the server's slots,
+ *   logprobs -1 (none) to 20, a valid sampler config; its response JSON
+ *   and SSE chunks (with logprobs where asked) can be built. */
 #define _POSIX_C_SOURCE 200809L
 #include "fuzz.h"
 #include "serve.h"
@@ -22,6 +23,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         S.max_tokens = 64;
         S.model_id = "fuzz";
         S.eos = -1;
+        S.n_slots = 4;
     }
     if (size < 1) return 0;
     int which = data[0] % 4;
@@ -43,20 +45,39 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             if (rq.prompt[i] < 0 || rq.prompt[i] >= S.vocab) fuzz_fail("accepted", "prompt token out of range");
         if (rq.max_tokens < 0 || rq.max_tokens > S.max_tokens) fuzz_fail("accepted", "max_tokens out of range");
         if (rq.n_stop > SERVE_MAX_STOP) fuzz_fail("accepted", "too many stop strings");
+        if (rq.n < 1 || rq.n > S.n_slots) fuzz_fail("accepted", "n out of range");
+        if (rq.logprobs < -1 || rq.logprobs > SERVE_MAX_LOGPROBS) fuzz_fail("accepted", "logprobs out of range");
         for (int i = 0; i < rq.n_stop; i++)
             if (!rq.stop[i][0] || strlen(rq.stop[i]) > SERVE_STOP_MAX_LEN) fuzz_fail("accepted", "bad stop string");
         rn_sampler *sm;
         if (rn_sampler_create(S.vocab, &rq.sc, &sm) != RN_OK) fuzz_fail("accepted", rn_last_error());
         rn_sampler_free(sm);
-        /* the responses of a job holding the prompt's bytes as its output */
+        /* the responses of a job whose choices hold the prompt's bytes as
+         * their output, with a logprob entry per prompt token */
         sjob j;
+        schoice ch[SERVE_MAX_N];
         memset(&j, 0, sizeof j);
+        memset(ch, 0, sizeof ch);
+        serve_lp lp[4];
+        memset(lp, 0, sizeof lp);
+        for (int i = 0; i < 4; i++) {
+            lp[i].id = rq.prompt[i % rq.n_prompt];
+            lp[i].offset = (size_t)i;
+            for (int k = 0; k < SERVE_MAX_LOGPROBS; k++) lp[i].top[k] = (serve_alt){(int32_t)(k * 13 % S.vocab), -k};
+        }
         j.rq = rq;
-        j.out = (char *)body;
-        j.len = len;
-        j.n_gen = 1;
-        j.finish = "stop";
-        char *r = json_result(&S, &j, 1, 2), *c = sse_chunk(&S, &j, 1, 2, body, len, NULL, 1),
+        j.ch = ch;
+        j.ok = 1;
+        for (int k = 0; k < rq.n; k++) {
+            ch[k].out = (char *)body;
+            ch[k].len = len;
+            ch[k].n_gen = 1;
+            ch[k].finish = "stop";
+            ch[k].lp = lp;
+            ch[k].n_lp = rq.logprobs >= 0 ? 4 : 0;
+        }
+        char *r = json_result(&S, &j, 1, 2),
+             *c = sse_chunk(&S, &j, rq.n - 1, 1, 2, body, len, lp, rq.logprobs >= 0 ? 4 : 0, NULL, 1),
              *u = sse_usage(&S, &j, 1, 2);
         if (!r || !c || !u) fuzz_fail("responses", "NULL");
         free(r);

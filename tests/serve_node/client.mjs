@@ -33,6 +33,20 @@ try {
   for await (const ch of ms) { role = ch.choices[0]?.delta?.role ?? role; ct += ch.choices[0]?.delta?.content ?? ""; }
   check("chat stream", role === "assistant", `role ${role} text ${JSON.stringify(ct)}`);
 
+  // n choices with logprobs (the legacy shape), and chat logprobs, as the client types them
+  const nl = await client.completions.create({ model: "m", prompt: "Hello", max_tokens: 6, temperature: 0, n: 2, logprobs: 2 });
+  const lp = nl.choices[0].logprobs;
+  check("n + logprobs", nl.choices.length === 2 && nl.choices[1].index === 1 && nl.choices[1].text === nl.choices[0].text &&
+        lp.tokens.length === 6 && lp.token_logprobs.every((x) => x <= 0) && lp.text_offset[0] === 0 &&
+        // greedy: no alternative above the token (byte tokens that print alike share a key)
+        lp.top_logprobs.every((d, i) => Object.values(d).every((x) => x <= lp.token_logprobs[i] + 1e-6)) &&
+        nl.usage.completion_tokens === 12, JSON.stringify(nl));
+  const cl = await client.chat.completions.create({ model: "m", messages: [{ role: "user", content: "Hi" }],
+    max_tokens: 4, temperature: 0, logprobs: true, top_logprobs: 3 });
+  const ce = cl.choices[0].logprobs?.content ?? [];
+  check("chat logprobs", ce.length === cl.usage.completion_tokens && ce.every((e) => e.top_logprobs.length === 3 &&
+        Array.isArray(e.bytes) && Math.abs(e.logprob - e.top_logprobs[0].logprob) < 1e-6), JSON.stringify(cl.choices[0]));
+
   const models = await client.models.list();
   check("models", models.data.length === 1 && models.data[0].object === "model", JSON.stringify(models.data));
 
