@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static volatile sig_atomic_t stop_signal = 0;
@@ -168,10 +169,11 @@ typedef struct {
     rn_train_config tc;       /* schedule, batch, mode (a resumed run takes the checkpoint's) */
     rn_config arch;           /* the model of a new run (not resume) */
     const char *data, *out;
+    const char *tokenizer;    /* --tokenizer (NULL: byte-level, or a resumed run's own) */
     double time_budget, val_frac, mpi_timeout;
     int64_t seed;
     int threads, resume, stop_at, eval_every, eval_batches, ckpt_every, log_every, quiet, zero;
-    int steps_seen, warmup_seen;  /* --steps, --warmup given */
+    int steps_seen, warmup_seen, vocab_seen;  /* --steps, --warmup, --vocab given */
 } train_flags;
 
 /* Parses and checks the flags: every usage error (exit 2) comes here,
@@ -181,13 +183,14 @@ static void parse_flags(train_flags *f, int argc, char **argv) {
     rn_train_config_default(&f->tc);
     rn_train_config *tc = &f->tc;
     const char *sched = "cosine";
-    f->data = "data/brown.txt"; f->out = "runs/latest";
+    f->data = "data/brown.txt"; f->out = "runs/latest"; f->tokenizer = NULL;
     f->time_budget = 0; f->val_frac = 0.05; f->mpi_timeout = 600;
     f->seed = 1;
     f->threads = 0; f->resume = 0; f->stop_at = 0; f->eval_every = 100; f->eval_batches = 8; f->ckpt_every = 500;
     f->log_every = 10; f->quiet = 0; f->zero = 0;
     opt opts[] = {ARCH_OPTS(af),
-                  {"data", OPT_STR, &f->data, 0, 0, "training text file (byte-level tokens)", 0},
+                  {"data", OPT_STR, &f->data, 0, 0, "training text file", 0},
+                  {"tokenizer", OPT_STR, &f->tokenizer, 0, 0, "tokenizer.json (or its directory) to tokenize --data with, stored in --out; 'byte' (default) for bytes", 0},
                   {"val-frac", OPT_DOUBLE, &f->val_frac, 0.001, 0.5, "fraction of the file held out for validation", 0},
                   {"seq", OPT_INT, &tc->seq, 1, 1 << 20, "tokens per sequence", 0},
                   {"batch", OPT_INT, &tc->batch, 1, 1 << 16, "sequences per micro-batch", 0},
@@ -224,6 +227,7 @@ static void parse_flags(train_flags *f, int argc, char **argv) {
     args_parse(&cmd, argc, argv);
     f->steps_seen = args_seen(&cmd, "steps");
     f->warmup_seen = args_seen(&cmd, "warmup");
+    f->vocab_seen = args_seen(&cmd, "vocab");
     if (rn_schedule_from_name(sched, &tc->schedule) != RN_OK) die_usage("train", "%s", rn_last_error());
     tc->mode = args_seen(&cmd, "chunk") ? RN_CHUNKWISE : RN_PARALLEL;
     if (tc->mode == RN_CHUNKWISE && tc->chunk > tc->seq) die_usage("train", "--chunk %d is longer than --seq %d", tc->chunk, tc->seq);
@@ -270,9 +274,85 @@ typedef struct {
     time_plan plan;
 } train_run;
 
+/* Copies src to dst atomically. */
+static void copy_file(const char *src, const char *dst) {
+    char *data;
+    size_t n;
+    rn_atomic_file af;
+    if (rn_read_file(src, (size_t)1 << 30, &data, &n) != RN_OK || rn_atomic_open(&af, dst) != RN_OK)
+        die("%s", rn_last_error());
+    if (rn_atomic_write(&af, data, n) != RN_OK) {
+        rn_atomic_abort(&af);
+        die("%s", rn_last_error());
+    }
+    if (rn_atomic_commit(&af) != RN_OK) die("%s", rn_last_error());
+    free(data);
+}
+
+/* --tokenizer: the Hugging Face layout, tokenizer.json (and
+ * tokenizer_config.json) beside the model, where generate, eval and serve
+ * look. The source's tokenizer_config.json is kept; without one, one is
+ * written naming BOS/EOS, added to nothing (the training text has none).
+ * A new byte-level run removes what an earlier run left there. */
+static void store_tokenizer(const train_run *r, const char *spec) {
+    char src[8192], dst[8192];
+    struct stat sb;
+    const char *out = r->f->out;
+    if (!spec) {
+        if (r->f->resume) return;
+        snprintf(dst, sizeof dst, "%s/tokenizer.json", out);
+        unlink(dst);
+        snprintf(dst, sizeof dst, "%s/tokenizer_config.json", out);
+        unlink(dst);
+        return;
+    }
+    int dir = stat(spec, &sb) == 0 && S_ISDIR(sb.st_mode);
+    if (strlen(spec) > 4096 || strlen(out) > 4096) die("path too long: %s", strlen(spec) > 4096 ? spec : out);
+    if (dir) snprintf(src, sizeof src, "%s/tokenizer.json", spec);
+    else snprintf(src, sizeof src, "%s", spec);
+    if (stat(src, &sb) != 0) die("%s has no tokenizer.json to store beside the model", spec);
+    snprintf(dst, sizeof dst, "%s/tokenizer.json", out);
+    struct stat db;
+    if (stat(dst, &db) == 0 && db.st_dev == sb.st_dev && db.st_ino == sb.st_ino) return;  /* OUT's own (resume) */
+    copy_file(src, dst);
+    char *slash = strrchr(src, '/');
+    if (slash) snprintf(slash + 1, sizeof src - (size_t)(slash + 1 - src), "tokenizer_config.json");
+    else snprintf(src, sizeof src, "tokenizer_config.json");
+    snprintf(dst, sizeof dst, "%s/tokenizer_config.json", out);
+    if (stat(src, &sb) == 0) {
+        copy_file(src, dst);
+        return;
+    }
+    cJSON *c = cJSON_CreateObject();
+    int32_t bos = rn_tokenizer_bos(r->tok), eos = rn_tokenizer_eos(r->tok);
+    if (bos >= 0) cJSON_AddStringToObject(c, "bos_token", rn_tokenizer_id_to_token(r->tok, bos));
+    if (eos >= 0) cJSON_AddStringToObject(c, "eos_token", rn_tokenizer_id_to_token(r->tok, eos));
+    cJSON_AddBoolToObject(c, "add_bos_token", 0);
+    cJSON_AddBoolToObject(c, "add_eos_token", 0);
+    char *text = cJSON_Print(c);
+    rn_atomic_file af;
+    if (!text || rn_atomic_open(&af, dst) != RN_OK) die("cannot write %s: %s", dst, text ? rn_last_error() : "out of memory");
+    if (rn_atomic_write(&af, text, strlen(text)) != RN_OK) {
+        rn_atomic_abort(&af);
+        die("%s", rn_last_error());
+    }
+    if (rn_atomic_commit(&af) != RN_OK) die("%s", rn_last_error());
+    free(text);
+    cJSON_Delete(c);
+}
+
 static void open_data(train_run *r) {
     const train_flags *f = r->f;
-    if (rn_tokenizer_byte_create(&r->tok) != RN_OK) die("%s", rn_last_error());
+    const char *spec = f->tokenizer && strcmp(f->tokenizer, "byte") != 0 ? f->tokenizer : NULL;
+    char own[4200];
+    struct stat sb;
+    snprintf(own, sizeof own, "%s/tokenizer.json", f->out);
+    /* A resumed run keeps tokenizing as it began. */
+    if (!spec && !f->tokenizer && f->resume && stat(own, &sb) == 0) spec = own;
+    if (spec) r->tok = load_tokenizer_or_die(spec);
+    else if (rn_tokenizer_byte_create(&r->tok) != RN_OK) die("%s", rn_last_error());
+    if (r->di.rank == 0) store_tokenizer(r, spec);
+    if (spec && r->di.rank == 0) fprintf(stderr, "tokenizer: %s (%d ids)\n", spec, r->tok->vocab_size);
     if (rn_dataset_open(f->data, r->tok, f->val_frac, &r->ds) != RN_OK) die("%s", rn_last_error());
     if (rn_dataset_size(r->ds, RN_SPLIT_TRAIN) < (size_t)r->tc.seq + 1 || rn_dataset_size(r->ds, RN_SPLIT_VAL) < 2)
         die("%s is too short for --seq %d", f->data, r->tc.seq);
@@ -293,6 +373,9 @@ static void resume_run(train_run *r) {
     if (f->steps_seen) saved.steps = r->tc.steps;
     if (rn_trainer_set_config(r->t, &saved) != RN_OK) die("%s", rn_last_error());
     r->tc = saved;
+    if (rn_model_config(r->m)->vocab < r->tok->vocab_size)
+        die("the tokenizer has %d ids, more than the vocabulary of %d of the model in %s", r->tok->vocab_size,
+            rn_model_config(r->m)->vocab, path);
     snprintf(path, sizeof path, "%s/metrics.csv", f->out);
     metrics_load(&r->mt, path, (double)rn_trainer_step_count(r->t));
     if (r->di.rank == 0) fprintf(stderr, "resumed %s at step %lld\n", f->out, (long long)rn_trainer_step_count(r->t));
@@ -301,7 +384,10 @@ static void resume_run(train_run *r) {
 /* A new model (the preset's initialisation from --seed) and trainer. */
 static void new_run(train_run *r) {
     const train_flags *f = r->f;
-    const rn_config *c = &f->arch;
+    rn_config cfg = f->arch;
+    const rn_config *c = &cfg;
+    /* A tokenizer's model covers its ids unless --vocab says otherwise. */
+    if (f->tokenizer && !f->vocab_seen) cfg.vocab = r->tok->vocab_size;
     if (c->vocab < r->tok->vocab_size) die_usage("train", "--vocab %d is smaller than the tokenizer's %d", c->vocab, r->tok->vocab_size);
     if (rn_model_create(c, &r->m) != RN_OK) die("%s", rn_last_error());
     rn_model_init_random(r->m, (uint64_t)f->seed);
