@@ -261,6 +261,7 @@ typedef struct {
     dist_info di;
     rn_train_config tc;  /* the live schedule */
     rn_tokenizer *tok;
+    char tok_src[4200];  /* where tok came from ("": the byte tokenizer) */
     rn_dataset *ds;
     rn_trainer *t;
     rn_model *m;
@@ -344,15 +345,16 @@ static void store_tokenizer(const train_run *r, const char *spec) {
 static void open_data(train_run *r) {
     const train_flags *f = r->f;
     const char *spec = f->tokenizer && strcmp(f->tokenizer, "byte") != 0 ? f->tokenizer : NULL;
-    char own[4200];
+    char *own = r->tok_src;
     struct stat sb;
-    snprintf(own, sizeof own, "%s/tokenizer.json", f->out);
+    snprintf(own, sizeof r->tok_src, "%s/tokenizer.json", f->out);
     /* A resumed run keeps tokenizing as it began. */
     if (!spec && !f->tokenizer && f->resume && stat(own, &sb) == 0) spec = own;
+    if (!spec) r->tok_src[0] = 0;
+    else if (spec != own) snprintf(r->tok_src, sizeof r->tok_src, "%s", spec);
     if (spec) r->tok = load_tokenizer_or_die(spec);
     else if (rn_tokenizer_byte_create(&r->tok) != RN_OK) die("%s", rn_last_error());
     if (r->di.rank == 0) store_tokenizer(r, spec);
-    if (spec && r->di.rank == 0) fprintf(stderr, "tokenizer: %s (%d ids)\n", spec, r->tok->vocab_size);
     if (rn_dataset_open(f->data, r->tok, f->val_frac, &r->ds) != RN_OK) die("%s", rn_last_error());
     if (rn_dataset_size(r->ds, RN_SPLIT_TRAIN) < (size_t)r->tc.seq + 1 || rn_dataset_size(r->ds, RN_SPLIT_VAL) < 2)
         die("%s is too short for --seq %d", f->data, r->tc.seq);
@@ -402,6 +404,7 @@ static void report_setup(const train_run *r) {
     const rn_train_config *tc = &r->tc;
     fprintf(stderr, "model: %s preset, d=%d, layers=%d, heads=%d, value=%d, ffn=%d: %.2fM parameters\n",
             rn_preset_name(c->preset), c->dim, c->layers, c->heads, c->value_dim, c->ffn_dim, rn_model_num_params(r->m) / 1e6);
+    if (r->tok_src[0]) fprintf(stderr, "tokenizer: %s (%d ids)\n", r->tok_src, r->tok->vocab_size);
     fprintf(stderr, "data: %s: %zu train / %zu validation tokens; batch %d x %d x %d, %s\n", r->f->data,
             rn_dataset_size(r->ds, RN_SPLIT_TRAIN), rn_dataset_size(r->ds, RN_SPLIT_VAL), tc->accum, tc->batch, tc->seq,
             tc->mode == RN_PARALLEL ? "parallel" : "chunkwise");

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# bpe_vs_bytes.sh: the demo's model trained for the same time on the same
+# corpus with the byte-level tokenizer and with byte-level BPE tokenizers
+# learned from that corpus (`retnet tokenizer train`), each then scored by
+# `retnet eval` in bits per byte of the same held-out text (the corpus's
+# last EVAL_BYTES bytes, inside every run's validation split), so the
+# tokenizers compare. Prints one table row per tokenizer.
+#
+# Usage: scripts/bpe_vs_bytes.sh [TIME_PER_RUN_S [VOCAB...]]
+#        (default 120 s; vocabularies 512 1024 2048; "byte" is always run)
+# Env:   DATA (data/brown.txt), OUT (runs/bpe_vs_bytes), EVAL_BYTES (60000)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+TIME=${1:-120}
+shift || true
+VOCABS=${*:-512 1024 2048}
+DATA=${DATA:-data/brown.txt}
+OUT=${OUT:-runs/bpe_vs_bytes}
+EVAL_BYTES=${EVAL_BYTES:-60000}
+R=./build/retnet
+[ -x $R ] || { echo "bpe_vs_bytes.sh: build first (make)" >&2; exit 1; }
+[ -s "$DATA" ] || bash scripts/fetch_corpus.sh "$DATA"
+mkdir -p "$OUT"
+# The held-out text starts at a line.
+tail -c "$EVAL_BYTES" "$DATA" | sed 1d >"$OUT/heldout.txt"
+printf '%-10s %8s %10s %12s %12s %10s\n' tokenizer vocab steps "val tokens" bytes/token bits/byte
+for v in byte $VOCABS; do
+  run=$OUT/$v
+  tok=()
+  if [ "$v" != byte ]; then
+    $R tokenizer train --data "$DATA" --vocab "$v" --out "$OUT/tok$v.json" --quiet 2>"$OUT/tok$v.log"
+    tok=(--tokenizer "$OUT/tok$v.json")
+  fi
+  $R train --data "$DATA" "${tok[@]}" --out "$run" --preset torchscale --size demo --seq 256 --batch 16 \
+    --lr 3e-3 --time "$TIME" --eval-every 200 --eval-batches 16 --seed 1 --quiet 2>"$run.log"
+  $R eval --model "$run/model.safetensors" --data "$OUT/heldout.txt" --quiet >"$run.eval" 2>&1
+  steps=$(tail -n 1 "$run/metrics.csv" | cut -d, -f1)
+  ntok=$(awk '/^tokens:/ {print $2}' "$run.eval")
+  bpb=$(awk '/^bits\/byte:/ {print $2}' "$run.eval")
+  nbytes=$(wc -c <"$OUT/heldout.txt")
+  printf '%-10s %8s %10s %12s %12.2f %10s\n' "$v" "$([ $v = byte ] && echo 256 || echo $v)" "$steps" "$ntok" \
+    "$(awk "BEGIN {print $nbytes / $ntok}")" "$bpb"
+done
