@@ -6,6 +6,7 @@
 #include "util.h"
 #include "retnet_data.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,11 +14,14 @@
 
 typedef struct {
     int tty;
-    double t0;
+    double t0, last;
 } progress_state;
 
+/* Redrawn on a terminal; else a line every 10 s. */
 static void show_progress(void *user, const char *stage, double done, double total) {
     progress_state *p = user;
+    if (!p->tty && now_seconds() - p->last < 10) return;
+    p->last = now_seconds();
     char eta[32];
     double el = now_seconds() - p->t0, frac = total > 0 ? done / total : 0;
     format_duration(eta, sizeof eta, frac > 0.01 ? el / frac - el : -1);
@@ -79,7 +83,15 @@ static int cmd_tokenizer_train(int argc, char **argv) {
     o.min_frequency = (uint64_t)minf;
     o.special = special;
     o.nspecial = nspecial;
-    progress_state ps = {isatty(2), now_seconds()};
+    /* The output's directory, like the run directory of train. */
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", out);
+    char *slash = strrchr(dir, '/');
+    if (slash && slash != dir) {
+        *slash = 0;
+        if (make_dirs(dir) != 0) die("cannot create %s: %s", dir, strerror(errno));
+    }
+    progress_state ps = {isatty(2), now_seconds(), now_seconds()};
     if (!quiet) {
         o.progress = show_progress;
         o.user = &ps;

@@ -221,7 +221,7 @@ static void parse_flags(train_flags *f, int argc, char **argv) {
                   {"mpi-timeout", OPT_DOUBLE, &f->mpi_timeout, 1, 1e6, "under mpirun: abort when the ranks wait this long for one another (s)", 0},
                   {0}};
     command_spec cmd = {"train", "[--data FILE] [--out DIR] [--size NAME | --dim D ...] [--steps N | --time S]",
-                        "Trains a RetNet language model on a text file (byte-level tokens) with AdamW,\n"
+                        "Trains a RetNet language model on a text file (byte-level tokens, or --tokenizer's) with AdamW,\n"
                         "warm-up and cosine decay; validates, plots, checkpoints; --resume continues exactly.",
                         opts};
     args_parse(&cmd, argc, argv);

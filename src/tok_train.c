@@ -199,6 +199,7 @@ typedef struct {
     /* vocabulary */
     strtab vocab;
     size_t base;                /* specials + bytes + alphabet */
+    size_t nalpha;              /* characters of the alphabet */
     /* pairs */
     pair_rec *pr;
     size_t npr, prcap;
@@ -523,6 +524,7 @@ static rn_status build_base(trainer *t) {
         uint32_t id = st ? NONE : strtab_get(&t->vocab, ch.p, ch.len, 1, &err);
         if (err) st = oom();
         cp_id[c] = (int32_t)id;
+        t->nalpha++;
         tk_buf_free(&ch);
     }
     free(seen);
@@ -872,10 +874,10 @@ rn_status rn_tokenizer_train(const char *const *files, int nfiles, const rn_toke
     if (!st) st = build_base(&t);
     if (!st && (size_t)o->vocab_size < t.base)
         st = rni_fail(RN_ERR_ARG,
-                      "vocabulary size %d is smaller than the base vocabulary of %zu (special tokens%s and the %zu "
+                      "vocabulary size %d is smaller than the base vocabulary of %zu (%zu special tokens%s and the %zu "
                       "characters of the alphabet)", o->vocab_size, t.base,
-                      o->kind == RN_TOKENIZER_SENTENCEPIECE_BPE ? ", 256 byte tokens" : "",
-                      t.base - (size_t)o->nspecial - (o->kind == RN_TOKENIZER_SENTENCEPIECE_BPE ? 259 : 0));
+                      t.base - t.nalpha - (o->kind == RN_TOKENIZER_SENTENCEPIECE_BPE ? 256 : 0),
+                      o->kind == RN_TOKENIZER_SENTENCEPIECE_BPE ? ", 256 byte tokens" : "", t.nalpha);
     double t1 = seconds();
     if (!st) st = count_pairs(&t);
     if (!st) st = merge_all(&t);
