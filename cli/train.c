@@ -354,7 +354,6 @@ static void open_data(train_run *r) {
     else if (spec != own) snprintf(r->tok_src, sizeof r->tok_src, "%s", spec);
     if (spec) r->tok = load_tokenizer_or_die(spec);
     else if (rn_tokenizer_byte_create(&r->tok) != RN_OK) die("%s", rn_last_error());
-    if (r->di.rank == 0) store_tokenizer(r, spec);
     if (rn_dataset_open(f->data, r->tok, f->val_frac, &r->ds) != RN_OK) die("%s", rn_last_error());
     if (rn_dataset_size(r->ds, RN_SPLIT_TRAIN) < (size_t)r->tc.seq + 1 || rn_dataset_size(r->ds, RN_SPLIT_VAL) < 2)
         die("%s is too short for --seq %d", f->data, r->tc.seq);
@@ -583,6 +582,7 @@ int cmd_train(int argc, char **argv) {
     open_data(&r);
     if (f.resume) resume_run(&r);
     else new_run(&r);
+    if (r.di.rank == 0) store_tokenizer(&r, r.tok_src[0] ? r.tok_src : NULL);
     dist_attach(r.t, f.zero);
     r.bt = (size_t)r.tc.batch * r.tc.seq;
     r.nxy = r.bt * r.tc.accum;
