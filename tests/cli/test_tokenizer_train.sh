@@ -5,7 +5,11 @@
 #     text (tests/node/train.js; the binding offers only its default
 #     trainer, vocabulary 30,000 with the characters seen as alphabet, so
 #     ours, trained to 30,000 with its larger alphabet, must be a prefix of
-#     its merges: the same order of the same pairs);
+#     its merges: the same order of the same pairs. Our alphabet keeps the
+#     relative order of its ids, except where a merge makes a token that is
+#     one of sentencepiece-bpe's own (<s>, <0x41>: then it has that small
+#     id, as upstream's trainer given them as special tokens would): texts
+#     that write those are left out of that comparison);
 #   - the files we write load in the library and encode and decode every
 #     text of the test corpus exactly as we do;
 #   - random bytes come back from the byte-level tokenizer's pieces;
@@ -29,6 +33,8 @@ if [ ! -d $N/node_modules/tokenizers ]; then
 fi
 corpus=(tests/data/tokenizer_corpus/*)
 if [ -s data/brown.txt ]; then train=(data/brown.txt); else train=("${corpus[@]}"); fi
+plain=()
+for f in "${train[@]}"; do grep -qE '<s>|</s>|<unk>|<0x' "$f" || plain+=("$f"); done
 texts=("${corpus[@]}")
 [ -s data/brown.txt ] && texts+=(data/brown.txt)
 
@@ -38,8 +44,9 @@ merges() { node -e 'const m = JSON.parse(require("fs").readFileSync(process.argv
 
 for kind in bytelevel sentencepiece-bpe; do
   # ------------------------------------------------ the library's own trainer
-  if RAYON_NUM_THREADS=1 node $N/train.js $kind "$tmp/hf-$kind.json" "${train[@]}" >/dev/null 2>"$tmp/err"; then
-    "$R" tokenizer train --kind $kind --data "${train[@]}" --vocab 30000 --out "$tmp/ours-$kind.json" --quiet \
+  src=("${train[@]}"); [ $kind = sentencepiece-bpe ] && src=("${plain[@]}")
+  if RAYON_NUM_THREADS=1 node $N/train.js $kind "$tmp/hf-$kind.json" "${src[@]}" >/dev/null 2>"$tmp/err"; then
+    "$R" tokenizer train --kind $kind --data "${src[@]}" --vocab 30000 --out "$tmp/ours-$kind.json" --quiet \
       2>"$tmp/err"
     check "[ -s '$tmp/ours-$kind.json' ]" "$kind: training to 30000 failed: $(cat "$tmp/err")"
     merges "$tmp/ours-$kind.json" >"$tmp/ours.m"; merges "$tmp/hf-$kind.json" >"$tmp/hf.m"
@@ -47,7 +54,7 @@ for kind in bytelevel sentencepiece-bpe; do
     check "[ $n -gt 100 ] && head -n $n '$tmp/hf.m' | cmp -s - '$tmp/ours.m'" \
       "$kind: our $n merges are not the first of tokenizers' $nh: first difference at line $(cmp "$tmp/ours.m" \
       <(head -n $n "$tmp/hf.m") 2>&1 | sed -n 's/.*line \([0-9]*\).*/\1/p')"
-    echo "$kind: our $n merges = the first $n of tokenizers' BpeTrainer ($nh) on ${train[*]}"
+    echo "$kind: our $n merges vs the first $n of tokenizers' BpeTrainer ($nh) on ${#src[@]} file(s) ${src[0]} ..."
   else
     bad "$kind: tokenizers' trainer: $(head -c 300 "$tmp/err")"
   fi
@@ -90,20 +97,23 @@ done
 
 # ------------------------------------------------ retnet train --tokenizer T
 out=$tmp/run
-head -c 200000 "${train[0]}" >"$tmp/small.txt"
+cat "${train[@]}" | head -c 200000 >"$tmp/small.txt"
+# Its ids (2048, or fewer when a small corpus runs out of pairs).
+nv=$(node -e 'const v = JSON.parse(require("fs").readFileSync(process.argv[1])).model.vocab;
+  console.log(Math.max(...Object.values(v)) + 1)' "$t")
 "$R" train --data "$tmp/small.txt" --tokenizer "$t" --out "$out" --steps 2 --seq 16 --batch 2 --threads 1 --quiet \
   >/dev/null 2>"$tmp/err"; rc=$?
 check "[ $rc -eq 0 ] && cmp -s '$t' '$out/tokenizer.json' && [ -s '$out/tokenizer_config.json' ]" \
   "train --tokenizer: exit $rc, tokenizer.json not stored beside the model: $(tail -n 1 "$tmp/err")"
-check "'$R' info --model '$out/model.safetensors' 2>&1 | grep -q '^vocab: *2048$'" \
-  "train --tokenizer: the model's vocabulary is not 2048"
+check "'$R' info --model '$out/model.safetensors' 2>&1 | grep -q '^vocab: *$nv$'" \
+  "train --tokenizer: the model's vocabulary is not the tokenizer's $nv"
 nt=$("$R" tokenize --tokenizer "$t" --text "The" | wc -w)
 "$R" generate --model "$out/model.safetensors" --prompt "The" -n 4 --threads 1 >"$tmp/gen" 2>"$tmp/err"; rc=$?
 check "[ $rc -eq 0 ] && [ $nt -lt 3 ] && grep -q 'prefill: $nt tokens' '$tmp/err'" \
   "generate did not use the stored tokenizer (\"The\" is $nt tokens): exit $rc, $(cat "$tmp/err")"
 "$R" train --data "$tmp/small.txt" --tokenizer "$t" --vocab 1000 --out "$tmp/run2" --steps 1 --quiet >/dev/null \
   2>"$tmp/err"; rc=$?
-check "[ $rc -eq 2 ] && grep -q 1000 '$tmp/err' && grep -q 2048 '$tmp/err' && [ \$(wc -l <'$tmp/err') -eq 1 ]" \
+check "[ $rc -eq 2 ] && grep -q 1000 '$tmp/err' && grep -q $nv '$tmp/err' && [ \$(wc -l <'$tmp/err') -eq 1 ]" \
   "train --vocab below the tokenizer's: exit $rc, $(cat "$tmp/err")"
 # A later byte-level run in the same directory does not keep the old one.
 "$R" train --data "$tmp/small.txt" --out "$out" --steps 1 --seq 16 --batch 2 --threads 1 --quiet >/dev/null 2>&1
