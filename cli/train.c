@@ -262,6 +262,7 @@ typedef struct {
     rn_train_config tc;  /* the live schedule */
     rn_tokenizer *tok;
     char tok_src[4200];  /* where tok came from ("": the byte tokenizer) */
+    double val_bpt;      /* bytes per token of the validation split (1 for bytes) */
     rn_dataset *ds;
     rn_trainer *t;
     rn_model *m;
@@ -357,6 +358,16 @@ static void open_data(train_run *r) {
     if (rn_dataset_open(f->data, r->tok, f->val_frac, &r->ds) != RN_OK) die("%s", rn_last_error());
     if (rn_dataset_size(r->ds, RN_SPLIT_TRAIN) < (size_t)r->tc.seq + 1 || rn_dataset_size(r->ds, RN_SPLIT_VAL) < 2)
         die("%s is too short for --seq %d", f->data, r->tc.seq);
+    /* The bytes the validation tokens stand for, so that its loss reads in
+     * bits per byte whatever the tokenizer. */
+    size_t nv = rn_dataset_size(r->ds, RN_SPLIT_VAL), bytes = 0;
+    const int32_t *vt = rn_dataset_tokens(r->ds, RN_SPLIT_VAL);
+    for (size_t i = 0; i < nv; i++) {
+        const char *p;
+        size_t len;
+        if (rn_tokenizer_decode(r->tok, vt[i], &p, &len) == RN_OK) bytes += len;
+    }
+    r->val_bpt = bytes ? (double)bytes / (double)nv : 1;
 }
 
 /* Continues OUT/checkpoint.safetensors: model, optimiser, step, data order
@@ -497,8 +508,8 @@ static double validate(const train_run *r, int64_t step, int last) {
     if (!(step % f->eval_every == 0 || last)) return NAN;
     double v = validation_loss(r->m, r->ds, r->tc.batch, r->tc.seq, r->tc.mode, r->tc.chunk, f->eval_batches, &r->di, r->x, r->y);
     if (!f->quiet)
-        fprintf(stderr, "%sstep %lld: val loss %.4f nats/byte, %.4f bits/byte (train %.4f)\n", r->tty ? "\r\033[K" : "",
-                (long long)step, v, v / log(2.0), r->ema);
+        fprintf(stderr, "%sstep %lld: val loss %.4f nats/%s, %.4f bits/byte (train %.4f)\n", r->tty ? "\r\033[K" : "",
+                (long long)step, v, r->tok_src[0] ? "token" : "byte", v / log(2.0) / r->val_bpt, r->ema);
     return v;
 }
 
