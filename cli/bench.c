@@ -539,25 +539,30 @@ int cmd_bench(int argc, char **argv) {
     const char *which = "all", *text = NULL, *tokenizer = NULL;
     int threads = 0, quick = 0;
     const char *load_child = NULL;
-    opt opts[] = {{"case", OPT_STR, &which, 0, 0, "all, train, scaling, threads, decode, batch, sample, kernels, load or tokenize", 0},
-                  {"text", OPT_STR, &text, 0, 0, "tokenize: the text (default data/brown.txt)", 0},
+    opt opts[] = {{"case", OPT_STR, &which, 0, 0, "all, train, scaling, threads, decode, batch, sample, kernels, load, tokenize or tokenizer-train", 0},
+                  {"text", OPT_STR, &text, 0, 0, "tokenize, tokenizer-train: the text (default data/brown.txt)", 0},
                   {"tokenizer", OPT_STR, &tokenizer, 0, 0, "tokenize: one tokenizer.json (default: the three of tests/node)", 0},
                   {"threads", OPT_INT, &threads, 1, 1024, "threads (default: all cores)", 0},
                   {"quick", OPT_FLAG, &quick, 0, 0, "fewer repetitions, smaller models", 0},
                   {"load-child", OPT_STR, &load_child, 0, 0, "(internal) the timed process of --case load", 0},
                   {0}};
-    command_spec cmd = {"bench", "[--case all|train|scaling|threads|decode|batch|sample|kernels|load|tokenize] [--threads N] [--quick]",
+    command_spec cmd = {"bench", "[--case all|train|scaling|threads|decode|batch|sample|kernels|load|tokenize|tokenizer-train] [--threads N] [--quick]",
                         "Benchmarks, each printed as a ratio to a limit measured in the same run.", opts};
     args_parse(&cmd, argc, argv);
     if (threads) rn_set_threads(threads);
     if (load_child) return bench_load_child(load_child);
     int all = strcmp(which, "all") == 0;
     if (!all && strcmp(which, "train") && strcmp(which, "scaling") && strcmp(which, "threads") && strcmp(which, "decode") && strcmp(which, "batch") &&
-        strcmp(which, "sample") && strcmp(which, "kernels") && strcmp(which, "load") && strcmp(which, "tokenize"))
+        strcmp(which, "sample") && strcmp(which, "kernels") && strcmp(which, "load") && strcmp(which, "tokenize") &&
+        strcmp(which, "tokenizer-train"))
         die_usage("bench", "unknown case '%s'", which);
     /* Tokenizing is one thread against the reference: no machine limits needed. */
     if (!strcmp(which, "tokenize")) {
         bench_tokenize(text, tokenizer, quick);
+        return 0;
+    }
+    if (!strcmp(which, "tokenizer-train")) {
+        bench_tokenizer_train(text);
         return 0;
     }
     double peak = sgemm_gflops(5), bw = bench_read_bandwidth((size_t)1 << 30);
@@ -572,5 +577,6 @@ int cmd_bench(int argc, char **argv) {
     if (all || !strcmp(which, "kernels")) section_kernels(quick);
     if (all || !strcmp(which, "load")) bench_load(quick);
     if (all) bench_tokenize(text, tokenizer, quick);
+    if (all) bench_tokenizer_train(text);
     return 0;
 }

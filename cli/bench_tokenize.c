@@ -111,3 +111,62 @@ void bench_tokenize(const char *text_path, const char *tokenizer, int quick) {
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
     if (system(cmd) != 0) fprintf(stderr, "retnet: cannot remove %s\n", tmpdir);
 }
+
+/* ---------------------------------------------------- tokenizer training */
+
+/* The reference trainer's seconds and merges (tests/node/train.js: the
+ * binding's default trainer, vocabulary 30,000), or -1. */
+static double theirs_train(const char *text_path, const char *out, int *merges) {
+    if (!file_exists(NODE_DIR "/node_modules/tokenizers")) return -1;
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "RAYON_NUM_THREADS=1 node " NODE_DIR "/train.js bytelevel '%s' '%s' 2>/dev/null", out,
+             text_path);
+    FILE *p = popen(cmd, "r");
+    if (!p) return -1;
+    double v = -1;
+    if (fscanf(p, "%lf %d", &v, merges) != 2) v = -1;
+    if (pclose(p) != 0) v = -1;
+    return v;
+}
+
+void bench_tokenizer_train(const char *text_path) {
+    const char *text_file = text_path ? text_path : file_exists("data/brown.txt") ? "data/brown.txt" : NULL;
+    if (!text_file) {
+        printf("\ntokenizer-train: no corpus (scripts/fetch_corpus.sh data/brown.txt, or --text FILE)\n");
+        return;
+    }
+    char tmpdir[] = "/tmp/retnet_bench_toktrain.XXXXXX", out[600];
+    if (!mkdtemp(tmpdir)) die("cannot create a temp directory");
+    snprintf(out, sizeof out, "%s/tokenizer.json", tmpdir);
+    printf("\ntokenizer-train: byte-level BPE on %s, one thread (tokenizers: RAYON_NUM_THREADS=1, its Node "
+           "binding's default trainer, vocabulary 30,000)\n\n", text_file);
+    printf("| trainer | vocabulary | merges | words (s) | merges (s) | total (s) |\n|---|---|---|---|---|---|\n");
+    /* 8,192 and 32,768 merges, and the reference's vocabulary. */
+    const int vocabs[3] = {256 + 8192, 256 + 32768, 30000};
+    double ours30k = -1;
+    for (int i = 0; i < 3; i++) {
+        rn_tokenizer_train_options o;
+        rn_tokenizer_train_defaults(&o);
+        o.vocab_size = vocabs[i];
+        rn_tokenizer_train_stats st;
+        double t0 = now_seconds();
+        if (rn_tokenizer_train(&text_file, 1, &o, out, &st) != RN_OK) die("%s", rn_last_error());
+        double dt = now_seconds() - t0;
+        if (i == 2) ours30k = dt;
+        printf("| ours | %d | %d | %.2f | %.2f | %.2f |\n", st.vocab_size, st.merges, st.count_seconds,
+               st.merge_seconds, dt);
+        fflush(stdout);
+    }
+    int merges = 0;
+    double theirs = theirs_train(text_file, out, &merges);
+    if (theirs > 0) {
+        printf("| tokenizers | 30000 | %d | | | %.2f |\n", merges, theirs);
+        printf("\nat vocabulary 30,000: ours %.2f s, tokenizers %.2f s: %.1fx faster (ours includes writing the "
+               "file)\n", ours30k, theirs, theirs / ours30k);
+    } else {
+        printf("\n(the reference trainer is not available: cd tests/node && npm ci)\n");
+    }
+    char cmd[700];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+    if (system(cmd) != 0) fprintf(stderr, "retnet: cannot remove %s\n", tmpdir);
+}

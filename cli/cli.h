@@ -14,6 +14,7 @@ int cmd_bench(int argc, char **argv);     /* bench.c */
 int cmd_convert(int argc, char **argv);   /* convert.c */
 int cmd_grads(int argc, char **argv);     /* convert.c */
 int cmd_tokenize(int argc, char **argv); /* tokenize.c */
+int cmd_tokenizer(int argc, char **argv); /* tokenizer_train.c */
 int cmd_serve(int argc, char **argv);     /* serve.c */
 int cmd_data(int argc, char **argv);      /* data.c */
 

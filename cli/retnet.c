@@ -137,6 +137,7 @@ static const struct { const char *name; int (*fn)(int, char **); const char *hel
     {"generate", cmd_generate, "generate text from a model"},
     {"eval", cmd_eval, "loss, bits per byte and perplexity of a file"},
     {"tokenize", cmd_tokenize, "text to token ids and back with a tokenizer.json"},
+    {"tokenizer", cmd_tokenizer, "tokenizer train: learn a BPE tokenizer.json from text"},
     {"serve", cmd_serve, "an OpenAI-compatible HTTP server (completions, chat, streaming)"},
     {"bench", cmd_bench, "benchmarks against limits measured in the same run"},
 };

@@ -172,10 +172,11 @@ typedef struct {
     rn_train_config tc;       /* schedule, batch, mode (a resumed run takes the checkpoint's) */
     rn_config arch;           /* the model of a new run (not resume) */
     const char *data, *out;
+    const char *tokenizer;    /* --tokenizer (NULL: byte-level, or a resumed run's own) */
     double time_budget, val_frac, mpi_timeout;
     int64_t seed;
     int threads, resume, stop_at, eval_every, eval_batches, ckpt_every, log_every, quiet, zero;
-    int steps_seen, warmup_seen;  /* --steps, --warmup given */
+    int steps_seen, warmup_seen, vocab_seen;  /* --steps, --warmup, --vocab given */
 } train_flags;
 
 /* Parses and checks the flags: every usage error (exit 2) comes here,
@@ -185,13 +186,14 @@ static void parse_flags(train_flags *f, int argc, char **argv) {
     rn_train_config_default(&f->tc);
     rn_train_config *tc = &f->tc;
     const char *sched = "cosine";
-    f->data = "data/brown.txt"; f->out = "runs/latest";
+    f->data = "data/brown.txt"; f->out = "runs/latest"; f->tokenizer = NULL;
     f->time_budget = 0; f->val_frac = 0.05; f->mpi_timeout = 600;
     f->seed = 1;
     f->threads = 0; f->resume = 0; f->stop_at = 0; f->eval_every = 100; f->eval_batches = 8; f->ckpt_every = 500;
     f->log_every = 10; f->quiet = 0; f->zero = 0;
     opt opts[] = {ARCH_OPTS(af),
-                  {"data", OPT_STR, &f->data, 0, 0, "training text file (byte-level tokens), or a directory of token shards (retnet data prepare)", 0},
+                  {"data", OPT_STR, &f->data, 0, 0, "training text file, or a directory of token shards (retnet data prepare)", 0},
+                  {"tokenizer", OPT_STR, &f->tokenizer, 0, 0, "tokenizer.json (or its directory) to tokenize --data with, stored in --out; 'byte' (default) for bytes", 0},
                   {"val-frac", OPT_DOUBLE, &f->val_frac, 0.001, 0.5, "fraction of the file held out for validation", 0},
                   {"seq", OPT_INT, &tc->seq, 1, 1 << 20, "tokens per sequence", 0},
                   {"batch", OPT_INT, &tc->batch, 1, 1 << 16, "sequences per micro-batch", 0},
@@ -222,12 +224,13 @@ static void parse_flags(train_flags *f, int argc, char **argv) {
                   {"mpi-timeout", OPT_DOUBLE, &f->mpi_timeout, 1, 1e6, "under mpirun: abort when the ranks wait this long for one another (s)", 0},
                   {0}};
     command_spec cmd = {"train", "[--data FILE] [--out DIR] [--size NAME | --dim D ...] [--steps N | --time S]",
-                        "Trains a RetNet language model on a text file (byte-level tokens) with AdamW,\n"
+                        "Trains a RetNet language model on a text file (byte-level tokens, or --tokenizer's) with AdamW,\n"
                         "warm-up and cosine decay; validates, plots, checkpoints; --resume continues exactly.",
                         opts};
     args_parse(&cmd, argc, argv);
     f->steps_seen = args_seen(&cmd, "steps");
     f->warmup_seen = args_seen(&cmd, "warmup");
+    f->vocab_seen = args_seen(&cmd, "vocab");
     if (rn_schedule_from_name(sched, &tc->schedule) != RN_OK) die_usage("train", "%s", rn_last_error());
     tc->mode = args_seen(&cmd, "chunk") ? RN_CHUNKWISE : RN_PARALLEL;
     if (tc->mode == RN_CHUNKWISE && tc->chunk > tc->seq) die_usage("train", "--chunk %d is longer than --seq %d", tc->chunk, tc->seq);
@@ -261,6 +264,8 @@ typedef struct {
     dist_info di;
     rn_train_config tc;  /* the live schedule */
     rn_tokenizer *tok;
+    char tok_src[4200];  /* where tok came from ("": the byte tokenizer) */
+    double val_bpt;      /* bytes per token of the validation split (1 for bytes; 0 unknown) */
     rn_dataset *ds;
     rn_trainer *t;
     rn_model *m;
@@ -274,39 +279,111 @@ typedef struct {
     time_plan plan;
 } train_run;
 
+/* Copies src to dst atomically. */
+static void copy_file(const char *src, const char *dst) {
+    char *data;
+    size_t n;
+    rn_atomic_file af;
+    if (rn_read_file(src, (size_t)1 << 30, &data, &n) != RN_OK || rn_atomic_open(&af, dst) != RN_OK)
+        die("%s", rn_last_error());
+    if (rn_atomic_write(&af, data, n) != RN_OK) {
+        rn_atomic_abort(&af);
+        die("%s", rn_last_error());
+    }
+    if (rn_atomic_commit(&af) != RN_OK) die("%s", rn_last_error());
+    free(data);
+}
+
+/* --tokenizer: the Hugging Face layout, tokenizer.json (and
+ * tokenizer_config.json) beside the model, where generate, eval and serve
+ * look. The source's tokenizer_config.json is kept; without one, one is
+ * written naming BOS/EOS, added to nothing (the training text has none).
+ * A new byte-level run removes what an earlier run left there. */
+static void store_tokenizer(const train_run *r, const char *spec) {
+    char src[8192], dst[8192];
+    struct stat sb;
+    const char *out = r->f->out;
+    if (!spec) {
+        if (r->f->resume) return;
+        snprintf(dst, sizeof dst, "%s/tokenizer.json", out);
+        unlink(dst);
+        snprintf(dst, sizeof dst, "%s/tokenizer_config.json", out);
+        unlink(dst);
+        return;
+    }
+    int dir = stat(spec, &sb) == 0 && S_ISDIR(sb.st_mode);
+    if (strlen(spec) > 4096 || strlen(out) > 4096) die("path too long: %s", strlen(spec) > 4096 ? spec : out);
+    if (dir) snprintf(src, sizeof src, "%s/tokenizer.json", spec);
+    else snprintf(src, sizeof src, "%s", spec);
+    if (stat(src, &sb) != 0) die("%s has no tokenizer.json to store beside the model", spec);
+    snprintf(dst, sizeof dst, "%s/tokenizer.json", out);
+    struct stat db;
+    if (stat(dst, &db) == 0 && db.st_dev == sb.st_dev && db.st_ino == sb.st_ino) return;  /* OUT's own (resume) */
+    copy_file(src, dst);
+    char *slash = strrchr(src, '/');
+    if (slash) snprintf(slash + 1, sizeof src - (size_t)(slash + 1 - src), "tokenizer_config.json");
+    else snprintf(src, sizeof src, "tokenizer_config.json");
+    snprintf(dst, sizeof dst, "%s/tokenizer_config.json", out);
+    if (stat(src, &sb) == 0) {
+        copy_file(src, dst);
+        return;
+    }
+    cJSON *c = cJSON_CreateObject();
+    int32_t bos = rn_tokenizer_bos(r->tok), eos = rn_tokenizer_eos(r->tok);
+    if (bos >= 0) cJSON_AddStringToObject(c, "bos_token", rn_tokenizer_id_to_token(r->tok, bos));
+    if (eos >= 0) cJSON_AddStringToObject(c, "eos_token", rn_tokenizer_id_to_token(r->tok, eos));
+    cJSON_AddBoolToObject(c, "add_bos_token", 0);
+    cJSON_AddBoolToObject(c, "add_eos_token", 0);
+    char *text = cJSON_Print(c);
+    rn_atomic_file af;
+    if (!text || rn_atomic_open(&af, dst) != RN_OK) die("cannot write %s: %s", dst, text ? rn_last_error() : "out of memory");
+    if (rn_atomic_write(&af, text, strlen(text)) != RN_OK) {
+        rn_atomic_abort(&af);
+        die("%s", rn_last_error());
+    }
+    if (rn_atomic_commit(&af) != RN_OK) die("%s", rn_last_error());
+    free(text);
+    cJSON_Delete(c);
+}
+
+/* The bytes the validation tokens stand for (the first 16M of them, enough
+ * for a mean), so that its loss reads in bits per byte whatever the
+ * tokenizer; 0 (unknown) for shards without one. */
+static void set_val_bytes_per_token(train_run *r) {
+    r->val_bpt = 0;
+    if (!r->tok) return;
+    size_t nv = rn_dataset_size(r->ds, RN_SPLIT_VAL), bytes = 0, done = 0;
+    if (nv > ((size_t)1 << 24)) nv = (size_t)1 << 24;
+    int32_t buf[4096];
+    while (done < nv) {
+        size_t n = nv - done < 4096 ? nv - done : 4096;
+        if (rn_dataset_read(r->ds, RN_SPLIT_VAL, done, n, buf) != RN_OK) die("%s", rn_last_error());
+        for (size_t i = 0; i < n; i++) {
+            const char *p;
+            size_t len;
+            if (rn_tokenizer_decode(r->tok, buf[i], &p, &len) == RN_OK) bytes += len;
+        }
+        done += n;
+    }
+    r->val_bpt = bytes ? (double)bytes / (double)nv : 1;
+}
+
 /* --data DIR: shards (`retnet data prepare`, or llm.c's). Their ids mean
- * what DIR's tokenizer.json (or GPT-2's vocab.json + merges.txt) says; it
- * bounds them and its files go into the output
- * directory, as the Hugging Face layout keeps it beside the model. Without
- * one (llm.c's shards) the ids are bounded by the model's vocabulary, and
- * r->tok stays NULL. */
+ * what DIR's tokenizer.json says (else --tokenizer's); it bounds them and is
+ * stored beside the model (store_tokenizer). Without one (llm.c's shards)
+ * the ids are bounded by the model's vocabulary, and r->tok stays NULL. */
 static void open_shards(train_run *r) {
     const train_flags *f = r->f;
-    char tj[4200], vj[4200];
+    char tj[4200];
     struct stat sb;
     int vocab = f->arch.vocab;
     snprintf(tj, sizeof tj, "%s/tokenizer.json", f->data);
-    snprintf(vj, sizeof vj, "%s/vocab.json", f->data);
-    if (stat(tj, &sb) == 0 || stat(vj, &sb) == 0) {
-        r->tok = load_tokenizer_or_die(f->data);
+    const char *spec = stat(tj, &sb) == 0 ? f->data : f->tokenizer && strcmp(f->tokenizer, "byte") != 0 ? f->tokenizer : NULL;
+    r->tok_src[0] = 0;
+    if (spec) {
+        snprintf(r->tok_src, sizeof r->tok_src, "%s", spec);
+        r->tok = load_tokenizer_or_die(spec);
         vocab = r->tok->vocab_size;
-        if (r->di.rank == 0) {
-            const char *names[] = {"tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt"};
-            for (int i = 0; i < 4; i++) {
-                char src[4200], dst[4200], *text;
-                size_t len;
-                snprintf(src, sizeof src, "%s/%s", f->data, names[i]);
-                snprintf(dst, sizeof dst, "%s/%s", f->out, names[i]);
-                if (stat(src, &sb) != 0) continue;
-                rn_atomic_file af;
-                if (rn_read_file(src, 0, &text, &len) != RN_OK || rn_atomic_open(&af, dst) != RN_OK) die("%s", rn_last_error());
-                rn_status s = rn_atomic_write(&af, text, len);
-                if (s == RN_OK) s = rn_atomic_commit(&af);
-                else rn_atomic_abort(&af);
-                free(text);
-                if (s != RN_OK) die("%s", rn_last_error());
-            }
-        }
     } else if (f->resume) {
         char mp[4200];
         rn_model_info info;
@@ -320,6 +397,7 @@ static void open_shards(train_run *r) {
             rn_dataset_size(r->ds, RN_SPLIT_TRAIN), r->tc.seq);
     if (rn_dataset_size(r->ds, RN_SPLIT_VAL) < 2)
         die("%s has no validation shard (*val*.bin) with 2 tokens or more", f->data);
+    set_val_bytes_per_token(r);
 }
 
 static void open_data(train_run *r) {
@@ -329,10 +407,19 @@ static void open_data(train_run *r) {
         open_shards(r);
         return;
     }
-    if (rn_tokenizer_byte_create(&r->tok) != RN_OK) die("%s", rn_last_error());
+    const char *spec = f->tokenizer && strcmp(f->tokenizer, "byte") != 0 ? f->tokenizer : NULL;
+    char *own = r->tok_src;
+    snprintf(own, sizeof r->tok_src, "%s/tokenizer.json", f->out);
+    /* A resumed run keeps tokenizing as it began. */
+    if (!spec && !f->tokenizer && f->resume && stat(own, &sb) == 0) spec = own;
+    if (!spec) r->tok_src[0] = 0;
+    else if (spec != own) snprintf(r->tok_src, sizeof r->tok_src, "%s", spec);
+    if (spec) r->tok = load_tokenizer_or_die(spec);
+    else if (rn_tokenizer_byte_create(&r->tok) != RN_OK) die("%s", rn_last_error());
     if (rn_dataset_open(f->data, r->tok, f->val_frac, &r->ds) != RN_OK) die("%s", rn_last_error());
     if (rn_dataset_size(r->ds, RN_SPLIT_TRAIN) < (size_t)r->tc.seq + 1 || rn_dataset_size(r->ds, RN_SPLIT_VAL) < 2)
         die("%s is too short for --seq %d", f->data, r->tc.seq);
+    set_val_bytes_per_token(r);
 }
 
 /* Continues OUT/checkpoint.safetensors: model, optimiser, step, data order
@@ -350,6 +437,9 @@ static void resume_run(train_run *r) {
     if (f->steps_seen) saved.steps = r->tc.steps;
     if (rn_trainer_set_config(r->t, &saved) != RN_OK) die("%s", rn_last_error());
     r->tc = saved;
+    if (r->tok && rn_model_config(r->m)->vocab < r->tok->vocab_size)
+        die("the tokenizer has %d ids, more than the vocabulary of %d of the model in %s", r->tok->vocab_size,
+            rn_model_config(r->m)->vocab, path);
     snprintf(path, sizeof path, "%s/metrics.csv", f->out);
     metrics_load(&r->mt, path, (double)rn_trainer_step_count(r->t));
     if (r->di.rank == 0) fprintf(stderr, "resumed %s at step %lld\n", f->out, (long long)rn_trainer_step_count(r->t));
@@ -358,7 +448,10 @@ static void resume_run(train_run *r) {
 /* A new model (the preset's initialisation from --seed) and trainer. */
 static void new_run(train_run *r) {
     const train_flags *f = r->f;
-    const rn_config *c = &f->arch;
+    rn_config cfg = f->arch;
+    const rn_config *c = &cfg;
+    /* A tokenizer's model covers its ids unless --vocab says otherwise. */
+    if (r->tok_src[0] && !f->vocab_seen) cfg.vocab = r->tok->vocab_size;
     if (r->tok && c->vocab < r->tok->vocab_size) die_usage("train", "--vocab %d is smaller than the tokenizer's %d", c->vocab, r->tok->vocab_size);
     if (rn_model_create(c, &r->m) != RN_OK) die("%s", rn_last_error());
     rn_model_init_random(r->m, (uint64_t)f->seed);
@@ -373,6 +466,7 @@ static void report_setup(const train_run *r) {
     const rn_train_config *tc = &r->tc;
     fprintf(stderr, "model: %s preset, d=%d, layers=%d, heads=%d, value=%d, ffn=%d: %.2fM parameters\n",
             rn_preset_name(c->preset), c->dim, c->layers, c->heads, c->value_dim, c->ffn_dim, rn_model_num_params(r->m) / 1e6);
+    if (r->tok_src[0]) fprintf(stderr, "tokenizer: %s (%d ids)\n", r->tok_src, r->tok->vocab_size);
     fprintf(stderr, "data: %s: %zu train / %zu validation tokens; batch %d x %d x %d, %s\n", r->f->data,
             rn_dataset_size(r->ds, RN_SPLIT_TRAIN), rn_dataset_size(r->ds, RN_SPLIT_VAL), tc->accum, tc->batch, tc->seq,
             tc->mode == RN_PARALLEL ? "parallel" : "chunkwise");
@@ -466,8 +560,14 @@ static double validate(const train_run *r, int64_t step, int last) {
     if (!(step % f->eval_every == 0 || last)) return NAN;
     double v = validation_loss(r->m, r->ds, r->tc.batch, r->tc.seq, r->tc.mode, r->tc.chunk, f->eval_batches, &r->di, r->x, r->y);
     if (!f->quiet)
-        fprintf(stderr, "%sstep %lld: val loss %.4f nats/byte, %.4f bits/byte (train %.4f)\n", r->tty ? "\r\033[K" : "",
-                (long long)step, v, v / log(2.0), r->ema);
+    {
+        if (r->val_bpt > 0)
+            fprintf(stderr, "%sstep %lld: val loss %.4f nats/%s, %.4f bits/byte (train %.4f)\n", r->tty ? "\r\033[K" : "",
+                    (long long)step, v, r->tok_src[0] ? "token" : "byte", v / log(2.0) / r->val_bpt, r->ema);
+        else  /* shards without a tokenizer: what a token spells is unknown */
+            fprintf(stderr, "%sstep %lld: val loss %.4f nats/token (train %.4f)\n", r->tty ? "\r\033[K" : "",
+                    (long long)step, v, r->ema);
+    }
     return v;
 }
 
@@ -551,6 +651,7 @@ int cmd_train(int argc, char **argv) {
     open_data(&r);
     if (f.resume) resume_run(&r);
     else new_run(&r);
+    if (r.di.rank == 0) store_tokenizer(&r, r.tok_src[0] ? r.tok_src : NULL);
     dist_attach(r.t, f.zero);
     r.bt = (size_t)r.tc.batch * r.tc.seq;
     r.nxy = r.bt * r.tc.accum;

@@ -116,6 +116,55 @@ RN_API rn_status rn_tokenizer_decode_all(const rn_tokenizer *t, const int32_t *i
 RN_API int32_t rn_tokenizer_token_to_id(const rn_tokenizer *t, const char *token);
 RN_API const char *rn_tokenizer_id_to_token(const rn_tokenizer *t, int32_t id);
 
+/* ------------------------------------------------- training a tokenizer */
+
+typedef enum {
+    /* GPT-2 style: the ByteLevel pre-tokenizer (GPT-2's regex, every byte
+     * a character) and decoder; all 256 bytes in the vocabulary, so every
+     * byte string encodes and decodes losslessly. */
+    RN_TOKENIZER_BYTELEVEL = 0,
+    /* Mistral / Llama 2 style: spaces as U+2581 (Metaspace, prepended to
+     * the text), <unk> <s> </s> as ids 0 1 2, the 256 "<0xNN>" tokens for
+     * byte fallback, then the characters seen; BOS added by the template. */
+    RN_TOKENIZER_SENTENCEPIECE_BPE = 1
+} rn_tokenizer_kind;
+
+typedef struct {
+    rn_tokenizer_kind kind;
+    int vocab_size;              /* target size, special and base tokens included */
+    const char *const *special;  /* nspecial special tokens (UTF-8), ids 0.. */
+    int nspecial;
+    uint64_t min_frequency;      /* a merge needs a pair seen this often (0: any) */
+    /* Called now and then on long work (may be NULL): stage is
+     * "counting words" (done/total in bytes) or "merging" (in merges). */
+    void (*progress)(void *user, const char *stage, double done, double total);
+    void *user;
+} rn_tokenizer_train_options;
+
+typedef struct {
+    size_t bytes;                /* text read */
+    size_t words, distinct_words;/* pre-tokens, and distinct ones */
+    int base_vocab;              /* specials + byte tokens + alphabet */
+    int merges, vocab_size;      /* learned; the final vocabulary */
+    double count_seconds;        /* reading and counting words */
+    double merge_seconds;        /* counting pairs and merging */
+} rn_tokenizer_train_stats;
+
+/* kind byte-level, vocab_size 8192, no special tokens, no progress. */
+RN_API void rn_tokenizer_train_defaults(rn_tokenizer_train_options *o);
+
+/* Learns a BPE tokenizer from the text files (nfiles, read line by line in
+ * bounded memory: the distinct pre-tokens, not the text) and writes it as
+ * a Hugging Face tokenizer.json at out, atomically. The merges are those
+ * of the `tokenizers` library's BpeTrainer on the same files: the most
+ * frequent pair first, ties to the smallest (left id, right id), pairs
+ * never crossing a pre-token; learning stops at vocab_size tokens or when
+ * no pair is left. stats (may be NULL) receives the figures. Errors: a
+ * missing or unreadable file (RN_ERR_IO), no text (RN_ERR_FORMAT),
+ * vocab_size below the base vocabulary or a bad option (RN_ERR_ARG). */
+RN_API rn_status rn_tokenizer_train(const char *const *files, int nfiles, const rn_tokenizer_train_options *o,
+                                    const char *out, rn_tokenizer_train_stats *stats);
+
 /* ---------------------------------------------------------------- files */
 
 /* Reads a whole file into a new buffer, *data (*len bytes, plus a NUL after
