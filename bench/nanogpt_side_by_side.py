@@ -19,11 +19,12 @@ and is scored with `retnet eval --window 64` on the held-out split.
 Both use the same split of the same file (the first 90% for training, the last 10%
 for validation, cut as retnet cuts it), the same threads and the same BLAS kernels
 (bench/blas_env.py). During training both log a validation loss every --eval-every
-iterations (20 random batches of the validation split, as nanoGPT's eval_iters=20); the
-final figure of each is the loss over the whole validation split in windows of 64
-characters (what `retnet eval --window 64` computes), so the two are comparable.
-Printed: wall time, tokens/s, final validation loss, and the time each first reached
-the other's final loss (from the periodic logs).
+iterations on the same 20 batches of 12 x 64 characters (the first 240 windows of 64
+of the validation split, which `retnet train` scores; nanoGPT's eval_iters=20 draws
+random ones). The final figure of each is the loss over the whole validation split
+in windows of 64 characters (what `retnet eval --window 64` computes). Printed: wall
+time, tokens/s, final validation loss, and the time each first reached the other's
+last logged loss (both on the same logged windows).
 
     /usr/bin/python3 bench/nanogpt_side_by_side.py --data FILE [--iters 2000] [--threads 2]
 """
@@ -139,12 +140,20 @@ def train_nanogpt(train, val, vocab, a, log):
         off = torch.arange(T)
         return data[ix[:, None] + off], data[ix[:, None] + off + 1]
 
+    # The windows retnet train validates on (cli/train.c validation_loss): the
+    # first 20 batches of 12 consecutive windows of 64 of the validation split.
+    starts = torch.arange(20 * B) * T
+    starts = starts[starts + T < len(val)]
+    off = torch.arange(T)
+    vx, vy = val[starts[:, None] + off], val[starts[:, None] + off + 1]
+
     @torch.inference_mode()
     def estimate():
         m.eval()
-        losses = [F.cross_entropy(m(x).view(-1, vocab), y.view(-1)).item() for x, y in (batch(val) for _ in range(20))]
+        total = sum(F.cross_entropy(m(vx[i:i + B]).view(-1, vocab), vy[i:i + B].reshape(-1), reduction="sum").item()
+                    for i in range(0, len(vx), B))
         m.train()
-        return sum(losses) / len(losses)
+        return total / vy.numel()
 
     t0 = time.perf_counter()
     for it in range(a.iters + 1):
@@ -266,16 +275,16 @@ def main():
     print("|---|---|---|---|")
     for name, wall, loss, _ in rows:
         print("| %s | %.1f | %.0f | %.4f |" % (name, wall, tokens / wall, loss))
-    print("\nlogged validation losses (seconds into training, iteration, loss on 20 random batches):")
+    print("\nlogged validation losses (seconds into training, iteration, loss on the first 240 windows of 64):")
     for name, _, _, log in rows:
         print("  %s: %s" % (name, ", ".join("%.0fs/%d/%.3f" % e for e in log)))
     if len(rows) == 2:
         (gn, gw, gl, glog), (rn, rw, rl, rlog) = rows
-        tr = first_reach(rlog, gl)
-        print("\nretnet first reached the GPT's final loss %.4f at %s; its time / the GPT's wall time: %s"
-              % (gl, fmt_reach(tr, rw), "-" if tr is None else "%.2f" % (tr / gw)))
-        print("the GPT first reached retnet's final loss %.4f at %s" % (rl, fmt_reach(first_reach(glog, rl), gw)))
-
+        g_last, r_last = glog[-1][2], rlog[-1][2]
+        tr = first_reach(rlog, g_last)
+        print("\nretnet first reached the GPT's last logged loss %.4f at %s; that time / the GPT's wall time: %s"
+              % (g_last, fmt_reach(tr, rw), "-" if tr is None else "%.2f" % (tr / gw)))
+        print("the GPT first reached retnet's last logged loss %.4f at %s" % (r_last, fmt_reach(first_reach(glog, r_last), gw)))
 
 if __name__ == "__main__":
     main()
