@@ -4,8 +4,20 @@
 CC      ?= gcc
 CFLAGS  ?= -O3 -march=native
 override CFLAGS += -std=c11 -Wall -Wextra -fopenmp -fPIC -fvisibility=hidden -fno-math-errno -Iinclude -Isrc $(SAN)
-LDLIBS  = -lopenblas -lcjson -lpcre2-8 -lutf8proc -lpthread -lm
+# BLAS: openblas (default: the faster on the shapes retnet runs, see
+# README "BLAS") or blis (Debian's libblis-openmp-dev; its own build dir).
+BLAS   ?= openblas
+ifeq ($(BLAS),blis)
+override CFLAGS += -DRETNET_BLIS
+BLAS_LIB = -lblis
+BUILD   = build/blis
+else ifeq ($(BLAS),openblas)
+BLAS_LIB = -lopenblas
 BUILD   = build
+else
+$(error BLAS must be openblas or blis, not '$(BLAS)')
+endif
+LDLIBS  = $(BLAS_LIB) -lcjson -lpcre2-8 -lutf8proc -lpthread -lm
 
 SRC     = $(wildcard src/*.c src/presets/*.c)
 OBJ     = $(SRC:src/%.c=$(BUILD)/obj/%.o)

@@ -7,7 +7,9 @@ pkgs=(libopenblas-openmp-dev libcjson-dev libxxhash-dev libpcre2-dev libutf8proc
 case "$what" in
   # Open MPI: `retnet train` under mpirun (docs/DISTRIBUTED.md); the build
   # falls back to a single-process CLI without it.
-  build) pkgs+=(libopenmpi-dev openmpi-bin) ;;
+  # BLIS: the optional `make BLAS=blis` build (OpenBLAS stays the default
+  # and keeps libblas.so.3: its alternative has the higher priority).
+  build) pkgs+=(libopenmpi-dev openmpi-bin libblis-openmp-dev) ;;
   demo) pkgs+=(npm) ;;
   # npm: the reference tokenizers of tests/cli/test_tokenizer.sh (pinned in
   # tests/node/package.json, installed there with npm ci).

@@ -1,6 +1,7 @@
 /* common.c: errors, threads, random numbers, allocation, atomic writes. */
 #define _POSIX_C_SOURCE 200809L
 #include "internal.h"
+#include "ops.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -13,7 +14,6 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/stat.h>
-#include <cblas.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -81,7 +81,7 @@ void rn_set_threads(int n) {
 #ifdef _OPENMP
     omp_set_num_threads(n);
 #endif
-    openblas_set_num_threads(n);
+    rni_blas_set_threads(n);
 }
 
 int rn_get_threads(void) {

@@ -1,11 +1,81 @@
 /* ops.c: the dense building blocks: GEMM (BLAS), norms, activations. */
+#define _POSIX_C_SOURCE 200809L  /* setenv */
 #include "ops.h"
 #include "vmath.h"
 
 #include <cblas.h>
 #include <math.h>
 #include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+/* ------------------------------------------------------------------- BLAS */
+
+#ifdef RETNET_BLIS
+/* The standard CBLAS prototypes come from <cblas.h> (any vendor's); the
+ * few BLIS calls are declared here because blis.h needs POSIX extensions
+ * this C11 build does not enable. dim_t is BLIS's 64-bit gint_t. */
+void bli_thread_set_num_threads(int64_t n);
+const char *bli_info_get_version_str(void);
+int bli_arch_query_id(void);
+const char *bli_arch_string(int id);
+
+void rni_blas_set_threads(int n) { bli_thread_set_num_threads(n); }
+
+/* BLIS runs one thread unless told; OpenBLAS (the default build) takes
+ * OpenMP's count. Do as OpenBLAS does, unless the user chose. */
+__attribute__((constructor)) static void blas_default_threads(void) {
+#ifdef _OPENMP
+    if (!getenv("BLIS_NUM_THREADS")) bli_thread_set_num_threads(omp_get_max_threads());
+#endif
+}
+
+const char *rni_blas_name(void) {
+    static char name[64];
+    if (!name[0]) snprintf(name, sizeof name, "BLIS %s (%s)", bli_info_get_version_str(), bli_arch_string(bli_arch_query_id()));
+    return name;
+}
+#else
+void rni_blas_set_threads(int n) { openblas_set_num_threads(n); }
+
+char *openblas_get_corename(void);
+/* Present in OpenBLAS builds with DYNAMIC_ARCH (Debian's); weak, so a
+ * build for one fixed core links too. */
+void gotoblas_dynamic_init(void) __attribute__((weak));
+void gotoblas_dynamic_quit(void) __attribute__((weak));
+
+/* OpenBLAS 0.3.21 (Debian 12) does not know some newer Intel server cores
+ * (this project's machine: Xeon, family 6 model 0xcf, AVX-512) and falls
+ * back to its Prescott (SSE3) kernels there: sgemm at an eighth of the
+ * SkylakeX kernels' rate (36 against 300 GFLOP/s on 2 cores). When the user has not chosen a core (OPENBLAS_CORETYPE) and
+ * the library fell back so, choose by the instruction set the CPU reports,
+ * before any product runs; the environment is left as it was. */
+__attribute__((constructor)) static void blas_pick_core(void) {
+    if (getenv("OPENBLAS_CORETYPE") || !gotoblas_dynamic_init || !gotoblas_dynamic_quit) return;
+    const char *core = openblas_get_corename();
+    if (!core || strcmp(core, "Prescott") != 0) return;
+    __builtin_cpu_init();
+    const char *pick = NULL;
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl"))
+        pick = "SkylakeX";
+    else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        pick = "Haswell";
+    if (!pick || setenv("OPENBLAS_CORETYPE", pick, 1) != 0) return;
+    gotoblas_dynamic_quit();
+    gotoblas_dynamic_init();
+    unsetenv("OPENBLAS_CORETYPE");
+}
+
+const char *rni_blas_name(void) {
+    static char name[96];
+    if (!name[0]) snprintf(name, sizeof name, "OpenBLAS (%s kernels)", openblas_get_corename());
+    return name;
+}
+#endif
 
 /* Multiply-adds issued, so a test can hold rn_train_flops to the truth. */
 static _Atomic uint64_t gemm_madds;

@@ -5,6 +5,11 @@
 
 #include "internal.h"
 
+/* BLAS threads (rn_set_threads); the BLAS and the kernels it chose, for
+ * benchmark headers. */
+void rni_blas_set_threads(int n);
+const char *rni_blas_name(void);
+
 /* C (M,N) = alpha * op(A) op(B) + beta * C; row-major; ta/tb transpose. */
 void rni_gemm(int ta, int tb, int M, int N, int K, rn_real alpha, const rn_real *A, int lda,
              const rn_real *B, int ldb, rn_real beta, rn_real *C, int ldc);

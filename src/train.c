@@ -235,6 +235,13 @@ rn_status rn_trainer_step(rn_trainer *t, const int32_t *x, const int32_t *y, rn_
     double clip = tc->grad_clip > 0 && gnorm > tc->grad_clip ? tc->grad_clip / gnorm : 1.0;
     int64_t s = t->step + 1;
     double b1 = tc->beta1, b2 = tc->beta2, bc1 = 1 - pow(b1, (double)s), bc2 = 1 - pow(b2, (double)s);
+    rn_real c1 = (rn_real)clip, a1 = (rn_real)b1, a2 = (rn_real)b2, ib1 = (rn_real)(1 / bc1),
+            ib2 = (rn_real)(1 / bc2), e = (rn_real)tc->eps, lrr = (rn_real)lr;
+    /* One parallel region over the whole buffer, each tensor's part split
+     * statically without a barrier between tensors (every element is its
+     * own update: the same values whatever the split); a small model's
+     * dozens of tensors would otherwise pay a region each. */
+#pragma omp parallel if (t->hi - t->lo > 65536)
     for (int ti = 0; ti < m->n_tensors; ti++) {
         /* The part of the tensor in [lo, hi) */
         const rn_tensor_info *inf = &m->tensors[ti];
@@ -242,15 +249,13 @@ rn_status rn_trainer_step(rn_trainer *t, const int32_t *x, const int32_t *y, rn_
         size_t i0 = inf->offset > t->lo ? inf->offset : t->lo, i1 = end < t->hi ? end : t->hi;
         if (i0 >= i1) continue;
         size_t n = i1 - i0;
-        double wd = t->decay[ti] ? tc->weight_decay : 0;
         rn_real *p = m->params + i0, *mm = t->adam_m + (i0 - t->lo), *vv = t->adam_v + (i0 - t->lo);
         const rn_real *gt = t->grad + i0;
         /* In the parameters' precision, as PyTorch's AdamW: float32 halves
          * the bytes per lane of the vector divide and square root. Locals,
          * so the loop vectorises (the arrays written cannot alias them). */
-        rn_real c1 = (rn_real)clip, a1 = (rn_real)b1, a2 = (rn_real)b2, ib1 = (rn_real)(1 / bc1),
-                ib2 = (rn_real)(1 / bc2), e = (rn_real)tc->eps, lrr = (rn_real)lr, wdr = (rn_real)wd;
-#pragma omp parallel for simd schedule(static) if (n > 65536)
+        rn_real wdr = (rn_real)(t->decay[ti] ? tc->weight_decay : 0);
+#pragma omp for simd schedule(static) nowait
         for (size_t i = 0; i < n; i++) {
             rn_real gi = gt[i] * c1;
             rn_real mi = a1 * mm[i] + (1 - a1) * gi, vi = a2 * vv[i] + (1 - a2) * gi * gi;

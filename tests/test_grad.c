@@ -216,8 +216,20 @@ static void flop_count(rn_preset p) {
     rn_model_free(m);
 }
 
+/* The products run on kernels for this CPU: OpenBLAS 0.3.21 falls back to
+ * its SSE3 (Prescott) kernels on cores it does not know, an eighth of the
+ * speed, and src/ops.c then picks them by the instruction set. */
+static void blas_kernels(void) {
+#if defined(__x86_64__) && !defined(RETNET_BLIS)
+    __builtin_cpu_init();
+    if (!getenv("OPENBLAS_CORETYPE") && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        CHECK(strstr(rni_blas_name(), "Prescott") == NULL, "BLAS runs %s on a CPU with AVX2 and FMA", rni_blas_name());
+#endif
+}
+
 int main(void) {
     rn_set_threads(2);
+    blas_kernels();
     for (int pi = 0; pi < 3; pi++) {
         rn_preset p = (rn_preset)pi;
 #ifdef RETNET_DOUBLE

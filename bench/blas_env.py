@@ -1,0 +1,57 @@
+"""Same BLAS kernels for PyTorch as for retnet, for the side-by-side scripts.
+
+Debian's PyTorch calls OpenBLAS (libblas.so.3 is a wrapper of libopenblas.so.0).
+OpenBLAS 0.3.21 (Debian 12) does not know Intel's newest server cores and falls
+back to its Prescott (SSE3) kernels there; libretnet then picks the kernels by the
+CPU's instruction set (src/ops.c, blas_pick_core). PyTorch must get the same
+choice, and OpenBLAS reads OPENBLAS_CORETYPE once, when it loads: so
+`ensure_same_blas()` re-executes the script with the variable set before torch is
+imported. A core the user chose (OPENBLAS_CORETYPE already set) is kept.
+"""
+
+import ctypes
+import os
+import sys
+
+
+def _cpu_flags():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def openblas_core():
+    """The kernels OpenBLAS chose in a fresh process (None without OpenBLAS)."""
+    try:
+        lib = ctypes.CDLL("libopenblas.so.0")
+    except OSError:
+        return None
+    lib.openblas_get_corename.restype = ctypes.c_char_p
+    return lib.openblas_get_corename().decode()
+
+
+def ensure_same_blas():
+    """Re-executes this script with OPENBLAS_CORETYPE as libretnet would pick it.
+    Returns a line describing the BLAS both sides run."""
+    if "OPENBLAS_CORETYPE" in os.environ:
+        return "OpenBLAS, OPENBLAS_CORETYPE=%s (both)" % os.environ["OPENBLAS_CORETYPE"]
+    core = openblas_core()
+    if core != "Prescott":
+        return "OpenBLAS (%s kernels, both)" % core if core else "BLAS: not OpenBLAS"
+    flags = _cpu_flags()
+    pick = None
+    if {"avx512f", "avx512bw", "avx512dq", "avx512vl"} <= flags:
+        pick = "SkylakeX"
+    elif {"avx2", "fma"} <= flags:
+        pick = "Haswell"
+    if not pick:
+        return "OpenBLAS (Prescott kernels, both)"
+    env = dict(os.environ, OPENBLAS_CORETYPE=pick)
+    sys.stdout.flush()
+    os.execve(sys.executable, [sys.executable] + sys.argv, env)
+    return ""  # not reached
