@@ -366,19 +366,6 @@ static void section_sample(int quick) {
 
 /* ------------------------------------------------------------- kernels */
 
-/* The typed-weight product of the library (src/quant.h). The CLI may use
- * include/ only and these are not public yet, so the declarations are
- * repeated here, exactly as src/quant.h has them; they go when the lead
- * makes the API public. */
-typedef enum { RNI_WTYPE_F32, RNI_WTYPE_BF16, RNI_WTYPE_F16, RNI_WTYPE_Q8_0, RNI_WTYPE_Q4_0 } rni_wtype;
-size_t rni_wtype_row_bytes(rni_wtype t, int K);
-rn_status rni_quantize_row(rni_wtype t, const float *x, void *dst, int K);
-void rni_matmul_w(int M, int N, int K, const float *X, int ldx, const void *W, rni_wtype t,
-                  size_t w_row_stride_bytes, float *Y, int ldy, int accumulate);
-void rni_matmul_w_x8(int M, int N, int K, const float *X, int ldx, const void *W, rni_wtype t,
-                     size_t w_row_stride_bytes, float *Y, int ldy, int accumulate);
-const char *rni_wtype_name(rni_wtype t);
-
 /* GFLOP/s of a register-blocked FMA loop (12 independent 8-wide
  * accumulators: two FMA ports times four cycles of latency, with room) on
  * every thread of the team: the FMA peak of the AVX2 kernels. */
@@ -415,13 +402,13 @@ static double fma_peak_gflops(int threads) {
  * copies of W (bytes_each apart), one call per copy: with copies spanning
  * more than the last-level cache every call reads its W from memory. */
 static double time_matmul(int M, int N, int K, const float *X, const unsigned char *W, size_t bytes_each,
-                          int copies, rni_wtype t, float *Y, int passes, int x8) {
-    size_t ws = rni_wtype_row_bytes(t, K);
+                          int copies, rn_wtype t, float *Y, int passes, int x8) {
+    size_t ws = rn_wtype_row_bytes(t, K);
     double best = 1e30;
     for (int p = 0; p < passes; p++) {
         double t0 = now_seconds();
         for (int c = 0; c < copies; c++)
-            (x8 ? rni_matmul_w_x8 : rni_matmul_w)(M, N, K, X, K, W + (size_t)c * bytes_each, t, ws, Y, N, 0);
+            (x8 ? rn_matmul_w_x8 : rn_matmul_w)(M, N, K, X, K, W + (size_t)c * bytes_each, t, ws, Y, N, 0);
         double el = (now_seconds() - t0) / copies;
         if (el < best) best = el;
     }
@@ -461,19 +448,19 @@ static void section_kernels(int quick) {
     rn_rng_seed(&r, 3);
     for (size_t i = 0; i < (size_t)N * K; i++) Wf[i] = (float)(rn_rng_uniform(&r) - 0.5);
     for (int i = 0; i < 8 * K; i++) X[i] = (float)(rn_rng_uniform(&r) - 0.5);
-    rni_wtype types[4] = {RNI_WTYPE_F32, RNI_WTYPE_BF16, RNI_WTYPE_Q8_0, RNI_WTYPE_Q4_0};
+    rn_wtype types[4] = {RN_WTYPE_F32, RN_WTYPE_BF16, RN_WTYPE_Q8_0, RN_WTYPE_Q4_0};
     int saved = rn_get_threads();
     for (int ti = 0; ti < 4; ti++) {
-        rni_wtype t = types[ti];
-        size_t ws = rni_wtype_row_bytes(t, K), each = ws * N;
+        rn_wtype t = types[ti];
+        size_t ws = rn_wtype_row_bytes(t, K), each = ws * N;
         int copies = (int)((span + each - 1) / each);
         unsigned char *W = malloc(each * copies);
         if (!W) die("out of memory");
-        for (int n = 0; n < N; n++) rni_quantize_row(t, Wf + (size_t)n * K, W + n * ws, K);
+        for (int n = 0; n < N; n++) rn_quantize_row(t, Wf + (size_t)n * K, W + n * ws, K);
 #pragma omp parallel for schedule(static)
         for (int c = 1; c < copies; c++) memcpy(W + (size_t)c * each, W, each);
         /* the block types also with the activations quantised (x8) */
-        for (int x8 = 0; x8 <= (t == RNI_WTYPE_Q8_0 || t == RNI_WTYPE_Q4_0); x8++)
+        for (int x8 = 0; x8 <= (t == RN_WTYPE_Q8_0 || t == RN_WTYPE_Q4_0); x8++)
             for (int th = 1; th <= saved; th = th < saved ? saved : th + 1) {
                 rn_set_threads(th);
                 double bwt = bench_read_bandwidth((size_t)1 << 30);
@@ -481,7 +468,7 @@ static void section_kernels(int quick) {
                 double t1 = time_matmul(1, N, K, X, W, each, copies, t, Y, quick ? 3 : 5, x8);
                 double t4 = time_matmul(4, N, K, X, W, each, copies, t, Y, quick ? 3 : 5, x8);
                 double g1 = each / t1 / 1e9, g4 = each / t4 / 1e9;
-                printf("| %s%s | %d | %.1f | %.1f | %.1f | %.2f | %.1f | %.2f |\n", rni_wtype_name(t),
+                printf("| %s%s | %d | %.1f | %.1f | %.1f | %.2f | %.1f | %.2f |\n", rn_wtype_name(t),
                        x8 ? " x8 (int8 activations)" : "", th, each / 1048576.0, bwt, g1, g1 / bwt, g4, g4 / bwt);
                 fflush(stdout);
             }
@@ -508,7 +495,7 @@ static void section_kernels(int quick) {
             double best = 1e30;
             for (int p = 0; p < 5; p++) {
                 double t0 = now_seconds();
-                for (int k = 0; k < reps; k++) rni_matmul_w(M, Nc, Kc, X, Kc, Wc, RNI_WTYPE_F32, Kc * 4, Y, Nc, 0);
+                for (int k = 0; k < reps; k++) rn_matmul_w(M, Nc, Kc, X, Kc, Wc, RN_WTYPE_F32, Kc * 4, Y, Nc, 0);
                 double el = (now_seconds() - t0) / reps;
                 if (el < best) best = el;
             }

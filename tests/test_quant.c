@@ -97,38 +97,38 @@ static void test_known_blocks(void) {
     /* q8_0: amax 16, d = 16/127 -> f16 0x3008; 1/d = 7.9375 exactly, so
      * q_j = roundf((j - 16) 7.9375): -127, -119, ... -63.5 -> -64, 0, 63.5 -> 64, 119 */
     unsigned char b8[34];
-    CHECK_OK(rni_quantize_row(RNI_WTYPE_Q8_0, x, b8, 32));
+    CHECK_OK(rn_quantize_row(RN_WTYPE_Q8_0, x, b8, 32));
     CHECK(b8[0] == 0x08 && b8[1] == 0x30, "q8_0 scale bytes %02x %02x", b8[0], b8[1]);
     int8_t *q = (int8_t *)(b8 + 2);
     CHECK(q[0] == -127 && q[1] == -119 && q[8] == -64 && q[16] == 0 && q[24] == 64 && q[31] == 119,
           "q8_0 quants %d %d %d %d %d %d", q[0], q[1], q[8], q[16], q[24], q[31]);
-    CHECK_OK(rni_dequantize_row(RNI_WTYPE_Q8_0, b8, y, 32));
+    CHECK_OK(rn_dequantize_row(RN_WTYPE_Q8_0, b8, y, 32));
     CHECK(y[0] == -127 * rni_f16_to_f32(0x3008) && y[16] == 0, "q8_0 dequantise");
     /* q4_0: the value of largest magnitude is -16, d = 2 (f16 0x4000), 1/d
      * = 0.5: q_j = min(15, (int)((j - 16) / 2 + 8.5)); byte j = q_j | q_{j+16} << 4 */
     static const unsigned char want4[18] = {0x00, 0x40, 0x80, 0x91, 0x91, 0xA2, 0xA2, 0xB3, 0xB3, 0xC4, 0xC4,
                                             0xD5, 0xD5, 0xE6, 0xE6, 0xF7, 0xF7, 0xF8};
     unsigned char b4[18];
-    CHECK_OK(rni_quantize_row(RNI_WTYPE_Q4_0, x, b4, 32));
+    CHECK_OK(rn_quantize_row(RN_WTYPE_Q4_0, x, b4, 32));
     CHECK(memcmp(b4, want4, 18) == 0, "q4_0 block bytes differ from ggml's layout");
-    CHECK_OK(rni_dequantize_row(RNI_WTYPE_Q4_0, want4, y, 32));
+    CHECK_OK(rn_dequantize_row(RN_WTYPE_Q4_0, want4, y, 32));
     CHECK(y[0] == -16 && y[1] == -14 && y[16] == 0 && y[30] == 14 && y[31] == 14, "q4_0 dequantise %g %g %g %g",
           y[0], y[1], y[16], y[31]);
     /* a zero block: d = 0 / -8 = -0 (f16 0x8000, as ggml writes it), all
      * quants the midpoint 8 */
     memset(x, 0, sizeof x);
-    CHECK_OK(rni_quantize_row(RNI_WTYPE_Q4_0, x, b4, 32));
+    CHECK_OK(rn_quantize_row(RN_WTYPE_Q4_0, x, b4, 32));
     CHECK(b4[0] == 0 && b4[1] == 0x80 && b4[2] == 0x88 && b4[17] == 0x88, "q4_0 zero block");
     /* sizes */
-    CHECK(rni_wtype_row_bytes(RNI_WTYPE_F32, 5) == 20 && rni_wtype_row_bytes(RNI_WTYPE_BF16, 5) == 10 &&
-              rni_wtype_row_bytes(RNI_WTYPE_Q8_0, 64) == 68 && rni_wtype_row_bytes(RNI_WTYPE_Q4_0, 64) == 36,
+    CHECK(rn_wtype_row_bytes(RN_WTYPE_F32, 5) == 20 && rn_wtype_row_bytes(RN_WTYPE_BF16, 5) == 10 &&
+              rn_wtype_row_bytes(RN_WTYPE_Q8_0, 64) == 68 && rn_wtype_row_bytes(RN_WTYPE_Q4_0, 64) == 36,
           "row bytes");
-    CHECK(rni_wtype_row_bytes(RNI_WTYPE_Q8_0, 33) == 0 && rni_wtype_row_bytes(RNI_WTYPE_Q4_0, 16) == 0 &&
-              rni_wtype_row_bytes(RNI_WTYPE_F32, 0) == 0 && rni_wtype_row_bytes(RNI_WTYPE_COUNT, 32) == 0,
+    CHECK(rn_wtype_row_bytes(RN_WTYPE_Q8_0, 33) == 0 && rn_wtype_row_bytes(RN_WTYPE_Q4_0, 16) == 0 &&
+              rn_wtype_row_bytes(RN_WTYPE_F32, 0) == 0 && rn_wtype_row_bytes(RN_WTYPE_COUNT, 32) == 0,
           "row bytes refused");
-    CHECK(rni_quantize_row(RNI_WTYPE_Q4_0, x, b4, 48) == RN_ERR_ARG && strstr(rn_last_error(), "q4_0"),
+    CHECK(rn_quantize_row(RN_WTYPE_Q4_0, x, b4, 48) == RN_ERR_ARG && strstr(rn_last_error(), "q4_0"),
           "a row of 48 weights is refused for q4_0: %s", rn_last_error());
-    CHECK(!strcmp(rni_wtype_name(RNI_WTYPE_Q8_0), "q8_0"), "names");
+    CHECK(!strcmp(rn_wtype_name(RN_WTYPE_Q8_0), "q8_0"), "names");
 }
 
 static void fill(rn_rng *r, float *x, size_t n, int outliers) {
@@ -154,28 +154,28 @@ static void test_round_trip(void) {
     for (int rep = 0; rep < 20; rep++) {
         fill(&r, x, K, rep & 1);
         if (rep == 2) for (int k = 0; k < K; k++) x[k] *= 1e-3f;
-        for (int t = 0; t < RNI_WTYPE_COUNT; t++) {
-            CHECK_OK(rni_quantize_row(t, x, buf, K));
-            CHECK_OK(rni_dequantize_row(t, buf, y, K));
-            if (t == RNI_WTYPE_F32) bad += memcmp(x, y, sizeof x) != 0;
-            if (t == RNI_WTYPE_BF16 || t == RNI_WTYPE_F16)
+        for (int t = 0; t < RN_WTYPE_COUNT; t++) {
+            CHECK_OK(rn_quantize_row(t, x, buf, K));
+            CHECK_OK(rn_dequantize_row(t, buf, y, K));
+            if (t == RN_WTYPE_F32) bad += memcmp(x, y, sizeof x) != 0;
+            if (t == RN_WTYPE_BF16 || t == RN_WTYPE_F16)
                 for (int k = 0; k < K; k++)
-                    bad += y[k] != (t == RNI_WTYPE_BF16 ? rni_bf16_to_f32(rni_f32_to_bf16(x[k]))
+                    bad += y[k] != (t == RN_WTYPE_BF16 ? rni_bf16_to_f32(rni_f32_to_bf16(x[k]))
                                                         : rni_f16_to_f32(rni_f32_to_f16(x[k])));
-            if (t < RNI_WTYPE_Q8_0) continue;
+            if (t < RN_WTYPE_Q8_0) continue;
             for (int b = 0; b < K / 32; b++) {
                 const float *xb = x + b * 32, *yb = y + b * 32;
                 float amax = 0, max = 0;
                 for (int j = 0; j < 32; j++)
                     if (amax < fabsf(xb[j])) { amax = fabsf(xb[j]); max = xb[j]; }
-                size_t bs = t == RNI_WTYPE_Q8_0 ? 34 : 18;
+                size_t bs = t == RN_WTYPE_Q8_0 ? 34 : 18;
                 uint16_t dh;
                 memcpy(&dh, buf + b * bs, 2);
                 double d16 = rni_f16_to_f32(dh);
-                double d = t == RNI_WTYPE_Q8_0 ? amax / 127.0f : max / -8.0f, dd = fabs(d - d16);
+                double d = t == RN_WTYPE_Q8_0 ? amax / 127.0f : max / -8.0f, dd = fabs(d - d16);
                 for (int j = 0; j < 32; j++) {
                     double e = fabs((double)xb[j] - yb[j]), slack = 1e-6 * amax;
-                    if (t == RNI_WTYPE_Q8_0) {
+                    if (t == RN_WTYPE_Q8_0) {
                         bad += e > fabs(d16) / 2 + 127 * dd + slack;
                         if (d16 != 0) worst8 = fmax(worst8, e / fabs(d16));
                     } else if (d != 0 && xb[j] / d > 7.5) {
@@ -224,14 +224,14 @@ static void test_kernels(void) {
     fill(&r, X, (size_t)Mmax * ldx, 0);
     fill(&r, Wf, (size_t)Nmax * Kmax, 1);
     int shapes = 0;
-    for (int t = 0; t < RNI_WTYPE_COUNT; t++)
+    for (int t = 0; t < RN_WTYPE_COUNT; t++)
         for (size_t ik = 0; ik < sizeof Ks / sizeof *Ks; ik++) {
             int K = Ks[ik];
-            if (!rni_wtype_row_bytes(t, K)) continue;
-            size_t ws = rni_wtype_row_bytes(t, K) + 8;  /* rows with a gap between them */
+            if (!rn_wtype_row_bytes(t, K)) continue;
+            size_t ws = rn_wtype_row_bytes(t, K) + 8;  /* rows with a gap between them */
             for (int n = 0; n < Nmax; n++) {
-                CHECK_OK(rni_quantize_row(t, Wf + (size_t)n * Kmax, W + n * ws, K));
-                CHECK_OK(rni_dequantize_row(t, W + n * ws, Wd + (size_t)n * K, K));
+                CHECK_OK(rn_quantize_row(t, Wf + (size_t)n * Kmax, W + n * ws, K));
+                CHECK_OK(rn_dequantize_row(t, W + n * ws, Wd + (size_t)n * K, K));
             }
             for (size_t in = 0; in < sizeof Ns / sizeof *Ns; in++)
                 for (size_t im = 0; im < sizeof Ms / sizeof *Ms; im++) {
@@ -241,7 +241,7 @@ static void test_kernels(void) {
                     int pad_ok = 1;
                     for (int acc = 0; acc < 2; acc++) {
                         for (int i = 0; i < Mmax * ldy; i++) Y[i] = Yr[i] = (float)(i % 5) - 2;
-                        rni_matmul_w(M, N, K, X, ldx, W, t, ws, Y, ldy, acc);
+                        rn_matmul_w(M, N, K, X, ldx, W, t, ws, Y, ldy, acc);
                         rni_matmul_w_ref(M, N, K, X, ldx, W, t, ws, Yr, ldy, acc);
                         for (int m = 0; m < M; m++) {
                             for (int n = 0; n < N; n++) {
@@ -257,8 +257,8 @@ static void test_kernels(void) {
                     }
                     /* float32 sums: relative to sum |x w|, well inside K eps */
                     CHECK(worst < 1e-5 && worst_ref < 1e-5, "%s M %d N %d K %d: error %.3g (reference %.3g) of sum |xw|",
-                          rni_wtype_name(t), M, N, K, worst, worst_ref);
-                    CHECK(pad_ok, "%s M %d N %d K %d: wrote outside Y", rni_wtype_name(t), M, N, K);
+                          rn_wtype_name(t), M, N, K, worst, worst_ref);
+                    CHECK(pad_ok, "%s M %d N %d K %d: wrote outside Y", rn_wtype_name(t), M, N, K);
                     shapes++;
                 }
         }
@@ -267,7 +267,7 @@ static void test_kernels(void) {
     free(X); free(Wf); free(Wd); free(Y); free(Yr); free(Y64); free(Ya); free(W);
 }
 
-/* rni_matmul_w_x8: X quantised to q8_0. Against float64 with the same
+/* rn_matmul_w_x8: X quantised to q8_0. Against float64 with the same
  * quantised X (float32 rounding only), and against the float-activation
  * product within the bound sum_k |w_k| |x_k - xhat_k|. */
 static void test_x8(void) {
@@ -288,17 +288,17 @@ static void test_x8(void) {
     fill(&r, Wf, (size_t)Nmax * Kmax, 1);
     double worst_rel = 0, se = 0, sy = 0;
     int bad = 0, bad_bound = 0;
-    for (int t = RNI_WTYPE_Q8_0; t <= RNI_WTYPE_Q4_0; t++)
+    for (int t = RN_WTYPE_Q8_0; t <= RN_WTYPE_Q4_0; t++)
         for (size_t ik = 0; ik < sizeof Ks / sizeof *Ks; ik++) {
             int K = Ks[ik];
-            size_t ws = rni_wtype_row_bytes(t, K);
+            size_t ws = rn_wtype_row_bytes(t, K);
             for (int n = 0; n < Nmax; n++) {
-                rni_quantize_row(t, Wf + (size_t)n * Kmax, W + n * ws, K);
-                rni_dequantize_row(t, W + n * ws, Wd + (size_t)n * K, K);
+                rn_quantize_row(t, Wf + (size_t)n * Kmax, W + n * ws, K);
+                rn_dequantize_row(t, W + n * ws, Wd + (size_t)n * K, K);
             }
             for (int m = 0; m < Mmax; m++) {
-                rni_quantize_row(RNI_WTYPE_Q8_0, X + (size_t)m * ldx, xb, K);
-                rni_dequantize_row(RNI_WTYPE_Q8_0, xb, Xh + (size_t)m * K, K);
+                rn_quantize_row(RN_WTYPE_Q8_0, X + (size_t)m * ldx, xb, K);
+                rn_dequantize_row(RN_WTYPE_Q8_0, xb, Xh + (size_t)m * K, K);
             }
             for (size_t in = 0; in < sizeof Ns / sizeof *Ns; in++)
                 for (size_t im = 0; im < sizeof Ms / sizeof *Ms; im++) {
@@ -307,7 +307,7 @@ static void test_x8(void) {
                     ref64(M, N, K, X, ldx, Wd, Yf, Yfa);
                     for (int acc = 0; acc < 2; acc++) {
                         for (int i = 0; i < Mmax * ldy; i++) Y[i] = Yr[i] = (float)(i % 3);
-                        rni_matmul_w_x8(M, N, K, X, ldx, W, t, ws, Y, ldy, acc);
+                        rn_matmul_w_x8(M, N, K, X, ldx, W, t, ws, Y, ldy, acc);
                         rni_matmul_w_x8_ref(M, N, K, X, ldx, W, t, ws, Yr, ldy, acc);
                         for (int m = 0; m < M; m++)
                             for (int n = 0; n < N; n++) {
@@ -349,20 +349,20 @@ static void test_threads(void) {
     fill(&r, X, (size_t)M * K, 0);
     fill(&r, Wf, (size_t)N * K, 0);
     int saved = rn_get_threads();
-    for (int t = 0; t < RNI_WTYPE_COUNT; t++) {
-        size_t ws = rni_wtype_row_bytes(t, K);
-        for (int n = 0; n < N; n++) rni_quantize_row(t, Wf + (size_t)n * K, W + n * ws, K);
+    for (int t = 0; t < RN_WTYPE_COUNT; t++) {
+        size_t ws = rn_wtype_row_bytes(t, K);
+        for (int n = 0; n < N; n++) rn_quantize_row(t, Wf + (size_t)n * K, W + n * ws, K);
         for (int m = 1; m <= M; m += 3) {
             rn_set_threads(1);
-            rni_matmul_w(m, N, K, X, K, W, t, ws, Y1, N, 0);
+            rn_matmul_w(m, N, K, X, K, W, t, ws, Y1, N, 0);
             rn_set_threads(2);
-            rni_matmul_w(m, N, K, X, K, W, t, ws, Y2, N, 0);
-            CHECK(memcmp(Y1, Y2, sizeof(float) * m * N) == 0, "%s M %d: one thread and two differ", rni_wtype_name(t), m);
+            rn_matmul_w(m, N, K, X, K, W, t, ws, Y2, N, 0);
+            CHECK(memcmp(Y1, Y2, sizeof(float) * m * N) == 0, "%s M %d: one thread and two differ", rn_wtype_name(t), m);
             rn_set_threads(1);
-            rni_matmul_w_x8(m, N, K, X, K, W, t, ws, Y1, N, 0);
+            rn_matmul_w_x8(m, N, K, X, K, W, t, ws, Y1, N, 0);
             rn_set_threads(2);
-            rni_matmul_w_x8(m, N, K, X, K, W, t, ws, Y2, N, 0);
-            CHECK(memcmp(Y1, Y2, sizeof(float) * m * N) == 0, "x8 %s M %d: one thread and two differ", rni_wtype_name(t), m);
+            rn_matmul_w_x8(m, N, K, X, K, W, t, ws, Y2, N, 0);
+            CHECK(memcmp(Y1, Y2, sizeof(float) * m * N) == 0, "x8 %s M %d: one thread and two differ", rn_wtype_name(t), m);
         }
     }
     rn_set_threads(saved);
