@@ -352,7 +352,7 @@ static int map_in_place(rn_model *m, rn_tensor_set *s, const rni_file_list *fl, 
             const rn_tensor_info *ti = &m->tensors[e];
             rn_wtype ty = wt[i] >= 0 ? (rn_wtype)wt[i] : RN_WTYPE_F32;
             size_t row0 = (t->off - ti->offset) / (size_t)ti->cols;
-            if (t->transpose || (wt[i] < 0 && en->dt != RN_DTYPE_F32)) ok = 0;
+            if (wt[i] < 0 && (t->transpose || en->dt != RN_DTYPE_F32)) ok = 0;  /* typed: always [out, in] */
             else if (pass == 0 && row0 == 0) {
                 base[e] = p; file[e] = ent[i]->file; type[e] = (int)ty;
                 ok = (uintptr_t)p % (ty == RN_WTYPE_F32 ? sizeof(float) : 2) == 0;
