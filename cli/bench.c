@@ -5,6 +5,7 @@
 #define _GNU_SOURCE  /* sysconf(_SC_LEVEL3_CACHE_SIZE) */
 #include "args.h"
 #include "bench_load.h"
+#include "bench_quant.h"
 #include "bench_tokenize.h"
 #include "cli.h"
 #include "retnet.h"
@@ -525,21 +526,21 @@ int cmd_bench(int argc, char **argv) {
     const char *which = "all", *text = NULL, *tokenizer = NULL;
     int threads = 0, quick = 0;
     const char *load_child = NULL;
-    opt opts[] = {{"case", OPT_STR, &which, 0, 0, "all, train, scaling, threads, decode, sample, kernels, load or tokenize", 0},
+    opt opts[] = {{"case", OPT_STR, &which, 0, 0, "all, train, scaling, threads, decode, decode-quant, sample, kernels, load or tokenize", 0},
                   {"text", OPT_STR, &text, 0, 0, "tokenize: the text (default data/brown.txt)", 0},
                   {"tokenizer", OPT_STR, &tokenizer, 0, 0, "tokenize: one tokenizer.json (default: the three of tests/node)", 0},
                   {"threads", OPT_INT, &threads, 1, 1024, "threads (default: all cores)", 0},
                   {"quick", OPT_FLAG, &quick, 0, 0, "fewer repetitions, smaller models", 0},
                   {"load-child", OPT_STR, &load_child, 0, 0, "(internal) the timed process of --case load", 0},
                   {0}};
-    command_spec cmd = {"bench", "[--case all|train|scaling|threads|decode|sample|kernels|load|tokenize] [--threads N] [--quick]",
+    command_spec cmd = {"bench", "[--case all|train|scaling|threads|decode|decode-quant|sample|kernels|load|tokenize] [--threads N] [--quick]",
                         "Benchmarks, each printed as a ratio to a limit measured in the same run.", opts};
     args_parse(&cmd, argc, argv);
     if (threads) rn_set_threads(threads);
     if (load_child) return bench_load_child(load_child);
     int all = strcmp(which, "all") == 0;
     if (!all && strcmp(which, "train") && strcmp(which, "scaling") && strcmp(which, "threads") && strcmp(which, "decode") &&
-        strcmp(which, "sample") && strcmp(which, "kernels") && strcmp(which, "load") && strcmp(which, "tokenize"))
+        strcmp(which, "decode-quant") && strcmp(which, "sample") && strcmp(which, "kernels") && strcmp(which, "load") && strcmp(which, "tokenize"))
         die_usage("bench", "unknown case '%s'", which);
     /* Tokenizing is one thread against the reference: no machine limits needed. */
     if (!strcmp(which, "tokenize")) {
@@ -553,6 +554,7 @@ int cmd_bench(int argc, char **argv) {
     if (all || !strcmp(which, "scaling")) section_scaling(quick);
     if (all || !strcmp(which, "threads")) section_threads();
     if (all || !strcmp(which, "decode")) section_decode(bw, quick);
+    if (all || !strcmp(which, "decode-quant")) bench_decode_quant(bw, quick);
     if (all || !strcmp(which, "sample")) section_sample(quick);
     if (all || !strcmp(which, "kernels")) section_kernels(quick);
     if (all || !strcmp(which, "load")) bench_load(quick);
