@@ -2,9 +2,10 @@
 #ifndef RN_CLI_BENCH_QUANT_H
 #define RN_CLI_BENCH_QUANT_H
 
-/* Decoding tokens/s at every weight type against the bandwidth bound bw
- * (GB/s, measured by the caller), batched decoding, chunkwise prefill,
- * the start of a q8_0 file, and the f32 few-row kernel against sgemm. */
-void bench_decode_quant(double bw, int quick);
+/* Decoding tokens/s at every weight type against the bandwidth bound
+ * (probe: the streaming-read bandwidth in GB/s, and per second of CPU
+ * time in cpu_gbs, sampled between the rounds), batched decoding, chunkwise prefill, the start of a q8_0 file,
+ * and the f32 few-row kernel against sgemm. */
+void bench_decode_quant(double (*probe)(double *cpu_gbs), int quick);
 
 #endif

@@ -511,7 +511,6 @@ typedef struct {
     size_t file_bytes;                    /* their sizes together */
     size_t n_tensors;                     /* tensors in the files */
     size_t tensor_bytes[RN_DTYPE_COUNT];  /* bytes of the tensors of each type */
-    size_t u8_bytes;                      /* and of U8 tensors (q8_0 / q4_0 blocks) */
     size_t decode_bytes;                  /* weight bytes one decoding step reads
                                              (all, but one row of an untied
                                              embedding) */
@@ -519,6 +518,7 @@ typedef struct {
                                              they are mapped (float32 in our
                                              layout: `retnet convert` makes it,
                                              or `retnet quantize`) */
+    size_t u8_bytes;                      /* bytes of the U8 tensors (q8_0 / q4_0 blocks) */
     size_t wtype_bytes[RN_WTYPE_COUNT];   /* bytes of the parameter tensors by the
                                              type the model holds them in */
     int wtype_tensors[RN_WTYPE_COUNT];    /* and how many of them (file tensors) */

@@ -11,6 +11,7 @@
 static _Atomic uint64_t gemm_madds;
 
 uint64_t rni_gemm_madds(void) { return atomic_load(&gemm_madds); }
+void rni_gemm_count(uint64_t madds) { atomic_fetch_add_explicit(&gemm_madds, madds, memory_order_relaxed); }
 
 void rni_gemm(int ta, int tb, int M, int N, int K, rn_real alpha, const rn_real *A, int lda,
              const rn_real *B, int ldb, rn_real beta, rn_real *C, int ldc) {

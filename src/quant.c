@@ -644,6 +644,7 @@ void rni_linear_forward(const rni_wmat *W, int M, int N, int K, const rn_real *x
                  y, ldy);
         return;
     }
+    if (M > 0 && N > 0) rni_gemm_count((uint64_t)M * N * K);
     (x8 ? rn_matmul_w_x8 : rn_matmul_w)(M, N, K, x, ldx, W->p, W->t, W->stride, y, ldy, accumulate);
 #endif
 }
