@@ -426,7 +426,9 @@ RN_API size_t rn_wtype_row_bytes(rn_wtype t, int K);
 /* One row of K floats to type t (ggml's reference rounding: bf16 and f16
  * round to nearest even; q8_0 d = amax / 127, q = roundf(x / d); q4_0
  * d = (the value of largest magnitude) / -8, q = min(15, (int)(x / d + 8.5))),
- * and back (exact). RN_ERR_ARG when rn_wtype_row_bytes(t, K) is 0. */
+ * and back (exact). A q8_0 / q4_0 block holding a NaN or an infinity gets
+ * a NaN scale (its products are NaN, and loading refuses it). RN_ERR_ARG
+ * when rn_wtype_row_bytes(t, K) is 0. */
 RN_API rn_status rn_quantize_row(rn_wtype t, const float *x, void *dst, int K);
 RN_API rn_status rn_dequantize_row(rn_wtype t, const void *src, float *y, int K);
 /* Y (M, N) = X (M, K) W^T (Y += with accumulate): W is N rows of K weights

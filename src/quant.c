@@ -84,15 +84,33 @@ uint16_t rni_f32_to_f16(float f) {
 
 /* ----------------------------------------------------- row conversions */
 
+/* A block holding a NaN or an infinity (x - x is NaN only for those) gets
+ * a NaN scale and zero codes: products with it are NaN, as they would be
+ * in float, and loading refuses such weights; the conversions to integers
+ * below then never see a value out of range. */
+static int block_finite(const float *xb) {
+    float z = 0;
+    for (int j = 0; j < RN_QK; j++) z += xb[j] - xb[j];
+    return z == 0;
+}
+
 /* ggml's quantize_row_q8_0_ref: d = amax / 127, q = roundf(x / d). */
 static void quantize_q8_0(const float *x, rni_block_q8_0 *y, int K) {
     for (int b = 0; b < K / RN_QK; b++) {
         const float *xb = x + (size_t)b * RN_QK;
+        if (!block_finite(xb)) {
+            y[b].d = 0x7e00;
+            memset(y[b].qs, 0, sizeof y[b].qs);
+            continue;
+        }
         float amax = 0;
         for (int j = 0; j < RN_QK; j++) amax = fmaxf(amax, fabsf(xb[j]));
         float d = amax / 127, id = d ? 1.0f / d : 0.0f;
         y[b].d = rni_f32_to_f16(d);
-        for (int j = 0; j < RN_QK; j++) y[b].qs[j] = (int8_t)roundf(xb[j] * id);
+        for (int j = 0; j < RN_QK; j++) {  /* clamped: 1 / d may overflow for subnormal blocks */
+            float v = roundf(xb[j] * id);
+            y[b].qs[j] = (int8_t)(v > 127 ? 127 : v < -127 ? -127 : v == v ? v : 0);
+        }
     }
 }
 
@@ -101,14 +119,19 @@ static void quantize_q8_0(const float *x, rni_block_q8_0 *y, int K) {
 static void quantize_q4_0(const float *x, rni_block_q4_0 *y, int K) {
     for (int b = 0; b < K / RN_QK; b++) {
         const float *xb = x + (size_t)b * RN_QK;
+        if (!block_finite(xb)) {
+            y[b].d = 0x7e00;
+            memset(y[b].qs, 0x88, sizeof y[b].qs);  /* codes 8: weights 0 */
+            continue;
+        }
         float amax = 0, max = 0;
         for (int j = 0; j < RN_QK; j++)
             if (amax < fabsf(xb[j])) { amax = fabsf(xb[j]); max = xb[j]; }
         float d = max / -8, id = d ? 1.0f / d : 0.0f;
         y[b].d = rni_f32_to_f16(d);
         for (int j = 0; j < RN_QK / 2; j++) {
-            int8_t a = (int8_t)(xb[j] * id + 8.5f), c = (int8_t)(xb[j + RN_QK / 2] * id + 8.5f);
-            uint8_t lo = (uint8_t)(a < 15 ? a : 15), hi = (uint8_t)(c < 15 ? c : 15);
+            float a = xb[j] * id + 8.5f, c = xb[j + RN_QK / 2] * id + 8.5f;  /* truncated, as ggml's cast */
+            uint8_t lo = (uint8_t)(a >= 15 ? 15 : a >= 0 ? (int)a : 0), hi = (uint8_t)(c >= 15 ? 15 : c >= 0 ? (int)c : 0);
             y[b].qs[j] = (uint8_t)(lo | (hi << 4));
         }
     }

@@ -194,6 +194,41 @@ static int row_beyond_bound(rn_wtype t, const float *x, int K, double *worst) {
     return bad;
 }
 
+/* Non-finite and subnormal blocks: no conversion out of range (found by
+ * fuzz_model: activations that overflowed), a NaN scale for a block with a
+ * NaN or an infinity, and int8-activation products that are NaN then. */
+static void test_nonfinite_blocks(void) {
+    float x[64], y[64], w[64];
+    unsigned char b[64 * 4];
+    for (int k = 0; k < 64; k++) { x[k] = (float)(k % 7) - 3; w[k] = 0.25f * (float)(k % 5 - 2); }
+    for (int t = RN_WTYPE_Q8_0; t <= RN_WTYPE_Q4_0; t++) {
+        size_t bs = t == RN_WTYPE_Q8_0 ? 34 : 18;
+        x[3] = NAN; x[40] = INFINITY;
+        CHECK_OK(rn_quantize_row((rn_wtype)t, x, b, 64));
+        uint16_t d0, d1;
+        memcpy(&d0, b, 2);
+        memcpy(&d1, b + bs, 2);
+        CHECK(isnan(rni_f16_to_f32(d0)) && isnan(rni_f16_to_f32(d1)), "%s: non-finite blocks get NaN scales",
+              rn_wtype_name((rn_wtype)t));
+        CHECK(rni_wtype_first_bad_row((rn_wtype)t, b, 1, 64) == 0, "a NaN scale is found");
+        for (int k = 0; k < 32; k++) x[k] = 1e-39f * (float)(k % 3 - 1);  /* subnormal: 1 / d overflows */
+        x[40] = 2;
+        CHECK_OK(rn_quantize_row((rn_wtype)t, x, b, 64));
+        CHECK_OK(rn_dequantize_row((rn_wtype)t, b, y, 64));
+        int bad = 0;
+        for (int k = 0; k < 64; k++) bad += !isfinite(y[k]) || fabsf(y[k] - x[k]) > 0.4f;  /* within d of block 2 (3 / 8) */
+        CHECK(bad == 0, "%s: a subnormal block round-trips (%d bad)", rn_wtype_name((rn_wtype)t), bad);
+        /* activations with a NaN: the int8 product is NaN */
+        CHECK_OK(rn_quantize_row((rn_wtype)t, w, b, 64));
+        float xa[64], out = 0;
+        for (int k = 0; k < 64; k++) xa[k] = 1;
+        xa[5] = NAN;
+        rn_matmul_w_x8(1, 1, 64, xa, 64, b, (rn_wtype)t, bs * 2, &out, 1, 0);
+        CHECK(isnan(out), "%s: a NaN activation gives %g, not NaN", rn_wtype_name((rn_wtype)t), out);
+        x[3] = 0;
+    }
+}
+
 static void test_round_trip(void) {
     enum { K = 4096 };
     static float x[K];
@@ -685,6 +720,7 @@ int main(void) {
     test_f16();
     test_bf16();
     test_known_blocks();
+    test_nonfinite_blocks();
     test_round_trip();
     test_kernels();
     test_x8();
