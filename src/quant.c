@@ -650,7 +650,10 @@ void rni_matmul_w_x8_ref(int M, int N, int K, const float *X, int ldx, const voi
 }
 
 /* Rows from which an f32 product goes to BLAS rather than the
- * register-blocked kernel (RNI_SMALL_M at most). */
+ * register-blocked kernel (RNI_SMALL_M at most). Measured with `retnet
+ * bench --case decode-quant` (loaded 2-core machine, best of 200): the
+ * kernel takes 0.10-0.36 of sgemm's time for 1-8 rows of W [768, 256]
+ * and 0.23-0.27 for W [3072, 1024], so it takes every product it can. */
 #ifndef RNI_LINEAR_SMALL_M
 #define RNI_LINEAR_SMALL_M RNI_SMALL_M
 #endif
