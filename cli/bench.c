@@ -6,6 +6,7 @@
 #include "args.h"
 #include "bench_batch.h"
 #include "bench_load.h"
+#include "bench_quant.h"
 #include "bench_tokenize.h"
 #include "cli.h"
 #include "retnet.h"
@@ -58,15 +59,18 @@ static double sgemm_gflops(int reps) {
  * memory only; best of seven passes (the first touches the pages). A
  * buffer of >= 1 GiB is far beyond any cache. The strongest read probe
  * we have: the limit every weight-streaming kernel is held to. */
-static double bench_read_bandwidth(size_t bytes) {
+/* With cpu_gbs set, also the bytes per second of process CPU time of the
+ * best pass by that clock (what a loaded machine's time slicing leaves
+ * comparable). */
+static double bench_read_bandwidth_cpu(size_t bytes, double *cpu_gbs) {
     size_t n = bytes / 256 * 64;  /* floats, a multiple of 64 */
     float *x = aligned_alloc(64, n * sizeof *x);
     if (!x) die("out of memory");
 #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < n; i++) x[i] = (float)(i & 7);
-    double best = 1e30, sink = 0;
+    double best = 1e30, best_cpu = 1e30, sink = 0;
     for (int r = 0; r < 7; r++) {
-        double t0 = now_seconds(), s = 0;
+        double t0 = now_seconds(), c0 = cpu_seconds(), s = 0;
 #pragma omp parallel reduction(+ : s)
         {
 #ifdef _OPENMP
@@ -93,14 +97,21 @@ static double bench_read_bandwidth(size_t bytes) {
             s += f;
 #endif
         }
-        double t = now_seconds() - t0;
+        double t = now_seconds() - t0, tc = cpu_seconds() - c0;
         sink += s;
         if (t < best) best = t;
+        if (tc < best_cpu) best_cpu = tc;
     }
     free(x);
     if (sink == 42) fputc(' ', stderr);
+    if (cpu_gbs) *cpu_gbs = (double)(n * sizeof(float)) / best_cpu / 1e9;
     return (double)(n * sizeof(float)) / best / 1e9;
 }
+
+static double bench_read_bandwidth(size_t bytes) { return bench_read_bandwidth_cpu(bytes, NULL); }
+
+/* The probe over 1 GiB, for the cases that sample it between their runs. */
+static double read_bandwidth_1g(double *cpu_gbs) { return bench_read_bandwidth_cpu((size_t)1 << 30, cpu_gbs); }
 
 static double rss_mb(void) {
     FILE *f = fopen("/proc/self/status", "r");
@@ -399,19 +410,6 @@ static void section_sample(int quick) {
 
 /* ------------------------------------------------------------- kernels */
 
-/* The typed-weight product of the library (src/quant.h). The CLI may use
- * include/ only and these are not public yet, so the declarations are
- * repeated here, exactly as src/quant.h has them; they go when the lead
- * makes the API public. */
-typedef enum { RNI_WTYPE_F32, RNI_WTYPE_BF16, RNI_WTYPE_F16, RNI_WTYPE_Q8_0, RNI_WTYPE_Q4_0 } rni_wtype;
-size_t rni_wtype_row_bytes(rni_wtype t, int K);
-rn_status rni_quantize_row(rni_wtype t, const float *x, void *dst, int K);
-void rni_matmul_w(int M, int N, int K, const float *X, int ldx, const void *W, rni_wtype t,
-                  size_t w_row_stride_bytes, float *Y, int ldy, int accumulate);
-void rni_matmul_w_x8(int M, int N, int K, const float *X, int ldx, const void *W, rni_wtype t,
-                     size_t w_row_stride_bytes, float *Y, int ldy, int accumulate);
-const char *rni_wtype_name(rni_wtype t);
-
 /* GFLOP/s of a register-blocked FMA loop (12 independent 8-wide
  * accumulators: two FMA ports times four cycles of latency, with room) on
  * every thread of the team: the FMA peak of the AVX2 kernels. */
@@ -448,13 +446,13 @@ static double fma_peak_gflops(int threads) {
  * copies of W (bytes_each apart), one call per copy: with copies spanning
  * more than the last-level cache every call reads its W from memory. */
 static double time_matmul(int M, int N, int K, const float *X, const unsigned char *W, size_t bytes_each,
-                          int copies, rni_wtype t, float *Y, int passes, int x8) {
-    size_t ws = rni_wtype_row_bytes(t, K);
+                          int copies, rn_wtype t, float *Y, int passes, int x8) {
+    size_t ws = rn_wtype_row_bytes(t, K);
     double best = 1e30;
     for (int p = 0; p < passes; p++) {
         double t0 = now_seconds();
         for (int c = 0; c < copies; c++)
-            (x8 ? rni_matmul_w_x8 : rni_matmul_w)(M, N, K, X, K, W + (size_t)c * bytes_each, t, ws, Y, N, 0);
+            (x8 ? rn_matmul_w_x8 : rn_matmul_w)(M, N, K, X, K, W + (size_t)c * bytes_each, t, ws, Y, N, 0);
         double el = (now_seconds() - t0) / copies;
         if (el < best) best = el;
     }
@@ -494,19 +492,19 @@ static void section_kernels(int quick) {
     rn_rng_seed(&r, 3);
     for (size_t i = 0; i < (size_t)N * K; i++) Wf[i] = (float)(rn_rng_uniform(&r) - 0.5);
     for (int i = 0; i < 8 * K; i++) X[i] = (float)(rn_rng_uniform(&r) - 0.5);
-    rni_wtype types[4] = {RNI_WTYPE_F32, RNI_WTYPE_BF16, RNI_WTYPE_Q8_0, RNI_WTYPE_Q4_0};
+    rn_wtype types[4] = {RN_WTYPE_F32, RN_WTYPE_BF16, RN_WTYPE_Q8_0, RN_WTYPE_Q4_0};
     int saved = rn_get_threads();
     for (int ti = 0; ti < 4; ti++) {
-        rni_wtype t = types[ti];
-        size_t ws = rni_wtype_row_bytes(t, K), each = ws * N;
+        rn_wtype t = types[ti];
+        size_t ws = rn_wtype_row_bytes(t, K), each = ws * N;
         int copies = (int)((span + each - 1) / each);
         unsigned char *W = malloc(each * copies);
         if (!W) die("out of memory");
-        for (int n = 0; n < N; n++) rni_quantize_row(t, Wf + (size_t)n * K, W + n * ws, K);
+        for (int n = 0; n < N; n++) rn_quantize_row(t, Wf + (size_t)n * K, W + n * ws, K);
 #pragma omp parallel for schedule(static)
         for (int c = 1; c < copies; c++) memcpy(W + (size_t)c * each, W, each);
         /* the block types also with the activations quantised (x8) */
-        for (int x8 = 0; x8 <= (t == RNI_WTYPE_Q8_0 || t == RNI_WTYPE_Q4_0); x8++)
+        for (int x8 = 0; x8 <= (t == RN_WTYPE_Q8_0 || t == RN_WTYPE_Q4_0); x8++)
             for (int th = 1; th <= saved; th = th < saved ? saved : th + 1) {
                 rn_set_threads(th);
                 double bwt = bench_read_bandwidth((size_t)1 << 30);
@@ -514,7 +512,7 @@ static void section_kernels(int quick) {
                 double t1 = time_matmul(1, N, K, X, W, each, copies, t, Y, quick ? 3 : 5, x8);
                 double t4 = time_matmul(4, N, K, X, W, each, copies, t, Y, quick ? 3 : 5, x8);
                 double g1 = each / t1 / 1e9, g4 = each / t4 / 1e9;
-                printf("| %s%s | %d | %.1f | %.1f | %.1f | %.2f | %.1f | %.2f |\n", rni_wtype_name(t),
+                printf("| %s%s | %d | %.1f | %.1f | %.1f | %.2f | %.1f | %.2f |\n", rn_wtype_name(t),
                        x8 ? " x8 (int8 activations)" : "", th, each / 1048576.0, bwt, g1, g1 / bwt, g4, g4 / bwt);
                 fflush(stdout);
             }
@@ -541,7 +539,7 @@ static void section_kernels(int quick) {
             double best = 1e30;
             for (int p = 0; p < 5; p++) {
                 double t0 = now_seconds();
-                for (int k = 0; k < reps; k++) rni_matmul_w(M, Nc, Kc, X, Kc, Wc, RNI_WTYPE_F32, Kc * 4, Y, Nc, 0);
+                for (int k = 0; k < reps; k++) rn_matmul_w(M, Nc, Kc, X, Kc, Wc, RN_WTYPE_F32, Kc * 4, Y, Nc, 0);
                 double el = (now_seconds() - t0) / reps;
                 if (el < best) best = el;
             }
@@ -571,21 +569,21 @@ int cmd_bench(int argc, char **argv) {
     const char *which = "all", *text = NULL, *tokenizer = NULL;
     int threads = 0, quick = 0;
     const char *load_child = NULL;
-    opt opts[] = {{"case", OPT_STR, &which, 0, 0, "all, train, scaling, threads, decode, batch, sample, kernels, load, tokenize or tokenizer-train", 0},
+    opt opts[] = {{"case", OPT_STR, &which, 0, 0, "all, train, scaling, threads, decode, decode-quant, batch, sample, kernels, load, tokenize or tokenizer-train", 0},
                   {"text", OPT_STR, &text, 0, 0, "tokenize, tokenizer-train: the text (default data/brown.txt)", 0},
                   {"tokenizer", OPT_STR, &tokenizer, 0, 0, "tokenize: one tokenizer.json (default: the three of tests/node)", 0},
                   {"threads", OPT_INT, &threads, 1, 1024, "threads (default: all cores)", 0},
                   {"quick", OPT_FLAG, &quick, 0, 0, "fewer repetitions, smaller models", 0},
                   {"load-child", OPT_STR, &load_child, 0, 0, "(internal) the timed process of --case load", 0},
                   {0}};
-    command_spec cmd = {"bench", "[--case all|train|scaling|threads|decode|batch|sample|kernels|load|tokenize|tokenizer-train] [--threads N] [--quick]",
+    command_spec cmd = {"bench", "[--case all|train|scaling|threads|decode|decode-quant|batch|sample|kernels|load|tokenize|tokenizer-train] [--threads N] [--quick]",
                         "Benchmarks, each printed as a ratio to a limit measured in the same run.", opts};
     args_parse(&cmd, argc, argv);
     if (threads) rn_set_threads(threads);
     if (load_child) return bench_load_child(load_child);
     int all = strcmp(which, "all") == 0;
     if (!all && strcmp(which, "train") && strcmp(which, "scaling") && strcmp(which, "threads") && strcmp(which, "decode") && strcmp(which, "batch") &&
-        strcmp(which, "sample") && strcmp(which, "kernels") && strcmp(which, "load") && strcmp(which, "tokenize") &&
+        strcmp(which, "decode-quant") && strcmp(which, "sample") && strcmp(which, "kernels") && strcmp(which, "load") && strcmp(which, "tokenize") &&
         strcmp(which, "tokenizer-train"))
         die_usage("bench", "unknown case '%s'", which);
     /* Tokenizing is one thread against the reference: no machine limits needed. */
@@ -605,6 +603,7 @@ int cmd_bench(int argc, char **argv) {
     if (all || !strcmp(which, "threads")) section_threads();
     if (all || !strcmp(which, "decode")) section_decode(bw, quick);
     if (all || !strcmp(which, "batch")) bench_batch(quick);
+    if (all || !strcmp(which, "decode-quant")) bench_decode_quant(read_bandwidth_1g, quick);
     if (all || !strcmp(which, "sample")) section_sample(quick);
     if (all || !strcmp(which, "kernels")) section_kernels(quick);
     if (all || !strcmp(which, "load")) bench_load(quick);

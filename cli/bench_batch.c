@@ -22,12 +22,6 @@
 #include <string.h>
 #include <time.h>
 
-static double cpu_seconds(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
-    return t.tv_sec + t.tv_nsec * 1e-9;
-}
-
 static double rss_kb(void) {
     FILE *f = fopen("/proc/self/status", "r");
     char line[256];

@@ -32,7 +32,6 @@ static double read_time(const char *path, int reps) {
     return best;
 }
 
-typedef struct { double load, first, step, inspect; } load_times;
 
 /* The timed start itself, in a fresh process (`retnet bench --load-child
  * PATH`): load, first token (the logits after a one-token prompt), and the
@@ -66,7 +65,7 @@ int bench_load_child(const char *path) {
 
 /* Runs bench_load_child in a new process image (a fork of this one could
  * not use OpenMP again) and returns its times and peak RSS. */
-static load_times timed_start(const char *path, long *rss_kb) {
+load_times bench_timed_start(const char *path, long *rss_kb) {
     int fds[2];
     if (pipe(fds) != 0) die("pipe failed");
     pid_t pid = fork();
@@ -117,7 +116,7 @@ void bench_load(int quick) {
     double mb = info.file_bytes / 1e6;
     double rt = read_time(path, 3);
     long rss;
-    load_times t = timed_start(path, &rss);
+    load_times t = bench_timed_start(path, &rss);
     double limit = 2 * rt + t.step;
     printf("\nload, fla %.2f B parameters, float32 file %.0f MB (written in %.1f s)%s\n", n / 1e9, mb, tw,
            info.in_place ? ", read in place" : "");

@@ -7,5 +7,9 @@
 void bench_load(int quick);
 /* The fresh process: `retnet bench --load-child PATH` (prints its times). */
 int bench_load_child(const char *path);
+/* Seconds of a start in a fresh process: load, first token, one more
+ * decoding step, retnet info; and its peak resident memory (kB). */
+typedef struct { double load, first, step, inspect; } load_times;
+load_times bench_timed_start(const char *path, long *rss_kb);
 
 #endif

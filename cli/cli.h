@@ -13,6 +13,7 @@ int cmd_eval(int argc, char **argv);      /* generate.c */
 int cmd_bench(int argc, char **argv);     /* bench.c */
 int cmd_convert(int argc, char **argv);   /* convert.c */
 int cmd_grads(int argc, char **argv);     /* convert.c */
+int cmd_quantize(int argc, char **argv);  /* quantize.c */
 int cmd_tokenize(int argc, char **argv); /* tokenize.c */
 int cmd_tokenizer(int argc, char **argv); /* tokenizer_train.c */
 int cmd_serve(int argc, char **argv);     /* serve.c */

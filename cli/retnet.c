@@ -39,10 +39,14 @@ int cmd_init(int argc, char **argv) {
 /* Reads headers and config only: instant whatever the model's size. */
 int cmd_info(int argc, char **argv) {
     const char *path = NULL;
-    opt opts[] = {{"model", OPT_STR, &path, 0, 0, "model file or directory", 0}, {0}};
-    command_spec cmd = {"info", "--model PATH",
-                        "Prints a model's format, configuration, parameter count, tensor types and the bytes of "
-                        "weights one decoding step reads, from the file headers alone (no weights are read).",
+    int list = 0;
+    opt opts[] = {{"model", OPT_STR, &path, 0, 0, "model file or directory", 0},
+                  {"tensors", OPT_FLAG, &list, 0, 0, "also load the model and list each tensor with its type", 0},
+                  {0}};
+    command_spec cmd = {"info", "--model PATH [--tensors]",
+                        "Prints a model's format, configuration, parameter count, tensor types (the file's and\n"
+                        "the weight types the model computes with) and the bytes of weights one decoding step\n"
+                        "reads, from the file headers alone (no weights are read; --tensors loads it).",
                         opts};
     args_parse(&cmd, argc, argv);
     if (!path) die_usage("info", "--model is required");
@@ -62,11 +66,28 @@ int cmd_info(int argc, char **argv) {
     printf("tensors:    %zu:", in.n_tensors);
     for (int d = 0; d < RN_DTYPE_COUNT; d++)
         if (in.tensor_bytes[d]) printf(" %s %.1f MB", rn_dtype_name((rn_dtype)d), in.tensor_bytes[d] / 1e6);
+    if (in.u8_bytes) printf(" u8 %.1f MB", in.u8_bytes / 1e6);
+    printf("\nweights:   ");
+    for (int t = 0; t < RN_WTYPE_COUNT; t++)
+        if (in.wtype_tensors[t])
+            printf(" %s %d tensors %.1f MB", rn_wtype_name((rn_wtype)t), in.wtype_tensors[t], in.wtype_bytes[t] / 1e6);
     printf("\nper token:  %.1f MB of weights read by one decoding step\n", in.decode_bytes / 1e6);
     printf("loading:    %s\n", in.in_place ? "in place (memory-mapped, no copy)"
                                            : "converted into memory (retnet convert --to retnet makes a file read in place)");
     printf("config:     %s\n", js ? js : "");
     free(js);
+    if (!list) return 0;
+    rn_model *m = load_model_or_die(path);
+    printf("%-18s %5s %-12s %-5s %12s\n", "tensor", "layer", "shape", "type", "bytes");
+    for (int i = 0; i < rn_model_num_tensors(m); i++) {
+        rn_tensor_desc t;
+        if (rn_model_tensor(m, i, &t) != RN_OK) die("%s", rn_last_error());
+        char shape[32];
+        snprintf(shape, sizeof shape, t.cols > 1 ? "[%d, %d]" : "[%d]", t.rows, t.cols);
+        printf("%-18s %5d %-12s %-5s %12zu\n", t.kind, t.layer, shape, rn_wtype_name(t.wtype), t.bytes);
+    }
+    printf("per token:  %.1f MB as loaded\n", rn_model_decode_bytes(m) / 1e6);
+    rn_model_free(m);
     return 0;
 }
 
@@ -131,6 +152,7 @@ static const struct { const char *name; int (*fn)(int, char **); const char *hel
     {"verify", cmd_verify, "check a model's checksums and values"},
     {"logits", cmd_logits, "write the logits of a token sequence (.npy)"},
     {"convert", cmd_convert, "convert a model between file formats (torchscale, fla, ...)"},
+    {"quantize", cmd_quantize, "write a model with bf16, f16, q8_0 or q4_0 weights"},
     {"grads", cmd_grads, "write the gradients of one sequence's loss (.safetensors)"},
     {"data", cmd_data, "tokenize text into token shards (llm.c's format) for training"},
     {"train", cmd_train, "train a model on a text file or token shards"},

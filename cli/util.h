@@ -12,6 +12,9 @@ _Noreturn void die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* Seconds on the monotonic clock (for intervals only). */
 double now_seconds(void);
+/* Seconds of CPU time of the process, all its threads (benchmarks on a
+ * machine shared with other work). */
+double cpu_seconds(void);
 
 /* mkdir -p: path and its missing parents; 0, or -1 with errno set
  * (ENOTDIR when path, or a parent, is a file). */

@@ -423,6 +423,86 @@ RN_API rn_status rn_format_from_name(const char *name, rn_format *out);
 RN_API const char *rn_dtype_name(rn_dtype d);
 RN_API rn_status rn_dtype_from_name(const char *name, rn_dtype *out);
 
+/* Weight types of the large 2-D projections (q/k/v/g, out, FFN, and
+ * optionally the embedding and head) for low-bit inference. f32, bf16 and
+ * f16 are kept as stored and converted inside the product kernels; q8_0
+ * and q4_0 are ggml's block types (32 weights per block, one f16 scale):
+ *   q8_0: 34 bytes: f16 d, then 32 int8 q; w = q d (8.5 bits per weight).
+ *   q4_0: 18 bytes: f16 d, then 16 bytes; byte j holds weight j in its low
+ *         nibble and weight j + 16 in its high nibble; w = (nibble - 8) d.
+ * Decays, norms, the state and every accumulation stay float32. */
+typedef enum { RN_WTYPE_F32 = 0, RN_WTYPE_BF16, RN_WTYPE_F16, RN_WTYPE_Q8_0, RN_WTYPE_Q4_0, RN_WTYPE_COUNT } rn_wtype;
+/* Weights per block of q8_0 and q4_0. */
+#define RN_QK 32
+/* "f32", "bf16", "f16", "q8_0", "q4_0". */
+RN_API const char *rn_wtype_name(rn_wtype t);
+RN_API rn_status rn_wtype_from_name(const char *name, rn_wtype *out);
+/* Bytes of one row of K weights of type t; 0 when t is unknown, K <= 0, or
+ * K is not a multiple of RN_QK for a block type (such rows are refused). */
+RN_API size_t rn_wtype_row_bytes(rn_wtype t, int K);
+/* One row of K floats to type t (ggml's reference rounding: bf16 and f16
+ * round to nearest even; q8_0 d = amax / 127, q = roundf(x / d); q4_0
+ * d = (the value of largest magnitude) / -8, q = min(15, (int)(x / d + 8.5))),
+ * and back (exact). A q8_0 / q4_0 block holding a NaN or an infinity gets
+ * a NaN scale (its products are NaN, and loading refuses it). RN_ERR_ARG
+ * when rn_wtype_row_bytes(t, K) is 0. */
+RN_API rn_status rn_quantize_row(rn_wtype t, const float *x, void *dst, int K);
+RN_API rn_status rn_dequantize_row(rn_wtype t, const void *src, float *y, int K);
+/* Y (M, N) = X (M, K) W^T (Y += with accumulate): W is N rows of K weights
+ * of type t, row n at (char *)W + n * w_row_stride_bytes. X rows are ldx
+ * floats apart, Y rows ldy. Float activations: the product of the
+ * dequantised weights to float32 rounding. Up to 8 rows: register-blocked
+ * kernels (AVX2 + FMA where built for it), the output rows split across
+ * threads when the product is large enough to pay; more rows: sgemm, on
+ * panels of dequantised weights for the non-f32 types. Preconditions, not
+ * checked: rn_wtype_row_bytes(t, K) > 0, no aliasing of Y with X or W. */
+RN_API void rn_matmul_w(int M, int N, int K, const float *X, int ldx, const void *W, rn_wtype t,
+                        size_t w_row_stride_bytes, float *Y, int ldy, int accumulate);
+/* The same with the activations quantised to q8_0 per block of 32 for q8_0
+ * and q4_0 weights and up to 8 rows (int8 dot products, as ggml does): the
+ * product of the dequantised weights with the q8_0-rounded X, off the float
+ * product by at most sum_k |w_k| |x_k - xq_k| (README "Low-bit inference"
+ * gives the measured size). Otherwise exactly rn_matmul_w. */
+RN_API void rn_matmul_w_x8(int M, int N, int K, const float *X, int ldx, const void *W, rn_wtype t,
+                           size_t w_row_stride_bytes, float *Y, int ldy, int accumulate);
+
+/* rn_model_quantize flags: keep the head, or the embedding, in f32. */
+#define RN_QUANT_KEEP_HEAD 1u
+#define RN_QUANT_KEEP_EMBED 2u
+/* Writes m as one safetensors file (ours, the retnet format) whose large
+ * projections are of type t, atomically, with the XXH3 data checksum:
+ * bf16 and f16 as BF16 / F16 tensors of the logical shape, q8_0 and q4_0
+ * as U8 tensors [rows, row bytes] of ggml blocks, every tensor's type and
+ * logical shape in __metadata__ (README "Low-bit inference"); everything
+ * else stays F32. A tied embedding is the head: it keeps f32 when either
+ * flag asks. A projection whose input width is not a multiple of 32 is
+ * refused for q8_0 / q4_0 (RN_ERR_ARG naming it). Values beyond f16's
+ * range are refused for f16. rn_model_load reads the file in place (no
+ * copy): the model computes with the typed weights; rn_model_params (or
+ * training, which refuses such a model) needs them as f32. */
+RN_API rn_status rn_model_quantize(const rn_model *m, const char *path, rn_wtype t, unsigned flags);
+
+/* The tensors of a model and the type each is held in. */
+typedef struct {
+    const char *kind;    /* "wqkvg", "wo", "fc1", "fc2", "embed", "lm_head", "norm1.weight", ... */
+    int layer;           /* -1 for global tensors */
+    int rows, cols;      /* [out, in] for projections; cols 1 for vectors */
+    rn_wtype wtype;
+    size_t bytes;        /* of its values as held */
+} rn_tensor_desc;
+RN_API int rn_model_num_tensors(const rn_model *m);
+RN_API rn_status rn_model_tensor(const rn_model *m, int i, rn_tensor_desc *out);
+/* Whether any tensor is held in another type than f32 (0 or 1). */
+RN_API int rn_model_quantized(const rn_model *m);
+/* Bytes of weights one decoding step reads (every tensor as held, but one
+ * row of an untied embedding). */
+RN_API size_t rn_model_decode_bytes(const rn_model *m);
+/* Decoding from q8_0 / q4_0 weights quantises the activations to int8
+ * (rn_matmul_w_x8: several times faster, within its bound) unless this is
+ * set to 0; then it uses float activations, so that every paradigm equals
+ * the dequantised f32 model to float32 rounding. Default 1. */
+RN_API void rn_model_set_int8_activations(rn_model *m, int on);
+
 /* Loads a model in any of the formats, detected from the tensor names and
  * the metadata. path: a .safetensors file (a config.json beside it is read
  * when the file has no __metadata__["retnet"]), a model directory
@@ -455,7 +535,12 @@ typedef struct {
                                              embedding) */
     int in_place;                         /* rn_model_load reads the weights where
                                              they are mapped (float32 in our
-                                             layout: `retnet convert` makes it) */
+                                             layout: `retnet convert` makes it,
+                                             or `retnet quantize`) */
+    size_t u8_bytes;                      /* bytes of the U8 tensors (q8_0 / q4_0 blocks) */
+    size_t wtype_bytes[RN_WTYPE_COUNT];   /* bytes of the parameter tensors by the
+                                             type the model holds them in */
+    int wtype_tensors[RN_WTYPE_COUNT];    /* and how many of them (file tensors) */
 } rn_model_info;
 RN_API rn_status rn_model_inspect(const char *path, rn_model_info *info);
 /* Checks every byte of a model: the files' checksums and every value, as

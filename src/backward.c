@@ -5,6 +5,7 @@
 #include "backward.h"
 #include "forward.h"
 #include "layer.h"
+#include "objects.h"
 #include "ops.h"
 #include "params.h"
 
@@ -73,6 +74,8 @@ rn_status rni_model_loss_grad_hook(rn_model *m, const int32_t *x, const int32_t 
                                   rn_mode mode, int chunk, double grad_scale, rn_real *grad,
                                   double *loss, int *count, const rn_grad_hook *hook) {
     const rn_config *c = &m->cfg;
+    rn_status qs = rni_model_check_f32(m, "loss and gradients");
+    if (qs != RN_OK) return qs;
     if (B < 1 || T < 1) return rni_fail(RN_ERR_ARG, "batch %d and length %d must be >= 1", B, T);
     /* Row counts are ints in the kernels (as in rn_forward). */
     if ((int64_t)B * T * (c->heads > c->vocab ? c->heads : c->vocab) >= INT32_MAX || (int64_t)T * c->dim >= INT32_MAX)

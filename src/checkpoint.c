@@ -24,8 +24,8 @@ rn_status rni_ckpt_save(const char *path, const rn_model *m, const rn_real *cons
                        const char *const *names, int nbuf, const char *train_json) {
     st_out t[8];
     if (nbuf > 7) return rni_fail(RN_ERR_ARG, "too many checkpoint buffers");
-    t[0] = (st_out){"params", 1, {(int64_t)m->n_params, 0}, m->n_params, rni_st_flat_get, m->params};
-    for (int i = 0; i < nbuf; i++) t[i + 1] = (st_out){names[i], 1, {(int64_t)m->n_params, 0}, m->n_params, rni_st_flat_get, bufs[i]};
+    t[0] = (st_out){"params", 1, {(int64_t)m->n_params, 0}, m->n_params, rni_st_flat_get, m->params, NULL, RN_DTYPE_F32};
+    for (int i = 0; i < nbuf; i++) t[i + 1] = (st_out){names[i], 1, {(int64_t)m->n_params, 0}, m->n_params, rni_st_flat_get, bufs[i], NULL, RN_DTYPE_F32};
     cJSON *meta = rni_st_config_meta(&m->cfg);
     if (meta) {
         char msum[32];

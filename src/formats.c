@@ -484,3 +484,15 @@ rn_status rn_model_save_values(const rn_model *m, const rn_real *values, const c
     if (st != RN_OK) return st;
     return rni_tensors_save(path, m, values, &nm, 0, dt, NULL);
 }
+
+rn_status rn_model_quantize(const rn_model *m, const char *path, rn_wtype t, unsigned flags) {
+    rn_names nm;
+    rn_status st = check_target(m, RN_FORMAT_RETNET, RN_DTYPE_F32, &nm);
+    if (st != RN_OK) return st;
+    if (flags & ~(RN_QUANT_KEEP_HEAD | RN_QUANT_KEEP_EMBED)) return rni_fail(RN_ERR_ARG, "unknown quantise flags %#x", flags);
+    char *cfg = rn_config_to_json(&m->cfg);
+    if (!cfg) return rni_fail(RN_ERR_NOMEM, "out of memory");
+    st = rni_tensors_quantize(path, m, &nm, t, flags, cfg);
+    free(cfg);
+    return st;
+}

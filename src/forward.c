@@ -17,8 +17,15 @@ rn_status rni_forward_hidden(rn_model *m, rn_acts *a, const int32_t *tokens, rn_
     for (int n = 0; n < N; n++) {
         if (tokens[n] < 0 || tokens[n] >= c->vocab)
             return rni_fail(RN_ERR_ARG, "token %d at index %d is outside the vocabulary [0, %d)", (int)tokens[n], n, c->vocab);
-        const rn_real *e = m->w.embed + (size_t)tokens[n] * d;
-        for (int i = 0; i < d; i++) a->emb_raw[(size_t)n * d + i] = e[i] * scale;
+        rn_real *er = a->emb_raw + (size_t)n * d;
+        const rni_wmat *E = &m->w.Wembed;
+        const char *row = (const char *)E->p + (size_t)tokens[n] * E->stride;
+        if (E->t == RN_WTYPE_F32) {
+            for (int i = 0; i < d; i++) er[i] = ((const rn_real *)row)[i] * scale;
+        } else {  /* the token's row dequantised (float build only: the float64 build holds f32) */
+            rn_dequantize_row(E->t, row, (float *)er, d);
+            for (int i = 0; i < d; i++) er[i] *= scale;
+        }
     }
     if (c->embed_norm)
         rni_norm_forward(c->block_norm, a->emb, a->emean, a->erstd, a->emb_raw, m->w.embed_norm_w,
@@ -99,13 +106,13 @@ rn_status rn_forward(rn_model *m, rn_state *state, const int32_t *tokens, int B,
         if (!logits) continue;
         if (last) {
             if (t0 + L == T)  /* rows b*L + L-1, a stride of L*d apart */
-                rni_gemm(0, 1, B, V, d, 1, a->xf + (size_t)(L - 1) * d, L * d, m->w.head, d, 0, logits, V);
+                rni_linear_forward(&m->w.Whead, B, V, d, a->xf + (size_t)(L - 1) * d, L * d, logits, V, 0, m->x8);
         } else if (L == T) {
-            rni_gemm(0, 1, B * T, V, d, 1, a->xf, d, m->w.head, d, 0, logits, V);
+            rni_linear_forward(&m->w.Whead, B * T, V, d, a->xf, d, logits, V, 0, m->x8);
         } else {
             for (int b = 0; b < B; b++)  /* logits (B, T, V): rows b*T + t0 .. */
-                rni_gemm(0, 1, L, V, d, 1, a->xf + (size_t)b * L * d, d, m->w.head, d, 0,
-                        logits + ((size_t)b * T + t0) * V, V);
+                rni_linear_forward(&m->w.Whead, L, V, d, a->xf + (size_t)b * L * d, d,
+                                   logits + ((size_t)b * T + t0) * V, V, 0, m->x8);
         }
     }
     free(seg);

@@ -105,7 +105,7 @@ void rni_layer_forward(rn_model *m, rn_acts *a, int l, rn_state *st, rn_mode mod
 
     /* q, k, v, g = RMSNorm(x) [Wq; Wk; Wv; Wg]^T in one GEMM */
     rni_norm_forward(c->block_norm, la->xn1, la->mean1, la->rstd1, la->x_in, w->norm1_w, w->norm1_b, N, d, c->norm_eps);
-    rni_gemm(0, 1, N, Pw, d, 1, la->xn1, d, w->wqkvg, d, 0, la->P, Pw);
+    rni_linear_forward(&w->Wqkvg, N, Pw, d, la->xn1, d, la->P, Pw, 0, m->x8);
     rni_rotate(m, la->P, Pw, a->B, a->T, st ? st->pos : NULL, 0);  /* and the q/k scale */
     retention_forward(m, a, la, l, st, mode, flags);
 
@@ -134,12 +134,12 @@ void rni_layer_forward(rn_model *m, rn_acts *a, int l, rn_state *st, rn_mode mod
         }
     }
     if (la->x_mid != la->x_in) memcpy(la->x_mid, la->x_in, sizeof(rn_real) * (size_t)N * d);
-    rni_gemm(0, 1, N, d, Vd, 1, la->gated, Vd, w->wo, Vd, 1, la->x_mid, d);
+    rni_linear_forward(&w->Wo, N, d, Vd, la->gated, Vd, la->x_mid, d, 1, m->x8);
 
     /* FFN: x_out = x_mid + fc2(act(fc1 xn) * gate xn)  or  fc2(act(fc1 xn + b1)) + b2 */
     rni_norm_forward(c->block_norm, la->xn2, la->mean2, la->rstd2, la->x_mid, w->norm2_w, w->norm2_b, N, d, c->norm_eps);
     int Fw = c->ffn == RN_FFN_GLU ? 2 * F : F;
-    rni_gemm(0, 1, N, Fw, d, 1, la->xn2, d, w->fc1, d, 0, la->hf, Fw);
+    rni_linear_forward(&w->Wfc1, N, Fw, d, la->xn2, d, la->hf, Fw, 0, m->x8);
 #pragma omp parallel for schedule(static) if (N > 16)
     for (int n = 0; n < N; n++) {
         rn_real *hf = la->hf + (size_t)n * Fw, *an = la->a + (size_t)n * F;
@@ -163,7 +163,7 @@ void rni_layer_forward(rn_model *m, rn_acts *a, int l, rn_state *st, rn_mode mod
     }
     rn_real *x_out = la->x_out_next;
     if (x_out != la->x_mid) memcpy(x_out, la->x_mid, sizeof(rn_real) * (size_t)N * d);
-    rni_gemm(0, 1, N, d, F, 1, la->a, F, w->fc2, F, 1, x_out, d);
+    rni_linear_forward(&w->Wfc2, N, d, F, la->a, F, x_out, d, 1, m->x8);
     if (w->fc2_b)
         for (int n = 0; n < N; n++)
             for (int i = 0; i < d; i++) x_out[(size_t)n * d + i] += w->fc2_b[i];

@@ -6,6 +6,7 @@
 #define RN_MODEL_H
 
 #include "internal.h"
+#include "quant.h"
 
 /* Pointers into one parameter (or gradient) buffer. Linear weights are
  * [out, in] (y = x W^T) whatever the file layout; NULL where the
@@ -20,6 +21,10 @@ typedef struct {
     rn_real *fc1_b;              /* (F)                                   */
     rn_real *fc2;                /* (d, F)                                */
     rn_real *fc2_b;              /* (d)                                   */
+    /* The four projections as held (of a model: f32 in the buffer or a
+     * mapped file, or another type in a mapped file; the f32 pointers
+     * above are then NULL). Unused in gradients. */
+    rni_wmat Wqkvg, Wo, Wfc1, Wfc2;
 } rn_layer_w;
 
 typedef struct {
@@ -28,6 +33,7 @@ typedef struct {
     rn_layer_w *layer;              /* (L)    */
     rn_real *final_w, *final_b;     /* (d)    */
     rn_real *head;                  /* (V, d); == embed when tied */
+    rni_wmat Wembed, Whead;         /* as held (see rn_layer_w) */
 } rn_weights;
 
 /* One entry of the parameter table: a named tensor at an offset. The
@@ -45,7 +51,11 @@ typedef struct {
     size_t offset;       /* in elements, in params (and gradients, moments) */
     int rows, cols;      /* cols = 1 for vectors */
     rn_real *data;       /* where the values are: params + offset, or in a
-                            mapped file (the model then has no params) */
+                            mapped file (the model then has no params);
+                            NULL when held in another type than f32 */
+    rn_wtype wtype;      /* the type held: f32 unless mapped from a
+                            quantised file (then wdata points at it) */
+    const void *wdata;   /* (rows, rn_wtype_row_bytes(wtype, cols)) */
 } rn_tensor_info;
 
 /* Per-head constants of the retention. */
@@ -75,6 +85,8 @@ struct rn_model {
     struct rn_acts *inf;      /* (acts.h) */
     struct rn_acts *inf_step; /* the same for single-token steps */
     struct rn_acts *train;    /* the same for loss and gradient computation */
+    int x8;                   /* decoding quantises activations for q8_0 / q4_0
+                                 (rn_model_set_int8_activations) */
 };
 
 /* Each stream (row) has its own position, so streams at different places

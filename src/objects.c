@@ -25,11 +25,21 @@ static void unmap_all(rn_model *m) {
     m->maps = NULL; m->map_sizes = NULL; m->n_maps = 0;
 }
 
-/* The values of every tensor, wherever they are, into p (n_params). */
+/* The values of every tensor, wherever they are, into p (n_params): typed
+ * ones dequantised (only the float build holds them). */
 static void gather(const rn_model *m, rn_real *p) {
-    for (int i = 0; i < m->n_tensors; i++)
-        memcpy(p + m->tensors[i].offset, m->tensors[i].data,
-               sizeof(rn_real) * (size_t)m->tensors[i].rows * m->tensors[i].cols);
+    for (int i = 0; i < m->n_tensors; i++) {
+        const rn_tensor_info *t = &m->tensors[i];
+        if (t->wtype == RN_WTYPE_F32) {
+            memcpy(p + t->offset, t->data, sizeof(rn_real) * (size_t)t->rows * t->cols);
+            continue;
+        }
+        size_t rb = rn_wtype_row_bytes(t->wtype, t->cols);
+#pragma omp parallel for schedule(static) if ((size_t)t->rows * t->cols >= ((size_t)1 << 18))
+        for (int r = 0; r < t->rows; r++)
+            rn_dequantize_row(t->wtype, (const char *)t->wdata + (size_t)r * rb,
+                              (float *)(p + t->offset + (size_t)r * t->cols), t->cols);
+    }
 }
 
 rn_status rni_model_materialize(rn_model *m) {
@@ -39,6 +49,7 @@ rn_status rni_model_materialize(rn_model *m) {
     if (!p) return rni_fail(RN_ERR_NOMEM, "out of memory for the %zu parameters", m->n_params);
     if (m->n_maps) gather(m, p);
     m->params = p;
+    for (int i = 0; i < m->n_tensors; i++) { m->tensors[i].wtype = RN_WTYPE_F32; m->tensors[i].wdata = NULL; }
     bind_params(m);
     unmap_all(m);
     return RN_OK;
@@ -55,6 +66,7 @@ rn_status rni_model_new(const rn_config *cfg, int with_params, rn_model **out) {
     rn_model *m = calloc(1, sizeof *m);
     if (!m) return rni_fail(RN_ERR_NOMEM, "out of memory");
     m->cfg = *cfg;
+    m->x8 = 1;
     m->K = cfg->dim / cfg->heads;
     m->Dv = cfg->value_dim / cfg->heads;
     m->n_tensors = rni_param_table(cfg, NULL, &m->n_params);
@@ -94,6 +106,50 @@ void rn_model_free(rn_model *m) {
 const rn_config *rn_model_config(const rn_model *m) { return &m->cfg; }
 size_t rn_model_num_params(const rn_model *m) { return m->n_params; }
 rn_real *rn_model_params(rn_model *m) { return rni_model_materialize(m) == RN_OK ? m->params : NULL; }
+
+/* --------------------------------------------------------- typed weights */
+
+int rn_model_num_tensors(const rn_model *m) { return m->n_tensors; }
+
+static size_t tensor_bytes(const rn_tensor_info *t) {
+    return t->wtype == RN_WTYPE_F32 ? sizeof(rn_real) * (size_t)t->rows * t->cols
+                                    : (size_t)t->rows * rn_wtype_row_bytes(t->wtype, t->cols);
+}
+
+rn_status rn_model_tensor(const rn_model *m, int i, rn_tensor_desc *out) {
+    if (i < 0 || i >= m->n_tensors) return rni_fail(RN_ERR_ARG, "tensor %d out of range [0, %d)", i, m->n_tensors);
+    const rn_tensor_info *t = &m->tensors[i];
+    *out = (rn_tensor_desc){rni_tensor_kind_name(t->kind), t->layer, t->rows, t->cols, t->wtype, tensor_bytes(t)};
+    return RN_OK;
+}
+
+int rn_model_quantized(const rn_model *m) { return rni_model_typed(m) != NULL; }
+
+const rn_tensor_info *rni_model_typed(const rn_model *m) {
+    for (int i = 0; i < m->n_tensors; i++)
+        if (m->tensors[i].wtype != RN_WTYPE_F32) return &m->tensors[i];
+    return NULL;
+}
+
+rn_status rni_model_check_f32(const rn_model *m, const char *what) {
+    const rn_tensor_info *t = rni_model_typed(m);
+    if (!t) return RN_OK;
+    return rni_fail(RN_ERR_ARG, "%s: the model's weights are quantised (%s %s): train in f32 and quantise for inference",
+                    what, rni_tensor_kind_name(t->kind), rn_wtype_name(t->wtype));
+}
+
+size_t rn_model_decode_bytes(const rn_model *m) {
+    size_t total = 0;
+    for (int i = 0; i < m->n_tensors; i++) {
+        const rn_tensor_info *t = &m->tensors[i];
+        size_t b = tensor_bytes(t);
+        /* an untied embedding: one row per token */
+        total += t->kind == RN_T_EMBED && !m->cfg.tie_embed ? b / (size_t)t->rows : b;
+    }
+    return total;
+}
+
+void rn_model_set_int8_activations(rn_model *m, int on) { m->x8 = on != 0; }
 
 /* ---------------------------------------------------------------- init */
 

@@ -8,7 +8,13 @@
  * (the loader then points every tensor's data into mapped files). */
 rn_status rni_model_new(const rn_config *cfg, int with_params, rn_model **out);
 /* Gives a model read in place its own parameter buffer (a copy of the
- * mapped values, then unmapped): what training and rn_model_params need. */
+ * mapped values, typed ones dequantised, then unmapped): what training and
+ * rn_model_params need. */
 rn_status rni_model_materialize(rn_model *m);
+/* The first tensor held in another type than f32, or NULL. */
+const rn_tensor_info *rni_model_typed(const rn_model *m);
+/* RN_ERR_ARG ("WHAT: the model's weights are quantised ...") for a model
+ * holding typed weights: training and gradients need f32 ones. */
+rn_status rni_model_check_f32(const rn_model *m, const char *what);
 
 #endif

@@ -81,6 +81,7 @@ const char *rni_blas_name(void) {
 static _Atomic uint64_t gemm_madds;
 
 uint64_t rni_gemm_madds(void) { return atomic_load(&gemm_madds); }
+void rni_gemm_count(uint64_t madds) { atomic_fetch_add_explicit(&gemm_madds, madds, memory_order_relaxed); }
 
 /* x W^T for a few rows (decoding a batch of streams): BLAS packs all of W
  * on every call, which costs more than the product when x has few rows.
@@ -155,8 +156,11 @@ RN_FUSED_FN static void gemm_rows_wt(int M, int N, int K, rn_real alpha, const r
     int Kv = K / RN_VL * RN_VL;
     int plain = alpha == 1 && beta == 0 && Kv == K; /* the sums are the results: stored four at a time */
     const rn_vec z = {0};
-    int j = 0;
-    for (; j + 4 <= N; j += 4) {
+    int N4 = N / 4 * 4;
+    /* Both cores split the output columns once the product pays for the
+     * fork: each element's operations stay the same, so exactness holds. */
+#pragma omp parallel for schedule(static) if ((size_t)M * N * K >= ((size_t)1 << 18))
+    for (int j = 0; j < N4; j += 4) {
         const rn_real *w[4] = {W + (size_t)j * ldw, W + (size_t)(j + 1) * ldw, W + (size_t)(j + 2) * ldw,
                                W + (size_t)(j + 3) * ldw};
         int i = 0;
@@ -196,7 +200,7 @@ RN_FUSED_FN static void gemm_rows_wt(int M, int N, int K, rn_real alpha, const r
                 for (int q = 0; q < 4; q++) put(C + (size_t)i * ldc + j + q, alpha, s4[q], a, w[q], Kv, K, beta);
         }
     }
-    for (; j < N; j++) {
+    for (int j = N4; j < N; j++) {
         const rn_real *w = W + (size_t)j * ldw;
         for (int i = 0; i < M; i++) {
             const rn_real *a = A + (size_t)i * lda;
@@ -217,10 +221,10 @@ void rni_gemm(int ta, int tb, int M, int N, int K, rn_real alpha, const rn_real 
             for (int j = 0; j < N; j++) C[(size_t)i * ldc + j] = beta == 0 ? 0 : beta * C[(size_t)i * ldc + j];
         return;
     }
-    if (!ta && tb && M <= 64 && (size_t)N * K <= ((size_t)1 << 22) && (size_t)M * N * K <= ((size_t)1 << 24)) {
-        /* A few rows times a small W^T (decoding a batch, short prompts) on
-         * one core: BLAS's packing and threads would cost more than they
-         * save, the more so on a loaded machine. */
+    if (!ta && tb && M <= 64) {
+        /* A few rows times W^T (decoding a batch of streams, short prompts):
+         * BLAS's packing would cost more than it saves; and one kernel for
+         * every size keeps a stream's bits the same batched or alone. */
         gemm_rows_wt(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }

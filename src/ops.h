@@ -13,8 +13,11 @@ const char *rni_blas_name(void);
 /* C (M,N) = alpha * op(A) op(B) + beta * C; row-major; ta/tb transpose. */
 void rni_gemm(int ta, int tb, int M, int N, int K, rn_real alpha, const rn_real *A, int lda,
              const rn_real *B, int ldb, rn_real beta, rn_real *C, int ldc);
-/* Multiply-adds issued through rni_gemm by this process so far (tests). */
+/* Multiply-adds issued through rni_gemm by this process so far (tests);
+ * the weight products that bypass it (rni_linear_forward's kernels) add
+ * theirs with rni_gemm_count. */
 uint64_t rni_gemm_madds(void);
+void rni_gemm_count(uint64_t madds);
 
 /* Norm over the last dim of x (N, D): out = norm(x) * w (+ b). mean/rstd
  * (N) are saved for the backward (mean may be NULL for RMS). */

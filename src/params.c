@@ -18,7 +18,7 @@ int rni_param_table(const rn_config *c, rn_tensor_info *tab, size_t *n_params) {
     size_t d = c->dim, Vd = c->value_dim, F = c->ffn_dim, V = c->vocab, H = c->heads;
     int lnb = c->block_norm == RN_NORM_LAYER;
 #define ADD(k, l, r, cc) do { \
-        if (tab) tab[n] = (rn_tensor_info){(k), (l), off, (int)(r), (int)(cc), NULL}; \
+        if (tab) tab[n] = (rn_tensor_info){(k), (l), off, (int)(r), (int)(cc), NULL, RN_WTYPE_F32, NULL}; \
         off += (size_t)(r) * (cc); n++; } while (0)
     ADD(RN_T_EMBED, -1, V, d);
     if (c->embed_norm) { ADD(RN_T_EMBED_NORM_W, -1, d, 1); if (lnb) ADD(RN_T_EMBED_NORM_B, -1, d, 1); }
@@ -56,28 +56,32 @@ rn_status rni_weights_bind(const rn_config *c, const rn_tensor_info *tab, int n,
     for (int i = 0; i < n; i++) {
         rn_real *p = buf ? buf + tab[i].offset : tab[i].data;
         rn_layer_w *lw = tab[i].layer >= 0 ? &layers[tab[i].layer] : NULL;
+        /* the tensor as held: a buffer is f32 */
+        rn_wtype t = buf ? RN_WTYPE_F32 : tab[i].wtype;
+        rni_wmat wm = {t == RN_WTYPE_F32 ? (const void *)p : tab[i].wdata, t,
+                       t == RN_WTYPE_F32 ? sizeof(rn_real) * (size_t)tab[i].cols : rn_wtype_row_bytes(t, tab[i].cols)};
         switch (tab[i].kind) {
-        case RN_T_EMBED: w->embed = p; break;
+        case RN_T_EMBED: w->embed = p; w->Wembed = wm; break;
         case RN_T_EMBED_NORM_W: w->embed_norm_w = p; break;
         case RN_T_EMBED_NORM_B: w->embed_norm_b = p; break;
         case RN_T_NORM1_W: lw->norm1_w = p; break;
         case RN_T_NORM1_B: lw->norm1_b = p; break;
-        case RN_T_WQKVG: lw->wqkvg = p; break;
-        case RN_T_WO: lw->wo = p; break;
+        case RN_T_WQKVG: lw->wqkvg = p; lw->Wqkvg = wm; break;
+        case RN_T_WO: lw->wo = p; lw->Wo = wm; break;
         case RN_T_HN_W: lw->hn_w = p; break;
         case RN_T_HN_B: lw->hn_b = p; break;
         case RN_T_NORM2_W: lw->norm2_w = p; break;
         case RN_T_NORM2_B: lw->norm2_b = p; break;
-        case RN_T_FC1: lw->fc1 = p; break;
+        case RN_T_FC1: lw->fc1 = p; lw->Wfc1 = wm; break;
         case RN_T_FC1_B: lw->fc1_b = p; break;
-        case RN_T_FC2: lw->fc2 = p; break;
+        case RN_T_FC2: lw->fc2 = p; lw->Wfc2 = wm; break;
         case RN_T_FC2_B: lw->fc2_b = p; break;
         case RN_T_FINAL_W: w->final_w = p; break;
         case RN_T_FINAL_B: w->final_b = p; break;
-        case RN_T_HEAD: w->head = p; break;
+        case RN_T_HEAD: w->head = p; w->Whead = wm; break;
         }
     }
-    if (c->tie_embed) w->head = w->embed;
+    if (c->tie_embed) { w->head = w->embed; w->Whead = w->Wembed; }
     return RN_OK;
 }
 

@@ -4,6 +4,7 @@
  * many rows of prefill and training-size products (BLAS sgemm on
  * dequantised panels). */
 #include "quant.h"
+#include "ops.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -21,18 +22,25 @@ _Static_assert(sizeof(rni_block_q8_0) == 34, "q8_0 block is 34 bytes (ggml)");
 _Static_assert(sizeof(rni_block_q4_0) == 18, "q4_0 block is 18 bytes (ggml)");
 
 static const char *const wtype_names[] = {"f32", "bf16", "f16", "q8_0", "q4_0"};
-_Static_assert(sizeof wtype_names / sizeof *wtype_names == RNI_WTYPE_COUNT, "a name per type");
+_Static_assert(sizeof wtype_names / sizeof *wtype_names == RN_WTYPE_COUNT, "a name per type");
 
-const char *rni_wtype_name(rni_wtype t) { return rni_name_of(wtype_names, RNI_WTYPE_COUNT, (int)t); }
+const char *rn_wtype_name(rn_wtype t) { return rni_name_of(wtype_names, RN_WTYPE_COUNT, (int)t); }
 
-size_t rni_wtype_row_bytes(rni_wtype t, int K) {
+rn_status rn_wtype_from_name(const char *name, rn_wtype *out) {
+    int i = 0;
+    rn_status st = rni_name_lookup(wtype_names, RN_WTYPE_COUNT, "weight type", name, &i);
+    if (st == RN_OK) *out = (rn_wtype)i;
+    return st;
+}
+
+size_t rn_wtype_row_bytes(rn_wtype t, int K) {
     if (K <= 0) return 0;
     switch (t) {
-    case RNI_WTYPE_F32: return (size_t)K * 4;
-    case RNI_WTYPE_BF16:
-    case RNI_WTYPE_F16: return (size_t)K * 2;
-    case RNI_WTYPE_Q8_0: return K % RNI_QK ? 0 : (size_t)(K / RNI_QK) * sizeof(rni_block_q8_0);
-    case RNI_WTYPE_Q4_0: return K % RNI_QK ? 0 : (size_t)(K / RNI_QK) * sizeof(rni_block_q4_0);
+    case RN_WTYPE_F32: return (size_t)K * 4;
+    case RN_WTYPE_BF16:
+    case RN_WTYPE_F16: return (size_t)K * 2;
+    case RN_WTYPE_Q8_0: return K % RN_QK ? 0 : (size_t)(K / RN_QK) * sizeof(rni_block_q8_0);
+    case RN_WTYPE_Q4_0: return K % RN_QK ? 0 : (size_t)(K / RN_QK) * sizeof(rni_block_q4_0);
     default: return 0;
     }
 }
@@ -76,46 +84,69 @@ uint16_t rni_f32_to_f16(float f) {
 
 /* ----------------------------------------------------- row conversions */
 
+/* A block holding a NaN or an infinity (x - x is NaN only for those) gets
+ * a NaN scale and zero codes: products with it are NaN, as they would be
+ * in float, and loading refuses such weights; the conversions to integers
+ * below then never see a value out of range. */
+static int block_finite(const float *xb) {
+    float z = 0;
+    for (int j = 0; j < RN_QK; j++) z += xb[j] - xb[j];
+    return z == 0;
+}
+
 /* ggml's quantize_row_q8_0_ref: d = amax / 127, q = roundf(x / d). */
 static void quantize_q8_0(const float *x, rni_block_q8_0 *y, int K) {
-    for (int b = 0; b < K / RNI_QK; b++) {
-        const float *xb = x + (size_t)b * RNI_QK;
+    for (int b = 0; b < K / RN_QK; b++) {
+        const float *xb = x + (size_t)b * RN_QK;
+        if (!block_finite(xb)) {
+            y[b].d = 0x7e00;
+            memset(y[b].qs, 0, sizeof y[b].qs);
+            continue;
+        }
         float amax = 0;
-        for (int j = 0; j < RNI_QK; j++) amax = fmaxf(amax, fabsf(xb[j]));
+        for (int j = 0; j < RN_QK; j++) amax = fmaxf(amax, fabsf(xb[j]));
         float d = amax / 127, id = d ? 1.0f / d : 0.0f;
         y[b].d = rni_f32_to_f16(d);
-        for (int j = 0; j < RNI_QK; j++) y[b].qs[j] = (int8_t)roundf(xb[j] * id);
+        for (int j = 0; j < RN_QK; j++) {  /* clamped: 1 / d may overflow for subnormal blocks */
+            float v = roundf(xb[j] * id);
+            y[b].qs[j] = (int8_t)(v > 127 ? 127 : v < -127 ? -127 : v == v ? v : 0);
+        }
     }
 }
 
 /* ggml's quantize_row_q4_0_ref: d = (the value of largest magnitude) / -8,
  * so that value is exactly -8 d; q = min(15, (int8_t)(x / d + 8.5)). */
 static void quantize_q4_0(const float *x, rni_block_q4_0 *y, int K) {
-    for (int b = 0; b < K / RNI_QK; b++) {
-        const float *xb = x + (size_t)b * RNI_QK;
+    for (int b = 0; b < K / RN_QK; b++) {
+        const float *xb = x + (size_t)b * RN_QK;
+        if (!block_finite(xb)) {
+            y[b].d = 0x7e00;
+            memset(y[b].qs, 0x88, sizeof y[b].qs);  /* codes 8: weights 0 */
+            continue;
+        }
         float amax = 0, max = 0;
-        for (int j = 0; j < RNI_QK; j++)
+        for (int j = 0; j < RN_QK; j++)
             if (amax < fabsf(xb[j])) { amax = fabsf(xb[j]); max = xb[j]; }
         float d = max / -8, id = d ? 1.0f / d : 0.0f;
         y[b].d = rni_f32_to_f16(d);
-        for (int j = 0; j < RNI_QK / 2; j++) {
-            int8_t a = (int8_t)(xb[j] * id + 8.5f), c = (int8_t)(xb[j + RNI_QK / 2] * id + 8.5f);
-            uint8_t lo = (uint8_t)(a < 15 ? a : 15), hi = (uint8_t)(c < 15 ? c : 15);
+        for (int j = 0; j < RN_QK / 2; j++) {
+            float a = xb[j] * id + 8.5f, c = xb[j + RN_QK / 2] * id + 8.5f;  /* truncated, as ggml's cast */
+            uint8_t lo = (uint8_t)(a >= 15 ? 15 : a >= 0 ? (int)a : 0), hi = (uint8_t)(c >= 15 ? 15 : c >= 0 ? (int)c : 0);
             y[b].qs[j] = (uint8_t)(lo | (hi << 4));
         }
     }
 }
 
-rn_status rni_quantize_row(rni_wtype t, const float *x, void *dst, int K) {
-    if (!rni_wtype_row_bytes(t, K))
+rn_status rn_quantize_row(rn_wtype t, const float *x, void *dst, int K) {
+    if (!rn_wtype_row_bytes(t, K))
         return rni_fail(RN_ERR_ARG, "cannot store a row of %d weights as %s (block types need a multiple of %d)", K,
-                        rni_wtype_name(t), RNI_QK);
+                        rn_wtype_name(t), RN_QK);
     switch (t) {
-    case RNI_WTYPE_F32: memcpy(dst, x, (size_t)K * 4); break;
-    case RNI_WTYPE_BF16: for (int k = 0; k < K; k++) ((uint16_t *)dst)[k] = rni_f32_to_bf16(x[k]); break;
-    case RNI_WTYPE_F16: for (int k = 0; k < K; k++) ((uint16_t *)dst)[k] = rni_f32_to_f16(x[k]); break;
-    case RNI_WTYPE_Q8_0: quantize_q8_0(x, dst, K); break;
-    case RNI_WTYPE_Q4_0: quantize_q4_0(x, dst, K); break;
+    case RN_WTYPE_F32: memcpy(dst, x, (size_t)K * 4); break;
+    case RN_WTYPE_BF16: for (int k = 0; k < K; k++) ((uint16_t *)dst)[k] = rni_f32_to_bf16(x[k]); break;
+    case RN_WTYPE_F16: for (int k = 0; k < K; k++) ((uint16_t *)dst)[k] = rni_f32_to_f16(x[k]); break;
+    case RN_WTYPE_Q8_0: quantize_q8_0(x, dst, K); break;
+    case RN_WTYPE_Q4_0: quantize_q4_0(x, dst, K); break;
     default: break;
     }
     return RN_OK;
@@ -124,25 +155,25 @@ rn_status rni_quantize_row(rni_wtype t, const float *x, void *dst, int K) {
 /* The dequantised value is (float)q * d, one rounding, computed the same
  * way (or with a fused multiply-add that rounds once to the same value) by
  * every kernel below. */
-static void dequantize(rni_wtype t, const void *src, float *y, int K) {
+static void dequantize(rn_wtype t, const void *src, float *y, int K) {
     switch (t) {
-    case RNI_WTYPE_F32: memcpy(y, src, (size_t)K * 4); break;
-    case RNI_WTYPE_BF16: for (int k = 0; k < K; k++) y[k] = rni_bf16_to_f32(((const uint16_t *)src)[k]); break;
-    case RNI_WTYPE_F16: for (int k = 0; k < K; k++) y[k] = rni_f16_to_f32(((const uint16_t *)src)[k]); break;
-    case RNI_WTYPE_Q8_0:
-        for (int b = 0; b < K / RNI_QK; b++) {
+    case RN_WTYPE_F32: memcpy(y, src, (size_t)K * 4); break;
+    case RN_WTYPE_BF16: for (int k = 0; k < K; k++) y[k] = rni_bf16_to_f32(((const uint16_t *)src)[k]); break;
+    case RN_WTYPE_F16: for (int k = 0; k < K; k++) y[k] = rni_f16_to_f32(((const uint16_t *)src)[k]); break;
+    case RN_WTYPE_Q8_0:
+        for (int b = 0; b < K / RN_QK; b++) {
             const rni_block_q8_0 *blk = (const rni_block_q8_0 *)src + b;
             float d = rni_f16_to_f32(blk->d);
-            for (int j = 0; j < RNI_QK; j++) y[b * RNI_QK + j] = (float)blk->qs[j] * d;
+            for (int j = 0; j < RN_QK; j++) y[b * RN_QK + j] = (float)blk->qs[j] * d;
         }
         break;
-    case RNI_WTYPE_Q4_0:
-        for (int b = 0; b < K / RNI_QK; b++) {
+    case RN_WTYPE_Q4_0:
+        for (int b = 0; b < K / RN_QK; b++) {
             const rni_block_q4_0 *blk = (const rni_block_q4_0 *)src + b;
             float d = rni_f16_to_f32(blk->d);
-            for (int j = 0; j < RNI_QK / 2; j++) {
-                y[b * RNI_QK + j] = (float)((blk->qs[j] & 15) - 8) * d;
-                y[b * RNI_QK + j + RNI_QK / 2] = (float)((blk->qs[j] >> 4) - 8) * d;
+            for (int j = 0; j < RN_QK / 2; j++) {
+                y[b * RN_QK + j] = (float)((blk->qs[j] & 15) - 8) * d;
+                y[b * RN_QK + j + RN_QK / 2] = (float)((blk->qs[j] >> 4) - 8) * d;
             }
         }
         break;
@@ -150,10 +181,10 @@ static void dequantize(rni_wtype t, const void *src, float *y, int K) {
     }
 }
 
-rn_status rni_dequantize_row(rni_wtype t, const void *src, float *y, int K) {
-    if (!rni_wtype_row_bytes(t, K))
+rn_status rn_dequantize_row(rn_wtype t, const void *src, float *y, int K) {
+    if (!rn_wtype_row_bytes(t, K))
         return rni_fail(RN_ERR_ARG, "cannot read a row of %d weights as %s (block types need a multiple of %d)", K,
-                        rni_wtype_name(t), RNI_QK);
+                        rn_wtype_name(t), RN_QK);
     dequantize(t, src, y, K);
     return RN_OK;
 }
@@ -161,25 +192,56 @@ rn_status rni_dequantize_row(rni_wtype t, const void *src, float *y, int K) {
 /* ----------------------------------------------------- scalar reference */
 
 /* Weight k of a row of type t as float. */
-static inline float weight_at(rni_wtype t, const char *row, int k) {
+static inline float weight_at(rn_wtype t, const char *row, int k) {
     switch (t) {
-    case RNI_WTYPE_F32: return ((const float *)row)[k];
-    case RNI_WTYPE_BF16: return rni_bf16_to_f32(((const uint16_t *)row)[k]);
-    case RNI_WTYPE_F16: return rni_f16_to_f32(((const uint16_t *)row)[k]);
-    case RNI_WTYPE_Q8_0: {
-        const rni_block_q8_0 *b = (const rni_block_q8_0 *)row + k / RNI_QK;
-        return (float)b->qs[k % RNI_QK] * rni_f16_to_f32(b->d);
+    case RN_WTYPE_F32: return ((const float *)row)[k];
+    case RN_WTYPE_BF16: return rni_bf16_to_f32(((const uint16_t *)row)[k]);
+    case RN_WTYPE_F16: return rni_f16_to_f32(((const uint16_t *)row)[k]);
+    case RN_WTYPE_Q8_0: {
+        const rni_block_q8_0 *b = (const rni_block_q8_0 *)row + k / RN_QK;
+        return (float)b->qs[k % RN_QK] * rni_f16_to_f32(b->d);
     }
-    case RNI_WTYPE_Q4_0: {
-        const rni_block_q4_0 *b = (const rni_block_q4_0 *)row + k / RNI_QK;
-        int j = k % RNI_QK, q = j < RNI_QK / 2 ? (b->qs[j] & 15) : (b->qs[j - RNI_QK / 2] >> 4);
+    case RN_WTYPE_Q4_0: {
+        const rni_block_q4_0 *b = (const rni_block_q4_0 *)row + k / RN_QK;
+        int j = k % RN_QK, q = j < RN_QK / 2 ? (b->qs[j] & 15) : (b->qs[j - RN_QK / 2] >> 4);
         return (float)(q - 8) * rni_f16_to_f32(b->d);
     }
     default: return 0;
     }
 }
 
-void rni_matmul_w_ref(int M, int N, int K, const float *X, int ldx, const void *W, rni_wtype t,
+float rni_wtype_get(rn_wtype t, const void *row, int k) { return weight_at(t, row, k); }
+
+long rni_wtype_first_bad_row(rn_wtype t, const void *p, size_t rows, int K) {
+    size_t rb = rn_wtype_row_bytes(t, K);
+    long first = (long)rows;
+    if (!rb) return 0;
+    /* exponent bits all ones: NaN or infinity */
+#pragma omp parallel for schedule(dynamic, 64) reduction(min : first) if (rows * rb >= ((size_t)1 << 20))
+    for (size_t r = 0; r < rows; r++) {
+        const unsigned char *row = (const unsigned char *)p + r * rb;
+        int ok = 1;
+        switch (t) {
+        case RN_WTYPE_F32:
+            for (int k = 0; k < K; k++) { uint32_t u; memcpy(&u, row + 4 * (size_t)k, 4); ok &= (u & 0x7f800000u) != 0x7f800000u; }
+            break;
+        case RN_WTYPE_BF16:
+            for (int k = 0; k < K; k++) { uint16_t h; memcpy(&h, row + 2 * (size_t)k, 2); ok &= (h & 0x7f80u) != 0x7f80u; }
+            break;
+        case RN_WTYPE_F16:
+            for (int k = 0; k < K; k++) { uint16_t h; memcpy(&h, row + 2 * (size_t)k, 2); ok &= (h & 0x7c00u) != 0x7c00u; }
+            break;
+        default: {
+            size_t bb = t == RN_WTYPE_Q8_0 ? sizeof(rni_block_q8_0) : sizeof(rni_block_q4_0);
+            for (int b = 0; b < K / RN_QK; b++) { uint16_t h; memcpy(&h, row + (size_t)b * bb, 2); ok &= (h & 0x7c00u) != 0x7c00u; }
+        }
+        }
+        if (!ok && (long)r < first) first = (long)r;
+    }
+    return first == (long)rows ? -1 : first;
+}
+
+void rni_matmul_w_ref(int M, int N, int K, const float *X, int ldx, const void *W, rn_wtype t,
                       size_t w_row_stride_bytes, float *Y, int ldy, int accumulate) {
     for (int m = 0; m < M; m++)
         for (int n = 0; n < N; n++) {
@@ -227,16 +289,16 @@ AI float hsum8(__m256 v) {
 }
 
 /* Eight weights from k of a row of a float type, as float. */
-AI __m256 load8(rni_wtype t, const char *row, int k) {
-    if (t == RNI_WTYPE_F32) return _mm256_loadu_ps((const float *)row + k);
+AI __m256 load8(rn_wtype t, const char *row, int k) {
+    if (t == RN_WTYPE_F32) return _mm256_loadu_ps((const float *)row + k);
     __m128i h = _mm_loadu_si128((const __m128i *)((const uint16_t *)row + k));
-    if (t == RNI_WTYPE_BF16) return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+    if (t == RN_WTYPE_BF16) return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
     return _mm256_cvtph_ps(h);
 }
 
 /* Weights 8s..8s+7 of a block, times its scale d (dv = d, m8d = -8 d). */
-AI __m256 block8(rni_wtype t, const char *blk, int s, __m256 dv, __m256 m8d) {
-    if (t == RNI_WTYPE_Q8_0) {
+AI __m256 block8(rn_wtype t, const char *blk, int s, __m256 dv, __m256 m8d) {
+    if (t == RN_WTYPE_Q8_0) {
         const rni_block_q8_0 *b = (const rni_block_q8_0 *)blk;
         __m256i q = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(b->qs + 8 * s)));
         return _mm256_mul_ps(_mm256_cvtepi32_ps(q), dv);
@@ -250,21 +312,21 @@ AI __m256 block8(rni_wtype t, const char *blk, int s, __m256 dv, __m256 m8d) {
     return _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(v)), dv, m8d);
 }
 
-AI size_t block_bytes(rni_wtype t) { return t == RNI_WTYPE_Q8_0 ? sizeof(rni_block_q8_0) : sizeof(rni_block_q4_0); }
+AI size_t block_bytes(rn_wtype t) { return t == RN_WTYPE_Q8_0 ? sizeof(rni_block_q8_0) : sizeof(rni_block_q4_0); }
 
 /* One tile: Y rows [0, MR) x columns [0, NR) from X rows (ldx) and W rows
  * (ws bytes apart). MR NR vector accumulators; one horizontal sum each at
  * the end. Each accumulator sees the same operations in the same order
  * whatever MR and NR, so every output element is the same whichever tile
  * computes it. */
-AI void tile(const rni_wtype t, const int MR, const int NR, int K, const float *X, int ldx, const char *W,
+AI void tile(const rn_wtype t, const int MR, const int NR, int K, const float *X, int ldx, const char *W,
              size_t ws, float *Y, int ldy, int acc) {
     /* fixed sizes (MR <= 4, NR <= 8): arrays the compiler keeps in registers */
     __m256 c[4][8];
     for (int i = 0; i < MR; i++)
         for (int j = 0; j < NR; j++) c[i][j] = _mm256_setzero_ps();
     int k = 0;
-    if (t == RNI_WTYPE_F32 || t == RNI_WTYPE_BF16 || t == RNI_WTYPE_F16) {
+    if (t == RN_WTYPE_F32 || t == RN_WTYPE_BF16 || t == RN_WTYPE_F16) {
         for (; k + 8 <= K; k += 8) {
             __m256 x[4];
             for (int i = 0; i < MR; i++) x[i] = _mm256_loadu_ps(X + (size_t)i * ldx + k);
@@ -275,7 +337,7 @@ AI void tile(const rni_wtype t, const int MR, const int NR, int K, const float *
         }
     } else {
         const size_t bb = block_bytes(t);
-        for (int b = 0; b < K / RNI_QK; b++, k += RNI_QK) {
+        for (int b = 0; b < K / RN_QK; b++, k += RN_QK) {
             for (int j = 0; j < NR; j++) {
                 const char *blk = W + (size_t)j * ws + (size_t)b * bb;
                 float d = _cvtsh_ss(load_u16(blk));
@@ -306,7 +368,7 @@ AI void tile(const rni_wtype t, const int MR, const int NR, int K, const float *
 /* Columns [n0, n1) of Y for all M rows: per panel of W rows, per chunk of
  * up to 4 rows of X, tiles of NR rows of W (8, 4, 4, 3 for 1-4 rows of X)
  * and single rows for the remainder. */
-AI void panel_rows(const rni_wtype t, int M, int n0, int n1, int K, const float *X, int ldx, const char *W,
+AI void panel_rows(const rn_wtype t, int M, int n0, int n1, int K, const float *X, int ldx, const char *W,
                    size_t ws, float *Y, int ldy, int acc) {
     for (int m = 0; m < M; m += 4) {
         int mr = M - m < 4 ? M - m : 4;
@@ -336,22 +398,22 @@ AI void panel_rows(const rni_wtype t, int M, int n0, int n1, int K, const float 
             panel_rows(T, M, n0, n1, K, X, ldx, W, ws, Y, ldy, acc);                                       \
         }                                                                                                  \
     }
-DEF_SMALL(small_f32, RNI_WTYPE_F32)
-DEF_SMALL(small_bf16, RNI_WTYPE_BF16)
-DEF_SMALL(small_f16, RNI_WTYPE_F16)
-DEF_SMALL(small_q8_0, RNI_WTYPE_Q8_0)
-DEF_SMALL(small_q4_0, RNI_WTYPE_Q4_0)
+DEF_SMALL(small_f32, RN_WTYPE_F32)
+DEF_SMALL(small_bf16, RN_WTYPE_BF16)
+DEF_SMALL(small_f16, RN_WTYPE_F16)
+DEF_SMALL(small_q8_0, RN_WTYPE_Q8_0)
+DEF_SMALL(small_q4_0, RN_WTYPE_Q4_0)
 #undef DEF_SMALL
 
-static void matmul_small(int M, int N, int K, const float *X, int ldx, const void *W, rni_wtype t, size_t ws,
+static void matmul_small(int M, int N, int K, const float *X, int ldx, const void *W, rn_wtype t, size_t ws,
                          float *Y, int ldy, int acc) {
     const char *w = W;
     switch (t) {
-    case RNI_WTYPE_F32: small_f32(M, N, K, X, ldx, w, ws, Y, ldy, acc); break;
-    case RNI_WTYPE_BF16: small_bf16(M, N, K, X, ldx, w, ws, Y, ldy, acc); break;
-    case RNI_WTYPE_F16: small_f16(M, N, K, X, ldx, w, ws, Y, ldy, acc); break;
-    case RNI_WTYPE_Q8_0: small_q8_0(M, N, K, X, ldx, w, ws, Y, ldy, acc); break;
-    case RNI_WTYPE_Q4_0: small_q4_0(M, N, K, X, ldx, w, ws, Y, ldy, acc); break;
+    case RN_WTYPE_F32: small_f32(M, N, K, X, ldx, w, ws, Y, ldy, acc); break;
+    case RN_WTYPE_BF16: small_bf16(M, N, K, X, ldx, w, ws, Y, ldy, acc); break;
+    case RN_WTYPE_F16: small_f16(M, N, K, X, ldx, w, ws, Y, ldy, acc); break;
+    case RN_WTYPE_Q8_0: small_q8_0(M, N, K, X, ldx, w, ws, Y, ldy, acc); break;
+    case RN_WTYPE_Q4_0: small_q4_0(M, N, K, X, ldx, w, ws, Y, ldy, acc); break;
     default: break;
     }
 }
@@ -362,7 +424,7 @@ static void matmul_small(int M, int N, int K, const float *X, int ldx, const voi
  * |w| (unsigned) times x with w's sign, pairs summed to int16 then int32),
  * scaled by d_w d_x and accumulated in float32. X is given as xq (int8,
  * rows of K) and xd (the float scales, rows of K / 32). */
-AI void tile_x8(const rni_wtype t, const int MR, const int NR, int nb, const int8_t *xq, const float *xd, int K,
+AI void tile_x8(const rn_wtype t, const int MR, const int NR, int nb, const int8_t *xq, const float *xd, int K,
                 const char *W, size_t ws, float *Y, int ldy, int acc) {
     __m256 c[4][8];
     for (int i = 0; i < MR; i++)
@@ -374,7 +436,7 @@ AI void tile_x8(const rni_wtype t, const int MR, const int NR, int nb, const int
             const char *blk = W + (size_t)j * ws + (size_t)b * bb;
             float dw = _cvtsh_ss(load_u16(blk));
             __m256i w;
-            if (t == RNI_WTYPE_Q8_0) {
+            if (t == RN_WTYPE_Q8_0) {
                 w = _mm256_loadu_si256((const __m256i *)(blk + 2));
             } else {
                 __m128i v = _mm_loadu_si128((const __m128i *)(blk + 2)), m = _mm_set1_epi8(15);
@@ -383,7 +445,7 @@ AI void tile_x8(const rni_wtype t, const int MR, const int NR, int nb, const int
             }
             __m256i aw = _mm256_sign_epi8(w, w);
             for (int i = 0; i < MR; i++) {
-                __m256i x = _mm256_loadu_si256((const __m256i *)(xq + (size_t)i * K + (size_t)b * RNI_QK));
+                __m256i x = _mm256_loadu_si256((const __m256i *)(xq + (size_t)i * K + (size_t)b * RN_QK));
                 __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(x, w)), ones);
                 c[i][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dw * xd[(size_t)i * nb + b]), c[i][j]);
             }
@@ -398,7 +460,7 @@ AI void tile_x8(const rni_wtype t, const int MR, const int NR, int nb, const int
 #define DEF_X8(name, T)                                                                                        \
     static void name(int M, int N, int K, const int8_t *xq, const float *xd, const char *W, size_t ws, float *Y, \
                      int ldy, int acc) {                                                                        \
-        int np = (N + PANEL - 1) / PANEL, nb = K / RNI_QK;                                                      \
+        int np = (N + PANEL - 1) / PANEL, nb = K / RN_QK;                                                      \
         _Pragma("omp parallel for schedule(dynamic, 2) if ((size_t)M * N * K >= RNI_MATMUL_PAR_MADDS)")              \
         for (int p = 0; p < np; p++) {                                                                          \
             int n0 = p * PANEL, n1 = n0 + PANEL < N ? n0 + PANEL : N;                                           \
@@ -419,14 +481,14 @@ AI void tile_x8(const rni_wtype t, const int MR, const int NR, int nb, const int
 #define X8TILES(T, MR, NR)                                                                                    \
     for (; n + NR <= n1; n += NR) tile_x8(T, MR, NR, nb, q, d, K, W + (size_t)n * ws, ws, Ym + n, ldy, acc); \
     for (; n < n1; n++) tile_x8(T, MR, 1, nb, q, d, K, W + (size_t)n * ws, ws, Ym + n, ldy, acc);
-DEF_X8(x8_q8_0, RNI_WTYPE_Q8_0)
-DEF_X8(x8_q4_0, RNI_WTYPE_Q4_0)
+DEF_X8(x8_q8_0, RN_WTYPE_Q8_0)
+DEF_X8(x8_q4_0, RN_WTYPE_Q4_0)
 #undef X8TILES
 #undef DEF_X8
 
 #else /* no AVX2 + FMA: the scalar loops, rows split across threads alike */
 
-static void matmul_small(int M, int N, int K, const float *X, int ldx, const void *W, rni_wtype t, size_t ws,
+static void matmul_small(int M, int N, int K, const float *X, int ldx, const void *W, rn_wtype t, size_t ws,
                          float *Y, int ldy, int acc) {
     enum { PANEL = 24 };
     int np = (N + PANEL - 1) / PANEL;
@@ -447,7 +509,7 @@ static void matmul_small(int M, int N, int K, const float *X, int ldx, const voi
 #define RNI_PANEL_FLOATS ((size_t)1 << 20)
 
 /* The calling thread's scratch, grown on demand and kept (one per thread
- * that calls rni_matmul_w with many rows; never freed before the thread
+ * that calls rn_matmul_w with many rows; never freed before the thread
  * ends). NULL if it cannot grow to n floats. */
 static float *scratch(size_t n) {
     static _Thread_local float *buf;
@@ -462,7 +524,7 @@ static float *scratch(size_t n) {
     return buf;
 }
 
-void rni_matmul_w(int M, int N, int K, const float *X, int ldx, const void *W, rni_wtype t,
+void rn_matmul_w(int M, int N, int K, const float *X, int ldx, const void *W, rn_wtype t,
                   size_t w_row_stride_bytes, float *Y, int ldy, int accumulate) {
     if (M <= 0 || N <= 0) return;
     size_t ws = w_row_stride_bytes;
@@ -470,7 +532,7 @@ void rni_matmul_w(int M, int N, int K, const float *X, int ldx, const void *W, r
         matmul_small(M, N, K, X, ldx, W, t, ws, Y, ldy, accumulate);
         return;
     }
-    if (t == RNI_WTYPE_F32) {
+    if (t == RN_WTYPE_F32) {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, X, ldx, (const float *)W,
                     (int)(ws / sizeof(float)), accumulate ? 1.0f : 0.0f, Y, ldy);
         return;
@@ -499,31 +561,31 @@ void rni_matmul_w(int M, int N, int K, const float *X, int ldx, const void *W, r
 static void quantize_x8(int M, int K, const float *X, int ldx, int8_t *xq, float *xd) {
     rni_block_q8_0 blk;
     for (int m = 0; m < M; m++)
-        for (int b = 0; b < K / RNI_QK; b++) {
-            quantize_q8_0(X + (size_t)m * ldx + (size_t)b * RNI_QK, &blk, RNI_QK);
-            memcpy(xq + (size_t)m * K + (size_t)b * RNI_QK, blk.qs, RNI_QK);
-            xd[(size_t)m * (K / RNI_QK) + b] = rni_f16_to_f32(blk.d);
+        for (int b = 0; b < K / RN_QK; b++) {
+            quantize_q8_0(X + (size_t)m * ldx + (size_t)b * RN_QK, &blk, RN_QK);
+            memcpy(xq + (size_t)m * K + (size_t)b * RN_QK, blk.qs, RN_QK);
+            xd[(size_t)m * (K / RN_QK) + b] = rni_f16_to_f32(blk.d);
         }
 }
 
 /* Integer dot of one block of weights of row w with 32 int8 activations. */
-static int32_t block_dot(rni_wtype t, const char *blk, const int8_t *x) {
+static int32_t block_dot(rn_wtype t, const char *blk, const int8_t *x) {
     int32_t s = 0;
-    if (t == RNI_WTYPE_Q8_0) {
+    if (t == RN_WTYPE_Q8_0) {
         const rni_block_q8_0 *b = (const rni_block_q8_0 *)blk;
-        for (int j = 0; j < RNI_QK; j++) s += b->qs[j] * x[j];
+        for (int j = 0; j < RN_QK; j++) s += b->qs[j] * x[j];
     } else {
         const rni_block_q4_0 *b = (const rni_block_q4_0 *)blk;
-        for (int j = 0; j < RNI_QK / 2; j++)
-            s += ((b->qs[j] & 15) - 8) * x[j] + ((b->qs[j] >> 4) - 8) * x[j + RNI_QK / 2];
+        for (int j = 0; j < RN_QK / 2; j++)
+            s += ((b->qs[j] & 15) - 8) * x[j] + ((b->qs[j] >> 4) - 8) * x[j + RN_QK / 2];
     }
     return s;
 }
 
-static void x8_ref(int M, int N, int K, const int8_t *xq, const float *xd, const void *W, rni_wtype t, size_t ws,
+static void x8_ref(int M, int N, int K, const int8_t *xq, const float *xd, const void *W, rn_wtype t, size_t ws,
                    float *Y, int ldy, int acc) {
-    int nb = K / RNI_QK;
-    size_t bb = t == RNI_WTYPE_Q8_0 ? sizeof(rni_block_q8_0) : sizeof(rni_block_q4_0);
+    int nb = K / RN_QK;
+    size_t bb = t == RN_WTYPE_Q8_0 ? sizeof(rni_block_q8_0) : sizeof(rni_block_q4_0);
     for (int m = 0; m < M; m++)
         for (int n = 0; n < N; n++) {
             const char *row = (const char *)W + (size_t)n * ws;
@@ -532,7 +594,7 @@ static void x8_ref(int M, int N, int K, const int8_t *xq, const float *xd, const
                 const char *blk = row + (size_t)b * bb;
                 uint16_t dh;
                 memcpy(&dh, blk, 2);
-                s += (float)block_dot(t, blk, xq + (size_t)m * K + (size_t)b * RNI_QK) *
+                s += (float)block_dot(t, blk, xq + (size_t)m * K + (size_t)b * RN_QK) *
                      (rni_f16_to_f32(dh) * xd[(size_t)m * nb + b]);
             }
             float *y = Y + (size_t)m * ldy + n;
@@ -554,14 +616,14 @@ static void *x8_scratch(size_t bytes) {
     return buf;
 }
 
-static void matmul_x8(int ref, int M, int N, int K, const float *X, int ldx, const void *W, rni_wtype t, size_t ws,
+static void matmul_x8(int ref, int M, int N, int K, const float *X, int ldx, const void *W, rn_wtype t, size_t ws,
                       float *Y, int ldy, int acc) {
     if (M <= 0 || N <= 0) return;
-    int x8 = (t == RNI_WTYPE_Q8_0 || t == RNI_WTYPE_Q4_0) && M <= RNI_SMALL_M;
-    size_t nb = (size_t)K / RNI_QK, bytes = (size_t)M * K + M * nb * sizeof(float) + 64;
+    int x8 = (t == RN_WTYPE_Q8_0 || t == RN_WTYPE_Q4_0) && M <= RNI_SMALL_M;
+    size_t nb = (size_t)K / RN_QK, bytes = (size_t)M * K + M * nb * sizeof(float) + 64;
     unsigned char *buf = x8 ? x8_scratch(bytes) : NULL;
     if (!buf) {
-        (ref ? rni_matmul_w_ref : rni_matmul_w)(M, N, K, X, ldx, W, t, ws, Y, ldy, acc);
+        (ref ? rni_matmul_w_ref : rn_matmul_w)(M, N, K, X, ldx, W, t, ws, Y, ldy, acc);
         return;
     }
     float *xd = (float *)buf;
@@ -569,7 +631,7 @@ static void matmul_x8(int ref, int M, int N, int K, const float *X, int ldx, con
     quantize_x8(M, K, X, ldx, xq, xd);
 #if RNI_QUANT_SIMD
     if (!ref) {
-        if (t == RNI_WTYPE_Q8_0) x8_q8_0(M, N, K, xq, xd, W, ws, Y, ldy, acc);
+        if (t == RN_WTYPE_Q8_0) x8_q8_0(M, N, K, xq, xd, W, ws, Y, ldy, acc);
         else x8_q4_0(M, N, K, xq, xd, W, ws, Y, ldy, acc);
         return;
     }
@@ -577,12 +639,33 @@ static void matmul_x8(int ref, int M, int N, int K, const float *X, int ldx, con
     x8_ref(M, N, K, xq, xd, W, t, ws, Y, ldy, acc);
 }
 
-void rni_matmul_w_x8(int M, int N, int K, const float *X, int ldx, const void *W, rni_wtype t,
+void rn_matmul_w_x8(int M, int N, int K, const float *X, int ldx, const void *W, rn_wtype t,
                      size_t w_row_stride_bytes, float *Y, int ldy, int accumulate) {
     matmul_x8(0, M, N, K, X, ldx, W, t, w_row_stride_bytes, Y, ldy, accumulate);
 }
 
-void rni_matmul_w_x8_ref(int M, int N, int K, const float *X, int ldx, const void *W, rni_wtype t,
+void rni_matmul_w_x8_ref(int M, int N, int K, const float *X, int ldx, const void *W, rn_wtype t,
                          size_t w_row_stride_bytes, float *Y, int ldy, int accumulate) {
     matmul_x8(1, M, N, K, X, ldx, W, t, w_row_stride_bytes, Y, ldy, accumulate);
+}
+
+/* f32 weights go through rni_gemm, whose few-row kernel (up to 64 rows,
+ * both cores over the output columns) gives a stream decoded in a batch
+ * the bits it gets alone, which serve's batching promises; rn_matmul_w's
+ * f32 kernel (up to 8 rows) would switch kernels inside that range. */
+void rni_linear_forward(const rni_wmat *W, int M, int N, int K, const rn_real *x, int ldx, rn_real *y, int ldy,
+                        int accumulate, int x8) {
+#ifdef RETNET_DOUBLE
+    (void)x8;
+    rni_gemm(0, 1, M, N, K, 1, x, ldx, (const rn_real *)W->p, (int)(W->stride / sizeof(rn_real)), accumulate ? 1 : 0,
+             y, ldy);
+#else
+    if (W->t == RN_WTYPE_F32) {  /* rni_gemm's few-row kernel: the same bits for a row in any batch */
+        rni_gemm(0, 1, M, N, K, 1, x, ldx, (const float *)W->p, (int)(W->stride / sizeof(float)), accumulate ? 1 : 0,
+                 y, ldy);
+        return;
+    }
+    if (M > 0 && N > 0) rni_gemm_count((uint64_t)M * N * K);
+    (x8 ? rn_matmul_w_x8 : rn_matmul_w)(M, N, K, x, ldx, W->p, W->t, W->stride, y, ldy, accumulate);
+#endif
 }

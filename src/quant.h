@@ -18,51 +18,18 @@
 #include <stddef.h>
 #include <stdint.h>
 
-typedef enum {
-    RNI_WTYPE_F32,
-    RNI_WTYPE_BF16,
-    RNI_WTYPE_F16,
-    RNI_WTYPE_Q8_0,
-    RNI_WTYPE_Q4_0,
-    RNI_WTYPE_COUNT
-} rni_wtype;
-
-/* Weights per block of the block types. */
-#define RNI_QK 32
-
 typedef struct {
     uint16_t d;           /* f16 scale */
-    int8_t qs[RNI_QK];    /* (32) */
+    int8_t qs[RN_QK];     /* (32) */
 } rni_block_q8_0;         /* 34 bytes */
 
 typedef struct {
     uint16_t d;             /* f16 scale */
-    uint8_t qs[RNI_QK / 2]; /* (16) byte j: weight j (low nibble), j + 16 (high) */
+    uint8_t qs[RN_QK / 2];  /* (16) byte j: weight j (low nibble), j + 16 (high) */
 } rni_block_q4_0;           /* 18 bytes */
 
-/* "f32", "bf16", "f16", "q8_0", "q4_0" ("unknown" out of range). */
-const char *rni_wtype_name(rni_wtype t);
-
-/* Bytes of one row of K weights of type t; 0 when t is unknown, K <= 0, or
- * K is not a multiple of 32 for a block type (such rows are refused). */
-size_t rni_wtype_row_bytes(rni_wtype t, int K);
-
-/* One row of K floats to type t (ggml's reference rounding: bf16 and f16
- * round to nearest even; q8_0 d = amax / 127, q = roundf(x / d); q4_0
- * d = (the value of largest magnitude) / -8, q = min(15, (int)(x / d + 8.5))).
- * RN_ERR_ARG (rni_fail) when rni_wtype_row_bytes(t, K) is 0. */
-rn_status rni_quantize_row(rni_wtype t, const float *x, void *dst, int K);
-/* And back: y (K) = the weights as float32 (exact for every type). */
-rn_status rni_dequantize_row(rni_wtype t, const void *src, float *y, int K);
-
-/* Y (M, N) = X (M, K) W^T, or Y += X W^T when accumulate is set. X rows
- * are ldx floats apart, Y rows ldy; W is N rows of K weights of type t,
- * row n at (char *)W + n * w_row_stride_bytes (at least
- * rni_wtype_row_bytes(t, K); W and the stride aligned to 4 bytes for f32,
- * to 2 for the others, as ggml's blocks are). Preconditions, not
- * checked: M, N >= 0, rni_wtype_row_bytes(t, K) > 0, no aliasing of Y
- * with X or W.
- *
+/* rn_matmul_w (retnet.h), in detail: W and the row stride aligned to 4
+ * bytes for f32, to 2 for the others, as ggml's blocks are.
  * M <= RNI_SMALL_M (decoding, batched decoding): register-blocked AVX2/FMA
  * kernels, several rows of W per pass, the weights converted to float in
  * registers, float32 accumulation; the output columns are split across
@@ -74,37 +41,48 @@ rn_status rni_dequantize_row(rni_wtype t, const void *src, float *y, int K);
  * on demand and kept for the thread's life: no allocation once warm; at
  * most RNI_PANEL_FLOATS floats). If that scratch cannot be allocated the
  * product falls back to the small-M kernels (slower, same result up to
- * float rounding). Both paths use float activations: the result is the
- * product of the dequantised weights to float32 rounding, whatever M. */
+ * float rounding).
+ * rn_matmul_w_x8: each row of X is quantised to q8_0 blocks (ggml's
+ * rounding: |x - qx dx| <= dx / 2 + 127 |dx - f16(dx)|), each block product
+ * an int8 dot product scaled by d_w dx and summed in float32; the quantised
+ * X lives in a per-thread scratch (grown on demand, kept). */
 #define RNI_SMALL_M 8
-void rni_matmul_w(int M, int N, int K, const float *X, int ldx, const void *W, rni_wtype t,
-                  size_t w_row_stride_bytes, float *Y, int ldy, int accumulate);
 
-/* The scalar reference of rni_matmul_w (same contract): dot products of the
+/* The scalar reference of rn_matmul_w (same contract): dot products of the
  * dequantised weights in float32, k in order. For the tests and for builds
- * without AVX2 + FMA (rni_matmul_w then runs these loops). */
-void rni_matmul_w_ref(int M, int N, int K, const float *X, int ldx, const void *W, rni_wtype t,
+ * without AVX2 + FMA (rn_matmul_w then runs these loops). */
+void rni_matmul_w_ref(int M, int N, int K, const float *X, int ldx, const void *W, rn_wtype t,
                       size_t w_row_stride_bytes, float *Y, int ldy, int accumulate);
-
-/* rni_matmul_w with the activations quantised, as ggml does: for q8_0 and
- * q4_0 weights and M <= RNI_SMALL_M, each row of X is quantised to q8_0
- * blocks (ggml's rounding: x ~ qx dx, |x - qx dx| <= dx / 2 + 127 |dx -
- * f16(dx)|) and each block product is an int8 dot product, scaled by
- * d_w dx and summed in float32. Several times less work per weight than
- * converting the weights to float, so decoding from q4_0/q8_0 can keep up
- * with memory; the price is the rounding of X: the result is the product
- * of the dequantised weights with the dequantised q8_0 X (to float32
- * rounding), i.e. off the float-activation product by at most
- * sum_k |w_k| |x_k - qx_k dx| (docs/PERFORMANCE.md gives the measured
- * size). Other types, larger M, or no scratch: exactly rni_matmul_w. The
- * quantised X lives in a per-thread scratch (grown on demand, kept). */
-void rni_matmul_w_x8(int M, int N, int K, const float *X, int ldx, const void *W, rni_wtype t,
-                     size_t w_row_stride_bytes, float *Y, int ldy, int accumulate);
-/* Its scalar reference (the same int8 block products, scalar sums). */
-void rni_matmul_w_x8_ref(int M, int N, int K, const float *X, int ldx, const void *W, rni_wtype t,
+/* The scalar reference of rn_matmul_w_x8 (the same int8 block products,
+ * scalar sums). */
+void rni_matmul_w_x8_ref(int M, int N, int K, const float *X, int ldx, const void *W, rn_wtype t,
                          size_t w_row_stride_bytes, float *Y, int ldy, int accumulate);
 
-/* Whether rni_matmul_w runs the AVX2 + FMA kernels in this build. */
+/* Weight k of a row of K weights of type t, as float (exact). */
+float rni_wtype_get(rn_wtype t, const void *row, int k);
+/* Whether rows x K weights of type t at p are all finite: bf16 / f16
+ * values, or the f16 scales of q8_0 / q4_0 blocks (f32: every value).
+ * Returns the first bad row, or -1. */
+long rni_wtype_first_bad_row(rn_wtype t, const void *p, size_t rows, int K);
+
+/* A weight matrix as a model holds it: N rows of K weights of type t,
+ * row n at (const char *)p + n * stride. */
+typedef struct {
+    const void *p;
+    rn_wtype t;
+    size_t stride;
+} rni_wmat;
+
+/* y (M, N) = x (M, K) W^T, or y += x W^T with accumulate: the model's
+ * weight products. f32: rni_gemm (its few-row kernel up to 64 rows, else
+ * BLAS); any other type: rn_matmul_w (its
+ * register-blocked kernels up to RNI_SMALL_M rows, else sgemm on
+ * dequantised panels), or rn_matmul_w_x8 for q8_0 / q4_0 when x8 is set.
+ * The float64 build holds f32 weights only and always calls rni_gemm. */
+void rni_linear_forward(const rni_wmat *W, int M, int N, int K, const rn_real *x, int ldx, rn_real *y, int ldy,
+                        int accumulate, int x8);
+
+/* Whether rn_matmul_w runs the AVX2 + FMA kernels in this build. */
 int rni_matmul_w_simd(void);
 
 /* Scalar conversions, bit-exact (round to nearest even; NaN stays NaN,

@@ -28,7 +28,8 @@
 
 /* The safetensors name and element size of each rn_dtype (read and written). */
 static const struct { const char *name; size_t size; } dtypes[] = {
-    [RN_DTYPE_F32] = {"F32", 4}, [RN_DTYPE_BF16] = {"BF16", 2}, [RN_DTYPE_F64] = {"F64", 8}, [RN_DTYPE_F16] = {"F16", 2}};
+    [RN_DTYPE_F32] = {"F32", 4}, [RN_DTYPE_BF16] = {"BF16", 2}, [RN_DTYPE_F64] = {"F64", 8}, [RN_DTYPE_F16] = {"F16", 2},
+    [RNI_DTYPE_U8] = {"U8", 1}};
 
 static int parse_dtype(const char *s, rn_dtype *dt, size_t *size) {
     for (size_t i = 0; i < sizeof dtypes / sizeof *dtypes; i++)
@@ -55,6 +56,7 @@ double rni_st_elem(const unsigned char *p, rn_dtype dt, size_t i) {
         uint16_t h; memcpy(&h, p + 2 * i, 2);
         uint32_t u = (uint32_t)h << 16; float f; memcpy(&f, &u, 4); return f;
     }
+    case RNI_DTYPE_U8: return p[i];
     default: return 0;
     }
 }
@@ -108,7 +110,7 @@ static rn_status parse_header(const char *path, cJSON *hdr, size_t data_len, st_
             break;
         }
         if (!parse_dtype(dt->valuestring, &t->dt, &t->esize)) {
-            st = rni_fail(RN_ERR_FORMAT, "%s: tensor '%s' has unsupported dtype %s (F32, F16, BF16, F64)", path, t->name, dt->valuestring);
+            st = rni_fail(RN_ERR_FORMAT, "%s: tensor '%s' has unsupported dtype %s (F32, F16, BF16, F64, U8)", path, t->name, dt->valuestring);
             break;
         }
         t->ndim = cJSON_GetArraySize(sh);
@@ -246,8 +248,9 @@ const char *rni_st_meta(const st_file *f, const char *key) {
 /* Refuses (before anything is allocated) a config whose parameters cannot
  * fit in data_len bytes of files at 2 bytes each. */
 rn_status rni_st_config_fits(const char *path, const rn_config *cfg, size_t data_len) {
+    /* q4_0, the smallest type read, holds 32 weights in 18 bytes */
     size_t n = rn_config_num_params(cfg), bytes;
-    if (!rni_mul_ok(n, 2, &bytes) || bytes > data_len)
+    if (!rni_mul_ok(n / 32, 18, &bytes) || bytes > data_len)
         return rni_fail(RN_ERR_FORMAT, "%s: the config needs %zu parameters, more than the file's %zu data bytes hold",
                        path, n, data_len);
     return RN_OK;
@@ -382,6 +385,12 @@ static rn_status st_stream(const st_out *t, int n, rn_dtype dt, rn_status (*fn)(
     rn_status st = RN_OK;
     for (int i = 0; i < n && st == RN_OK; i++) {
         size_t nb = 0;
+        if (t[i].raw) {  /* as it is, in chunks */
+            size_t bytes = t[i].count * dtypes[t[i].raw_dt].size, step = (size_t)1 << 20;
+            for (size_t o = 0; o < bytes && st == RN_OK; o += step)
+                st = fn(arg, (const unsigned char *)t[i].raw + o, bytes - o < step ? bytes - o : step);
+            continue;
+        }
         for (size_t j = 0; j < t[i].count && st == RN_OK; j++) {
             double v = t[i].get(t[i].ctx, j);
             int ok = 1;
@@ -449,10 +458,12 @@ rn_status rni_st_write(const char *path, cJSON *meta, const st_out *t, int n, rn
     snprintf(sum, sizeof sum, "%016llx", (unsigned long long)h);
     cJSON_AddStringToObject(meta, "checksum_xxh3", sum);
     cJSON_AddItemToObject(hdr, "__metadata__", meta);
-    size_t off = 0, es = dtypes[dt].size;
+    size_t off = 0;
     for (int i = 0; i < n; i++) {
+        rn_dtype tdt = t[i].raw ? t[i].raw_dt : dt;
+        size_t es = dtypes[tdt].size;
         cJSON *o = cJSON_AddObjectToObject(hdr, t[i].name);
-        cJSON_AddStringToObject(o, "dtype", dtypes[dt].name);
+        cJSON_AddStringToObject(o, "dtype", dtypes[tdt].name);
         cJSON *sh = cJSON_AddArrayToObject(o, "shape");
         for (int j = 0; j < t[i].ndim; j++) cJSON_AddItemToArray(sh, cJSON_CreateNumber((double)t[i].shape[j]));
         cJSON *of = cJSON_AddArrayToObject(o, "data_offsets");

@@ -6,6 +6,10 @@
 
 struct cJSON;
 
+/* Safetensors' U8, read and written for the block types of quantised
+ * files only (not an rn_dtype: no value is read as a number from it). */
+#define RNI_DTYPE_U8 ((rn_dtype)RN_DTYPE_COUNT)
+
 /* One tensor of a file's header, validated. */
 typedef struct {
     const char *name;
@@ -47,7 +51,8 @@ double rni_st_elem(const unsigned char *p, rn_dtype dt, size_t i);
 /* The config in __metadata__["retnet"], refused when it cannot fit. */
 rn_status rni_st_config(const st_file *f, rn_config *cfg);
 /* Refuses (before anything is allocated) a config whose parameters cannot
- * fit in data_len bytes of files at 2 bytes each. */
+ * fit in data_len bytes of files at 18 bytes per 32 (q4_0, the smallest
+ * type). */
 rn_status rni_st_config_fits(const char *path, const rn_config *cfg, size_t data_len);
 /* "[2, 3]" */
 void rni_shape_str(char *buf, size_t n, int ndim, const int64_t *shape);
@@ -62,6 +67,10 @@ typedef struct {
     size_t count;
     double (*get)(const void *ctx, size_t i);
     const void *ctx;
+    /* or, when raw is set, count elements of raw_dt (BF16, F16, or
+     * RNI_DTYPE_U8) written as they are, whatever the file's dtype */
+    const void *raw;
+    rn_dtype raw_dt;
 } st_out;
 /* Producer of a flat rn_real array (ctx). */
 double rni_st_flat_get(const void *ctx, size_t j);

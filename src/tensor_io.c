@@ -7,6 +7,7 @@
 #include "objects.h"
 #include "params.h"
 #include "preset.h"
+#include "quant.h"
 #include "safetensors.h"
 
 #include <cjson/cJSON.h>
@@ -190,11 +191,86 @@ static rn_status check_shape(const rni_file_tensor *t, const st_file *f, const s
     return RN_OK;
 }
 
+/* ------------------------------------------------------ typed tensors */
+
+/* Quantised files (rn_model_quantize) name each tensor held in another
+ * type than f32 in __metadata__: "wtype.NAME" = "TYPE [rows, cols]", the
+ * logical shape [out, in] of the block. bf16 / f16 tensors are BF16 / F16
+ * of that shape; q8_0 / q4_0 ones U8 [rows, row bytes] of ggml blocks. */
+#define WTYPE_KEY "wtype."
+
+/* The kinds that may be held typed: the large projections. */
+static int typed_kind(rn_tensor_kind k) {
+    return k == RN_T_WQKVG || k == RN_T_WO || k == RN_T_FC1 || k == RN_T_FC2 || k == RN_T_EMBED || k == RN_T_HEAD;
+}
+
+/* The weight type of file tensor t from the metadata of its file, checked
+ * against its header entry: *wt = -1 when the file names none. */
+static rn_status typed_entry(const st_file *f, const rni_file_tensor *t, rn_tensor_kind kind, const st_entry *en,
+                             int *wt) {
+    *wt = -1;
+    char key[128];
+    snprintf(key, sizeof key, WTYPE_KEY "%s", t->name);
+    const char *v = rni_st_meta(f, key);
+    if (!v) {
+        if (en->dt == RNI_DTYPE_U8)
+            return rni_fail(RN_ERR_FORMAT, "%s: tensor '%s' is U8 but __metadata__ has no \"%s\" naming its weight type",
+                            f->path, t->name, key);
+        return RN_OK;
+    }
+    char tname[16];
+    long long r = -1, c = -1;
+    rn_wtype ty;
+    if (sscanf(v, "%15s [%lld, %lld]", tname, &r, &c) != 3)
+        return rni_fail(RN_ERR_FORMAT, "%s: tensor '%s': __metadata__ \"%s\" is '%s', not 'TYPE [rows, cols]'", f->path,
+                        t->name, key, v);
+    if (rn_wtype_from_name(tname, &ty) != RN_OK || ty == RN_WTYPE_F32)
+        return rni_fail(RN_ERR_FORMAT, "%s: tensor '%s' has unknown weight type '%s' (bf16, f16, q8_0, q4_0)", f->path,
+                        t->name, tname);
+    if (t->buffer || t->alias || t->cols == 1 || !typed_kind(kind))
+        return rni_fail(RN_ERR_FORMAT, "%s: tensor '%s' is not a projection and cannot be %s", f->path, t->name, tname);
+    if (r != t->rows || c != t->cols)
+        return rni_fail(RN_ERR_FORMAT, "%s: tensor '%s' is %s [%lld, %lld] but the config needs [%d, %d]", f->path, t->name,
+                        tname, r, c, t->rows, t->cols);
+    size_t rb = rn_wtype_row_bytes(ty, t->cols);
+    if (!rb)
+        return rni_fail(RN_ERR_FORMAT, "%s: tensor '%s': %d columns are not a whole number of %s blocks of %d", f->path,
+                        t->name, t->cols, tname, RN_QK);
+    int blocks = ty == RN_WTYPE_Q8_0 || ty == RN_WTYPE_Q4_0;
+    rn_dtype want = blocks ? RNI_DTYPE_U8 : ty == RN_WTYPE_BF16 ? RN_DTYPE_BF16 : RN_DTYPE_F16;
+    int64_t w1 = blocks ? (int64_t)rb : t->cols;
+    if (en->dt != want || en->ndim != 2 || en->shape[0] != t->rows || en->shape[1] != w1)
+        return rni_fail(RN_ERR_FORMAT, "%s: tensor '%s' (%s [%d, %d]) must be %s [%d, %lld]%s", f->path, t->name, tname,
+                        t->rows, t->cols, blocks ? "U8" : tname, t->rows, (long long)w1,
+                        blocks ? ": the block count disagrees with the shape" : "");
+    *wt = (int)ty;
+    return RN_OK;
+}
+
 /* Reads one file tensor into m's parameters (when copy is set), or checks a
- * buffer or an alias against what it must hold. */
-static rn_status read_tensor(rn_model *m, const rni_file_tensor *t, const st_file *f, const st_entry *en, int copy) {
+ * buffer or an alias against what it must hold. wt: its weight type, or -1
+ * (then its dtype says). */
+static rn_status read_tensor(rn_model *m, const rni_file_tensor *t, const st_file *f, const st_entry *en, int copy,
+                             int wt) {
     const char *path = f->path;
     const unsigned char *src = f->data + en->begin;
+    if (wt >= 0 && copy) {  /* typed, into a float buffer: dequantised (the float64 build, or not mappable) */
+        rn_wtype ty = (rn_wtype)wt;
+        size_t rb = rn_wtype_row_bytes(ty, t->cols);
+        long bad = rni_wtype_first_bad_row(ty, src, (size_t)t->rows, t->cols);
+        if (bad >= 0)
+            return rni_fail(RN_ERR_FORMAT, "%s: tensor '%s' row %ld holds a non-finite %s", path, t->name, bad,
+                            ty == RN_WTYPE_BF16 || ty == RN_WTYPE_F16 ? "value" : "scale");
+        float *row = malloc(sizeof(float) * (size_t)t->cols);
+        if (!row) return rni_fail(RN_ERR_NOMEM, "out of memory");
+        rn_real *dst = param_at(m, t->off);
+        for (int r = 0; r < t->rows; r++) {
+            rn_dequantize_row(ty, src + (size_t)r * rb, row, t->cols);
+            for (int c = 0; c < t->cols; c++) dst[(size_t)r * t->cols + c] = row[c];
+        }
+        free(row);
+        return RN_OK;
+    }
     if (t->buffer) {
         for (int j = 0; j < t->rows; j++) {
             double v = rni_st_elem(src, en->dt, (size_t)j), want = t->buffer[j];
@@ -248,42 +324,55 @@ static int first_nonfinite(const float *const *x, const size_t *len, int n) {
 }
 
 /* Points every parameter tensor of m straight into the mapped files, when
- * each is stored as float32 rows in our layout: its blocks (q, k, v, g of
- * a stacked projection) untransposed, adjacent and in order in one file.
- * Returns 0 (nothing changed) otherwise; dry: only tells whether it could.
- * ent[i]: fl->t[i]'s entry. */
-static int map_in_place(rn_model *m, rn_tensor_set *s, const rni_file_list *fl, set_entry *const *ent, int dry) {
+ * each is stored in our layout: float32 rows, or rows of its weight type
+ * (wt[i] >= 0), its blocks (q, k, v, g of a stacked projection)
+ * untransposed, in one type, adjacent and in row order in one file, f32 at
+ * 4-byte and the others at 2-byte alignment. Returns 0 (nothing changed)
+ * otherwise; dry: only tells whether it could. ent[i]: fl->t[i]'s entry. */
+static int map_in_place(rn_model *m, rn_tensor_set *s, const rni_file_list *fl, set_entry *const *ent, const int *wt,
+                        int dry) {
 #ifdef RETNET_DOUBLE
-    (void)m; (void)s; (void)fl; (void)ent; (void)dry;
+    (void)m; (void)s; (void)fl; (void)ent; (void)wt; (void)dry;
     return 0;  /* the float64 build computes in double: always a copy */
 #else
     int nt = m->n_tensors, ok = 1;
     const unsigned char **base = calloc((size_t)nt, sizeof *base);
-    int *file = calloc((size_t)nt, sizeof *file);
+    int *file = calloc((size_t)nt, sizeof *file), *type = calloc((size_t)nt, sizeof *type);
     size_t *covered = calloc((size_t)nt, sizeof *covered);
-    if (!base || !file || !covered) ok = 0;
-    for (int i = 0; ok && i < fl->n; i++) {
-        const rni_file_tensor *t = &fl->t[i];
-        if (t->buffer || t->alias) continue;
-        const st_entry *en = ent[i]->e;
-        const unsigned char *p = s->f[ent[i]->file].data + en->begin;
-        int e = tensor_at(m, t->off);
-        const rn_tensor_info *ti = &m->tensors[e];
-        if (en->dt != RN_DTYPE_F32 || t->transpose) ok = 0;
-        else if (t->off == ti->offset) {
-            base[e] = p; file[e] = ent[i]->file;
-            ok = (uintptr_t)p % sizeof(float) == 0;
-        } else {
-            ok = base[e] && file[e] == ent[i]->file && p == base[e] + (t->off - ti->offset) * sizeof(float);
+    if (!base || !file || !type || !covered) ok = 0;
+    for (int e = 0; ok && e < nt; e++) type[e] = -1;
+    /* the first rows of each tensor give its base and type; then every block must sit at its row */
+    for (int pass = 0; pass < 2; pass++)
+        for (int i = 0; ok && i < fl->n; i++) {
+            const rni_file_tensor *t = &fl->t[i];
+            if (t->buffer || t->alias) continue;
+            const st_entry *en = ent[i]->e;
+            const unsigned char *p = s->f[ent[i]->file].data + en->begin;
+            int e = tensor_at(m, t->off);
+            const rn_tensor_info *ti = &m->tensors[e];
+            rn_wtype ty = wt[i] >= 0 ? (rn_wtype)wt[i] : RN_WTYPE_F32;
+            size_t row0 = (t->off - ti->offset) / (size_t)ti->cols;
+            if (wt[i] < 0 && (t->transpose || en->dt != RN_DTYPE_F32)) ok = 0;  /* typed: always [out, in] */
+            else if (pass == 0 && row0 == 0) {
+                base[e] = p; file[e] = ent[i]->file; type[e] = (int)ty;
+                ok = (uintptr_t)p % (ty == RN_WTYPE_F32 ? sizeof(float) : 2) == 0;
+            } else if (pass == 1) {
+                ok = base[e] && file[e] == ent[i]->file && type[e] == (int)ty &&
+                     p == base[e] + row0 * rn_wtype_row_bytes(ty, ti->cols);
+                covered[e] += (size_t)t->rows * t->cols;
+            }
         }
-        covered[e] += (size_t)t->rows * t->cols;
-    }
     for (int e = 0; ok && e < nt; e++) ok = covered[e] == (size_t)m->tensors[e].rows * m->tensors[e].cols;
     if (ok && !dry) {
-        for (int e = 0; e < nt; e++) m->tensors[e].data = (rn_real *)base[e];  /* read only: PROT_READ */
+        for (int e = 0; e < nt; e++) {  /* read only: PROT_READ */
+            rn_tensor_info *ti = &m->tensors[e];
+            ti->wtype = (rn_wtype)type[e];
+            ti->wdata = base[e];
+            ti->data = ti->wtype == RN_WTYPE_F32 ? (rn_real *)base[e] : NULL;
+        }
         rni_weights_bind(&m->cfg, m->tensors, nt, NULL, &m->w);
     }
-    free(base); free(file); free(covered);
+    free(base); free(file); free(type); free(covered);
     return ok;
 #endif
 }
@@ -304,20 +393,25 @@ static rn_status take_maps(rn_model *m, rn_tensor_set *s) {
 /* The file tensors of a skeleton model m (no parameters) of s and their
  * entries in s (ent[i], NULL for an absent optional one): every tensor
  * named, with its shape; none left over. */
-static rn_status resolve(rn_tensor_set *s, rn_model *m, const rn_names *names, rni_file_list *fl, set_entry ***ent_out) {
+static rn_status resolve(rn_tensor_set *s, rn_model *m, const rn_names *names, rni_file_list *fl, set_entry ***ent_out,
+                         int **wt_out) {
     *ent_out = NULL;
+    *wt_out = NULL;
     for (int i = 0; i < s->nidx; i++) s->idx[i].e->used = 0;
     rn_status st = file_tensors(m, names, fl);
     if (st != RN_OK) return st;
     set_entry **ent = calloc((size_t)fl->n + 1, sizeof *ent);
-    if (!ent) st = rni_fail(RN_ERR_NOMEM, "out of memory");
+    int *wt = calloc((size_t)fl->n + 1, sizeof *wt);
+    if (!ent || !wt) st = rni_fail(RN_ERR_NOMEM, "out of memory");
     for (int i = 0; i < fl->n && st == RN_OK; i++) {
         const rni_file_tensor *t = &fl->t[i];
         set_entry *se = set_find(s, t->name);
+        wt[i] = -1;
         if (se) {
             se->e->used = 1;
             ent[i] = se;
-            st = check_shape(t, &s->f[se->file], se->e);
+            st = typed_entry(&s->f[se->file], t, m->tensors[tensor_at(m, t->off)].kind, se->e, &wt[i]);
+            if (st == RN_OK && wt[i] < 0) st = check_shape(t, &s->f[se->file], se->e);
         } else if (!t->buffer && !t->alias) {  /* buffers and aliases are optional on read */
             st = rni_fail(RN_ERR_FORMAT, "%s: missing tensor '%s'", s->label, t->name);
         }
@@ -326,8 +420,9 @@ static rn_status resolve(rn_tensor_set *s, rn_model *m, const rn_names *names, r
         if (!s->idx[i].e->used)
             st = rni_fail(RN_ERR_FORMAT, "%s: unknown tensor '%s' for the %s preset", s->f[s->idx[i].file].path,
                          s->idx[i].name, rn_preset_name(m->cfg.preset));
-    if (st != RN_OK) { free(ent); rni_file_list_free(fl); return st; }
+    if (st != RN_OK) { free(ent); free(wt); rni_file_list_free(fl); return st; }
     *ent_out = ent;
+    *wt_out = wt;
     return RN_OK;
 }
 
@@ -339,21 +434,30 @@ rn_status rni_tensor_set_model(rn_tensor_set *s, const rn_config *cfg, const rn_
     rn_model *m = NULL;
     rni_file_list fl = {0};
     set_entry **ent = NULL;
-    if ((st = rni_model_new(cfg, 0, &m)) == RN_OK) st = resolve(s, m, names, &fl, &ent);
+    int *wt = NULL;
+    if ((st = rni_model_new(cfg, 0, &m)) == RN_OK) st = resolve(s, m, names, &fl, &ent, &wt);
     if (st != RN_OK) { rn_model_free(m); return st; }
     /* In place when the layout allows (finite values checked at memory
      * speed), else a copy in a buffer of our own, converted and checked. */
-    int mapped = in_place && map_in_place(m, s, &fl, ent, 0);
+    int mapped = in_place && map_in_place(m, s, &fl, ent, wt, 0);
     if (!mapped) st = rni_model_materialize(m);
     for (int i = 0; i < fl.n && st == RN_OK; i++)
-        if (ent[i]) st = read_tensor(m, &fl.t[i], &s->f[ent[i]->file], ent[i]->e, !mapped);
+        if (ent[i]) st = read_tensor(m, &fl.t[i], &s->f[ent[i]->file], ent[i]->e, !mapped, wt[i]);
+    for (int i = 0; i < fl.n && st == RN_OK && mapped; i++)
+        if (ent[i] && wt[i] >= 0) {  /* typed, in place: their values (bf16, f16) or block scales finite */
+            long bad = rni_wtype_first_bad_row((rn_wtype)wt[i], s->f[ent[i]->file].data + ent[i]->e->begin,
+                                               (size_t)fl.t[i].rows, fl.t[i].cols);
+            if (bad >= 0)
+                st = rni_fail(RN_ERR_FORMAT, "%s: tensor '%s' row %ld holds a non-finite %s", s->f[ent[i]->file].path,
+                              fl.t[i].name, bad, wt[i] == RN_WTYPE_BF16 || wt[i] == RN_WTYPE_F16 ? "value" : "scale");
+        }
     if (st == RN_OK && mapped) {
         const float **x = calloc((size_t)fl.n + 1, sizeof *x);
         size_t *len = calloc((size_t)fl.n + 1, sizeof *len);
         int *which = calloc((size_t)fl.n + 1, sizeof *which), n = 0;
         if (!x || !len || !which) st = rni_fail(RN_ERR_NOMEM, "out of memory");
         for (int i = 0; st == RN_OK && i < fl.n; i++)
-            if (ent[i] && !fl.t[i].buffer && !fl.t[i].alias) {
+            if (ent[i] && !fl.t[i].buffer && !fl.t[i].alias && wt[i] < 0) {
                 x[n] = (const float *)(s->f[ent[i]->file].data + ent[i]->e->begin);
                 len[n] = (size_t)fl.t[i].rows * fl.t[i].cols;
                 which[n++] = i;
@@ -366,6 +470,7 @@ rn_status rni_tensor_set_model(rn_tensor_set *s, const rn_config *cfg, const rn_
     }
     if (st == RN_OK && mapped) st = take_maps(m, s);
     free(ent);
+    free(wt);
     rni_file_list_free(&fl);
     if (st != RN_OK) { rn_model_free(m); return st; }
     *out = m;
@@ -376,9 +481,10 @@ rn_status rni_tensor_set_info(rn_tensor_set *s, const rn_config *cfg, const rn_n
     rn_model *m = NULL;
     rni_file_list fl = {0};
     set_entry **ent = NULL;
+    int *wt = NULL;
     rn_status st = rni_st_config_fits(s->label, cfg, s->data_len);
     if (st == RN_OK) st = rni_model_new(cfg, 0, &m);
-    if (st == RN_OK) st = resolve(s, m, names, &fl, &ent);
+    if (st == RN_OK) st = resolve(s, m, names, &fl, &ent, &wt);
     if (st != RN_OK) { rn_model_free(m); return st; }
     info->n_files = s->nf;
     info->file_bytes = 0;
@@ -389,16 +495,22 @@ rn_status rni_tensor_set_info(rn_tensor_set *s, const rn_config *cfg, const rn_n
     for (int i = 0; i < fl.n; i++) {
         if (!ent[i]) continue;
         size_t bytes = ent[i]->e->end - ent[i]->e->begin;
-        info->tensor_bytes[ent[i]->e->dt] += bytes;
+        if (ent[i]->e->dt < RN_DTYPE_COUNT) info->tensor_bytes[ent[i]->e->dt] += bytes;
+        else info->u8_bytes += bytes;
         if (fl.t[i].buffer || fl.t[i].alias) continue;
         weights += bytes;
+        /* held as its weight type, or converted to f32 */
+        rn_wtype held = wt[i] >= 0 ? (rn_wtype)wt[i] : RN_WTYPE_F32;
+        info->wtype_bytes[held] += wt[i] >= 0 ? bytes : sizeof(float) * (size_t)fl.t[i].rows * fl.t[i].cols;
+        info->wtype_tensors[held]++;
         if (fl.t[i].off == 0) embed = bytes;  /* the embedding is the table's first tensor */
     }
     /* A decoding step reads every weight once, but of an untied embedding
      * only the row of its token. */
     info->decode_bytes = weights - (cfg->tie_embed ? 0 : embed - embed / (size_t)cfg->vocab);
-    info->in_place = map_in_place(m, s, &fl, ent, 1);
+    info->in_place = map_in_place(m, s, &fl, ent, wt, 1);
     free(ent);
+    free(wt);
     rni_file_list_free(&fl);
     rn_model_free(m);
     return RN_OK;
@@ -406,16 +518,41 @@ rn_status rni_tensor_set_info(rn_tensor_set *s, const rn_config *cfg, const rn_n
 
 /* ------------------------------------------------------------ write */
 
-/* Element producer of one file tensor: base is the block's first value. */
-typedef struct { const rn_real *base; const rni_file_tensor *t; } model_src;
+/* Element producer of one file tensor: base is the block's first value
+ * (values laid out like the parameters), or ti the tensor holding the
+ * block, as held (f32 or typed), from row row0. */
+typedef struct {
+    const rn_real *base;
+    const rn_tensor_info *ti;
+    size_t row0;
+    const rni_file_tensor *t;
+} model_src;
+
+/* Internal element (r, c) of the block. */
+static double block_elem(const model_src *s, size_t r, size_t c) {
+    if (s->base) return s->base[r * s->t->cols + c];
+    const rn_tensor_info *ti = s->ti;
+    size_t row = s->row0 + r;
+    if (ti->wtype == RN_WTYPE_F32) return ti->data[row * (size_t)ti->cols + c];
+    return rni_wtype_get(ti->wtype, (const char *)ti->wdata + row * rn_wtype_row_bytes(ti->wtype, ti->cols), (int)c);
+}
 
 static double model_get(const void *ctx, size_t j) {
     const model_src *s = ctx;
     const rni_file_tensor *t = s->t;
     if (t->buffer) return t->buffer[j];
     /* file element j of a transposed block is internal (j % rows, j / rows) */
-    if (t->transpose) return s->base[(j % t->rows) * t->cols + j / t->rows];
-    return s->base[j];
+    if (t->transpose) return block_elem(s, j % t->rows, j / t->rows);
+    return block_elem(s, j / t->cols, j % t->cols);
+}
+
+static model_src block_src(const rn_model *m, const rn_real *values, const rni_file_tensor *t) {
+    model_src src = {NULL, NULL, 0, t};
+    if (t->buffer) return src;
+    if (values) { src.base = values + t->off; return src; }
+    src.ti = &m->tensors[tensor_at(m, t->off)];
+    src.row0 = (t->off - src.ti->offset) / (size_t)src.ti->cols;
+    return src;
 }
 
 rn_status rni_tensors_save(const char *path, const rn_model *m, const rn_real *values, const rn_names *names,
@@ -429,10 +566,9 @@ rn_status rni_tensors_save(const char *path, const rn_model *m, const rn_real *v
     int n = 0;
     for (int i = 0; st == RN_OK && i < fl.n; i++) {
         if (fl.t[i].alias || (fl.t[i].buffer && !buffers)) continue;
-        const rn_real *base = fl.t[i].buffer ? NULL : values ? values + fl.t[i].off : param_at((rn_model *)m, fl.t[i].off);
-        src[n] = (model_src){base, &fl.t[i]};
+        src[n] = block_src(m, values, &fl.t[i]);
         t[n] = (st_out){fl.t[i].name, fl.t[i].ndim, {fl.t[i].shape[0], fl.t[i].shape[1]},
-                        (size_t)fl.t[i].rows * fl.t[i].cols, model_get, &src[n]};
+                        (size_t)fl.t[i].rows * fl.t[i].cols, model_get, &src[n], NULL, RN_DTYPE_F32};
         n++;
     }
     if (st == RN_OK) st = rni_st_write(path, rni_st_file_meta(config_json), t, n, dtype);
@@ -442,3 +578,103 @@ rn_status rni_tensors_save(const char *path, const rn_model *m, const rn_real *v
     return st;
 }
 
+/* Whether file tensor t (of internal kind k) is held as type wt in a file
+ * quantised to wt with flags. */
+static int quantised_here(const rn_model *m, rn_tensor_kind k, unsigned flags) {
+    int keep_embed = (flags & RN_QUANT_KEEP_EMBED) || (m->cfg.tie_embed && (flags & RN_QUANT_KEEP_HEAD));
+    if (k == RN_T_EMBED) return !keep_embed;
+    if (k == RN_T_HEAD) return !(flags & RN_QUANT_KEEP_HEAD);
+    return typed_kind(k);
+}
+
+/* The order tensors are written in: the typed ones after the f32 ones
+ * (their sizes are multiples of 2, not of 4: the f32 ones stay aligned),
+ * those in the row order of their tensor (so read in place: the seed lists
+ * its per-head blocks interleaved). */
+static void quant_order(const rni_file_list *fl, const char *typed, int *order) {
+    int n = 0;
+    for (int i = 0; i < fl->n; i++)
+        if (!typed[i]) order[n++] = i;
+    int first = n;
+    for (int i = 0; i < fl->n; i++) {
+        if (!typed[i]) continue;
+        int k = n++;
+        for (; k > first && fl->t[order[k - 1]].off > fl->t[i].off; k--) order[k] = order[k - 1];
+        order[k] = i;
+    }
+}
+
+rn_status rni_tensors_quantize(const char *path, const rn_model *m, const rn_names *names, rn_wtype wt,
+                               unsigned flags, const char *config_json) {
+    if ((unsigned)wt >= (unsigned)RN_WTYPE_COUNT) return rni_fail(RN_ERR_ARG, "unknown weight type %d", (int)wt);
+    rni_file_list fl;
+    rn_status st = file_tensors(m, names, &fl);
+    if (st != RN_OK) return st;
+    st_out *t = calloc((size_t)fl.n + 1, sizeof *t);
+    model_src *src = calloc((size_t)fl.n + 1, sizeof *src);
+    void **raw = calloc((size_t)fl.n + 1, sizeof *raw);
+    char *typed = calloc((size_t)fl.n + 1, 1);
+    int *order = calloc((size_t)fl.n + 1, sizeof *order);
+    float *row = malloc(sizeof(float) * ((size_t)m->cfg.dim + m->cfg.value_dim + 2 * (size_t)m->cfg.ffn_dim + 64));
+    cJSON *meta = rni_st_file_meta(config_json);
+    if (!t || !src || !raw || !typed || !order || !row || !meta) st = rni_fail(RN_ERR_NOMEM, "out of memory");
+    for (int i = 0; st == RN_OK && i < fl.n; i++) {
+        const rni_file_tensor *ft = &fl.t[i];
+        if (ft->alias || ft->buffer || ft->cols == 1 || wt == RN_WTYPE_F32) continue;
+        if (!quantised_here(m, m->tensors[tensor_at(m, ft->off)].kind, flags)) continue;
+        size_t rb = rn_wtype_row_bytes(wt, ft->cols);
+        if (!rb) {
+            st = rni_fail(RN_ERR_ARG, "tensor '%s' [%d, %d]: its %d inputs are not a multiple of %d, as %s blocks need "
+                          "(quantise to bf16 or f16, or use widths that are multiples of %d)", ft->name, ft->rows,
+                          ft->cols, ft->cols, RN_QK, rn_wtype_name(wt), RN_QK);
+            break;
+        }
+        unsigned char *q = malloc((size_t)ft->rows * rb);
+        if (!q) { st = rni_fail(RN_ERR_NOMEM, "out of memory for tensor '%s'", ft->name); break; }
+        raw[i] = q;
+        typed[i] = 1;
+        model_src bs = block_src(m, NULL, ft);
+        for (int r = 0; r < ft->rows && st == RN_OK; r++) {
+            for (int c = 0; c < ft->cols; c++) row[c] = (float)block_elem(&bs, (size_t)r, (size_t)c);
+            if (wt == RN_WTYPE_F16)
+                for (int c = 0; c < ft->cols && st == RN_OK; c++)
+                    if (fabsf(row[c]) >= 65520.0f)
+                        st = rni_fail(RN_ERR_ARG, "tensor '%s' holds %g, beyond the range of f16 (65504)", ft->name, row[c]);
+            if (st == RN_OK) st = rn_quantize_row(wt, row, q + (size_t)r * rb, ft->cols);
+        }
+        char key[128], val[96];
+        snprintf(key, sizeof key, WTYPE_KEY "%s", ft->name);
+        snprintf(val, sizeof val, "%s [%d, %d]", rn_wtype_name(wt), ft->rows, ft->cols);
+        cJSON_AddStringToObject(meta, key, val);
+    }
+    int n = 0;
+    if (st == RN_OK) {
+        quant_order(&fl, typed, order);
+        for (int k = 0; k < fl.n; k++) {
+            int i = order[k];
+            const rni_file_tensor *ft = &fl.t[i];
+            if (ft->alias) continue;
+            src[n] = block_src(m, NULL, ft);
+            t[n] = (st_out){ft->name, ft->ndim, {ft->shape[0], ft->shape[1]}, (size_t)ft->rows * ft->cols, model_get,
+                            &src[n], NULL, RN_DTYPE_F32};
+            if (typed[i]) {  /* [out, in] whatever the preset's float layout */
+                int blocks = wt == RN_WTYPE_Q8_0 || wt == RN_WTYPE_Q4_0;
+                size_t rb = rn_wtype_row_bytes(wt, ft->cols);
+                t[n].ndim = 2;
+                t[n].shape[0] = ft->rows;
+                t[n].shape[1] = blocks ? (int64_t)rb : ft->cols;
+                t[n].count = blocks ? (size_t)ft->rows * rb : (size_t)ft->rows * ft->cols;
+                t[n].raw = raw[i];
+                t[n].raw_dt = blocks ? RNI_DTYPE_U8 : wt == RN_WTYPE_BF16 ? RN_DTYPE_BF16 : RN_DTYPE_F16;
+            }
+            n++;
+        }
+        st = rni_st_write(path, meta, t, n, RN_DTYPE_F32);
+        meta = NULL;  /* consumed */
+    }
+    cJSON_Delete(meta);
+    for (int i = 0; i < fl.n; i++) free(raw[i]);
+    free(raw); free(typed); free(order); free(row); free(t); free(src);
+    rni_file_list_free(&fl);
+    return st;
+}

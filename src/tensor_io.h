@@ -41,4 +41,11 @@ rn_status rni_tensor_set_info(rn_tensor_set *s, const rn_config *cfg, const rn_n
 rn_status rni_tensors_save(const char *path, const rn_model *m, const rn_real *values, const rn_names *names,
                           int buffers, rn_dtype dtype, const char *config_json);
 
+/* Writes m as one safetensors file whose large projections (and embedding
+ * and head unless flags keep them) are of type wt (rn_model_quantize),
+ * atomically, with the XXH3 data checksum; config_json (may be NULL) goes to
+ * __metadata__["retnet"]. */
+rn_status rni_tensors_quantize(const char *path, const rn_model *m, const rn_names *names, rn_wtype wt,
+                               unsigned flags, const char *config_json);
+
 #endif

@@ -77,6 +77,7 @@ rn_status rn_schedule_from_name(const char *name, rn_schedule *out) {
 rn_status rn_trainer_create(rn_model *m, const rn_train_config *tc, rn_trainer **out) {
     *out = NULL;
     rn_status st = check_tc(tc);
+    if (st == RN_OK) st = rni_model_check_f32(m, "training");
     if (st == RN_OK) st = rni_model_materialize(m);  /* the weights become writable */
     if (st != RN_OK) return st;
     rn_trainer *t = calloc(1, sizeof *t);

@@ -4,7 +4,10 @@
  * - a file that loads saves again, and the saved file loads to the same
  *   config and bit-identical parameters;
  * - a model that loads runs: a chunkwise forward of 3 tokens, then one
- *   recurrent step. */
+ *   recurrent step; a quantised one (bf16, f16, q8_0, q4_0 weights read in
+ *   place) also with float activations, and its typed weights described
+ *   consistently (a type, and its bytes for the shape), before it is made
+ *   f32 for the resave. */
 #define _POSIX_C_SOURCE 200809L
 #include "fuzz.h"
 
@@ -29,6 +32,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (rn_model_load(in, &m) != RN_OK) {
         fuzz_check_message("rn_model_load");
         return 0;
+    }
+    if (rn_model_quantized(m)) {  /* the typed kernels, before rn_model_params makes it f32 */
+        for (int i = 0; i < rn_model_num_tensors(m); i++) {
+            rn_tensor_desc d;
+            if (rn_model_tensor(m, i, &d) != RN_OK) fuzz_fail("rn_model_tensor", rn_last_error());
+            size_t rb = rn_wtype_row_bytes(d.wtype, d.cols);
+            if (d.wtype != RN_WTYPE_F32 && (!rb || d.bytes != rb * (size_t)d.rows))
+                fuzz_fail("typed tensor", "its bytes disagree with its type and shape");
+        }
+        fuzz_run_model(m);
+        rn_model_set_int8_activations(m, 0);
+        fuzz_run_model(m);
     }
     const char *out = fuzz_path("resaved.safetensors");
     rn_model *m2 = NULL;

@@ -230,6 +230,32 @@ static void model_files(const char *name, const rn_config *c, const char *tmp) {
     rn_model_free(m);
 }
 
+/* Quantised files (rn_model_quantize): q8_0 and q4_0 blocks in U8 tensors,
+ * with the checksum and without it (so that mutations of the blocks reach
+ * the checks behind it). Widths of one block (32) keep them small. */
+static void quant_files(const char *name, rn_config c, const char *tmp) {
+    c.dim = 32; c.heads = 1; c.value_dim = 32; c.ffn_dim = 32;
+    rn_model *m;
+    if (rn_model_create(&c, &m) != RN_OK) die(name);
+    rn_model_init_random(m, 7);
+    static const rn_wtype types[] = {RN_WTYPE_Q8_0, RN_WTYPE_Q4_0};
+    for (int i = 0; i < 2; i++) {
+        if (rn_model_quantize(m, tmp, types[i], 0) != RN_OK) die(name);
+        size_t n;
+        unsigned char *b = slurp(tmp, &n);
+        char fn[128];
+        snprintf(fn, sizeof fn, "%s-%s.safetensors", name, rn_wtype_name(types[i]));
+        put("model", fn, b, n);
+        /* the same without "checksum_xxh3" (renamed: the header keeps its length) */
+        for (size_t k = 0; k + 13 <= n; k++)
+            if (!memcmp(b + k, "checksum_xxh3", 13)) { b[k + 12] = '4'; break; }
+        snprintf(fn, sizeof fn, "%s-%s-nosum.safetensors", name, rn_wtype_name(types[i]));
+        put("model", fn, b, n);
+        free(b);
+    }
+    rn_model_free(m);
+}
+
 /* model_dir seeds: the model saved in format fmt (weights and, for the
  * formats that have one, config.json), whole and in two shards listed in
  * an index. */
@@ -323,6 +349,8 @@ int main(int argc, char **argv) {
     model_files("seed-v1", &c, tmp);
     c = tiny(RN_PRESET_FLA, 8);
     model_files("fla", &c, tmp);
+    quant_files("torchscale", tiny(RN_PRESET_TORCHSCALE, 8), tmp);
+    quant_files("fla", tiny(RN_PRESET_FLA, 8), tmp);
 
     c = tiny(RN_PRESET_TORCHSCALE, 8);
     dir_files("retnet", &c, RN_FORMAT_RETNET, dir);
