@@ -83,14 +83,16 @@ done
 echo "  bit for bit: 2 ranks = 1 process with accum 2, ZeRO-1 = plain (weights, moments, losses)"
 
 # Three ranks (uneven ZeRO shards) with accumulation: close to one process
-# with the whole batch; ZeRO-1 equals plain.
+# with the whole batch (sums in another order over 20 AdamW steps: measured
+# 0.8-1.2e-6 from run to run, hence the bound); ZeRO-1
+# equals plain.
 mpi 3 $R train "${common[@]}" --batch 2 --accum 2 --out "$tmp/dp3" >"$tmp/log" 2>&1
 check "[ $? -eq 0 ]" "3 ranks failed: $(tail -3 "$tmp/log")"
 mpi 3 $R train "${common[@]}" --batch 2 --accum 2 --zero 1 --out "$tmp/z3" >"$tmp/log" 2>&1
 check "[ $? -eq 0 ]" "3 ranks with ZeRO-1 failed: $(tail -3 "$tmp/log")"
 $R train "${common[@]}" --batch 6 --accum 2 --out "$tmp/one6" 2>"$tmp/log"
 w=$(reldiff "$tmp/dp3/model.safetensors" "$tmp/one6/model.safetensors")
-check "lt $w 1e-6" "3 ranks x batch 2 x accum 2 vs 1 x batch 6 x accum 2: weights differ by $w"
+check "lt $w 3e-6" "3 ranks x batch 2 x accum 2 vs 1 x batch 6 x accum 2: weights differ by $w"
 z=$(reldiff "$tmp/z3/model.safetensors" "$tmp/dp3/model.safetensors")
 check "lt $z 1e-7" "3 ranks: ZeRO-1 weights differ from plain by $z"
 echo "  3 ranks x batch 2 x accum 2 vs 1 process x batch 6 x accum 2: weights $w; ZeRO-1 vs plain: $z"
