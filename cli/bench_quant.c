@@ -3,8 +3,10 @@
  * (torchscale medium; --quick: base), each type next to its bound: weight
  * bytes per token over the streaming-read bandwidth measured in the same
  * run. Then 16 streams against 1, chunkwise prefill q8_0 against f32, the
- * start of a q8_0 file in a fresh process, and where f32 products of a few
- * rows leave the register-blocked kernel for sgemm. */
+ * start of a q8_0 file in a fresh process, and rn_matmul_w's f32 kernel
+ * against sgemm for a few rows (a library kernel: the model's own f32
+ * products run rni_gemm's few-row kernel, which keeps batched rows
+ * bit-identical to lone ones up to 64 rows). */
 #define _DEFAULT_SOURCE
 #include "bench_quant.h"
 #include "bench_load.h"
@@ -76,7 +78,7 @@ static void f32_crossover(int d) {
     if (!W || !X || !Y) die("out of memory");
     for (size_t i = 0; i < (size_t)N * K; i++) W[i] = (float)((i * 2654435761u) >> 20 & 255) / 256 - 0.5f;
     for (int i = 0; i < 16 * K; i++) X[i] = (float)(i % 13) / 13 - 0.5f;
-    printf("\nf32 products of a few rows, W [%d, %d] (%.1f MB, cache-resident at d 256): kernel vs sgemm, us\n\n", N, K,
+    printf("\nf32 products of a few rows, W [%d, %d] (%.1f MB, cache-resident at d 256): rn_matmul_w's kernel vs sgemm, us\n\n", N, K,
            4.0 * N * K / 1e6);
     printf("| rows | register-blocked kernel | sgemm | kernel / sgemm time |\n|---|---|---|---|\n");
     for (int M = 1; M <= 8; M *= 2) {

@@ -652,7 +652,9 @@ void rni_matmul_w_x8_ref(int M, int N, int K, const float *X, int ldx, const voi
 /* f32 weights go through rni_gemm, whose few-row kernel (up to 64 rows,
  * both cores over the output columns) gives a stream decoded in a batch
  * the bits it gets alone, which serve's batching promises; rn_matmul_w's
- * f32 kernel (up to 8 rows) would switch kernels inside that range. */
+ * f32 kernel (up to 8 rows) would switch kernels inside that range.
+ * Other types take their kernels in groups of 8 rows up to 64 rows (the
+ * same promise), sgemm on dequantised panels beyond (prefill). */
 void rni_linear_forward(const rni_wmat *W, int M, int N, int K, const rn_real *x, int ldx, rn_real *y, int ldy,
                         int accumulate, int x8) {
 #ifdef RETNET_DOUBLE
@@ -666,6 +668,18 @@ void rni_linear_forward(const rni_wmat *W, int M, int N, int K, const rn_real *x
         return;
     }
     if (M > 0 && N > 0) rni_gemm_count((uint64_t)M * N * K);
-    (x8 ? rn_matmul_w_x8 : rn_matmul_w)(M, N, K, x, ldx, W->p, W->t, W->stride, y, ldy, accumulate);
+    void (*mm)(int, int, int, const float *, int, const void *, rn_wtype, size_t, float *, int, int) =
+        x8 ? rn_matmul_w_x8 : rn_matmul_w;
+    if (M > RNI_SMALL_M && M <= 64) {
+        /* A batch of decoding streams: the few-row kernel over groups of
+         * rows reads W once a group, where sgemm would dequantise all of W
+         * every step; and a row gets the bits it gets alone. */
+        for (int m0 = 0; m0 < M; m0 += RNI_SMALL_M) {
+            int mr = M - m0 < RNI_SMALL_M ? M - m0 : RNI_SMALL_M;
+            mm(mr, N, K, x + (size_t)m0 * ldx, ldx, W->p, W->t, W->stride, y + (size_t)m0 * ldy, ldy, accumulate);
+        }
+        return;
+    }
+    mm(M, N, K, x, ldx, W->p, W->t, W->stride, y, ldy, accumulate);
 #endif
 }

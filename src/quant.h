@@ -75,9 +75,9 @@ typedef struct {
 
 /* y (M, N) = x (M, K) W^T, or y += x W^T with accumulate: the model's
  * weight products. f32: rni_gemm (its few-row kernel up to 64 rows, else
- * BLAS); any other type: rn_matmul_w (its
- * register-blocked kernels up to RNI_SMALL_M rows, else sgemm on
- * dequantised panels), or rn_matmul_w_x8 for q8_0 / q4_0 when x8 is set.
+ * BLAS); any other type: rn_matmul_w (its register-blocked kernels, in
+ * groups of RNI_SMALL_M rows up to 64 rows, else sgemm on dequantised
+ * panels), or rn_matmul_w_x8 for q8_0 / q4_0 when x8 is set.
  * The float64 build holds f32 weights only and always calls rni_gemm. */
 void rni_linear_forward(const rni_wmat *W, int M, int N, int K, const rn_real *x, int ldx, rn_real *y, int ldy,
                         int accumulate, int x8);

@@ -54,9 +54,11 @@ d, t = sys.argv[1], sys.argv[2]
 p, c, r = (np.load(f"{d}/l-{t}-{m}.npy").astype(np.float64) for m in ("parallel", "chunkwise", "recurrent"))
 ref = np.load(f"{d}/d-{t}.npy").astype(np.float64)
 s = np.abs(ref).max()
-# recurrent decoding from q8_0 / q4_0 quantises activations to int8 (its bound: 5% of the largest logit)
-tol_r = 5e-2 if t.startswith("q") else 2e-5
-ok = np.abs(p - ref).max() <= 2e-5 * s and np.abs(c - p).max() <= 2e-5 * s and np.abs(r - p).max() <= tol_r * s
+# q8_0 / q4_0 products of up to 64 rows (these few tokens, in every mode)
+# quantise activations to int8: the modes agree to float32 rounding, and
+# the dequantised f32 model within the int8 bound (5% of the largest logit)
+tol_q = 5e-2 if t.startswith("q") else 2e-5
+ok = np.abs(p - ref).max() <= tol_q * s and np.abs(c - p).max() <= 2e-5 * s and np.abs(r - p).max() <= 2e-5 * s
 print("ok" if ok else f"parallel-dequantised {np.abs(p-ref).max()/s:.2e} chunkwise {np.abs(c-p).max()/s:.2e} recurrent {np.abs(r-p).max()/s:.2e}")
 PY
 )
