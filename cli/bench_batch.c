@@ -79,7 +79,7 @@ static rn_state *staggered(rn_model *m, int B, int32_t *buf) {
 }
 
 static void batch_size(const char *size, double peak, int quick) {
-    rn_config c;
+    rn_config c = {0};
     if (rn_config_preset(&c, RN_PRESET_TORCHSCALE, size) != RN_OK) die("%s", rn_last_error());
     c.vocab = 256;
     rn_model *m;

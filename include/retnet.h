@@ -134,7 +134,9 @@ typedef struct {
 
 /* Fills cfg with the preset's switches and the given sizes. size may be
  * NULL (keep cfg's sizes) or a named size: torchscale base, medium, xl, 3b,
- * 7b, 13b, 65b; and for every preset tiny, small, demo. */
+ * 7b, 13b, 65b; and for every preset tiny, small, demo. cfg's vocab is
+ * kept (256 when it is <= 0), so start from a zeroed rn_config
+ * (rn_config c = {0}) or set vocab first. */
 RN_API rn_status rn_config_preset(rn_config *cfg, rn_preset preset, const char *size);
 RN_API rn_status rn_preset_from_name(const char *name, rn_preset *out);
 RN_API const char *rn_preset_name(rn_preset p);

@@ -35,7 +35,7 @@ cat > "$tmp/hello.c" <<'C'
 #include <retnet.h>
 #include <stdio.h>
 int main(void) {
-    rn_config c; rn_model *m;
+    rn_config c = {0}; rn_model *m;
     if (rn_config_preset(&c, RN_PRESET_TORCHSCALE, "tiny") || rn_model_create(&c, &m)) return 1;
     printf("%s %s %zu\n", rn_version(), RETNET_VERSION_STRING, rn_model_num_params(m));
     rn_model_free(m);
