@@ -7,6 +7,7 @@ CPU's instruction set (src/ops.c, blas_pick_core). PyTorch must get the same
 choice, and OpenBLAS reads OPENBLAS_CORETYPE once, when it loads: so
 `ensure_same_blas()` re-executes the script with the variable set before torch is
 imported. A core the user chose (OPENBLAS_CORETYPE already set) is kept.
+Also the machine's load, which both scripts print beside their figures.
 """
 
 import ctypes
@@ -55,3 +56,12 @@ def ensure_same_blas():
     sys.stdout.flush()
     os.execve(sys.executable, [sys.executable] + sys.argv, env)
     return ""  # not reached
+
+
+def load_average():
+    """The 1-minute load average (a busy machine slows both sides, OpenMP's spinning
+    threads the more), or "?"."""
+    try:
+        return "%.1f" % os.getloadavg()[0]
+    except OSError:
+        return "?"

@@ -39,7 +39,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from blas_env import ensure_same_blas  # noqa: E402
+from blas_env import ensure_same_blas, load_average  # noqa: E402
 
 BLAS_LINE = ensure_same_blas()  # before torch loads OpenBLAS
 
@@ -211,15 +211,6 @@ def first_reach(log, target):
 
 def fmt_reach(t, wall):
     return "never" if t is None else "%.0f s (%.2f of its wall time)" % (t, t / wall)
-
-
-def load_average():
-    """The 1-minute load average (a busy machine slows both sides, OpenMP's spinning
-    threads the more), or "?"."""
-    try:
-        return "%.1f" % os.getloadavg()[0]
-    except OSError:
-        return "?"
 
 
 def main():

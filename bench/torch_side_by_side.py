@@ -31,7 +31,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from blas_env import ensure_same_blas  # noqa: E402
+from blas_env import ensure_same_blas, load_average  # noqa: E402
 
 BLAS_LINE = ensure_same_blas()  # before torch loads OpenBLAS
 
@@ -229,15 +229,6 @@ def retnet_decode(exe, model, n, threads):
     if not m:
         sys.exit("torch_side_by_side: could not read retnet generate's speed line:\n" + err[-400:])
     return float(m.group(2))
-
-
-def load_average():
-    """The 1-minute load average (a busy machine slows both sides, OpenMP's spinning
-    threads the more), or "?"."""
-    try:
-        return "%.1f" % os.getloadavg()[0]
-    except OSError:
-        return "?"
 
 
 def main():
