@@ -23,15 +23,11 @@ const char *bli_info_get_version_str(void);
 int bli_arch_query_id(void);
 const char *bli_arch_string(int id);
 
-void rni_blas_set_threads(int n) { bli_thread_set_num_threads(n); }
+/* One thread: rni_gemm splits a product over OpenMP's threads (blas_split),
+ * whatever BLIS_NUM_THREADS says. */
+void rni_blas_set_threads(int n) { (void)n; bli_thread_set_num_threads(1); }
 
-/* BLIS runs one thread unless told; OpenBLAS (the default build) takes
- * OpenMP's count. Do as OpenBLAS does, unless the user chose. */
-__attribute__((constructor)) static void blas_default_threads(void) {
-#ifdef _OPENMP
-    if (!getenv("BLIS_NUM_THREADS")) bli_thread_set_num_threads(omp_get_max_threads());
-#endif
-}
+__attribute__((constructor)) static void blas_init(void) { bli_thread_set_num_threads(1); }
 
 const char *rni_blas_name(void) {
     static char name[64];
@@ -39,7 +35,8 @@ const char *rni_blas_name(void) {
     return name;
 }
 #else
-void rni_blas_set_threads(int n) { openblas_set_num_threads(n); }
+/* One thread: rni_gemm splits a product over OpenMP's threads (blas_split). */
+void rni_blas_set_threads(int n) { (void)n; openblas_set_num_threads(1); }
 
 char *openblas_get_corename(void);
 /* Present in OpenBLAS builds with DYNAMIC_ARCH (Debian's); weak, so a
@@ -53,7 +50,7 @@ void gotoblas_dynamic_quit(void) __attribute__((weak));
  * SkylakeX kernels' rate (36 against 300 GFLOP/s on 2 cores). When the user has not chosen a core (OPENBLAS_CORETYPE) and
  * the library fell back so, choose by the instruction set the CPU reports,
  * before any product runs; the environment is left as it was. */
-__attribute__((constructor)) static void blas_pick_core(void) {
+static void pick_core(void) {
     if (getenv("OPENBLAS_CORETYPE") || !gotoblas_dynamic_init || !gotoblas_dynamic_quit) return;
     const char *core = openblas_get_corename();
     if (!core || strcmp(core, "Prescott") != 0) return;
@@ -68,6 +65,11 @@ __attribute__((constructor)) static void blas_pick_core(void) {
     gotoblas_dynamic_quit();
     gotoblas_dynamic_init();
     unsetenv("OPENBLAS_CORETYPE");
+}
+
+__attribute__((constructor)) static void blas_init(void) {
+    pick_core();
+    openblas_set_num_threads(1);  /* before any product: see blas_split */
 }
 
 const char *rni_blas_name(void) {
@@ -211,8 +213,59 @@ RN_FUSED_FN static void gemm_rows_wt(int M, int N, int K, rn_real alpha, const r
     }
 }
 
-void rni_gemm(int ta, int tb, int M, int N, int K, rn_real alpha, const rn_real *A, int lda,
-             const rn_real *B, int ldb, rn_real beta, rn_real *C, int ldc) {
+/* One BLAS call, float (dbl 0) or double; alpha and beta in double. */
+static void blas_call(int dbl, int ta, int tb, int M, int N, int K, double alpha, const void *A, int lda,
+                      const void *B, int ldb, double beta, void *C, int ldc) {
+    enum CBLAS_TRANSPOSE a = ta ? CblasTrans : CblasNoTrans, b = tb ? CblasTrans : CblasNoTrans;
+    if (dbl) cblas_dgemm(CblasRowMajor, a, b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    else cblas_sgemm(CblasRowMajor, a, b, M, N, K, (float)alpha, A, lda, B, ldb, (float)beta, C, ldc);
+}
+
+/* BLAS runs one thread (rni_blas_set_threads); a product large enough to
+ * pay for a parallel region is split here into one block of C per thread of
+ * OpenMP's team, along its longer side in multiples of 16 (the kernels'
+ * unroll). So the process has one pool of threads: OpenBLAS's own would
+ * spin for the cores while OpenMP's team waits for its next region, and at
+ * small widths a step is many short regions and products. Every element of
+ * C comes from one BLAS call on its block, summed over K in the same order
+ * for a given number of threads. */
+static void blas_split(int dbl, int ta, int tb, int M, int N, int K, double alpha, const void *A, int lda,
+                       const void *B, int ldb, double beta, void *C, int ldc) {
+    int nt = 1, rows = M >= N, len = rows ? M : N;
+    size_t es = dbl ? sizeof(double) : sizeof(float);
+#ifdef _OPENMP
+    if (!omp_in_parallel() && (double)M * N * K >= (double)(1 << 18)) nt = rn_get_threads();
+#endif
+    if (nt > len / 16) nt = len / 16;
+    if (nt <= 1) {
+        blas_call(dbl, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+    int blk = ((len + nt - 1) / nt + 15) / 16 * 16;
+#pragma omp parallel for schedule(static) num_threads(nt)
+    for (int t = 0; t < nt; t++) {
+        size_t i0 = (size_t)t * blk;
+        int n = len - (int)i0 < blk ? len - (int)i0 : blk;
+        if (n <= 0) continue;
+        if (rows)  /* rows i0.. of C: of A (its columns when transposed) */
+            blas_call(dbl, ta, tb, n, N, K, alpha, (const char *)A + (ta ? i0 : i0 * lda) * es, lda, B, ldb, beta,
+                      (char *)C + i0 * ldc * es, ldc);
+        else       /* columns i0.. of C: of B (its rows when transposed) */
+            blas_call(dbl, ta, tb, M, n, K, alpha, A, lda, (const char *)B + (tb ? i0 * ldb : i0) * es, ldb, beta,
+                      (char *)C + i0 * es, ldc);
+    }
+}
+
+void rni_sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
+               float beta, float *C, int ldc) {
+    if (M > 0 && N > 0 && K > 0) blas_split(0, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+/* few: x W^T of up to 64 rows goes to the few-row kernel and larger
+ * products are split over the threads (rni_gemm); else one BLAS call
+ * (rni_gemm_act). */
+static void gemm(int few, int ta, int tb, int M, int N, int K, rn_real alpha, const rn_real *A, int lda,
+                 const rn_real *B, int ldb, rn_real beta, rn_real *C, int ldc) {
     if (M <= 0 || N <= 0) return;
     if (K > 0) atomic_fetch_add_explicit(&gemm_madds, (uint64_t)M * N * K, memory_order_relaxed);
     if (K <= 0) {
@@ -221,30 +274,25 @@ void rni_gemm(int ta, int tb, int M, int N, int K, rn_real alpha, const rn_real 
             for (int j = 0; j < N; j++) C[(size_t)i * ldc + j] = beta == 0 ? 0 : beta * C[(size_t)i * ldc + j];
         return;
     }
-    if (!ta && tb && M <= 64) {
+    if (few && !ta && tb && M <= 64) {
         /* A few rows times W^T (decoding a batch of streams, short prompts):
          * BLAS's packing would cost more than it saves; and one kernel for
          * every size keeps a stream's bits the same batched or alone. */
         gemm_rows_wt(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }
-    /* A single row times a transposed matrix (decoding: x W^T) is a
-     * matrix-vector product; gemv streams W at memory bandwidth. */
-    if (M == 1 && !ta && tb) {
-#ifdef RETNET_DOUBLE
-        cblas_dgemv(CblasRowMajor, CblasNoTrans, N, K, alpha, B, ldb, A, 1, beta, C, 1);
-#else
-        cblas_sgemv(CblasRowMajor, CblasNoTrans, N, K, alpha, B, ldb, A, 1, beta, C, 1);
-#endif
-        return;
-    }
-#ifdef RETNET_DOUBLE
-    cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K,
-                alpha, A, lda, B, ldb, beta, C, ldc);
-#else
-    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K,
-                alpha, A, lda, B, ldb, beta, C, ldc);
-#endif
+    if (few) blas_split(sizeof(rn_real) == sizeof(double), ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    else blas_call(sizeof(rn_real) == sizeof(double), ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+void rni_gemm(int ta, int tb, int M, int N, int K, rn_real alpha, const rn_real *A, int lda,
+             const rn_real *B, int ldb, rn_real beta, rn_real *C, int ldc) {
+    gemm(1, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+void rni_gemm_act(int ta, int tb, int M, int N, int K, rn_real alpha, const rn_real *A, int lda,
+                  const rn_real *B, int ldb, rn_real beta, rn_real *C, int ldc) {
+    gemm(0, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 /* ------------------------------------------------------------------ norms */

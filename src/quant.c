@@ -6,7 +6,6 @@
 #include "quant.h"
 #include "ops.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -533,8 +532,8 @@ void rn_matmul_w(int M, int N, int K, const float *X, int ldx, const void *W, rn
         return;
     }
     if (t == RN_WTYPE_F32) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, X, ldx, (const float *)W,
-                    (int)(ws / sizeof(float)), accumulate ? 1.0f : 0.0f, Y, ldy);
+        rni_sgemm(0, 1, M, N, K, 1.0f, X, ldx, (const float *)W, (int)(ws / sizeof(float)), accumulate ? 1.0f : 0.0f,
+                  Y, ldy);
         return;
     }
     int rows = (int)(RNI_PANEL_FLOATS / (size_t)K);
@@ -549,8 +548,7 @@ void rn_matmul_w(int M, int N, int K, const float *X, int ldx, const void *W, rn
         int nr = N - n0 < rows ? N - n0 : rows;
 #pragma omp parallel for schedule(static) if ((size_t)nr * K >= ((size_t)1 << 16))
         for (int n = 0; n < nr; n++) dequantize(t, (const char *)W + (size_t)(n0 + n) * ws, buf + (size_t)n * K, K);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, nr, K, 1.0f, X, ldx, buf, K,
-                    accumulate ? 1.0f : 0.0f, Y + n0, ldy);
+        rni_sgemm(0, 1, M, nr, K, 1.0f, X, ldx, buf, K, accumulate ? 1.0f : 0.0f, Y + n0, ldy);
     }
 }
 

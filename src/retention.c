@@ -187,7 +187,7 @@ void rni_retention_chunk(const rn_model *m, int h, int64_t pos, int L, const rn_
     chunk_setup(m, h, pos, L, q, k, ldq, qt, kt, gp, r, &qa, &ka, &lda);
 
     /* Intra-chunk: o = ((q~ k~^T) ⊙ Gamma) v */
-    rni_gemm(0, 1, L, L, K, 1, qa, lda, ka, lda, 0, A, L);
+    rni_gemm_act(0, 1, L, L, K, 1, qa, lda, ka, lda, 0, A, L);
     decay_mask(A, gp, L);
     rni_gemm(0, 0, L, Dv, L, 1, A, L, v, ldv, 0, o, ldo);
 
@@ -267,10 +267,10 @@ void rni_retention_chunk_backward(const rn_model *m, int h, int64_t pos, int L,
 
     /* o_raw = A v:  dv = A^T dO;  dA = (dO v^T) ⊙ Gamma (the first writes
      * of dv, dq, dk: a chunk's rows get gradient from that chunk only) */
-    rni_gemm(0, 1, L, L, K, 1, qa, lda, ka, lda, 0, A, L);
+    rni_gemm_act(0, 1, L, L, K, 1, qa, lda, ka, lda, 0, A, L);
     decay_mask(A, gp, L);
     rni_gemm(1, 0, L, Dv, L, 1, A, L, dO, Dv, 0, dv, ldv);
-    rni_gemm(0, 1, L, L, Dv, 1, dO, Dv, v, ldv, 0, dA, L);
+    rni_gemm_act(0, 1, L, L, Dv, 1, dO, Dv, v, ldv, 0, dA, L);
     decay_mask(dA, gp, L);
 
     /* A = q~ k~^T:  dq~ = dA k~,  dk~ = dA^T q~;  q~ = q z^(i-c0), k~ = k z^(c0-i) */
@@ -288,7 +288,7 @@ void rni_retention_chunk_backward(const rn_model *m, int h, int64_t pos, int L,
     if (dU_in) {
         decayed_rows(m, kt, k, ldq, L, gp, L - 1, -1);
         rni_gemm(0, 0, L, Dv, K, 1, kt, K, dU, Dv, 1, dv, ldv);
-        rni_gemm(0, 1, L, K, Dv, 1, v, ldv, dU, Dv, 0, tmp, K);
+        rni_gemm_act(0, 1, L, K, Dv, 1, v, ldv, dU, Dv, 0, tmp, K);
         for (int i = 0; i < L; i++) {
             int e = L - 1 - i;
             for (int j = 0; j < K; j++)
@@ -306,7 +306,7 @@ void rni_retention_chunk_backward(const rn_model *m, int h, int64_t pos, int L,
             }
         decayed_rows(m, qt, q, ldq, L, gp, 1, 1);
         rni_gemm(1, 0, K, Dv, L, 1, qt, K, dO, Dv, dU_in ? 1 : 0, dU, Dv);
-        rni_gemm(0, 1, L, K, Dv, 1, dO, Dv, U_prev, Dv, 0, tmp, K);
+        rni_gemm_act(0, 1, L, K, Dv, 1, dO, Dv, U_prev, Dv, 0, tmp, K);
         for (int i = 0; i < L; i++)
             for (int j = 0; j < K; j++)
                 dq[(size_t)i * ldq + j] += (rn_real)(tmp[(size_t)i * K + j] * gp[i + 1] * dim_decay(m, j, i + 1));
