@@ -3,10 +3,11 @@
 Debian's PyTorch calls OpenBLAS (libblas.so.3 is a wrapper of libopenblas.so.0).
 OpenBLAS 0.3.21 (Debian 12) does not know Intel's newest server cores and falls
 back to its Prescott (SSE3) kernels there; libretnet then picks the kernels by the
-CPU's instruction set (src/ops.c, blas_pick_core). PyTorch must get the same
+CPU's instruction set (src/ops.c, pick_core). PyTorch must get the same
 choice, and OpenBLAS reads OPENBLAS_CORETYPE once, when it loads: so
 `ensure_same_blas()` re-executes the script with the variable set before torch is
-imported. A core the user chose (OPENBLAS_CORETYPE already set) is kept.
+imported. A core the user chose (OPENBLAS_CORETYPE already set) is kept. The same
+re-execution sets OMP_WAIT_POLICY=passive, as `retnet train` sets it for itself.
 Also the machine's load, which both scripts print beside their figures.
 """
 
@@ -36,9 +37,7 @@ def openblas_core():
     return lib.openblas_get_corename().decode()
 
 
-def ensure_same_blas():
-    """Re-executes this script with OPENBLAS_CORETYPE as libretnet would pick it.
-    Returns a line describing the BLAS both sides run."""
+def _blas_line():
     if "OPENBLAS_CORETYPE" in os.environ:
         return "OpenBLAS, OPENBLAS_CORETYPE=%s (both)" % os.environ["OPENBLAS_CORETYPE"]
     core = openblas_core()
@@ -52,10 +51,27 @@ def ensure_same_blas():
         pick = "Haswell"
     if not pick:
         return "OpenBLAS (Prescott kernels, both)"
-    env = dict(os.environ, OPENBLAS_CORETYPE=pick)
-    sys.stdout.flush()
-    os.execve(sys.executable, [sys.executable] + sys.argv, env)
-    return ""  # not reached
+    return pick
+
+
+def ensure_same_blas():
+    """Re-executes this script with OPENBLAS_CORETYPE as libretnet would pick it, and
+    with OpenMP's threads waiting passively (OMP_WAIT_POLICY=passive) as `retnet
+    train` runs them unless the user chose a policy: PyTorch's OpenMP reads it when
+    it loads, so both sides wait the same way. Returns a line describing the BLAS and
+    the wait policy both sides run."""
+    line = _blas_line()
+    env = dict(os.environ)
+    if line in ("SkylakeX", "Haswell"):
+        env["OPENBLAS_CORETYPE"] = line
+    if "OMP_WAIT_POLICY" not in env and "GOMP_SPINCOUNT" not in env:
+        env["OMP_WAIT_POLICY"] = "passive"
+    if env != os.environ:
+        sys.stdout.flush()
+        os.execve(sys.executable, [sys.executable] + sys.argv, env)
+    policy = "OMP_WAIT_POLICY=%s" % os.environ.get("OMP_WAIT_POLICY", "unset (GOMP_SPINCOUNT=%s)" %
+                                                    os.environ.get("GOMP_SPINCOUNT"))
+    return "%s; %s (both)" % (line, policy)
 
 
 def load_average():
