@@ -596,6 +596,10 @@ int cmd_bench(int argc, char **argv) {
     command_spec cmd = {"bench", "[--case all|train|scaling|threads|decode|decode-quant|batch|sample|kernels|load|tokenize|tokenizer-train] [--threads N] [--quick]",
                         "Benchmarks, each printed as a ratio to a limit measured in the same run.", opts};
     args_parse(&cmd, argc, argv);
+    /* The training cases run as retnet train does (util.h); decoding keeps
+     * libgomp's default. */
+    if (!strcmp(which, "train") || !strcmp(which, "scaling") || !strcmp(which, "threads"))
+        wait_passively("bench", argc, argv, threads);
     if (threads) rn_set_threads(threads);
     if (load_child) return bench_load_child(load_child);
     int all = strcmp(which, "all") == 0;

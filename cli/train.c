@@ -638,30 +638,10 @@ static void report_done(const train_run *r) {
     }
 }
 
-/* libgomp's threads wait for the next parallel region by spinning while
- * OMP_WAIT_POLICY is unset; on a shared machine a spinning thread holds a
- * core that the thread it waits for needs, and a small model's step is some
- * hundred short regions: nanoGPT's size (d 128) on 2 threads at a load
- * average of 8 took 53-61 s for 60 steps spinning, 11 s waiting passively.
- * libgomp reads its environment when it loads, so training re-executes
- * itself once with the passive policy, unless the user chose one or one
- * thread (which never waits). Nothing has run in parallel yet here. */
-static void wait_passively(int argc, char **argv, int threads) {
-    if (threads == 1 || getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT")) return;
-    char **av = malloc(sizeof *av * ((size_t)argc + 3));
-    if (!av || setenv("OMP_WAIT_POLICY", "passive", 1) != 0) { free(av); return; }
-    av[0] = "retnet";
-    av[1] = "train";
-    memcpy(av + 2, argv, sizeof *av * (size_t)argc);
-    av[argc + 2] = NULL;
-    execv("/proc/self/exe", av);
-    free(av);  /* no /proc: train as we are */
-}
-
 int cmd_train(int argc, char **argv) {
     train_flags f;
     parse_flags(&f, argc, argv);
-    wait_passively(argc, argv, f.threads);
+    wait_passively("train", argc, argv, f.threads);
     train_run r = {.f = &f, .tc = f.tc, .ema = NAN};
     /* Under mpirun: rank 0 alone reports and writes (docs/DISTRIBUTED.md). */
     r.di = dist_init(f.mpi_timeout);

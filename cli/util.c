@@ -7,7 +7,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 void die_usage(const char *cmd, const char *fmt, ...) {
     va_list ap;
@@ -72,4 +74,16 @@ size_t utf8_complete(const unsigned char *b, size_t n) {
         return c >= 0xC0 && need > back ? n - back : n;
     }
     return n;  /* no lead byte within 3: not one character, print it */
+}
+
+void wait_passively(const char *command, int argc, char **argv, int threads) {
+    if (threads == 1 || getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT")) return;
+    char **av = malloc(sizeof *av * ((size_t)argc + 3));
+    if (!av || setenv("OMP_WAIT_POLICY", "passive", 1) != 0) { free(av); return; }
+    av[0] = "retnet";
+    av[1] = (char *)command;
+    memcpy(av + 2, argv, sizeof *av * (size_t)argc);
+    av[argc + 2] = NULL;
+    execv("/proc/self/exe", av);
+    free(av);  /* no /proc: run as we are */
 }
