@@ -26,8 +26,11 @@ iterations on the same 20 batches of 12 x 64 characters (the first 240 windows o
 of the validation split, which `retnet train` scores; nanoGPT's eval_iters=20 draws
 random ones). The final figure of each is the loss over the whole validation split
 in windows of 64 characters (what `retnet eval --window 64` computes). Printed: wall
-time, tokens/s, final validation loss, and the time each first reached the other's
-last logged loss (both on the same logged windows).
+time, CPU seconds (all threads), tokens/s, final validation loss, and the time each
+first reached the other's last logged loss (both on the same logged windows), in wall
+seconds and, for retnet, in CPU seconds too (what a loaded machine's time slicing
+moves less: the two sides train one after the other, so a load that changes between
+them moves their wall times apart).
 
     /usr/bin/python3 bench/nanogpt_side_by_side.py --data FILE [--iters 2000] [--threads 2]
 """
@@ -158,10 +161,11 @@ def train_nanogpt(train, val, vocab, a, log):
         m.train()
         return total / vy.numel()
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for it in range(a.iters + 1):
         if it % a.eval_every == 0 or it == a.iters:
-            log.append((time.perf_counter() - t0, it, estimate()))
+            v = estimate()
+            log.append((time.perf_counter() - t0, it, v, time.process_time() - c0))
         if it == a.iters:
             break
         for pg in opt.param_groups:
@@ -173,7 +177,7 @@ def train_nanogpt(train, val, vocab, a, log):
         torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0)
         opt.step()
     wall = time.perf_counter() - t0
-    return m, wall
+    return m, wall, time.process_time() - c0
 
 
 # RetNet's learning rate and warm-up (the docstring says how they were chosen).
@@ -188,15 +192,27 @@ def train_retnet(a, data, out, log):
            "--log-every", str(a.iters), "--seed", "1"] + a.retnet_args
     t0 = time.perf_counter()
     p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, errors="replace")
-    tail = []
+    tail, cpu = [], 0.0
     for line in p.stderr:
         tail = (tail + [line])[-5:]
+        cpu = cpu_seconds(p.pid, cpu)
         mm = re.match(r"step (\d+): val loss ([\d.]+)", line)
         if mm:
-            log.append((time.perf_counter() - t0, int(mm.group(1)), float(mm.group(2))))
+            log.append((time.perf_counter() - t0, int(mm.group(1)), float(mm.group(2)), cpu))
     if p.wait() != 0:
         sys.exit("nanogpt_side_by_side: retnet train failed: " + "".join(tail).strip())
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, cpu
+
+
+def cpu_seconds(pid, last):
+    """CPU seconds (user + system, all threads) of a running process, from /proc (last
+    when it cannot be read)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return last
 
 
 def retnet_eval(a, model, val_file):
@@ -208,11 +224,12 @@ def retnet_eval(a, model, val_file):
     return float(mm.group(1))
 
 
-def first_reach(log, target):
-    """Seconds into training of the first logged validation loss <= target (None: never)."""
-    for t, _, v in log:
+def first_reach(log, target, cpu=False):
+    """Seconds into training (wall, or with cpu the process's CPU seconds) of the first
+    logged validation loss <= target (None: never)."""
+    for t, _, v, c in log:
         if v <= target:
-            return t
+            return c if cpu else t
     return None
 
 
@@ -261,27 +278,30 @@ def main():
             f.write(raw[len(raw) - n_val:])
         out = os.path.join(tmp, "run")
         rlog = []
-        r_wall = train_retnet(a, a.data, out, rlog)
+        r_wall, r_cpu = train_retnet(a, a.data, out, rlog)
         r_loss = retnet_eval(a, os.path.join(out, "model.safetensors"), val_file)
-        rows = [("retnet (RetNet)", r_wall, r_loss, rlog)]
+        rows = [("retnet (RetNet)", r_wall, r_cpu, r_loss, rlog)]
         if not a.skip_torch:
             glog = []
-            model, g_wall = train_nanogpt(train, val, len(chars), a, glog)
-            rows.insert(0, ("PyTorch nanoGPT-style GPT", g_wall, windows_loss(model, val, 64), glog))
+            model, g_wall, g_cpu = train_nanogpt(train, val, len(chars), a, glog)
+            rows.insert(0, ("PyTorch nanoGPT-style GPT", g_wall, g_cpu, windows_loss(model, val, 64), glog))
     print("load average at the end: %s\n" % load_average())
-    print("| model | wall s | tokens/s | val loss (nats/char, windows of 64) |")
-    print("|---|---|---|---|")
-    for name, wall, loss, _ in rows:
-        print("| %s | %.1f | %.0f | %.4f |" % (name, wall, tokens / wall, loss))
+    print("| model | wall s | CPU s | tokens/s | val loss (nats/char, windows of 64) |")
+    print("|---|---|---|---|---|")
+    for name, wall, cpu, loss, _ in rows:
+        print("| %s | %.1f | %.1f | %.0f | %.4f |" % (name, wall, cpu, tokens / wall, loss))
     print("\nlogged validation losses (seconds into training, iteration, loss on the first 240 windows of 64):")
-    for name, _, _, log in rows:
-        print("  %s: %s" % (name, ", ".join("%.0fs/%d/%.3f" % e for e in log)))
+    for name, _, _, _, log in rows:
+        print("  %s: %s" % (name, ", ".join("%.0fs/%d/%.3f" % e[:3] for e in log)))
     if len(rows) == 2:
-        (gn, gw, gl, glog), (rn, rw, rl, rlog) = rows
+        (gn, gw, gc, gl, glog), (rn, rw, rc, rl, rlog) = rows
         g_last, r_last = glog[-1][2], rlog[-1][2]
-        tr = first_reach(rlog, g_last)
+        tr, trc = first_reach(rlog, g_last), first_reach(rlog, g_last, cpu=True)
         print("\nretnet first reached the GPT's last logged loss %.4f at %s; that time / the GPT's wall time: %s"
               % (g_last, fmt_reach(tr, rw), "-" if tr is None else "%.2f" % (tr / gw)))
+        # A loaded machine's time slicing moves wall times; CPU seconds less so.
+        print("in CPU seconds (all threads): at %s; / the GPT's CPU seconds: %s"
+              % ("never" if trc is None else "%.0f s" % trc, "-" if trc is None else "%.2f" % (trc / gc)))
         print("the GPT first reached retnet's last logged loss %.4f at %s" % (r_last, fmt_reach(first_reach(glog, r_last), gw)))
 
 if __name__ == "__main__":
