@@ -155,6 +155,11 @@ void job_unref_locked(server *S, sjob *j) {
     free(j);
 }
 
+void job_signal_locked(sjob *j) {
+    pthread_cond_broadcast(&j->cv);
+    if (j->wake) pthread_cond_broadcast(j->wake);
+}
+
 sjob *job_submit(server *S, gen_request *rq) {
     sjob *j = calloc(1, sizeof *j);
     if (j && !(j->ch = calloc((size_t)rq->n, sizeof *j->ch))) { free(j); j = NULL; }
@@ -192,7 +197,7 @@ static void job_finish_locked(server *S, sjob *j, int ok, const char *error) {
     j->t_done = now_seconds();
     if (j->t_first > 0) S->gen_seconds += j->t_done - j->t_first;
     S->requests_done++;
-    pthread_cond_broadcast(&j->cv);
+    job_signal_locked(j);
     job_unref_locked(S, j);
 }
 
@@ -307,7 +312,7 @@ static const char *emit_locked(server *S, int r, int32_t t, const serve_lp *lp) 
 static void choice_end_locked(server *S, sjob *j, int k, const char *finish) {
     if (finish) j->ch[k].finish = finish;
     j->ch[k].ready = j->ch[k].len;
-    pthread_cond_broadcast(&j->cv);
+    job_signal_locked(j);
     if (!finish && !j->error[0])
         snprintf(j->error, sizeof j->error, "%s",
                  S->stopping ? "the server is shutting down" : j->cancelled ? "cancelled" : "out of memory");
@@ -419,7 +424,7 @@ static void decode(server *S) {
         const char *fin = j->cancelled || S->stopping ? "" : emit_locked(S, r, S->feed[r], j->rq.logprobs >= 0 ? &S->row_lp[r] : NULL);
         S->row_drop[r] = fin != NULL;
         if (fin) choice_end_locked(S, j, S->row_choice[r], *fin && strcmp(fin, "error") ? fin : NULL);
-        else pthread_cond_broadcast(&j->cv);
+        else job_signal_locked(j);
     }
     pthread_mutex_unlock(&S->mu);
     /* leave: the last row moves into the place of a finished one */

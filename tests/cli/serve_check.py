@@ -171,6 +171,22 @@ def main():
         if o["usage"]["completion_tokens"] != n * mx:
             return fail("choices: usage %r for %d x %d" % (o["usage"], n, mx))
         return 0
+    if cmd == "prompts":
+        # a request of several prompts (n choices each) against one
+        # request per prompt: choice q n + k is prompt q's text
+        o, n, single = load(sys.argv[2]), int(sys.argv[3]), [load(f) for f in sys.argv[4:]]
+        idx = [c["index"] for c in o["choices"]]
+        if idx != list(range(n * len(single))):
+            return fail("prompts: indices %r" % idx)
+        for c in o["choices"]:
+            want = text_of(single[c["index"] // n])
+            if b(c["text"]) != want:
+                return fail("prompts: choice %d %r != %r" % (c["index"], c["text"], want))
+        u = o["usage"]
+        if u["prompt_tokens"] != sum(x["usage"]["prompt_tokens"] for x in single) or \
+                u["completion_tokens"] != n * sum(x["usage"]["completion_tokens"] for x in single):
+            return fail("prompts: usage %r" % u)
+        return 0
     if cmd == "ssen":
         raw = open(sys.argv[2], "rb").read().decode("utf-8")
         resp = load(sys.argv[3])
