@@ -168,14 +168,19 @@ static void stream_produce(stream_ctx *c) {
     job_set *js = &c->js;
     if (c->stage == 0) {
         c->stage = 1;
+        /* the echoed prompt's logprobs come from its prefill */
+        pthread_mutex_lock(&S->mu);
+        for (int q = 0; q < js->n; q++)
+            while (wants_prompt_lp(&js->j[q]->rq) && !js->j[q]->prompt_done) wait_jobs(S, js, c->fd);
+        pthread_mutex_unlock(&S->mu);
         for (int q = 0; q < js->n; q++) {
             const sjob *j = js->j[q];
             size_t pl = 0;
             char *p = !j->rq.chat && j->rq.echo ? detokenize(S, j->rq.prompt, j->rq.n_prompt, &pl) : NULL;
             for (int k = 0; k < j->rq.n; k++) {
                 int index = q * j->rq.n + k;
-                if (j->rq.chat) stream_emit(c, sse_chunk(S, j, index, c->id, c->created, "", 0, NULL, 0, NULL, 1));
-                else if (p) stream_emit(c, sse_chunk(S, j, index, c->id, c->created, p, pl, NULL, 0, NULL, 0));
+                if (j->rq.chat) stream_emit(c, sse_chunk(S, j, index, c->id, c->created, "", 0, NULL, 0, NULL, 1, 0));
+                else if (p) stream_emit(c, sse_chunk(S, j, index, c->id, c->created, p, pl, NULL, 0, NULL, 0, 1));
             }
             free(p);
         }
@@ -200,8 +205,8 @@ static void stream_produce(stream_ctx *c) {
             news *o = &out[q][k];
             int index = q * j->rq.n + k;
             if (o->len || o->n_lp)
-                stream_emit(c, sse_chunk(S, j, index, c->id, c->created, o->text, o->len, o->lp, o->n_lp, NULL, 0));
-            if (o->finish) stream_emit(c, sse_chunk(S, j, index, c->id, c->created, NULL, 0, NULL, 0, o->finish, 0));
+                stream_emit(c, sse_chunk(S, j, index, c->id, c->created, o->text, o->len, o->lp, o->n_lp, NULL, 0, 0));
+            if (o->finish) stream_emit(c, sse_chunk(S, j, index, c->id, c->created, NULL, 0, NULL, 0, o->finish, 0, 0));
             free(o->text);
             free(o->lp);
         }

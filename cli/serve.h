@@ -79,6 +79,10 @@ struct sjob {
     int ok;                       /* finished without error */
     char error[256];
     int cached_tokens;            /* prompt tokens taken from the prefix cache */
+    serve_lp *prompt_lp;          /* (n_prompt) echo with logprobs: each prompt token's (entry 0 has
+                                     none: lp NaN), offsets in the prompt's text; written by the
+                                     scheduler before prompt_done */
+    int prompt_done;              /* the prompt is prefilled (or the job ended) */
     double t_submit, t_first, t_done;
     pthread_cond_t cv;
     pthread_cond_t *wake;         /* also signalled (another job's cv: the request's first), or NULL */
@@ -116,6 +120,7 @@ typedef struct {
     /* the batch (scheduler thread only) */
     rn_state *pre;                /* (1) the prompt being prefilled */
     rn_real *pre_logits;          /* (V) its last logits */
+    rn_real *pre_all;             /* (chunk, V) every logit of a piece: echo with logprobs (on first use) */
     rn_state *dec;                /* (rows) the decoding streams, one row each */
     rn_real *logits;              /* (n_slots, V) each row's next-token logits */
     int32_t *feed;                /* (n_slots) each row's next token */
@@ -150,6 +155,8 @@ void sched_stop(server *S);                 /* finishes every job, joins */
 sjob *job_submit(server *S, gen_request *rq);
 void job_unref_locked(server *S, sjob *j);
 void job_signal_locked(sjob *j);            /* wakes the connection waiting on j */
+/* Does the job report its prompt's logprobs (a completion with echo and logprobs)? */
+static inline int wants_prompt_lp(const gen_request *rq) { return !rq->chat && rq->echo && rq->logprobs >= 0; }
 void count_status(server *S, int status);   /* takes mu */
 
 /* The chat template named by tokenizer_config.json beside the model
@@ -176,9 +183,10 @@ char *json_result(const server *S, sjob *const *jobs, int nj, long id, long crea
 /* One SSE event ("data: {...}\n\n") of a stream for choice k of job j,
  * numbered index in the response: text (n bytes) as a delta with the
  * logprobs of its tokens lp (n_lp, copies), finish (may be NULL), role
- * chunk for chat when first. */
+ * chunk for chat when first, the echoed prompt (with its logprobs) when
+ * echo. */
 char *sse_chunk(const server *S, const sjob *j, int index, long id, long created, const char *text, size_t n,
-                const serve_lp *lp, int n_lp, const char *finish, int role);
+                const serve_lp *lp, int n_lp, const char *finish, int role, int echo);
 /* {"content": text} (n bytes). */
 char *json_content(const char *text, size_t n);
 char *sse_usage(const server *S, sjob *const *jobs, int nj, long id, long created);

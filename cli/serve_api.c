@@ -512,9 +512,11 @@ static cJSON *token_bytes(const server *S, int32_t id) {
 }
 
 /* The logprobs of n tokens: completions' legacy shape {tokens,
- * token_logprobs, top_logprobs, text_offset} (offsets from base), or chat's
- * {content: [{token, logprob, bytes, top_logprobs}]}. */
-static cJSON *logprobs_json(const server *S, const sjob *j, const serve_lp *lp, int n, size_t base) {
+ * token_logprobs, top_logprobs, text_offset} (offsets from base) after the
+ * prompt's n_pre (echo; offsets as they are, a NaN logprob is null), or
+ * chat's {content: [{token, logprob, bytes, top_logprobs}]}. */
+static cJSON *logprobs_json(const server *S, const sjob *j, const serve_lp *pre, int n_pre, const serve_lp *lp, int n,
+                            size_t base) {
     cJSON *o = cJSON_CreateObject();
     int top = j->rq.logprobs;
     if (j->rq.chat) {
@@ -539,17 +541,23 @@ static cJSON *logprobs_json(const server *S, const sjob *j, const serve_lp *lp, 
     }
     cJSON *tk = cJSON_AddArrayToObject(o, "tokens"), *tl = cJSON_AddArrayToObject(o, "token_logprobs");
     cJSON *tt = cJSON_AddArrayToObject(o, "top_logprobs"), *to = cJSON_AddArrayToObject(o, "text_offset");
-    for (int i = 0; i < n; i++) {
-        cJSON_AddItemToArray(tk, token_str(S, lp[i].id));
-        cJSON_AddItemToArray(tl, cJSON_CreateNumber(lp[i].lp));
-        cJSON *d = cJSON_CreateObject();
-        for (int k = 0; k < top; k++) {
-            cJSON *key = token_str(S, lp[i].top[k].id);
-            cJSON_AddNumberToObject(d, key->valuestring, lp[i].top[k].lp);
-            cJSON_Delete(key);
+    for (int i = 0; i < n_pre + n; i++) {
+        const serve_lp *e = i < n_pre ? &pre[i] : &lp[i - n_pre];
+        cJSON_AddItemToArray(tk, token_str(S, e->id));
+        if (isnan(e->lp)) { /* the prompt's first token */
+            cJSON_AddItemToArray(tl, cJSON_CreateNull());
+            cJSON_AddItemToArray(tt, cJSON_CreateNull());
+        } else {
+            cJSON_AddItemToArray(tl, cJSON_CreateNumber(e->lp));
+            cJSON *d = cJSON_CreateObject();
+            for (int k = 0; k < top; k++) {
+                cJSON *key = token_str(S, e->top[k].id);
+                cJSON_AddNumberToObject(d, key->valuestring, e->top[k].lp);
+                cJSON_Delete(key);
+            }
+            cJSON_AddItemToArray(tt, d);
         }
-        cJSON_AddItemToArray(tt, d);
-        cJSON_AddItemToArray(to, cJSON_CreateNumber((double)(base + lp[i].offset)));
+        cJSON_AddItemToArray(to, cJSON_CreateNumber((double)(i < n_pre ? e->offset : base + e->offset)));
     }
     return o;
 }
@@ -579,7 +587,9 @@ char *json_result(const server *S, sjob *const *jobs, int nj, long id, long crea
                 cJSON_AddItemToObject(c, "text", str_n(b.p ? b.p : "", b.p ? b.len : 0));
                 free(b.p);
             }
-            if (j->rq.logprobs >= 0) cJSON_AddItemToObject(c, "logprobs", logprobs_json(S, j, h->lp, h->n_lp, pl));
+            if (j->rq.logprobs >= 0)
+                cJSON_AddItemToObject(c, "logprobs", logprobs_json(S, j, j->prompt_lp, j->prompt_lp ? j->rq.n_prompt : 0,
+                                                                   h->lp, h->n_lp, pl));
             else cJSON_AddNullToObject(c, "logprobs");
             cJSON_AddStringToObject(c, "finish_reason", h->finish ? h->finish : "stop");
         }
@@ -603,7 +613,7 @@ static char *sse(cJSON *o) {
 }
 
 char *sse_chunk(const server *S, const sjob *j, int index, long id, long created, const char *text, size_t n,
-                const serve_lp *lp, int n_lp, const char *finish, int role) {
+                const serve_lp *lp, int n_lp, const char *finish, int role, int echo) {
     cJSON *o = head(S, j, id, created, j->rq.chat ? "chat.completion.chunk" : "text_completion");
     cJSON *ch = cJSON_AddArrayToObject(o, "choices"), *c = cJSON_CreateObject();
     cJSON_AddItemToArray(ch, c);
@@ -616,7 +626,8 @@ char *sse_chunk(const server *S, const sjob *j, int index, long id, long created
         cJSON_AddItemToObject(c, "text", str_n(text ? text : "", text ? n : 0));
     size_t base = 0;
     if (lp && n_lp && !j->rq.chat && j->rq.echo) free(detokenize(S, j->rq.prompt, j->rq.n_prompt, &base));
-    if (lp && n_lp) cJSON_AddItemToObject(c, "logprobs", logprobs_json(S, j, lp, n_lp, base));
+    int n_pre = echo && j->prompt_lp ? j->rq.n_prompt : 0;
+    if ((lp && n_lp) || n_pre) cJSON_AddItemToObject(c, "logprobs", logprobs_json(S, j, j->prompt_lp, n_pre, lp, n_lp, base));
     else cJSON_AddNullToObject(c, "logprobs");
     if (finish) cJSON_AddStringToObject(c, "finish_reason", finish); else cJSON_AddNullToObject(c, "finish_reason");
     return sse(o);

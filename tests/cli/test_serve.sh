@@ -83,6 +83,23 @@ check "[ '$s' = 200 ] && $CK same '$tmp/c2' '$tmp/gen' '$P'" "token-array prompt
 s=$(req c3 POST /v1/completions "{\"prompt\":\"$P\",\"max_tokens\":3,\"temperature\":0,\"echo\":true}")
 check "[ '$s' = 200 ] && $CK text '$tmp/c3' | head -c ${#P} | grep -q '^$P\$'" "echo: $(head -c 300 "$tmp/c3")"
 
+# echo with logprobs scores the prompt (max_tokens 0: the prompt only), as
+# lm-evaluation-harness asks: entry i is the first token's of the prompt's
+# first i tokens; streamed the same.
+s=$(req el POST /v1/completions "{\"prompt\":[$ids],\"max_tokens\":0,\"echo\":true,\"logprobs\":3}")
+np=$(echo "$ids" | tr ',' '\n' | wc -l)
+pre=()
+for i in 1 5 $((np - 1)); do
+    req "el$i" POST /v1/completions "{\"prompt\":[$(echo "$ids" | cut -d, -f1-$i)],\"max_tokens\":1,\"temperature\":0,\"logprobs\":3}" >/dev/null
+    pre+=("$i=$tmp/el$i")
+done
+check "[ '$s' = 200 ] && $CK echolp '$tmp/el' 3 $np ${pre[*]}" "echo with logprobs, max_tokens 0 ($s): $(head -c 400 "$tmp/el")"
+s=$(req el2 POST /v1/completions "{\"prompt\":\"$P\",\"max_tokens\":4,\"temperature\":0,\"echo\":true,\"logprobs\":3}")
+check "[ '$s' = 200 ] && $CK echolp '$tmp/el2' 3 $np ${pre[*]}" "echo with logprobs and tokens ($s): $(head -c 400 "$tmp/el2")"
+curl -s -N -m 30 -H "Authorization: Bearer $KEY" "$U/v1/completions" \
+    -d "{\"prompt\":\"$P\",\"max_tokens\":4,\"temperature\":0,\"echo\":true,\"logprobs\":3,\"stream\":true}" >"$tmp/el2s"
+check "$CK ssen '$tmp/el2s' '$tmp/el2'" "streamed echo with logprobs: $(head -c 300 "$tmp/el2s")"
+
 # An array of prompts: one job each, choices numbered prompt by prompt,
 # each as its own request gives it; streamed the same.
 MP="{\"prompt\":[\"$P\",[$ids],\"Hello\"],\"max_tokens\":8,\"temperature\":0,\"n\":2"

@@ -14,6 +14,7 @@
 #include "fuzz.h"
 #include "serve.h"
 
+#include <math.h>
 #include <string.h>
 
 static server S;
@@ -75,6 +76,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                     lp[q][i].top[k] = (serve_alt){(int32_t)(k * 13 % S.vocab), -k};
             }
             jobs[q].rq = *rq;
+            if (wants_prompt_lp(rq)) {
+                if (!(jobs[q].prompt_lp = calloc((size_t)rq->n_prompt, sizeof(serve_lp)))) fuzz_fail("echo", "out of memory");
+                jobs[q].prompt_lp[0].lp = NAN;
+                for (int i = 0; i < rq->n_prompt; i++) jobs[q].prompt_lp[i].id = rq->prompt[i];
+            }
             jobs[q].ch = ch[q];
             jobs[q].ok = 1;
             jp[q] = &jobs[q];
@@ -90,13 +96,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         const gen_request *last = &rqs[nrq - 1];
         char *r = json_result(&S, jp, nrq, 1, 2),
              *c = sse_chunk(&S, jp[nrq - 1], nrq * last->n - 1, 1, 2, body, len, lp[nrq - 1],
-                            last->logprobs >= 0 ? 4 : 0, NULL, 1),
+                            last->logprobs >= 0 ? 4 : 0, NULL, 1, 1),
              *u = sse_usage(&S, jp, nrq, 1, 2);
         if (!r || !c || !u) fuzz_fail("responses", "NULL");
         free(r);
         free(c);
         free(u);
-        for (int q = 0; q < nrq; q++) gen_request_free(&rqs[q]);
+        for (int q = 0; q < nrq; q++) {
+            free(jobs[q].prompt_lp);
+            gen_request_free(&rqs[q]);
+        }
     } else if (which == 2) {
         int32_t *ids;
         size_t n;
