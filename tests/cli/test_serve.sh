@@ -271,7 +271,7 @@ if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then
     if [ -d tests/serve_node/node_modules/openai ]; then
         timeout 60 node tests/serve_node/client.mjs "$U/v1" "$KEY" >"$tmp/node" 2>&1
         check "[ $? -eq 0 ]" "openai client: $(grep -v '^ok' "$tmp/node")"
-        check "[ \$(grep -c '^ok' '$tmp/node') -ge 8 ]" "openai client checks: $(cat "$tmp/node")"
+        check "[ \$(grep -c '^ok' '$tmp/node') -ge 10 ]" "openai client checks: $(cat "$tmp/node")"
     else
         bad "npm ci in tests/serve_node failed (no registry?)"
     fi
