@@ -15,11 +15,16 @@ p99 over the clients (C = 1, five requests one after another, is the
 unloaded value); then the server's mean batch (rows per batched step, from
 /metrics). Memory per slot: the state bytes of one stream (/metrics) and the
 server's RSS after short, 8x and 16x longer conversations (it must not
-grow). Last, the time to first token
+grow). Time to first token under load: --probes requests one after
+another (at spread arrival times) while --load streams decode in the
+background, against the same probes on an idle server: p50 and p99 and the
+ratio of the p99s (issue 15's target: below 3x); the server keeps a slot
+free for them (load at most the most streams less one). Last, the time to first token
 of a --prefix-token prompt that is new (a miss) against the same prompt
 again (its prefix states come from the cache)."""
 import argparse
 import json
+import multiprocessing
 import os
 import re
 import shutil
@@ -88,6 +93,56 @@ def level(base, c, tokens, tag, rounds=1):
     return got, dt, rows / steps if steps else 0
 
 
+def probes(base, n, tag):
+    """n streamed requests one after another, spread over the decode steps'
+    phases by short pauses; their times to first token in ms."""
+    got = []
+    for i in range(n):
+        stream(base, "%s %d: once upon a time" % (tag, i), 2, got)
+        time.sleep(0.003 * (i % 7))
+    return [x[0] * 1e3 for x in got if x[0] is not None]
+
+
+def background(base, load, tokens, done):
+    """`load` streams decoding until done is set (each restarted when it
+    ends), from threads of this process: not the probing one's. Their
+    lengths differ, so that they end and restart at different times, as a
+    steady load's arrivals do (not all at once: that is the levels' test)."""
+    def one(i):
+        k = 0
+        while not done.is_set():
+            stream(base, "Load %d.%d: once upon a time" % (i, k), 16 * tokens + 23 * i, [])
+            k += 1
+    th = [threading.Thread(target=one, args=(i,)) for i in range(load)]
+    for t in th:
+        t.start()
+    for t in th:
+        t.join()
+
+
+def ttft_under_load(base, load, n, tokens):
+    """Time to first token of probes on an idle server and while `load`
+    streams decode. The load runs in another process, so that its client
+    threads do not hold the probing thread's interpreter lock."""
+    idle = probes(base, n, "Idle")
+    done = multiprocessing.Event()
+    bg = multiprocessing.Process(target=background, args=(base, load, tokens, done))
+    bg.start()
+    time.sleep(1.0)  # every background stream admitted and decoding
+    m0 = metrics(base)
+    busy = probes(base, n, "Busy")
+    m1 = metrics(base)
+    done.set()
+    bg.join()
+    steps = m1["retnet_batch_steps_total"] - m0["retnet_batch_steps_total"]
+    rows = m1["retnet_batch_rows_total"] - m0["retnet_batch_rows_total"]
+    print("time to first token, %d probes: idle p50 %.1f p99 %.1f ms; beside %d decoding streams (mean batch %.1f) "
+          "p50 %.1f p99 %.1f ms: p99 x%.2f the idle p99" %
+          (n, statistics.median(idle), pct(idle, 0.99), load, rows / steps if steps else 0, statistics.median(busy),
+           pct(busy, 0.99), pct(busy, 0.99) / pct(idle, 0.99)))
+    sys.stdout.flush()
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--url")
@@ -98,6 +153,8 @@ def main():
     ap.add_argument("--streams", default="1,4,16,64")
     ap.add_argument("--prefix", type=int, default=2000)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--load", type=int, default=15)  # of 16 slots: one left for the probes
+    ap.add_argument("--probes", type=int, default=40)
     a = ap.parse_args()
     streams = [int(x) for x in a.streams.split(",")]
     proc, tmp = None, None
@@ -153,6 +210,7 @@ def main():
                 rss.append(rss_kb(proc.pid))
             print("server RSS after %d streams of %d / %d / %d / again %d tokens: %d / %d / %d / %d kB" %
                   (c, a.tokens, 8 * a.tokens, 16 * a.tokens, 16 * a.tokens, rss[0], rss[1], rss[2], rss[3]))
+        ttft_under_load(base, min(a.load, max(streams) - 1), a.probes, a.tokens)
         sysp = ("You are a careful assistant. Answer briefly and precisely. " * 64)[: a.prefix - 20]
         for k in range(3):
             p = "[%d] " % k + sysp + " user: hi"

@@ -64,6 +64,46 @@ static double fma_peak_madds(void) {
     return sizeof(rn_real) == 4 ? best : best / 2; /* float64: half the lanes */
 }
 
+/* The library's GEMM (internal, src/ops.h): its few-row path is what a
+ * batched step runs for f32 weights. */
+void rni_gemm(int ta, int tb, int M, int N, int K, rn_real alpha, const rn_real *A, int lda, const rn_real *B, int ldb,
+              rn_real beta, rn_real *C, int ldc);
+
+/* Multiply-adds per second of the few-row product alone for B rows over
+ * the model's layer shapes (x W^T for W of (2d + 2v) x d, d x v, f x d,
+ * d x f, layers copies): the fastest of many passes, each over every
+ * layer's four products, so passes a shared machine interrupts drop out. */
+static double rows_rate(const rn_config *c, int B, int threads) {
+    int d = c->dim, v = c->value_dim, f = c->ffn_dim, L = c->layers;
+    int N[4] = {2 * d + 2 * v, d, f, d}, K[4] = {d, v, d, f};
+    size_t per = 0, amax = 0;
+    for (int p = 0; p < 4; p++) {
+        per += (size_t)N[p] * K[p];
+        if ((size_t)B * (N[p] > K[p] ? N[p] : K[p]) > amax) amax = (size_t)B * (N[p] > K[p] ? N[p] : K[p]);
+    }
+    rn_real *W = malloc(sizeof(rn_real) * per * L), *A = malloc(sizeof(rn_real) * amax), *C = malloc(sizeof(rn_real) * amax);
+    if (!W || !A || !C) die("out of memory");
+    for (size_t i = 0; i < per * L; i++) W[i] = (rn_real)((i * 7919) % 255) / 255 - (rn_real)0.5;
+    for (size_t i = 0; i < amax; i++) A[i] = (rn_real)((i * 31) % 97) / 97 - (rn_real)0.5;
+    int saved = rn_get_threads();
+    rn_set_threads(threads);
+    double best = 1e30;
+    for (int pass = 0; pass < 400; pass++) {
+        double t0 = now_seconds();
+        const rn_real *w = W;
+        for (int l = 0; l < L; l++)
+            for (int p = 0; p < 4; p++) {
+                rni_gemm(0, 1, B, N[p], K[p], 1, A, K[p], w, K[p], p & 1, C, N[p]);
+                w += (size_t)N[p] * K[p];
+            }
+        double t = now_seconds() - t0;
+        if (t < best) best = t;
+    }
+    rn_set_threads(saved);
+    free(W); free(A); free(C);
+    return (double)B * per * L / best;
+}
+
 /* A batch of B streams whose row b was prefilled with 5 + 13 b tokens. */
 static rn_state *staggered(rn_model *m, int B, int32_t *buf) {
     rn_state *s, *one;
@@ -124,6 +164,14 @@ static void batch_size(const char *size, double peak, int quick) {
         printf("| %d | %.0f | %.2f | %.0f | %.2f | %.2f |\n", Bs[i], 1 / wall[i], wall[0] / wall[i], 1 / cpu[i],
                cpu[0] / cpu[i], bound);
     }
+    /* the kernel alone: how near the peak the products run, where the
+     * batch's step spends the rest */
+    int th = rn_get_threads();
+    printf("\nthe few-row product alone (the layers' four shapes, fastest of 400 passes): 1 row %.1f G, 16 rows %.1f G "
+           "multiply-adds/s on 1 thread (%.2f of the FMA peak)", rows_rate(&c, 1, 1) / 1e9, rows_rate(&c, 16, 1) / 1e9,
+           rows_rate(&c, 16, 1) / peak);
+    if (th > 1) printf("; 1 row %.1f G, 16 rows %.1f G on %d threads", rows_rate(&c, 1, th) / 1e9, rows_rate(&c, 16, th) / 1e9, th);
+    printf("\n");
     /* the state is all a stream keeps: thousands of positions later, no growth */
     double r0 = rss_kb();
     int64_t p0 = rn_state_row_pos(st[2], 0);

@@ -67,22 +67,48 @@ static int connection_fd(struct MHD_Connection *c) {
     return ci ? ci->connect_fd : -1;
 }
 
-/* Waits (mu held) until the job has news; every 200 ms checks that the
- * client is still there, and cancels the job when it is not. */
-static void wait_job(server *S, sjob *j, int fd) {
+/* A request's jobs, one per prompt: the connection waits on the first's
+ * condition variable, which the others also signal. */
+typedef struct {
+    sjob *j[SERVE_MAX_PROMPTS];
+    int n;
+} job_set;
+
+static int set_done(const job_set *js) {
+    for (int q = 0; q < js->n; q++)
+        if (js->j[q]->phase != JOB_DONE) return 0;
+    return 1;
+}
+
+/* Waits (mu held) until a job has news; every 200 ms checks that the
+ * client is still there, and cancels the jobs when it is not. */
+static void wait_jobs(server *S, job_set *js, int fd) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     ts.tv_nsec += 200000000L;
     if (ts.tv_nsec >= 1000000000L) { ts.tv_sec++; ts.tv_nsec -= 1000000000L; }
-    pthread_cond_timedwait(&j->cv, &S->mu, &ts);
-    if (j->phase != JOB_DONE && !j->cancelled && peer_gone(fd)) j->cancelled = 1;
+    pthread_cond_timedwait(&js->j[0]->cv, &S->mu, &ts);
+    if (!set_done(js) && peer_gone(fd))
+        for (int q = 0; q < js->n; q++)
+            if (js->j[q]->phase != JOB_DONE) js->j[q]->cancelled = 1;
+}
+
+/* Lets the jobs go (mu held): unfinished ones are cancelled (their slots
+ * freed within one scheduler step); no job signals the first's cv after. */
+static void release_jobs_locked(server *S, job_set *js) {
+    for (int q = 0; q < js->n; q++) {
+        js->j[q]->wake = NULL;
+        if (js->j[q]->phase != JOB_DONE) js->j[q]->cancelled = 1;
+    }
+    for (int q = 0; q < js->n; q++) job_unref_locked(S, js->j[q]);
+    js->n = 0;
 }
 
 /* ------------------------------------------------------------- streaming */
 
 typedef struct {
     server *S;
-    sjob *j;
+    job_set js;
     long id, created;
     int fd;
     char *buf;
@@ -101,69 +127,97 @@ static void stream_emit(stream_ctx *c, char *ev) {
     free(ev);
 }
 
-/* What a stream has to send of choice k (mu held). */
+/* What a stream has to send of choice k of job j (mu held). */
 static int choice_news(const sjob *j, int k) {
     const schoice *ch = &j->ch[k];
     return ch->ready > ch->sent || (ch->finish && !ch->finish_sent);
 }
 
-/* Fills c->buf with the next events, blocking until the job has some. */
+static int job_news(const sjob *j) {
+    for (int k = 0; k < j->rq.n; k++)
+        if (choice_news(j, k)) return 1;
+    return 0;
+}
+
+/* A copy of what choice k of job j has to send, taken under mu and sent
+ * outside it. */
+typedef struct { char *text; size_t len; serve_lp *lp; int n_lp; const char *finish; } news;
+
+static void take_news_locked(sjob *j, int k, news *o) {
+    schoice *ch = &j->ch[k];
+    memset(o, 0, sizeof *o);
+    if (!choice_news(j, k)) return;
+    size_t from = ch->sent, to = ch->ready;
+    int last = ch->finish && to == ch->len;
+    int m = ch->lp_sent;
+    while (m < ch->n_lp && (last || ch->lp[m].offset < to)) m++;
+    if (to > from && (o->text = malloc(to - from))) memcpy(o->text, ch->out + from, to - from);
+    o->len = o->text ? to - from : 0;
+    if (m > ch->lp_sent && (o->lp = malloc(sizeof(serve_lp) * (size_t)(m - ch->lp_sent)))) {
+        memcpy(o->lp, ch->lp + ch->lp_sent, sizeof(serve_lp) * (size_t)(m - ch->lp_sent));
+        o->n_lp = m - ch->lp_sent;
+    }
+    ch->sent = to;
+    ch->lp_sent = m;
+    if (last) { o->finish = ch->finish; ch->finish_sent = 1; }
+}
+
+/* Fills c->buf with the next events, blocking until the jobs have some. */
 static void stream_produce(stream_ctx *c) {
     server *S = c->S;
-    sjob *j = c->j;
-    int n = j->rq.n;
+    job_set *js = &c->js;
     if (c->stage == 0) {
         c->stage = 1;
-        size_t pl = 0;
-        char *p = !j->rq.chat && j->rq.echo ? detokenize(S, j->rq.prompt, j->rq.n_prompt, &pl) : NULL;
-        for (int k = 0; k < n; k++) {
-            if (j->rq.chat) stream_emit(c, sse_chunk(S, j, k, c->id, c->created, "", 0, NULL, 0, NULL, 1));
-            else if (p) stream_emit(c, sse_chunk(S, j, k, c->id, c->created, p, pl, NULL, 0, NULL, 0));
+        /* the echoed prompt's logprobs come from its prefill */
+        pthread_mutex_lock(&S->mu);
+        for (int q = 0; q < js->n; q++)
+            while (wants_prompt_lp(&js->j[q]->rq) && !js->j[q]->prompt_done) wait_jobs(S, js, c->fd);
+        pthread_mutex_unlock(&S->mu);
+        for (int q = 0; q < js->n; q++) {
+            const sjob *j = js->j[q];
+            size_t pl = 0;
+            char *p = !j->rq.chat && j->rq.echo ? detokenize(S, j->rq.prompt, j->rq.n_prompt, &pl) : NULL;
+            for (int k = 0; k < j->rq.n; k++) {
+                int index = q * j->rq.n + k;
+                if (j->rq.chat) stream_emit(c, sse_chunk(S, j, index, c->id, c->created, "", 0, NULL, 0, NULL, 1, 0));
+                else if (p) stream_emit(c, sse_chunk(S, j, index, c->id, c->created, p, pl, NULL, 0, NULL, 0, 1));
+            }
+            free(p);
         }
-        free(p);
         if (c->len) return;
     }
     pthread_mutex_lock(&S->mu);
     for (;;) {
-        int news = 0;
-        for (int k = 0; k < n; k++) news |= choice_news(j, k);
-        if (news || j->phase == JOB_DONE) break;
-        wait_job(S, j, c->fd);
+        int any = 0;
+        for (int q = 0; q < js->n; q++) any |= job_news(js->j[q]);
+        if (any || set_done(js)) break;
+        wait_jobs(S, js, c->fd);
     }
-    /* copies of every choice's news, sent outside the lock */
-    struct { char *text; size_t len; serve_lp *lp; int n_lp; const char *finish; } out[SERVE_MAX_N];
-    memset(out, 0, sizeof out);
-    for (int k = 0; k < n; k++) {
-        schoice *ch = &j->ch[k];
-        if (!choice_news(j, k)) continue;
-        size_t from = ch->sent, to = ch->ready;
-        int last = ch->finish && to == ch->len;
-        int m = ch->lp_sent;
-        while (m < ch->n_lp && (last || ch->lp[m].offset < to)) m++;
-        if (to > from && (out[k].text = malloc(to - from))) memcpy(out[k].text, ch->out + from, to - from);
-        out[k].len = out[k].text ? to - from : 0;
-        if (m > ch->lp_sent && (out[k].lp = malloc(sizeof(serve_lp) * (size_t)(m - ch->lp_sent)))) {
-            memcpy(out[k].lp, ch->lp + ch->lp_sent, sizeof(serve_lp) * (size_t)(m - ch->lp_sent));
-            out[k].n_lp = m - ch->lp_sent;
-        }
-        ch->sent = to;
-        ch->lp_sent = m;
-        if (last) { out[k].finish = ch->finish; ch->finish_sent = 1; }
-    }
-    int done = j->phase == JOB_DONE;
-    for (int k = 0; k < n; k++) done &= !choice_news(j, k);
+    news out[SERVE_MAX_PROMPTS][SERVE_MAX_N];
+    for (int q = 0; q < js->n; q++)
+        for (int k = 0; k < js->j[q]->rq.n; k++) take_news_locked(js->j[q], k, &out[q][k]);
+    int done = set_done(js);
+    for (int q = 0; q < js->n; q++) done &= !job_news(js->j[q]);
     pthread_mutex_unlock(&S->mu);
-    for (int k = 0; k < n; k++) {
-        if (out[k].len || out[k].n_lp)
-            stream_emit(c, sse_chunk(S, j, k, c->id, c->created, out[k].text, out[k].len, out[k].lp, out[k].n_lp, NULL, 0));
-        if (out[k].finish) stream_emit(c, sse_chunk(S, j, k, c->id, c->created, NULL, 0, NULL, 0, out[k].finish, 0));
-        free(out[k].text);
-        free(out[k].lp);
+    for (int q = 0; q < js->n; q++) {
+        const sjob *j = js->j[q];
+        for (int k = 0; k < j->rq.n; k++) {
+            news *o = &out[q][k];
+            int index = q * j->rq.n + k;
+            if (o->len || o->n_lp)
+                stream_emit(c, sse_chunk(S, j, index, c->id, c->created, o->text, o->len, o->lp, o->n_lp, NULL, 0, 0));
+            if (o->finish) stream_emit(c, sse_chunk(S, j, index, c->id, c->created, NULL, 0, NULL, 0, o->finish, 0, 0));
+            free(o->text);
+            free(o->lp);
+        }
     }
     if (!done) return;
-    if (!j->ok) {
+    const sjob *failed = NULL;
+    for (int q = 0; q < js->n && !failed; q++)
+        if (!js->j[q]->ok) failed = js->j[q];
+    if (failed) {
         char msg[300];
-        snprintf(msg, sizeof msg, "generation failed: %s", j->error);
+        snprintf(msg, sizeof msg, "generation failed: %s", failed->error);
         char *e = json_error(msg, "server_error", NULL, NULL);
         if (e) {
             char *ev = malloc(strlen(e) + 9);
@@ -171,8 +225,8 @@ static void stream_produce(stream_ctx *c) {
             stream_emit(c, ev);
             free(e);
         }
-    } else if (j->rq.include_usage)
-        stream_emit(c, sse_usage(S, j, c->id, c->created));
+    } else if (js->j[0]->rq.include_usage)
+        stream_emit(c, sse_usage(S, js->j, js->n, c->id, c->created));
     stream_emit(c, strdup("data: [DONE]\n\n"));
     c->stage = 2;
 }
@@ -193,13 +247,12 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
     return (ssize_t)n;
 }
 
-/* Called when the response ends or the client goes away: a job still
- * running is cancelled and its slot freed within one scheduler step. */
+/* Called when the response ends or the client goes away: jobs still
+ * running are cancelled and their slots freed within one scheduler step. */
 static void stream_free(void *cls) {
     stream_ctx *c = cls;
     pthread_mutex_lock(&c->S->mu);
-    if (c->j->phase != JOB_DONE) c->j->cancelled = 1;
-    job_unref_locked(c->S, c->j);
+    release_jobs_locked(c->S, &c->js);
     pthread_mutex_unlock(&c->S->mu);
     free(c->buf);
     free(c);
@@ -207,15 +260,37 @@ static void stream_free(void *cls) {
 
 /* -------------------------------------------------------------- handlers */
 
+/* Queues one job per prompt (all or none); 0, or -1 when the queue is full. */
+static int submit_all(server *S, gen_request *rqs, int n, job_set *js) {
+    js->n = 0;
+    for (int q = 0; q < n; q++) {
+        sjob *j = job_submit(S, &rqs[q]);
+        if (!j) {
+            for (int r = q + 1; r < n; r++) gen_request_free(&rqs[r]);
+            pthread_mutex_lock(&S->mu);
+            release_jobs_locked(S, js);
+            pthread_mutex_unlock(&S->mu);
+            return -1;
+        }
+        pthread_mutex_lock(&S->mu);
+        if (q) j->wake = &js->j[0]->cv;
+        pthread_mutex_unlock(&S->mu);
+        js->j[js->n++] = j;
+    }
+    return 0;
+}
+
 static enum MHD_Result handle_generate(server *S, struct MHD_Connection *c, req_ctx *r, int chat) {
-    gen_request rq;
+    gen_request rqs[SERVE_MAX_PROMPTS];
+    int nrq;
     char err[512];
     const char *param;
-    if (parse_completion(S, r->body ? r->body : "", r->len, chat, &rq, err, sizeof err, &param))
+    if (parse_completion(S, r->body ? r->body : "", r->len, chat, rqs, &nrq, err, sizeof err, &param))
         return send_error(S, c, 400, err, param);
-    int stream = rq.stream;
-    sjob *j = job_submit(S, &rq);
-    if (!j) return send_error(S, c, 503, "the server is busy: every slot is taken and the queue is full", NULL);
+    int stream = rqs[0].stream;
+    job_set js;
+    if (submit_all(S, rqs, nrq, &js) != 0)
+        return send_error(S, c, 503, "the server is busy: every slot is taken and the queue is full", NULL);
     pthread_mutex_lock(&S->mu);
     long id = ++S->next_id;
     pthread_mutex_unlock(&S->mu);
@@ -225,7 +300,7 @@ static enum MHD_Result handle_generate(server *S, struct MHD_Connection *c, req_
         struct MHD_Response *resp = NULL;
         if (sc) {
             sc->S = S;
-            sc->j = j;
+            sc->js = js;
             sc->id = id;
             sc->created = created;
             sc->fd = connection_fd(c);
@@ -233,8 +308,7 @@ static enum MHD_Result handle_generate(server *S, struct MHD_Connection *c, req_
         }
         if (!resp) {
             pthread_mutex_lock(&S->mu);
-            j->cancelled = 1;
-            job_unref_locked(S, j);
+            release_jobs_locked(S, &js);
             pthread_mutex_unlock(&S->mu);
             free(sc);
             return send_error(S, c, 500, "out of memory", NULL);
@@ -248,19 +322,24 @@ static enum MHD_Result handle_generate(server *S, struct MHD_Connection *c, req_
     }
     int fd = connection_fd(c);
     pthread_mutex_lock(&S->mu);
-    while (j->phase != JOB_DONE) wait_job(S, j, fd);
-    int gone = j->cancelled;
+    while (!set_done(&js)) wait_jobs(S, &js, fd);
+    int gone = 0;
+    const sjob *failed = NULL;
+    for (int q = 0; q < js.n; q++) {
+        gone |= js.j[q]->cancelled;
+        if (!js.j[q]->ok && !failed) failed = js.j[q];
+    }
     pthread_mutex_unlock(&S->mu);
     enum MHD_Result ret;
     if (gone) ret = MHD_NO; /* the client went away: close, nothing to answer */
-    else if (!j->ok) {
+    else if (failed) {
         char msg[300];
-        snprintf(msg, sizeof msg, "generation failed: %s", j->error);
-        ret = send_error(S, c, strstr(j->error, "shutting down") ? 503 : 500, msg, NULL);
+        snprintf(msg, sizeof msg, "generation failed: %s", failed->error);
+        ret = send_error(S, c, strstr(failed->error, "shutting down") ? 503 : 500, msg, NULL);
     } else
-        ret = send_body(S, c, 200, json_result(S, j, id, created), "application/json");
+        ret = send_body(S, c, 200, json_result(S, js.j, js.n, id, created), "application/json");
     pthread_mutex_lock(&S->mu);
-    job_unref_locked(S, j);
+    release_jobs_locked(S, &js);
     pthread_mutex_unlock(&S->mu);
     return ret;
 }

@@ -24,7 +24,8 @@
 #define SERVE_MAX_STOP 4          /* stop strings per request (OpenAI's limit) */
 #define SERVE_STOP_MAX_LEN 256    /* bytes per stop string */
 #define SERVE_MAX_LOGPROBS 20     /* top alternatives per token (OpenAI's chat limit) */
-#define SERVE_MAX_N 16            /* choices per request (and at most --slots) */
+#define SERVE_MAX_N 16            /* choices per prompt (and at most --slots) */
+#define SERVE_MAX_PROMPTS 32      /* prompts per completion request (each its own job) */
 
 /* A parsed, validated generation request. */
 typedef struct {
@@ -78,8 +79,13 @@ struct sjob {
     int ok;                       /* finished without error */
     char error[256];
     int cached_tokens;            /* prompt tokens taken from the prefix cache */
+    serve_lp *prompt_lp;          /* (n_prompt) echo with logprobs: each prompt token's (entry 0 has
+                                     none: lp NaN), offsets in the prompt's text; written by the
+                                     scheduler before prompt_done */
+    int prompt_done;              /* the prompt is prefilled (or the job ended) */
     double t_submit, t_first, t_done;
     pthread_cond_t cv;
+    pthread_cond_t *wake;         /* also signalled (another job's cv: the request's first), or NULL */
     sjob *next;
     /* scheduler thread only */
     int pos;                      /* prompt tokens prefilled; -1 before setup */
@@ -114,6 +120,7 @@ typedef struct {
     /* the batch (scheduler thread only) */
     rn_state *pre;                /* (1) the prompt being prefilled */
     rn_real *pre_logits;          /* (V) its last logits */
+    rn_real *pre_all;             /* (chunk, V) every logit of a piece: echo with logprobs (on first use) */
     rn_state *dec;                /* (rows) the decoding streams, one row each */
     rn_real *logits;              /* (n_slots, V) each row's next-token logits */
     int32_t *feed;                /* (n_slots) each row's next token */
@@ -147,6 +154,9 @@ void sched_stop(server *S);                 /* finishes every job, joins */
  * NULL when the queue is full or the server stops (answer 503). */
 sjob *job_submit(server *S, gen_request *rq);
 void job_unref_locked(server *S, sjob *j);
+void job_signal_locked(sjob *j);            /* wakes the connection waiting on j */
+/* Does the job report its prompt's logprobs (a completion with echo and logprobs)? */
+static inline int wants_prompt_lp(const gen_request *rq) { return !rq->chat && rq->echo && rq->logprobs >= 0; }
 void count_status(server *S, int status);   /* takes mu */
 
 /* The chat template named by tokenizer_config.json beside the model
@@ -155,9 +165,11 @@ void count_status(server *S, int status);   /* takes mu */
 int serve_template_detect(const char *model_path, int *tpl, char *why, size_t whyn);
 
 /* serve_api.c: return 0, or an HTTP status (400) with a message naming
- * the field in err and the field in *param. */
-int parse_completion(const server *S, const char *body, size_t len, int chat, gen_request *rq, char *err,
-                     size_t errn, const char **param);
+ * the field in err and the field in *param. A completion may carry several
+ * prompts: rqs (room for SERVE_MAX_PROMPTS) gets one request per prompt,
+ * *n_rqs of them, alike but for the prompt. */
+int parse_completion(const server *S, const char *body, size_t len, int chat, gen_request *rqs, int *n_rqs,
+                     char *err, size_t errn, const char **param);
 int parse_tokenize(const server *S, const char *body, size_t len, int32_t **ids, size_t *n, char *err, size_t errn,
                    const char **param);
 int parse_detokenize(const server *S, const char *body, size_t len, char **text, size_t *tlen, char *err,
@@ -165,15 +177,18 @@ int parse_detokenize(const server *S, const char *body, size_t len, char **text,
 char *json_error(const char *message, const char *type, const char *param, const char *code);
 /* Text of tokens (ids outside the tokenizer give nothing); caller frees. */
 char *detokenize(const server *S, const int32_t *ids, int n, size_t *len);
-/* The whole response of a finished job (non-streaming). */
-char *json_result(const server *S, const sjob *j, long id, long created);
-/* One SSE event ("data: {...}\n\n") of a stream for choice k: text (n
- * bytes) as a delta with the logprobs of its tokens lp (n_lp, copies),
- * finish (may be NULL), role chunk for chat when first. */
-char *sse_chunk(const server *S, const sjob *j, int k, long id, long created, const char *text, size_t n,
-                const serve_lp *lp, int n_lp, const char *finish, int role);
+/* The whole response of a request's finished jobs (nj, one per prompt;
+ * choice k of job p is choice p n + k). */
+char *json_result(const server *S, sjob *const *jobs, int nj, long id, long created);
+/* One SSE event ("data: {...}\n\n") of a stream for choice k of job j,
+ * numbered index in the response: text (n bytes) as a delta with the
+ * logprobs of its tokens lp (n_lp, copies), finish (may be NULL), role
+ * chunk for chat when first, the echoed prompt (with its logprobs) when
+ * echo. */
+char *sse_chunk(const server *S, const sjob *j, int index, long id, long created, const char *text, size_t n,
+                const serve_lp *lp, int n_lp, const char *finish, int role, int echo);
 /* {"content": text} (n bytes). */
 char *json_content(const char *text, size_t n);
-char *sse_usage(const server *S, const sjob *j, long id, long created);
+char *sse_usage(const server *S, sjob *const *jobs, int nj, long id, long created);
 
 #endif

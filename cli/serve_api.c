@@ -178,11 +178,47 @@ fail:
     return 400;
 }
 
-int parse_completion(const server *S, const char *body, size_t len, int chat, gen_request *rq, char *err,
-                     size_t errn, const char **param) {
+/* One prompt of a completion: a string (tokenized with the BOS/EOS the
+ * tokenizer adds) or an array of token ids. name: how errors call it. */
+static int parse_prompt(const server *S, const cJSON *p, const char *name, int32_t **ids, int *n, char *err,
+                        size_t errn, const char **param) {
+    *ids = NULL;
+    if (cJSON_IsString(p)) {
+        const char *t = p->valuestring[0] ? p->valuestring : "\n"; /* as `retnet generate` */
+        size_t m;
+        if (encode(S, t, strlen(t), 1, ids, &m) != 0) FAIL("prompt", "cannot tokenize '%s'", name);
+        *n = (int)m;
+    } else if (cJSON_IsArray(p)) {
+        int m = cJSON_GetArraySize(p), i = 0;
+        if (m == 0) FAIL("prompt", "'%s' must not be empty", name);
+        if (!(*ids = malloc(sizeof(int32_t) * (size_t)m))) FAIL(NULL, "out of memory");
+        const cJSON *v;
+        cJSON_ArrayForEach(v, p) {
+            if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) || v->valuedouble < 0 ||
+                v->valuedouble >= S->vocab)
+                FAIL("prompt", "'%s[%d]' must be a token id in [0, %d)", name, i, S->vocab);
+            (*ids)[i++] = (int32_t)v->valuedouble;
+        }
+        *n = m;
+    } else
+        FAIL("prompt", "'%s' must be a string or an array of token ids", name);
+    if (*n < 1) FAIL("prompt", "'%s' is empty", name);
+    return 0;
+fail:
+    free(*ids);
+    *ids = NULL;
+    return 400;
+}
+
+int parse_completion(const server *S, const char *body, size_t len, int chat, gen_request *rqs, int *n_rqs,
+                     char *err, size_t errn, const char **param) {
+    gen_request *rq = &rqs[0];
     memset(rq, 0, sizeof *rq);
+    *n_rqs = 0;
     *param = NULL;
     sbuf chatbuf = {0};
+    int32_t *pids[SERVE_MAX_PROMPTS] = {0};
+    int plen[SERVE_MAX_PROMPTS], np = 0;
     cJSON *o = cJSON_ParseWithLength(body, len);
     if (!o) FAIL(NULL, "the body is not valid JSON");
     if (!cJSON_IsObject(o)) FAIL(NULL, "the body must be a JSON object");
@@ -192,42 +228,37 @@ int parse_completion(const server *S, const char *body, size_t len, int chat, ge
     if (user && !cJSON_IsString(user) && !cJSON_IsNull(user)) FAIL("user", "'user' must be a string");
     rq->chat = chat;
 
-    /* prompt */
+    /* prompt: one, or an array of prompts (each its own job; the choices
+     * of prompt i are numbered from i n) */
     if (chat) {
         if (render_chat(S, cJSON_GetObjectItemCaseSensitive(o, "messages"), &chatbuf, err, errn, param)) goto fail;
         if (chatbuf.oom) FAIL(NULL, "out of memory");
         size_t n;
-        if (encode(S, chatbuf.p, chatbuf.len, 1, &rq->prompt, &n) != 0) FAIL("messages", "cannot tokenize the messages");
-        rq->n_prompt = (int)n;
+        if (encode(S, chatbuf.p, chatbuf.len, 1, &pids[0], &n) != 0) FAIL("messages", "cannot tokenize the messages");
+        plen[np++] = (int)n;
+        if (n < 1) FAIL("messages", "the messages are empty");
     } else {
-        const cJSON *p = cJSON_GetObjectItemCaseSensitive(o, "prompt");
-        if (cJSON_IsArray(p) && cJSON_GetArraySize(p) == 1 && cJSON_IsString(cJSON_GetArrayItem(p, 0)))
-            p = cJSON_GetArrayItem(p, 0);
-        if (cJSON_IsString(p)) {
-            const char *t = p->valuestring[0] ? p->valuestring : "\n"; /* as `retnet generate` */
-            size_t n;
-            if (encode(S, t, strlen(t), 1, &rq->prompt, &n) != 0) FAIL("prompt", "cannot tokenize the prompt");
-            rq->n_prompt = (int)n;
-        } else if (cJSON_IsArray(p)) {
-            int n = cJSON_GetArraySize(p);
-            if (n == 0) FAIL("prompt", "'prompt' must not be empty");
-            if (cJSON_IsString(cJSON_GetArrayItem(p, 0)))
-                FAIL("prompt", "'prompt': only one prompt per request (n = 1)");
-            rq->prompt = malloc(sizeof(int32_t) * (size_t)n);
-            if (!rq->prompt) FAIL(NULL, "out of memory");
-            const cJSON *v;
-            int i = 0;
-            cJSON_ArrayForEach(v, p) {
-                if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) || v->valuedouble < 0 ||
-                    v->valuedouble >= S->vocab)
-                    FAIL("prompt", "'prompt[%d]' must be a token id in [0, %d)", i, S->vocab);
-                rq->prompt[i++] = (int32_t)v->valuedouble;
+        const cJSON *p = cJSON_GetObjectItemCaseSensitive(o, "prompt"), *first = cJSON_GetArrayItem(p, 0);
+        if (!p || cJSON_IsNull(p))
+            FAIL("prompt", "'prompt' is required: a string, an array of token ids, or an array of those");
+        if (cJSON_IsArray(p) && (cJSON_IsString(first) || cJSON_IsArray(first))) {
+            int m = cJSON_GetArraySize(p);
+            if (m > SERVE_MAX_PROMPTS) FAIL("prompt", "'prompt': at most %d prompts per request", SERVE_MAX_PROMPTS);
+            const cJSON *e;
+            cJSON_ArrayForEach(e, p) {
+                char name[32];
+                snprintf(name, sizeof name, "prompt[%d]", np);
+                if (parse_prompt(S, e, name, &pids[np], &plen[np], err, errn, param)) goto fail;
+                np++;
             }
-            rq->n_prompt = n;
-        } else
-            FAIL("prompt", "'prompt' is required: a string or an array of token ids");
+        } else {
+            if (parse_prompt(S, p, "prompt", &pids[0], &plen[0], err, errn, param)) goto fail;
+            np = 1;
+        }
     }
-    if (rq->n_prompt < 1) FAIL("prompt", "the prompt is empty");
+    rq->prompt = pids[0];
+    rq->n_prompt = plen[0];
+    pids[0] = NULL;
 
     double x;
     int r;
@@ -293,13 +324,29 @@ int parse_completion(const server *S, const char *body, size_t len, int chat, ge
     if (chat && rq->n_stop < SERVE_MAX_STOP) rq->stop[rq->n_stop++] = strdup(template_stop[S->chat_template]);
     for (int i = 0; i < rq->n_stop; i++)
         if (!rq->stop[i]) FAIL(NULL, "out of memory");
+    /* the other prompts: copies of the first request */
+    *n_rqs = 1;
+    for (int i = 1; i < np; i++) {
+        gen_request *c = &rqs[i];
+        *c = *rq;
+        c->prompt = pids[i];
+        c->n_prompt = plen[i];
+        pids[i] = NULL;
+        (*n_rqs)++;
+        c->n_stop = 0; /* owns only the copies made */
+        for (int k = 0; k < rq->n_stop && (c->stop[k] = strdup(rq->stop[k])); k++) c->n_stop++;
+        if (c->n_stop != rq->n_stop) FAIL(NULL, "out of memory");
+    }
     cJSON_Delete(o);
     free(chatbuf.p);
     return 0;
 fail:
     cJSON_Delete(o);
     free(chatbuf.p);
+    for (int i = 0; i < SERVE_MAX_PROMPTS; i++) free(pids[i]);
+    for (int i = 1; i < *n_rqs; i++) gen_request_free(&rqs[i]);
     gen_request_free(rq);
+    *n_rqs = 0;
     return 400;
 }
 
@@ -421,15 +468,19 @@ static cJSON *str_n(const char *p, size_t n) {
     return s;
 }
 
-static void add_usage(cJSON *o, const sjob *j) {
+static void add_usage(cJSON *o, sjob *const *jobs, int nj) {
+    int prompt = 0, gen = 0, cached = 0;
+    for (int p = 0; p < nj; p++) {
+        prompt += jobs[p]->rq.n_prompt;
+        cached += jobs[p]->cached_tokens;
+        for (int k = 0; k < jobs[p]->rq.n; k++) gen += jobs[p]->ch[k].n_gen;
+    }
     cJSON *u = cJSON_AddObjectToObject(o, "usage");
-    cJSON_AddNumberToObject(u, "prompt_tokens", j->rq.n_prompt);
-    int gen = 0;
-    for (int k = 0; k < j->rq.n; k++) gen += j->ch[k].n_gen;
+    cJSON_AddNumberToObject(u, "prompt_tokens", prompt);
     cJSON_AddNumberToObject(u, "completion_tokens", gen);
-    cJSON_AddNumberToObject(u, "total_tokens", j->rq.n_prompt + gen);
+    cJSON_AddNumberToObject(u, "total_tokens", prompt + gen);
     cJSON *d = cJSON_AddObjectToObject(u, "prompt_tokens_details");
-    cJSON_AddNumberToObject(d, "cached_tokens", j->cached_tokens);
+    cJSON_AddNumberToObject(d, "cached_tokens", cached);
 }
 
 static cJSON *head(const server *S, const sjob *j, long id, long created, const char *object) {
@@ -461,9 +512,11 @@ static cJSON *token_bytes(const server *S, int32_t id) {
 }
 
 /* The logprobs of n tokens: completions' legacy shape {tokens,
- * token_logprobs, top_logprobs, text_offset} (offsets from base), or chat's
- * {content: [{token, logprob, bytes, top_logprobs}]}. */
-static cJSON *logprobs_json(const server *S, const sjob *j, const serve_lp *lp, int n, size_t base) {
+ * token_logprobs, top_logprobs, text_offset} (offsets from base) after the
+ * prompt's n_pre (echo; offsets as they are, a NaN logprob is null), or
+ * chat's {content: [{token, logprob, bytes, top_logprobs}]}. */
+static cJSON *logprobs_json(const server *S, const sjob *j, const serve_lp *pre, int n_pre, const serve_lp *lp, int n,
+                            size_t base) {
     cJSON *o = cJSON_CreateObject();
     int top = j->rq.logprobs;
     if (j->rq.chat) {
@@ -488,49 +541,61 @@ static cJSON *logprobs_json(const server *S, const sjob *j, const serve_lp *lp, 
     }
     cJSON *tk = cJSON_AddArrayToObject(o, "tokens"), *tl = cJSON_AddArrayToObject(o, "token_logprobs");
     cJSON *tt = cJSON_AddArrayToObject(o, "top_logprobs"), *to = cJSON_AddArrayToObject(o, "text_offset");
-    for (int i = 0; i < n; i++) {
-        cJSON_AddItemToArray(tk, token_str(S, lp[i].id));
-        cJSON_AddItemToArray(tl, cJSON_CreateNumber(lp[i].lp));
-        cJSON *d = cJSON_CreateObject();
-        for (int k = 0; k < top; k++) {
-            cJSON *key = token_str(S, lp[i].top[k].id);
-            cJSON_AddNumberToObject(d, key->valuestring, lp[i].top[k].lp);
-            cJSON_Delete(key);
+    for (int i = 0; i < n_pre + n; i++) {
+        const serve_lp *e = i < n_pre ? &pre[i] : &lp[i - n_pre];
+        cJSON_AddItemToArray(tk, token_str(S, e->id));
+        if (isnan(e->lp)) { /* the prompt's first token */
+            cJSON_AddItemToArray(tl, cJSON_CreateNull());
+            cJSON_AddItemToArray(tt, cJSON_CreateNull());
+        } else {
+            cJSON_AddItemToArray(tl, cJSON_CreateNumber(e->lp));
+            cJSON *d = cJSON_CreateObject();
+            for (int k = 0; k < top; k++) {
+                cJSON *key = token_str(S, e->top[k].id);
+                cJSON_AddNumberToObject(d, key->valuestring, e->top[k].lp);
+                cJSON_Delete(key);
+            }
+            cJSON_AddItemToArray(tt, d);
         }
-        cJSON_AddItemToArray(tt, d);
-        cJSON_AddItemToArray(to, cJSON_CreateNumber((double)(base + lp[i].offset)));
+        cJSON_AddItemToArray(to, cJSON_CreateNumber((double)(i < n_pre ? e->offset : base + e->offset)));
     }
     return o;
 }
 
-char *json_result(const server *S, const sjob *j, long id, long created) {
-    cJSON *o = head(S, j, id, created, j->rq.chat ? "chat.completion" : "text_completion");
+char *json_result(const server *S, sjob *const *jobs, int nj, long id, long created) {
+    const sjob *j0 = jobs[0];
+    cJSON *o = head(S, j0, id, created, j0->rq.chat ? "chat.completion" : "text_completion");
     cJSON *ch = cJSON_AddArrayToObject(o, "choices");
-    size_t pl = 0;
-    char *p = !j->rq.chat && j->rq.echo ? detokenize(S, j->rq.prompt, j->rq.n_prompt, &pl) : NULL;
-    for (int k = 0; k < j->rq.n; k++) {
-        const schoice *h = &j->ch[k];
-        cJSON *c = cJSON_CreateObject();
-        cJSON_AddItemToArray(ch, c);
-        cJSON_AddNumberToObject(c, "index", k);
-        if (j->rq.chat) {
-            cJSON *m = cJSON_AddObjectToObject(c, "message");
-            cJSON_AddStringToObject(m, "role", "assistant");
-            cJSON_AddItemToObject(m, "content", str_n(h->out ? h->out : "", h->len));
-        } else {
-            sbuf b = {0};
-            sb_add(&b, "", 0);
-            if (p) sb_add(&b, p, pl);
-            sb_add(&b, h->out ? h->out : "", h->len);
-            cJSON_AddItemToObject(c, "text", str_n(b.p ? b.p : "", b.p ? b.len : 0));
-            free(b.p);
+    for (int q = 0; q < nj; q++) {
+        const sjob *j = jobs[q];
+        size_t pl = 0;
+        char *p = !j->rq.chat && j->rq.echo ? detokenize(S, j->rq.prompt, j->rq.n_prompt, &pl) : NULL;
+        for (int k = 0; k < j->rq.n; k++) {
+            const schoice *h = &j->ch[k];
+            cJSON *c = cJSON_CreateObject();
+            cJSON_AddItemToArray(ch, c);
+            cJSON_AddNumberToObject(c, "index", q * j->rq.n + k);
+            if (j->rq.chat) {
+                cJSON *m = cJSON_AddObjectToObject(c, "message");
+                cJSON_AddStringToObject(m, "role", "assistant");
+                cJSON_AddItemToObject(m, "content", str_n(h->out ? h->out : "", h->len));
+            } else {
+                sbuf b = {0};
+                sb_add(&b, "", 0);
+                if (p) sb_add(&b, p, pl);
+                sb_add(&b, h->out ? h->out : "", h->len);
+                cJSON_AddItemToObject(c, "text", str_n(b.p ? b.p : "", b.p ? b.len : 0));
+                free(b.p);
+            }
+            if (j->rq.logprobs >= 0)
+                cJSON_AddItemToObject(c, "logprobs", logprobs_json(S, j, j->prompt_lp, j->prompt_lp ? j->rq.n_prompt : 0,
+                                                                   h->lp, h->n_lp, pl));
+            else cJSON_AddNullToObject(c, "logprobs");
+            cJSON_AddStringToObject(c, "finish_reason", h->finish ? h->finish : "stop");
         }
-        if (j->rq.logprobs >= 0) cJSON_AddItemToObject(c, "logprobs", logprobs_json(S, j, h->lp, h->n_lp, pl));
-        else cJSON_AddNullToObject(c, "logprobs");
-        cJSON_AddStringToObject(c, "finish_reason", h->finish ? h->finish : "stop");
+        free(p);
     }
-    free(p);
-    add_usage(o, j);
+    add_usage(o, jobs, nj);
     char *s = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     return s;
@@ -547,12 +612,12 @@ static char *sse(cJSON *o) {
     return e;
 }
 
-char *sse_chunk(const server *S, const sjob *j, int k, long id, long created, const char *text, size_t n,
-                const serve_lp *lp, int n_lp, const char *finish, int role) {
+char *sse_chunk(const server *S, const sjob *j, int index, long id, long created, const char *text, size_t n,
+                const serve_lp *lp, int n_lp, const char *finish, int role, int echo) {
     cJSON *o = head(S, j, id, created, j->rq.chat ? "chat.completion.chunk" : "text_completion");
     cJSON *ch = cJSON_AddArrayToObject(o, "choices"), *c = cJSON_CreateObject();
     cJSON_AddItemToArray(ch, c);
-    cJSON_AddNumberToObject(c, "index", k);
+    cJSON_AddNumberToObject(c, "index", index);
     if (j->rq.chat) {
         cJSON *d = cJSON_AddObjectToObject(c, "delta");
         if (role) cJSON_AddStringToObject(d, "role", "assistant");
@@ -561,16 +626,17 @@ char *sse_chunk(const server *S, const sjob *j, int k, long id, long created, co
         cJSON_AddItemToObject(c, "text", str_n(text ? text : "", text ? n : 0));
     size_t base = 0;
     if (lp && n_lp && !j->rq.chat && j->rq.echo) free(detokenize(S, j->rq.prompt, j->rq.n_prompt, &base));
-    if (lp && n_lp) cJSON_AddItemToObject(c, "logprobs", logprobs_json(S, j, lp, n_lp, base));
+    int n_pre = echo && j->prompt_lp ? j->rq.n_prompt : 0;
+    if ((lp && n_lp) || n_pre) cJSON_AddItemToObject(c, "logprobs", logprobs_json(S, j, j->prompt_lp, n_pre, lp, n_lp, base));
     else cJSON_AddNullToObject(c, "logprobs");
     if (finish) cJSON_AddStringToObject(c, "finish_reason", finish); else cJSON_AddNullToObject(c, "finish_reason");
     return sse(o);
 }
 
-char *sse_usage(const server *S, const sjob *j, long id, long created) {
-    cJSON *o = head(S, j, id, created, j->rq.chat ? "chat.completion.chunk" : "text_completion");
+char *sse_usage(const server *S, sjob *const *jobs, int nj, long id, long created) {
+    cJSON *o = head(S, jobs[0], id, created, jobs[0]->rq.chat ? "chat.completion.chunk" : "text_completion");
     cJSON_AddArrayToObject(o, "choices");
-    add_usage(o, j);
+    add_usage(o, jobs, nj);
     return sse(o);
 }
 

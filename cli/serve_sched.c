@@ -150,9 +150,15 @@ void job_unref_locked(server *S, sjob *j) {
         rn_sampler_free(j->ch[k].sampler);
     }
     free(j->ch);
+    free(j->prompt_lp);
     gen_request_free(&j->rq);
     pthread_cond_destroy(&j->cv);
     free(j);
+}
+
+void job_signal_locked(sjob *j) {
+    pthread_cond_broadcast(&j->cv);
+    if (j->wake) pthread_cond_broadcast(j->wake);
 }
 
 sjob *job_submit(server *S, gen_request *rq) {
@@ -188,11 +194,12 @@ static void job_finish_locked(server *S, sjob *j, int ok, const char *error) {
     j->ok = ok;
     if (error) snprintf(j->error, sizeof j->error, "%s", error);
     j->phase = JOB_DONE;
+    j->prompt_done = 1;
     for (int k = 0; k < j->rq.n; k++) j->ch[k].ready = j->ch[k].len;
     j->t_done = now_seconds();
     if (j->t_first > 0) S->gen_seconds += j->t_done - j->t_first;
     S->requests_done++;
-    pthread_cond_broadcast(&j->cv);
+    job_signal_locked(j);
     job_unref_locked(S, j);
 }
 
@@ -307,7 +314,7 @@ static const char *emit_locked(server *S, int r, int32_t t, const serve_lp *lp) 
 static void choice_end_locked(server *S, sjob *j, int k, const char *finish) {
     if (finish) j->ch[k].finish = finish;
     j->ch[k].ready = j->ch[k].len;
-    pthread_cond_broadcast(&j->cv);
+    job_signal_locked(j);
     if (!finish && !j->error[0])
         snprintf(j->error, sizeof j->error, "%s",
                  S->stopping ? "the server is shutting down" : j->cancelled ? "cancelled" : "out of memory");
@@ -319,6 +326,23 @@ static void choice_end_locked(server *S, sjob *j, int k, const char *finish) {
 }
 
 /* --------------------------------------------------------------- prefill */
+
+/* Entries for a prompt's tokens: entry 0 has no logprob (NaN); offsets
+ * are where each token's text starts in the prompt's text. */
+static serve_lp *prompt_lp_alloc(const server *S, const gen_request *rq) {
+    serve_lp *lp = calloc((size_t)rq->n_prompt, sizeof *lp);
+    if (!lp) return NULL;
+    size_t off = 0;
+    for (int i = 0; i < rq->n_prompt; i++) {
+        const char *p;
+        size_t pl = 0;
+        lp[i].id = rq->prompt[i];
+        lp[i].offset = off;
+        if (rq->prompt[i] < S->tok->vocab_size && rn_tokenizer_decode(S->tok, rq->prompt[i], &p, &pl) == RN_OK) off += pl;
+    }
+    lp[0].lp = NAN;
+    return lp;
+}
 
 /* Job j's prompt is prefilled: its n choices join the batch, each a copy
  * of the prompt's state and logits. */
@@ -368,14 +392,24 @@ static void prefill(server *S) {
                 }
             }
             if (!j) continue;
-            if (j->rq.max_tokens == 0) {
+            if (j->rq.max_tokens == 0 && !wants_prompt_lp(&j->rq)) {
                 pf_pop(S);
                 for (int k = 0; k < j->rq.n; k++) j->ch[k].finish = "length";
                 job_drop(S, j, 1, NULL);
                 continue;
             }
             rn_state_reset(S->pre);
-            j->pos = cache_lookup(S, S->pre, j->rq.prompt, j->rq.n_prompt);
+            if (wants_prompt_lp(&j->rq)) {
+                /* every prompt position's logits: nothing from the cache */
+                if (!S->pre_all) S->pre_all = malloc(sizeof(rn_real) * (size_t)S->chunk * (size_t)S->vocab);
+                if (!S->pre_all || !(j->prompt_lp = prompt_lp_alloc(S, &j->rq))) {
+                    pf_pop(S);
+                    job_drop(S, j, 0, "out of memory");
+                    continue;
+                }
+                j->pos = 0;
+            } else
+                j->pos = cache_lookup(S, S->pre, j->rq.prompt, j->rq.n_prompt);
             j->cached_tokens = j->pos;
         }
         int n = j->rq.n_prompt - j->pos;
@@ -383,19 +417,38 @@ static void prefill(server *S) {
         if (!first && n > budget) return;
         first = 0;
         budget -= n;
-        if (rn_forward(S->model, S->pre, j->rq.prompt + j->pos, 1, n, RN_CHUNKWISE, S->chunk, RN_FWD_LAST_ONLY,
-                       S->pre_logits) != RN_OK) {
+        int all = j->prompt_lp != NULL;
+        if (rn_forward(S->model, S->pre, j->rq.prompt + j->pos, 1, n, RN_CHUNKWISE, S->chunk,
+                       all ? 0 : RN_FWD_LAST_ONLY, all ? S->pre_all : S->pre_logits) != RN_OK) {
             pf_pop(S);
             job_drop(S, j, 0, rn_last_error());
             continue;
+        }
+        if (all) {
+            /* position p's logits score prompt token p + 1 */
+            int V = S->vocab;
+            for (int i = 0; i < n && j->pos + i + 1 < j->rq.n_prompt; i++) {
+                serve_lp *e = &j->prompt_lp[j->pos + i + 1];
+                size_t off = e->offset;
+                logprobs(S->pre_all + (size_t)i * V, V, j->rq.prompt[j->pos + i + 1], j->rq.logprobs, e);
+                e->offset = off;
+            }
+            memcpy(S->pre_logits, S->pre_all + (size_t)(n - 1) * V, sizeof(rn_real) * (size_t)V);
         }
         j->pos += n;
         if (j->pos % S->chunk == 0) cache_put(S, S->pre, j->rq.prompt, j->pos);
         if (j->pos < j->rq.n_prompt) continue;
         pf_pop(S);
+        if (j->rq.max_tokens == 0) { /* the prompt's logprobs only */
+            for (int k = 0; k < j->rq.n; k++) j->ch[k].finish = "length";
+            job_drop(S, j, 1, NULL);
+            continue;
+        }
         if (join_batch(S, j) != 0) { job_drop(S, j, 0, rn_last_error()); continue; }
         pthread_mutex_lock(&S->mu);
         j->live = j->rq.n;
+        j->prompt_done = 1;
+        job_signal_locked(j);
         pthread_mutex_unlock(&S->mu);
     }
 }
@@ -419,7 +472,7 @@ static void decode(server *S) {
         const char *fin = j->cancelled || S->stopping ? "" : emit_locked(S, r, S->feed[r], j->rq.logprobs >= 0 ? &S->row_lp[r] : NULL);
         S->row_drop[r] = fin != NULL;
         if (fin) choice_end_locked(S, j, S->row_choice[r], *fin && strcmp(fin, "error") ? fin : NULL);
-        else pthread_cond_broadcast(&j->cv);
+        else job_signal_locked(j);
     }
     pthread_mutex_unlock(&S->mu);
     /* leave: the last row moves into the place of a finished one */
@@ -523,6 +576,7 @@ void sched_stop(server *S) {
     }
     free(S->logits);
     free(S->pre_logits);
+    free(S->pre_all);
     free(S->feed);
     free(S->row_job);
     free(S->row_choice);

@@ -17,6 +17,15 @@ static inline int rni_thread_id(void) {
 #endif
 }
 
+/* The number of threads in the calling thread's team (1 outside one). */
+static inline int rni_team_size(void) {
+#ifdef _OPENMP
+    return omp_get_num_threads();
+#else
+    return 1;
+#endif
+}
+
 /* Records a formatted message for rn_last_error() and returns s. */
 rn_status rni_fail(rn_status s, const char *fmt, ...)
 #if defined(__GNUC__)

@@ -17,46 +17,59 @@ static rn_norm head_norm_kind(const rn_config *c) {
 
 /* ------------------------------------------------------------- retention */
 
-/* Multi-scale retention over all (batch, head) streams. */
-static void retention_forward(rn_model *m, rn_acts *a, rn_layer_acts *la, int l, rn_state *st,
-                              rn_mode mode, unsigned flags) {
+/* Multi-scale retention of stream bh = (batch row, head) of layer l. */
+static void retention_stream(rn_model *m, rn_acts *a, rn_layer_acts *la, int l, rn_state *st, rn_mode mode,
+                             unsigned flags, int bh) {
     const rn_config *c = &m->cfg;
-    int B = a->B, T = a->T, H = c->heads, K = m->K, Dv = m->Dv, d = c->dim, Vd = c->value_dim;
+    int T = a->T, H = c->heads, K = m->K, Dv = m->Dv, d = c->dim, Vd = c->value_dim;
     int Pw = 2 * d + 2 * Vd, C = a->chunk, nch = a->nchunk;
     size_t kd = (size_t)K * Dv;
     rn_real *U = st ? st->U + (size_t)l * H * kd : NULL;  /* layer l of row 0 */
     size_t urow = st ? rni_state_row(st) : 0;            /* one stream's state */
-    /* Threads only where there is work for them: a decoding step's parallel
-     * regions would cost more than they save (and much more on a loaded
-     * machine, where a descheduled thread stalls the barrier). */
-#pragma omp parallel for schedule(dynamic, 1) if (B * H > 1 && (size_t)T * B * H * K * Dv >= (1u << 18))
-    for (int bh = 0; bh < B * H; bh++) {
-        int b = bh / H, h = bh % H;
-        rn_real *ws = a->ws + (size_t)rni_thread_id() * a->ws_per_thread;
-        rn_real *Ubh = U ? U + b * urow + (size_t)h * kd : ws;  /* fresh start: scratch state */
-        int64_t pos0 = st ? st->pos[b] : 0;
-        rn_real *absn = ws + kd, *rws = absn + C;
-        const rn_real *q = la->P + (size_t)b * T * Pw + (size_t)h * K;  /* (T, K) stride Pw */
-        const rn_real *k = q + d;                                        /* (T, K) stride Pw */
-        const rn_real *v = la->P + (size_t)b * T * Pw + 2 * d + (size_t)h * Dv; /* (T, Dv) */
-        rn_real *o = la->o + (size_t)b * T * Vd + (size_t)h * Dv;        /* (T, Dv) stride Vd */
-        if (mode == RN_RECURRENT) {
-            rni_retention_step(m, h, pos0, q, k, v, Ubh, o);
-            continue;
-        }
-        int has_state = U && pos0 > 0;
-        /* Without U, the state after the last chunk is not wanted. */
-        for (int ci = 0; ci < nch; ci++) {
-            int t0 = ci * C, L = T - t0 < C ? T - t0 : C;
-            if (la->U0 && has_state)  /* the backward reads the states entering chunks 1.. */
-                memcpy(la->U0 + ((size_t)bh * nch + ci) * kd, Ubh, kd * sizeof(rn_real));
-            rni_retention_chunk(m, h, pos0 + t0, L, q + (size_t)t0 * Pw, k + (size_t)t0 * Pw, Pw,
-                               v + (size_t)t0 * Pw, Pw, Ubh,
-                               (has_state ? RN_STATE_IN : 0) | (U || ci < nch - 1 ? RN_STATE_OUT : 0),
-                               o + (size_t)t0 * Vd, Vd, rws,
-                               (flags & RN_FWD_ABS_NORM) ? absn : NULL);
-            has_state = 1;
-        }
+    int b = bh / H, h = bh % H;
+    rn_real *ws = a->ws + (size_t)rni_thread_id() * a->ws_per_thread;
+    rn_real *Ubh = U ? U + b * urow + (size_t)h * kd : ws;  /* fresh start: scratch state */
+    int64_t pos0 = st ? st->pos[b] : 0;
+    rn_real *absn = ws + kd, *rws = absn + C;
+    const rn_real *q = la->P + (size_t)b * T * Pw + (size_t)h * K;  /* (T, K) stride Pw */
+    const rn_real *k = q + d;                                        /* (T, K) stride Pw */
+    const rn_real *v = la->P + (size_t)b * T * Pw + 2 * d + (size_t)h * Dv; /* (T, Dv) */
+    rn_real *o = la->o + (size_t)b * T * Vd + (size_t)h * Dv;        /* (T, Dv) stride Vd */
+    if (mode == RN_RECURRENT) {
+        rni_retention_step(m, h, pos0, q, k, v, Ubh, o);
+        return;
+    }
+    int has_state = U && pos0 > 0;
+    /* Without U, the state after the last chunk is not wanted. */
+    for (int ci = 0; ci < nch; ci++) {
+        int t0 = ci * C, L = T - t0 < C ? T - t0 : C;
+        if (la->U0 && has_state)  /* the backward reads the states entering chunks 1.. */
+            memcpy(la->U0 + ((size_t)bh * nch + ci) * kd, Ubh, kd * sizeof(rn_real));
+        rni_retention_chunk(m, h, pos0 + t0, L, q + (size_t)t0 * Pw, k + (size_t)t0 * Pw, Pw,
+                           v + (size_t)t0 * Pw, Pw, Ubh,
+                           (has_state ? RN_STATE_IN : 0) | (U || ci < nch - 1 ? RN_STATE_OUT : 0),
+                           o + (size_t)t0 * Vd, Vd, rws,
+                           (flags & RN_FWD_ABS_NORM) ? absn : NULL);
+        has_state = 1;
+    }
+}
+
+/* Multi-scale retention over all (batch, head) streams. */
+static void retention_forward(rn_model *m, rn_acts *a, rn_layer_acts *la, int l, rn_state *st,
+                              rn_mode mode, unsigned flags) {
+    int BH = a->B * m->cfg.heads;
+    /* Threads only where there is work for them: one stream's decoding
+     * step would cost more in the fork than it saves (and much more on a
+     * loaded machine, where a descheduled thread stalls the barrier); a
+     * batch's states (K x Dv each, read and written once a token) pay from
+     * 2^16 elements, e.g. 16 streams of the small size (2 MB of state).
+     * Serial work enters no parallel region: an if(0) one still costs
+     * libgomp a team, a malloc and a free. */
+    if (BH > 1 && (size_t)a->T * BH * m->K * m->Dv >= (1u << 16) && rn_get_threads() > 1) {
+#pragma omp parallel for schedule(dynamic, 1)
+        for (int bh = 0; bh < BH; bh++) retention_stream(m, a, la, l, st, mode, flags, bh);
+    } else {
+        for (int bh = 0; bh < BH; bh++) retention_stream(m, a, la, l, st, mode, flags, bh);
     }
 }
 
@@ -96,6 +109,56 @@ static void col_sum(rn_real *out, const rn_real *x, int N, int D) {
         for (int i = 0; i < D; i++) out[i] += x[(size_t)n * D + i];
 }
 
+/* Row n of y = headnorm(o) w (+ b); gated = swish(g) * y (the saved
+ * swish(g) when training). */
+static void gate_row(const rn_model *m, const rn_layer_w *w, rn_layer_acts *la, int n) {
+    const rn_config *c = &m->cfg;
+    int d = c->dim, Vd = c->value_dim, Pw = 2 * d + 2 * Vd;
+    const rn_real *hw = w->hn_w, *hb = w->hn_b;
+    int wmod = c->head_norm == RN_HEADNORM_RMS_SHARED ? m->Dv : Vd;
+    const rn_real *g = la->P + (size_t)n * Pw + 2 * d + Vd;
+    rn_real *y = la->y + (size_t)n * Vd, *gt = la->gated + (size_t)n * Vd;
+    if (hw)
+        for (int i = 0; i < Vd; i++) y[i] *= hw[i % wmod];
+    if (hb)
+        for (int i = 0; i < Vd; i++) y[i] += hb[i];
+    if (la->sg) {
+        rn_real *sg = la->sg + (size_t)n * Vd;
+#pragma omp simd
+        for (int i = 0; i < Vd; i++) {
+            sg[i] = rni_act_gate(RN_ACT_SWISH, g[i]);
+            gt[i] = g[i] * sg[i] * y[i];
+        }
+    } else {
+#pragma omp simd
+        for (int i = 0; i < Vd; i++) gt[i] = g[i] * rni_act_gate(RN_ACT_SWISH, g[i]) * y[i];
+    }
+}
+
+/* Row n of the FFN's activation: a = act(h1) * h2 (GLU) or act(h + b1). */
+static void ffn_act_row(const rn_model *m, const rn_layer_w *w, rn_layer_acts *la, int n) {
+    const rn_config *c = &m->cfg;
+    int F = c->ffn_dim, Fw = c->ffn == RN_FFN_GLU ? 2 * F : F;
+    rn_real *hf = la->hf + (size_t)n * Fw, *an = la->a + (size_t)n * F;
+    rn_real *ag = la->ag ? la->ag + (size_t)n * F : an;  /* inference: the gate in place */
+    if (c->ffn != RN_FFN_GLU)
+        for (int i = 0; i < F; i++) hf[i] += w->fc1_b[i];
+    if (c->act == RN_ACT_GELU) {
+#pragma omp simd
+        for (int i = 0; i < F; i++) ag[i] = rni_act_gate(RN_ACT_GELU, hf[i]);
+    } else {
+#pragma omp simd
+        for (int i = 0; i < F; i++) ag[i] = rni_act_gate(RN_ACT_SWISH, hf[i]);
+    }
+    if (c->ffn == RN_FFN_GLU) {
+#pragma omp simd
+        for (int i = 0; i < F; i++) an[i] = hf[i] * ag[i] * hf[F + i];  /* act(h1) * h2 */
+    } else {
+#pragma omp simd
+        for (int i = 0; i < F; i++) an[i] = hf[i] * ag[i];
+    }
+}
+
 void rni_layer_forward(rn_model *m, rn_acts *a, int l, rn_state *st, rn_mode mode, unsigned flags) {
     const rn_config *c = &m->cfg;
     const rn_layer_w *w = &m->w.layer[l];
@@ -111,27 +174,13 @@ void rni_layer_forward(rn_model *m, rn_acts *a, int l, rn_state *st, rn_mode mod
 
     /* y = headnorm(o); gated = swish(g) * y; x_mid = x_in + gated Wo^T */
     rni_norm_forward(head_norm_kind(c), la->y, la->hmean, la->hrstd, la->o, NULL, NULL, N * H, Dv, c->head_eps);
-    const rn_real *hw = w->hn_w, *hb = w->hn_b;
-    int wmod = c->head_norm == RN_HEADNORM_RMS_SHARED ? Dv : Vd;
-#pragma omp parallel for schedule(static) if (N > 16)
-    for (int n = 0; n < N; n++) {
-        const rn_real *g = la->P + (size_t)n * Pw + 2 * d + Vd;
-        rn_real *y = la->y + (size_t)n * Vd, *gt = la->gated + (size_t)n * Vd;
-        if (hw)
-            for (int i = 0; i < Vd; i++) y[i] *= hw[i % wmod];
-        if (hb)
-            for (int i = 0; i < Vd; i++) y[i] += hb[i];
-        if (la->sg) {
-            rn_real *sg = la->sg + (size_t)n * Vd;
-#pragma omp simd
-            for (int i = 0; i < Vd; i++) {
-                sg[i] = rni_act_gate(RN_ACT_SWISH, g[i]);
-                gt[i] = g[i] * sg[i] * y[i];
-            }
-        } else {
-#pragma omp simd
-            for (int i = 0; i < Vd; i++) gt[i] = g[i] * rni_act_gate(RN_ACT_SWISH, g[i]) * y[i];
-        }
+    /* Rows in parallel only for batches: serial work enters no parallel
+     * region (an if(0) one still costs libgomp a team, a malloc and a free). */
+    if (N > 16) {
+#pragma omp parallel for schedule(static)
+        for (int n = 0; n < N; n++) gate_row(m, w, la, n);
+    } else {
+        for (int n = 0; n < N; n++) gate_row(m, w, la, n);
     }
     if (la->x_mid != la->x_in) memcpy(la->x_mid, la->x_in, sizeof(rn_real) * (size_t)N * d);
     rni_linear_forward(&w->Wo, N, d, Vd, la->gated, Vd, la->x_mid, d, 1, m->x8);
@@ -140,26 +189,11 @@ void rni_layer_forward(rn_model *m, rn_acts *a, int l, rn_state *st, rn_mode mod
     rni_norm_forward(c->block_norm, la->xn2, la->mean2, la->rstd2, la->x_mid, w->norm2_w, w->norm2_b, N, d, c->norm_eps);
     int Fw = c->ffn == RN_FFN_GLU ? 2 * F : F;
     rni_linear_forward(&w->Wfc1, N, Fw, d, la->xn2, d, la->hf, Fw, 0, m->x8);
-#pragma omp parallel for schedule(static) if (N > 16)
-    for (int n = 0; n < N; n++) {
-        rn_real *hf = la->hf + (size_t)n * Fw, *an = la->a + (size_t)n * F;
-        rn_real *ag = la->ag ? la->ag + (size_t)n * F : an;  /* inference: the gate in place */
-        if (c->ffn != RN_FFN_GLU)
-            for (int i = 0; i < F; i++) hf[i] += w->fc1_b[i];
-        if (c->act == RN_ACT_GELU) {
-#pragma omp simd
-            for (int i = 0; i < F; i++) ag[i] = rni_act_gate(RN_ACT_GELU, hf[i]);
-        } else {
-#pragma omp simd
-            for (int i = 0; i < F; i++) ag[i] = rni_act_gate(RN_ACT_SWISH, hf[i]);
-        }
-        if (c->ffn == RN_FFN_GLU) {
-#pragma omp simd
-            for (int i = 0; i < F; i++) an[i] = hf[i] * ag[i] * hf[F + i];  /* act(h1) * h2 */
-        } else {
-#pragma omp simd
-            for (int i = 0; i < F; i++) an[i] = hf[i] * ag[i];
-        }
+    if (N > 16) {
+#pragma omp parallel for schedule(static)
+        for (int n = 0; n < N; n++) ffn_act_row(m, w, la, n);
+    } else {
+        for (int n = 0; n < N; n++) ffn_act_row(m, w, la, n);
     }
     rn_real *x_out = la->x_out_next;
     if (x_out != la->x_mid) memcpy(x_out, la->x_mid, sizeof(rn_real) * (size_t)N * d);

@@ -152,17 +152,15 @@ RN_FUSED_FN static inline void put(rn_real *c, rn_real alpha, rn_real sum, const
     *c = alpha == 1 && beta == 0 ? sum : alpha * sum + (beta == 0 ? 0 : beta * *c);
 }
 
-RN_FUSED_FN static void gemm_rows_wt(int M, int N, int K, rn_real alpha, const rn_real *A, int lda, const rn_real *W,
-                                     int ldw, rn_real beta, rn_real *C, int ldc) {
+/* Columns [j0, j1) of gemm_rows_wt's product (j0 a multiple of 4). */
+RN_FUSED_FN static void rows_wt(int M, int j0, int j1, int K, rn_real alpha, const rn_real *A, int lda, const rn_real *W,
+                                int ldw, rn_real beta, rn_real *C, int ldc) {
     RN_FUSED
     int Kv = K / RN_VL * RN_VL;
     int plain = alpha == 1 && beta == 0 && Kv == K; /* the sums are the results: stored four at a time */
     const rn_vec z = {0};
-    int N4 = N / 4 * 4;
-    /* Both cores split the output columns once the product pays for the
-     * fork: each element's operations stay the same, so exactness holds. */
-#pragma omp parallel for schedule(static) if ((size_t)M * N * K >= ((size_t)1 << 18))
-    for (int j = 0; j < N4; j += 4) {
+    int j = j0;
+    for (; j + 4 <= j1; j += 4) {
         const rn_real *w[4] = {W + (size_t)j * ldw, W + (size_t)(j + 1) * ldw, W + (size_t)(j + 2) * ldw,
                                W + (size_t)(j + 3) * ldw};
         int i = 0;
@@ -202,7 +200,7 @@ RN_FUSED_FN static void gemm_rows_wt(int M, int N, int K, rn_real alpha, const r
                 for (int q = 0; q < 4; q++) put(C + (size_t)i * ldc + j + q, alpha, s4[q], a, w[q], Kv, K, beta);
         }
     }
-    for (int j = N4; j < N; j++) {
+    for (; j < j1; j++) {
         const rn_real *w = W + (size_t)j * ldw;
         for (int i = 0; i < M; i++) {
             const rn_real *a = A + (size_t)i * lda;
@@ -212,6 +210,29 @@ RN_FUSED_FN static void gemm_rows_wt(int M, int N, int K, rn_real alpha, const r
         }
     }
 }
+
+static void gemm_rows_wt(int M, int N, int K, rn_real alpha, const rn_real *A, int lda, const rn_real *W, int ldw,
+                         rn_real beta, rn_real *C, int ldc) {
+    /* Both cores split the output columns (groups of 4) once the product
+     * pays for the fork (about a microsecond): each element's operations
+     * stay the same, so exactness holds. A decoding row streams W from L3,
+     * whose bandwidth is per core (bench --case decode measures it), so
+     * from 2^16 multiply-adds (256 KB of W, ~10 us on one core) two cores
+     * halve it. Below, no parallel region at all: an if(0) region still
+     * costs libgomp a team (a malloc and a free) on every call. */
+    int ng = N / 4;
+    if ((size_t)M * N * K >= ((size_t)1 << 16) && ng > 1 && rn_get_threads() > 1) {
+#pragma omp parallel
+        {
+            int t = rni_thread_id(), nt = rni_team_size();
+            int g0 = (int)((int64_t)ng * t / nt), g1 = (int)((int64_t)ng * (t + 1) / nt);
+            rows_wt(M, 4 * g0, t == nt - 1 ? N : 4 * g1, K, alpha, A, lda, W, ldw, beta, C, ldc);
+        }
+        return;
+    }
+    rows_wt(M, 0, N, K, alpha, A, lda, W, ldw, beta, C, ldc);
+}
+
 
 /* One BLAS call, float (dbl 0) or double; alpha and beta in double. */
 static void blas_call(int dbl, int ta, int tb, int M, int N, int K, double alpha, const void *A, int lda,

@@ -64,50 +64,62 @@ static double row_scale(const rn_model *m, int h, int64_t n) {
 
 /* ----------------------------------------------------------- rotation */
 
-static void rotate_block(const rn_model *m, rn_real *x, int ld, int B, int T, int64_t pos0, int inverse) {
-    const rn_config *c = &m->cfg;
-    int K = m->K, half = K / 2, H = c->heads;
-    int interleaved = c->rotation != RN_ROT_HALF;
-    double sign = inverse ? -1.0 : 1.0, s = 1.0 / sqrt((double)K);
-    /* The q/k scale commutes with the rotation: folded into its factors. */
-    double scale[2] = {c->qk_scale == RN_QK_SCALE_Q ? s : 1, c->qk_scale == RN_QK_SCALE_K ? s : 1};
-#pragma omp parallel if ((size_t)T * B > 16)
-    {
-        rn_real cs[2][half], sn[2][half]; /* [q|k][j]; K/2 <= 32768 by rn_config_validate */
-#pragma omp for schedule(static)
-        for (int t = 0; t < T; t++) {
-            double n = (double)(pos0 + t);
-            for (int j = 0; j < half; j++) {
-                double cj = cos(n * m->rot_freq[j]), sj = sign * sin(n * m->rot_freq[j]);
-                for (int p = 0; p < 2; p++) {
-                    cs[p][j] = (rn_real)(cj * scale[p]);
-                    sn[p][j] = (rn_real)(sj * scale[p]);
-                }
+/* Positions [t0, t1) of rotate_block. */
+static void rotate_rows(const rn_model *m, rn_real *x, int ld, int B, int T, int64_t pos0, int t0, int t1,
+                        double sign, const double scale[2]) {
+    int K = m->K, half = K / 2, H = m->cfg.heads;
+    int interleaved = m->cfg.rotation != RN_ROT_HALF;
+    rn_real cs[2][half], sn[2][half]; /* [q|k][j]; K/2 <= 32768 by rn_config_validate */
+    for (int t = t0; t < t1; t++) {
+        double n = (double)(pos0 + t);
+        for (int j = 0; j < half; j++) {
+            double cj = cos(n * m->rot_freq[j]), sj = sign * sin(n * m->rot_freq[j]);
+            for (int p = 0; p < 2; p++) {
+                cs[p][j] = (rn_real)(cj * scale[p]);
+                sn[p][j] = (rn_real)(sj * scale[p]);
             }
-            for (int b = 0; b < B; b++) {
-                rn_real *row = x + ((size_t)b * T + t) * ld;  /* (2H, K): q heads, k heads */
-                for (int hh = 0; hh < 2 * H; hh++) {
-                    rn_real *v = row + (size_t)hh * K;
-                    const rn_real *cp = cs[hh >= H], *sp = sn[hh >= H];
-                    if (interleaved) {
+        }
+        for (int b = 0; b < B; b++) {
+            rn_real *row = x + ((size_t)b * T + t) * ld;  /* (2H, K): q heads, k heads */
+            for (int hh = 0; hh < 2 * H; hh++) {
+                rn_real *v = row + (size_t)hh * K;
+                const rn_real *cp = cs[hh >= H], *sp = sn[hh >= H];
+                if (interleaved) {
 #pragma omp simd
-                        for (int j = 0; j < half; j++) {
-                            rn_real a = v[2 * j], bb = v[2 * j + 1];
-                            v[2 * j] = a * cp[j] - bb * sp[j];
-                            v[2 * j + 1] = bb * cp[j] + a * sp[j];
-                        }
-                    } else {
+                    for (int j = 0; j < half; j++) {
+                        rn_real a = v[2 * j], bb = v[2 * j + 1];
+                        v[2 * j] = a * cp[j] - bb * sp[j];
+                        v[2 * j + 1] = bb * cp[j] + a * sp[j];
+                    }
+                } else {
 #pragma omp simd
-                        for (int j = 0; j < half; j++) {
-                            rn_real a = v[j], bb = v[j + half];
-                            v[j] = a * cp[j] - bb * sp[j];
-                            v[j + half] = bb * cp[j] + a * sp[j];
-                        }
+                    for (int j = 0; j < half; j++) {
+                        rn_real a = v[j], bb = v[j + half];
+                        v[j] = a * cp[j] - bb * sp[j];
+                        v[j + half] = bb * cp[j] + a * sp[j];
                     }
                 }
             }
         }
     }
+}
+
+static void rotate_block(const rn_model *m, rn_real *x, int ld, int B, int T, int64_t pos0, int inverse) {
+    const rn_config *c = &m->cfg;
+    double sign = inverse ? -1.0 : 1.0, s = 1.0 / sqrt((double)m->K);
+    /* The q/k scale commutes with the rotation: folded into its factors. */
+    double scale[2] = {c->qk_scale == RN_QK_SCALE_Q ? s : 1, c->qk_scale == RN_QK_SCALE_K ? s : 1};
+    /* A decoding step's rows enter no parallel region: an if(0) one still
+     * costs libgomp a team, a malloc and a free. */
+    if ((size_t)T * B > 16 && T > 1) {
+#pragma omp parallel
+        {
+            int id = rni_thread_id(), nt = rni_team_size();
+            rotate_rows(m, x, ld, B, T, pos0, (int)((int64_t)T * id / nt), (int)((int64_t)T * (id + 1) / nt), sign, scale);
+        }
+        return;
+    }
+    rotate_rows(m, x, ld, B, T, pos0, 0, T, sign, scale);
 }
 
 void rni_rotate(const rn_model *m, rn_real *x, int ld, int B, int T, const int64_t *pos, int inverse) {

@@ -8,7 +8,10 @@
  * computes each row alike whatever the batch: ops.c) and so do the greedy
  * tokens. A chunkwise piece over rows at positions 9, 5 and 0 equals
  * each row alone. The row API keeps, moves and resets rows and refuses
- * rows that do not exist. */
+ * rows that do not exist. The few-row product itself: every row of an
+ * M-row product (M up to 64, shapes with tails in N and K, accumulating
+ * or not, one thread or the columns split over two) equals that row's
+ * product alone bit for bit, and a float64 sum to rounding. */
 #define _POSIX_C_SOURCE 200809L  /* mkstemp */
 #include "check.h"
 
@@ -200,8 +203,56 @@ static void row_api(void) {
     rn_model_free(m);
 }
 
+/* The library's GEMM (internal: ops.h), whose few-row path decoding runs. */
+void rni_gemm(int ta, int tb, int M, int N, int K, rn_real alpha, const rn_real *A, int lda, const rn_real *B, int ldb,
+              rn_real beta, rn_real *C, int ldc);
+
+static void few_rows(void) {
+    const int shapes[][2] = {{1, 16}, {5, 7}, {131, 300}, {1536, 256}, {256, 512}}; /* N, K */
+    int saved = rn_get_threads();
+    for (int si = 0; si < 5; si++) {
+        int N = shapes[si][0], K = shapes[si][1], Mmax = 64;
+        rn_real *A = malloc(sizeof(rn_real) * Mmax * K), *W = malloc(sizeof(rn_real) * (size_t)N * K);
+        rn_real *C = malloc(sizeof(rn_real) * Mmax * N), *C1 = malloc(sizeof(rn_real) * N), *C0 = malloc(sizeof(rn_real) * Mmax * N);
+        rn_rng r;
+        rn_rng_seed(&r, 12345 + si);
+        for (int i = 0; i < Mmax * K; i++) A[i] = (rn_real)rn_rng_uniform(&r) - 0.5f;
+        for (size_t i = 0; i < (size_t)N * K; i++) W[i] = (rn_real)rn_rng_uniform(&r) - 0.5f;
+        for (int i = 0; i < Mmax * N; i++) C0[i] = (rn_real)rn_rng_uniform(&r);
+        int differ = 0;
+        double worst = 0;
+        for (int th = 1; th <= 2; th++) {
+            rn_set_threads(th);
+            for (int beta = 0; beta <= 1; beta++)
+                for (int M = 1; M <= Mmax; M += M < 8 ? 1 : 7) {
+                    memcpy(C, C0, sizeof(rn_real) * M * N);
+                    rni_gemm(0, 1, M, N, K, 1, A, K, W, K, beta, C, N);
+                    for (int i = 0; i < M; i++) {
+                        /* row i alone, on one thread */
+                        rn_set_threads(1);
+                        memcpy(C1, C0 + (size_t)i * N, sizeof(rn_real) * N);
+                        rni_gemm(0, 1, 1, N, K, 1, A + (size_t)i * K, K, W, K, beta, C1, N);
+                        rn_set_threads(th);
+                        differ += memcmp(C1, C + (size_t)i * N, sizeof(rn_real) * N) != 0;
+                        for (int j = 0; j < N; j++) {
+                            double want = beta ? C0[(size_t)i * N + j] : 0;
+                            for (int k = 0; k < K; k++) want += (double)A[(size_t)i * K + k] * W[(size_t)j * K + k];
+                            double e = fabs(C[(size_t)i * N + j] - want) / (1 + fabs(want));
+                            if (e > worst) worst = e;
+                        }
+                    }
+                }
+        }
+        CHECK(differ == 0, "few-row product N %d K %d: %d rows differ from the row alone", N, K, differ);
+        CHECK(worst < (sizeof(rn_real) == 4 ? 2e-5 : 1e-13), "few-row product N %d K %d: off the float64 sum by %.2e", N, K, worst);
+        free(A); free(W); free(C); free(C1); free(C0);
+    }
+    rn_set_threads(saved);
+}
+
 int main(void) {
     printf("continuous batching (%s)\n", PRECISION);
+    few_rows();
     const rn_preset ps[] = {RN_PRESET_TORCHSCALE, RN_PRESET_SEED, RN_PRESET_FLA};
     for (int i = 0; i < 3; i++) {
         rn_model *m = make_model(ps[i], 32, 2, 64, 2, V, 17);

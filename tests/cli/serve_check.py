@@ -171,6 +171,44 @@ def main():
         if o["usage"]["completion_tokens"] != n * mx:
             return fail("choices: usage %r for %d x %d" % (o["usage"], n, mx))
         return 0
+    if cmd == "echolp":
+        # echo with logprobs: one entry per prompt token then per generated
+        # one; the first has none; entry i (i >= 1) is what a request for
+        # the prompt's first i tokens reports for its first token
+        o, n, ntok = load(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+        c = o["choices"][0]
+        lp = c["logprobs"]
+        k = ntok + o["usage"]["completion_tokens"]
+        if not all(len(lp[f]) == k for f in ("tokens", "token_logprobs", "top_logprobs", "text_offset")):
+            return fail("echo logprobs: not one entry per token (%d): %r" % (k, lp))
+        if lp["token_logprobs"][0] is not None or lp["top_logprobs"][0] is not None:
+            return fail("echo logprobs: the first prompt token has a logprob: %r" % lp["token_logprobs"][:2])
+        if b("".join(lp["tokens"])) != b(c["text"]) or lp["text_offset"] != sorted(lp["text_offset"]):
+            return fail("echo logprobs: tokens %r / offsets %r do not make up %r" % (lp["tokens"], lp["text_offset"], c["text"]))
+        for arg in sys.argv[5:]:
+            i, path = arg.split("=")
+            one = load(path)["choices"][0]["logprobs"]
+            want, got = one["top_logprobs"][0].items_list, lp["top_logprobs"][int(i)].items_list
+            if len(got) != n or [t for t, _ in got] != [t for t, _ in want] or \
+                    any(abs(x - y) > 1e-4 for (_, x), (_, y) in zip(got, want)):
+                return fail("echo logprobs: entry %s %r != %r" % (i, got, want))
+        return 0
+    if cmd == "prompts":
+        # a request of several prompts (n choices each) against one
+        # request per prompt: choice q n + k is prompt q's text
+        o, n, single = load(sys.argv[2]), int(sys.argv[3]), [load(f) for f in sys.argv[4:]]
+        idx = [c["index"] for c in o["choices"]]
+        if idx != list(range(n * len(single))):
+            return fail("prompts: indices %r" % idx)
+        for c in o["choices"]:
+            want = text_of(single[c["index"] // n])
+            if b(c["text"]) != want:
+                return fail("prompts: choice %d %r != %r" % (c["index"], c["text"], want))
+        u = o["usage"]
+        if u["prompt_tokens"] != sum(x["usage"]["prompt_tokens"] for x in single) or \
+                u["completion_tokens"] != n * sum(x["usage"]["completion_tokens"] for x in single):
+            return fail("prompts: usage %r" % u)
+        return 0
     if cmd == "ssen":
         raw = open(sys.argv[2], "rb").read().decode("utf-8")
         resp = load(sys.argv[3])

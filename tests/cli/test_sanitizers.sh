@@ -2,7 +2,8 @@
 # The test programs (float32 builds) under AddressSanitizer +
 # UndefinedBehaviorSanitizer + LeakSanitizer (make asan-f32, build/asan), with
 # zero reports; then the CLI's train, resume, generate and eval on a tiny
-# model under ASan, and train and generate under valgrind memcheck (make
+# model under ASan, the server's test with the server under ASan, and train
+# and generate under valgrind memcheck (make
 # valgrind-build), with zero errors and no definite leaks.
 # SAN_TESTS="test_io test_train" limits the programs (default: all).
 set -u
@@ -44,6 +45,9 @@ san "asan: retnet train" $A train "${tiny[@]}" --chunk 3 --steps 3 --out "$tmp/a
 san "asan: retnet train --resume" $A train "${tiny[@]}" --chunk 3 --steps 5 --resume --out "$tmp/a"
 san "asan: retnet generate" $A generate --model "$tmp/a/model.safetensors" --prompt "The " -n 12 --threads 2
 san "asan: retnet eval" $A eval --model "$tmp/a/model.safetensors" --data "$tmp/text.txt" --chunk 7 --segment 50 --quiet
+# The server's whole test (every endpoint, batching, disconnects, 1,200
+# requests) with the server under ASan: its exit status holds LeakSanitizer's.
+san "asan: retnet serve (tests/cli/test_serve.sh)" env RETNET=$A bash tests/cli/test_serve.sh
 
 # valgrind memcheck: train, then generate from what it wrote.
 if command -v valgrind > /dev/null; then

@@ -6,12 +6,15 @@
  * - an accepted generation request has 1+ prompt tokens inside the model's
  *   vocabulary, 0 <= max_tokens <= the server's cap, at most 4 non-empty
  *   stop strings of at most 256 bytes, 1 <= n <= the server's slots,
- *   logprobs -1 (none) to 20, a valid sampler config; its response JSON
- *   and SSE chunks (with logprobs where asked) can be built. */
+ *   logprobs -1 (none) to 20, a valid sampler config; a completion with
+ *   an array of prompts gives 1-32 such requests, alike but for the prompt,
+ *   each owning its stop strings; the response JSON and SSE chunks (with
+ *   logprobs where asked) can be built. */
 #define _POSIX_C_SOURCE 200809L
 #include "fuzz.h"
 #include "serve.h"
 
+#include <math.h>
 #include <string.h>
 
 static server S;
@@ -33,57 +36,76 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     char err[512] = "";
     const char *param = NULL;
     if (which <= 1) {
-        gen_request rq;
-        int st = parse_completion(&S, body, len, which, &rq, err, sizeof err, &param);
+        gen_request rqs[SERVE_MAX_PROMPTS];
+        int nrq = -1;
+        int st = parse_completion(&S, body, len, which, rqs, &nrq, err, sizeof err, &param);
         if (st) {
             if (st != 400 || !err[0]) fuzz_fail("refusal", "not a 400 with a message");
-            if (rq.prompt || rq.n_stop) fuzz_fail("refusal", "left buffers behind");
+            if (nrq != 0 || rqs[0].prompt || rqs[0].n_stop) fuzz_fail("refusal", "left buffers behind");
             return 0;
         }
-        if (rq.n_prompt < 1 || !rq.prompt) fuzz_fail("accepted", "no prompt");
-        for (int i = 0; i < rq.n_prompt; i++)
-            if (rq.prompt[i] < 0 || rq.prompt[i] >= S.vocab) fuzz_fail("accepted", "prompt token out of range");
-        if (rq.max_tokens < 0 || rq.max_tokens > S.max_tokens) fuzz_fail("accepted", "max_tokens out of range");
-        if (rq.n_stop > SERVE_MAX_STOP) fuzz_fail("accepted", "too many stop strings");
-        if (rq.n < 1 || rq.n > S.n_slots) fuzz_fail("accepted", "n out of range");
-        if (rq.logprobs < -1 || rq.logprobs > SERVE_MAX_LOGPROBS) fuzz_fail("accepted", "logprobs out of range");
-        for (int i = 0; i < rq.n_stop; i++)
-            if (!rq.stop[i][0] || strlen(rq.stop[i]) > SERVE_STOP_MAX_LEN) fuzz_fail("accepted", "bad stop string");
-        rn_sampler *sm;
-        if (rn_sampler_create(S.vocab, &rq.sc, &sm) != RN_OK) fuzz_fail("accepted", rn_last_error());
-        rn_sampler_free(sm);
-        /* the responses of a job whose choices hold the prompt's bytes as
-         * their output, with a logprob entry per prompt token */
-        sjob j;
-        schoice ch[SERVE_MAX_N];
-        memset(&j, 0, sizeof j);
+        if (nrq < 1 || nrq > SERVE_MAX_PROMPTS || (which == 1 && nrq != 1)) fuzz_fail("accepted", "prompt count");
+        /* the responses of jobs whose choices hold the body's bytes as
+         * their output, with 4 logprob entries of prompt tokens */
+        sjob jobs[SERVE_MAX_PROMPTS], *jp[SERVE_MAX_PROMPTS];
+        static schoice ch[SERVE_MAX_PROMPTS][SERVE_MAX_N];
+        static serve_lp lp[SERVE_MAX_PROMPTS][4];
+        memset(jobs, 0, sizeof jobs);
         memset(ch, 0, sizeof ch);
-        serve_lp lp[4];
         memset(lp, 0, sizeof lp);
-        for (int i = 0; i < 4; i++) {
-            lp[i].id = rq.prompt[i % rq.n_prompt];
-            lp[i].offset = (size_t)i;
-            for (int k = 0; k < SERVE_MAX_LOGPROBS; k++) lp[i].top[k] = (serve_alt){(int32_t)(k * 13 % S.vocab), -k};
+        for (int q = 0; q < nrq; q++) {
+            gen_request *rq = &rqs[q];
+            if (rq->n_prompt < 1 || !rq->prompt) fuzz_fail("accepted", "no prompt");
+            for (int i = 0; i < rq->n_prompt; i++)
+                if (rq->prompt[i] < 0 || rq->prompt[i] >= S.vocab) fuzz_fail("accepted", "prompt token out of range");
+            if (rq->max_tokens < 0 || rq->max_tokens > S.max_tokens) fuzz_fail("accepted", "max_tokens out of range");
+            if (rq->n_stop > SERVE_MAX_STOP) fuzz_fail("accepted", "too many stop strings");
+            if (rq->n < 1 || rq->n > S.n_slots) fuzz_fail("accepted", "n out of range");
+            if (rq->logprobs < -1 || rq->logprobs > SERVE_MAX_LOGPROBS) fuzz_fail("accepted", "logprobs out of range");
+            for (int i = 0; i < rq->n_stop; i++)
+                if (!rq->stop[i][0] || strlen(rq->stop[i]) > SERVE_STOP_MAX_LEN) fuzz_fail("accepted", "bad stop string");
+            if (q && (rq->n != rqs[0].n || rq->n_stop != rqs[0].n_stop || (rq->n_stop && rq->stop[0] == rqs[0].stop[0])))
+                fuzz_fail("accepted", "the prompts' requests differ beyond the prompt, or share stop strings");
+            rn_sampler *sm;
+            if (rn_sampler_create(S.vocab, &rq->sc, &sm) != RN_OK) fuzz_fail("accepted", rn_last_error());
+            rn_sampler_free(sm);
+            for (int i = 0; i < 4; i++) {
+                lp[q][i].id = rq->prompt[i % rq->n_prompt];
+                lp[q][i].offset = (size_t)i;
+                for (int k = 0; k < SERVE_MAX_LOGPROBS; k++)
+                    lp[q][i].top[k] = (serve_alt){(int32_t)(k * 13 % S.vocab), -k};
+            }
+            jobs[q].rq = *rq;
+            if (wants_prompt_lp(rq)) {
+                if (!(jobs[q].prompt_lp = calloc((size_t)rq->n_prompt, sizeof(serve_lp)))) fuzz_fail("echo", "out of memory");
+                jobs[q].prompt_lp[0].lp = NAN;
+                for (int i = 0; i < rq->n_prompt; i++) jobs[q].prompt_lp[i].id = rq->prompt[i];
+            }
+            jobs[q].ch = ch[q];
+            jobs[q].ok = 1;
+            jp[q] = &jobs[q];
+            for (int k = 0; k < rq->n; k++) {
+                ch[q][k].out = (char *)body;
+                ch[q][k].len = len;
+                ch[q][k].n_gen = 1;
+                ch[q][k].finish = "stop";
+                ch[q][k].lp = lp[q];
+                ch[q][k].n_lp = rq->logprobs >= 0 ? 4 : 0;
+            }
         }
-        j.rq = rq;
-        j.ch = ch;
-        j.ok = 1;
-        for (int k = 0; k < rq.n; k++) {
-            ch[k].out = (char *)body;
-            ch[k].len = len;
-            ch[k].n_gen = 1;
-            ch[k].finish = "stop";
-            ch[k].lp = lp;
-            ch[k].n_lp = rq.logprobs >= 0 ? 4 : 0;
-        }
-        char *r = json_result(&S, &j, 1, 2),
-             *c = sse_chunk(&S, &j, rq.n - 1, 1, 2, body, len, lp, rq.logprobs >= 0 ? 4 : 0, NULL, 1),
-             *u = sse_usage(&S, &j, 1, 2);
+        const gen_request *last = &rqs[nrq - 1];
+        char *r = json_result(&S, jp, nrq, 1, 2),
+             *c = sse_chunk(&S, jp[nrq - 1], nrq * last->n - 1, 1, 2, body, len, lp[nrq - 1],
+                            last->logprobs >= 0 ? 4 : 0, NULL, 1, 1),
+             *u = sse_usage(&S, jp, nrq, 1, 2);
         if (!r || !c || !u) fuzz_fail("responses", "NULL");
         free(r);
         free(c);
         free(u);
-        gen_request_free(&rq);
+        for (int q = 0; q < nrq; q++) {
+            free(jobs[q].prompt_lp);
+            gen_request_free(&rqs[q]);
+        }
     } else if (which == 2) {
         int32_t *ids;
         size_t n;

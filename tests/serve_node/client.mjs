@@ -47,6 +47,17 @@ try {
   check("chat logprobs", ce.length === cl.usage.completion_tokens && ce.every((e) => e.top_logprobs.length === 3 &&
         Array.isArray(e.bytes) && Math.abs(e.logprob - e.top_logprobs[0].logprob) < 1e-6), JSON.stringify(cl.choices[0]));
 
+  // several prompts in one request; an echoed prompt scored (lm-evaluation-harness's request)
+  const mp = await client.completions.create({ model: "m", prompt: ["Hello", "Hi"], max_tokens: 4, temperature: 0 });
+  const one = await client.completions.create({ model: "m", prompt: "Hi", max_tokens: 4, temperature: 0 });
+  check("prompts", mp.choices.length === 2 && mp.choices[0].index === 0 && mp.choices[1].index === 1 &&
+        mp.choices[0].text === c.choices[0].text.slice(0, mp.choices[0].text.length) &&
+        mp.choices[1].text === one.choices[0].text && mp.usage.completion_tokens === 8, JSON.stringify(mp));
+  const ev = await client.completions.create({ model: "m", prompt: "Hello there", max_tokens: 0, echo: true, logprobs: 1 });
+  const el = ev.choices[0].logprobs;
+  check("echo logprobs", ev.choices[0].text === "Hello there" && el.tokens.join("") === "Hello there" &&
+        el.token_logprobs[0] === null && el.token_logprobs.slice(1).every((x) => x <= 0), JSON.stringify(ev.choices[0]));
+
   const models = await client.models.list();
   check("models", models.data.length === 1 && models.data[0].object === "model", JSON.stringify(models.data));
 
