@@ -6,8 +6,9 @@ back to its Prescott (SSE3) kernels there; libretnet then picks the kernels by t
 CPU's instruction set (src/ops.c, pick_core). PyTorch must get the same
 choice, and OpenBLAS reads OPENBLAS_CORETYPE once, when it loads: so
 `ensure_same_blas()` re-executes the script with the variable set before torch is
-imported. A core the user chose (OPENBLAS_CORETYPE already set) is kept. The same
-re-execution sets OMP_WAIT_POLICY=passive, as `retnet train` sets it for itself.
+imported. A core the user chose (OPENBLAS_CORETYPE already set) is kept. For a
+script that only trains, the same re-execution sets OMP_WAIT_POLICY=passive, as
+`retnet train` sets it for itself.
 Also the machine's load, which both scripts print beside their figures.
 """
 
@@ -54,24 +55,29 @@ def _blas_line():
     return pick
 
 
-def ensure_same_blas():
-    """Re-executes this script with OPENBLAS_CORETYPE as libretnet would pick it, and
-    with OpenMP's threads waiting passively (OMP_WAIT_POLICY=passive) as `retnet
-    train` runs them unless the user chose a policy: PyTorch's OpenMP reads it when
-    it loads, so both sides wait the same way. Returns a line describing the BLAS and
-    the wait policy both sides run."""
+def ensure_same_blas(passive=False):
+    """Re-executes this script with OPENBLAS_CORETYPE as libretnet would pick it and,
+    with passive, with OpenMP's threads waiting passively (OMP_WAIT_POLICY=passive)
+    as `retnet train` runs them unless the user chose a policy: PyTorch's OpenMP reads
+    it when it loads, so both sides wait the same way (decoding, which retnet runs
+    with libgomp's default, is left so). Returns a line describing the BLAS and the
+    wait policy both sides run."""
     line = _blas_line()
     env = dict(os.environ)
     if line in ("SkylakeX", "Haswell"):
         env["OPENBLAS_CORETYPE"] = line
-    if "OMP_WAIT_POLICY" not in env and "GOMP_SPINCOUNT" not in env:
+    if passive and "OMP_WAIT_POLICY" not in env and "GOMP_SPINCOUNT" not in env:
         env["OMP_WAIT_POLICY"] = "passive"
     if env != os.environ:
         sys.stdout.flush()
         os.execve(sys.executable, [sys.executable] + sys.argv, env)
-    policy = "OMP_WAIT_POLICY=%s" % os.environ.get("OMP_WAIT_POLICY", "unset (GOMP_SPINCOUNT=%s)" %
-                                                    os.environ.get("GOMP_SPINCOUNT"))
-    return "%s; %s (both)" % (line, policy)
+    if "OMP_WAIT_POLICY" in os.environ:
+        policy = "OMP_WAIT_POLICY=%s (both)" % os.environ["OMP_WAIT_POLICY"]
+    elif "GOMP_SPINCOUNT" in os.environ:
+        policy = "GOMP_SPINCOUNT=%s (both)" % os.environ["GOMP_SPINCOUNT"]
+    else:
+        policy = "OMP_WAIT_POLICY unset (retnet train waits passively all the same)"
+    return "%s; %s" % (line, policy)
 
 
 def load_average():

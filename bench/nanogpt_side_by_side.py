@@ -47,7 +47,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from blas_env import ensure_same_blas, load_average  # noqa: E402
 
-BLAS_LINE = ensure_same_blas()  # before torch loads OpenBLAS
+BLAS_LINE = ensure_same_blas(passive=True)  # before torch loads OpenBLAS and OpenMP
 
 import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
