@@ -65,6 +65,11 @@ void rni_matmul_w_ref(int M, int N, int K, const float *X, int ldx, const void *
 void rni_matmul_w_x8_ref(int M, int N, int K, const float *X, int ldx, const void *W, rn_wtype t,
                          size_t w_row_stride_bytes, float *Y, int ldy, int accumulate);
 
+/* One block of 32 activations to q8_0 as rn_matmul_w_x8 quantises them
+ * (vector code where the kernels are AVX-512): the bits of
+ * rn_quantize_row's q8_0. */
+void rni_quantize_act_q8_0(const float *x, rni_block_q8_0 *y);
+
 /* Weight k of a row of K weights of type t, as float (exact). */
 float rni_wtype_get(rn_wtype t, const void *row, int k);
 /* Whether rows x K weights of type t at p are all finite: bf16 / f16

@@ -421,6 +421,32 @@ static void test_threads(void) {
 }
 
 
+/* Activations quantised by the int8 kernels' own code (vector code at
+ * the AVX-512 levels) are rn_quantize_row's bits: random blocks, exact
+ * ties of roundf (k + 1/2 steps, away from zero), zeros, subnormals. */
+static void test_act_quant(void) {
+    rn_rng r;
+    rn_rng_seed(&r, 12);
+    float x[RN_QK];
+    int bad = 0;
+    for (int it = 0; it < 20000; it++) {
+        int kind = it % 4;
+        for (int j = 0; j < RN_QK; j++) {
+            double u = rn_rng_uniform(&r) * 2 - 1;
+            x[j] = kind == 0 ? (float)(u * 3)
+                 : kind == 1 ? (float)((int)(u * 126) + (u < 0 ? -0.5 : 0.5))  /* ties at d = 1 */
+                 : kind == 2 ? (float)(u * 1e-40)                               /* subnormal */
+                 : (float)(j % 3 ? 0 : u);
+        }
+        if (kind == 1) x[7] = 127;  /* amax 127: d = 1, x / d the ties themselves */
+        rni_block_q8_0 a, b;
+        rni_quantize_act_q8_0(x, &a);
+        rn_quantize_row(RN_WTYPE_Q8_0, x, &b, RN_QK);
+        bad += memcmp(&a, &b, sizeof a) != 0;
+    }
+    CHECK(bad == 0, "activation quantisation: %d of 20000 blocks differ from rn_quantize_row", bad);
+}
+
 #ifndef RETNET_DOUBLE
 /* The model's products (rni_linear_forward) give a row the same bits
  * alone as among up to 64 rows, at every type, float or int8 activations:
@@ -752,11 +778,12 @@ int main(void) {
     test_known_blocks();
     test_nonfinite_blocks();
     test_round_trip();
-    /* every kernel level this build and CPU have: AVX-512, AVX2, scalar */
-    static const char *const level_names[] = {"scalar", "AVX2+FMA", "AVX-512+VNNI"};
-    for (int level = rni_matmul_w_set_simd(2); level >= 0; level--) {
+    /* every kernel level this build and CPU have: AMX, AVX-512, AVX2, scalar */
+    static const char *const level_names[] = {"scalar", "AVX2+FMA", "AVX-512+VNNI", "AMX (int8), AVX-512"};
+    for (int level = rni_matmul_w_set_simd(3); level >= 0; level--) {
         if (rni_matmul_w_set_simd(level) != level) continue;
         printf("-- kernels: %s\n", level_names[level]);
+        test_act_quant();
         test_kernels();
         test_x8();
         test_threads();
@@ -764,7 +791,7 @@ int main(void) {
         test_rows_alone();
 #endif
     }
-    rni_matmul_w_set_simd(2);
+    rni_matmul_w_set_simd(3);
     snprintf(tmpdir, sizeof tmpdir, "/tmp/retnet_test_quant.XXXXXX");
     if (!mkdtemp(tmpdir)) return 1;
     test_models();
