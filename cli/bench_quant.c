@@ -178,8 +178,12 @@ void bench_decode_quant(double (*probe)(double *cpu_gbs), int quick, const char 
         if (bc > many_c) many_c = bc;
     }
     rn_state_free(s16);
+    /* a step of B streams reads the weights once and every stream's state */
+    double wq = (double)rn_model_decode_bytes(q8), bound16 = 16 * (wq + state_bytes) / (wq + 16 * state_bytes);
     printf("\nbatched decoding, q8_0: 1 stream %.2f tokens/s, 16 streams %.2f tokens/s: x%.2f "
-           "(per CPU second: %.2f, %.2f: x%.2f)\n", one, many, many / one, one_c, many_c, many_c / one_c);
+           "(per CPU second: %.2f, %.2f: x%.2f); the traffic bounds it at x%.2f (a step reads the %.0f MB of\n"
+           "weights once, and reads and writes each stream's %.0f MB of state)\n", one, many, many / one, one_c, many_c,
+           many_c / one_c, bound16, wq / 1e6, state_bytes / 2e6);
     int T = quick || big ? 256 : 512;
     double pf = 0, pq = 0;
     for (int r = 0; r < 2; r++) {
