@@ -1,8 +1,9 @@
 /* quant.c: typed weights (f32, bf16, f16, ggml's q8_0 and q4_0): row
  * conversions, and the product Y = X W^T with W kept in its type, for the
- * few rows of decoding (register-blocked AVX2 + FMA kernels) and for the
- * many rows of prefill and training-size products (BLAS sgemm on
- * dequantised panels). */
+ * few rows of decoding and batched decoding (register-blocked kernels:
+ * AMX tiles, AVX-512 with VNNI, AVX2 + FMA or scalar, the best the CPU has,
+ * chosen at run time) and for the many rows of prefill and training-size
+ * products (BLAS sgemm on dequantised panels). */
 #define _DEFAULT_SOURCE  /* syscall (AMX permission) */
 #include "quant.h"
 #include "ops.h"

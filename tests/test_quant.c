@@ -1,8 +1,9 @@
 /* test_quant.c: typed weights (src/quant.c): f16/bf16 rounding at the bit
  * level, ggml's q8_0/q4_0 layouts on hand-made blocks, round-trip error
- * bounds (random and trained weights), every product kernel against a
- * float64 reference of the same dequantised weights (shapes, strides,
- * accumulate, threads), and quantised models (rn_model_quantize): the
+ * bounds (random and trained weights), every product kernel, at every
+ * level the machine has (AMX, AVX-512, AVX2, scalar), against a float64
+ * reference of the same dequantised weights (shapes, strides, accumulate,
+ * threads, a row alone and in a batch), and quantised models (rn_model_quantize): the
  * three paradigms agree at every type, the logits equal those of the
  * dequantised f32 model, bad files and training are refused. The kernels
  * are float32 whatever rn_real is, so both builds run all of it (the
