@@ -47,8 +47,9 @@ typedef struct {
  * float rounding).
  * rn_matmul_w_x8 (q8_0 / q4_0, M <= RNI_BATCH_M): each row of X is
  * quantised to q8_0 blocks (ggml's rounding: |x - qx dx| <= dx / 2 + 127
- * |dx - f16(dx)|), each block product an int8 dot product (AVX-512 VNNI:
- * vpdpbusd, two blocks a vector) scaled by d_w dx and summed in float32;
+ * |dx - f16(dx)|), each block product an int8 dot product (AMX tiles for
+ * q8_0 where Linux lends them, else AVX-512 VNNI: vpdpbusd, two blocks a
+ * vector) scaled by d_w dx and summed in float32;
  * the quantised X lives in a per-thread scratch (grown on demand, kept).
  * A row's result is the same bits alone or among up to RNI_BATCH_M rows
  * (on one machine: the AVX-512 and AVX2 kernels sum in other orders). */
