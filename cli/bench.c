@@ -634,15 +634,16 @@ static void section_kernels(int quick) {
 int cmd_bench(int argc, char **argv) {
     const char *which = "all", *text = NULL, *tokenizer = NULL;
     int threads = 0, quick = 0;
-    const char *load_child = NULL;
+    const char *load_child = NULL, *size = NULL;
     opt opts[] = {{"case", OPT_STR, &which, 0, 0, "all, train, scaling, threads, decode, decode-quant, batch, sample, kernels, load, tokenize or tokenizer-train", 0},
                   {"text", OPT_STR, &text, 0, 0, "tokenize, tokenizer-train: the text (default data/brown.txt)", 0},
                   {"tokenizer", OPT_STR, &tokenizer, 0, 0, "tokenize: one tokenizer.json (default: the three of tests/node)", 0},
                   {"threads", OPT_INT, &threads, 1, 1024, "threads (default: all cores)", 0},
                   {"quick", OPT_FLAG, &quick, 0, 0, "fewer repetitions, smaller models", 0},
+                  {"size", OPT_STR, &size, 0, 0, "decode-quant: the model, medium (default; --quick: base), xl or fla-1.3b", 0},
                   {"load-child", OPT_STR, &load_child, 0, 0, "(internal) the timed process of --case load", 0},
                   {0}};
-    command_spec cmd = {"bench", "[--case all|train|scaling|threads|decode|decode-quant|batch|sample|kernels|load|tokenize|tokenizer-train] [--threads N] [--quick]",
+    command_spec cmd = {"bench", "[--case all|train|scaling|threads|decode|decode-quant|batch|sample|kernels|load|tokenize|tokenizer-train] [--threads N] [--quick] [--size medium|xl|fla-1.3b]",
                         "Benchmarks, each printed as a ratio to a limit measured in the same run.", opts};
     args_parse(&cmd, argc, argv);
     /* The training cases run as retnet train does (util.h); decoding keeps
@@ -656,6 +657,8 @@ int cmd_bench(int argc, char **argv) {
         strcmp(which, "decode-quant") && strcmp(which, "sample") && strcmp(which, "kernels") && strcmp(which, "load") && strcmp(which, "tokenize") &&
         strcmp(which, "tokenizer-train"))
         die_usage("bench", "unknown case '%s'", which);
+    if (size && strcmp(size, "base") && strcmp(size, "medium") && strcmp(size, "xl") && strcmp(size, "fla-1.3b"))
+        die_usage("bench", "--size must be base, medium, xl or fla-1.3b, not '%s'", size);
     /* Tokenizing is one thread against the reference: no machine limits needed. */
     if (!strcmp(which, "tokenize")) {
         bench_tokenize(text, tokenizer, quick);
@@ -673,7 +676,7 @@ int cmd_bench(int argc, char **argv) {
     if (all || !strcmp(which, "threads")) section_threads();
     if (all || !strcmp(which, "decode")) section_decode(bw, quick);
     if (all || !strcmp(which, "batch")) bench_batch(quick);
-    if (all || !strcmp(which, "decode-quant")) bench_decode_quant(read_bandwidth_1g, quick);
+    if (all || !strcmp(which, "decode-quant")) bench_decode_quant(read_bandwidth_1g, quick, size);
     if (all || !strcmp(which, "sample")) section_sample(quick);
     if (all || !strcmp(which, "kernels")) section_kernels(quick);
     if (all || !strcmp(which, "load")) bench_load(quick);

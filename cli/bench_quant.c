@@ -2,8 +2,10 @@
  * typed weights (retnet quantize) on a model larger than the caches
  * (torchscale medium; --quick: base), each type next to its bound: weight
  * bytes per token over the streaming-read bandwidth measured in the same
- * run. Then 16 streams against 1, chunkwise prefill q8_0 against f32, the
- * start of a q8_0 file in a fresh process, and rn_matmul_w's f32 kernel
+ * run, and the share of the recurrent state in each step's traffic
+ * (--size: medium, xl, or the shape of fla's 1.3B). Then 16 streams
+ * against 1, chunkwise prefill q8_0 against f32, the start of a q8_0 file
+ * in a fresh process (load, first token, peak RSS), and rn_matmul_w's f32 kernel
  * against sgemm for a few rows (a library kernel: the model's own f32
  * products run rni_gemm's few-row kernel, which keeps batched rows
  * bit-identical to lone ones up to 64 rows). */
@@ -88,16 +90,29 @@ static void f32_crossover(int d) {
     free(W); free(X); free(Y);
 }
 
+/* The model of --size: torchscale's named sizes, or the shape of
+ * fla-hub/retnet-1.3B-100B (README "A public checkpoint": d 2048, 24
+ * layers, 8 heads, values 4096, SwiGLU 2816, untied head). */
+static void bench_config(const char *size, rn_config *c) {
+    memset(c, 0, sizeof *c);
+    c->vocab = 32000;  /* a real vocabulary: the head is part of every step */
+    if (!strcmp(size, "fla-1.3b")) {
+        if (rn_config_preset(c, RN_PRESET_FLA, "small") != RN_OK) die("%s", rn_last_error());
+        c->dim = 2048; c->layers = 24; c->heads = 8; c->value_dim = 4096; c->ffn_dim = 2816; c->tie_embed = 0;
+        return;
+    }
+    if (rn_config_preset(c, RN_PRESET_TORCHSCALE, size) != RN_OK) die("%s", rn_last_error());
+}
+
 /* The models of every type are loaded together and timed in rounds, one
  * type after the other, the best round of each kept (with the bandwidth
  * probe among them): on a machine shared with other work, every type then
  * sees the same spread of load. */
-void bench_decode_quant(double (*probe)(double *cpu_gbs), int quick) {
-    const char *size = quick ? "base" : "medium";
+void bench_decode_quant(double (*probe)(double *cpu_gbs), int quick, const char *size_arg) {
+    const char *size = size_arg ? size_arg : quick ? "base" : "medium";
+    int big = strcmp(size, "base") && strcmp(size, "medium");
     rn_config c;
-    memset(&c, 0, sizeof c);
-    if (rn_config_preset(&c, RN_PRESET_TORCHSCALE, size) != RN_OK) die("%s", rn_last_error());
-    c.vocab = 32000;  /* a real vocabulary: the head is part of every step */
+    bench_config(size, &c);
     rn_model *m[RN_WTYPE_COUNT] = {NULL};
     if (rn_model_create(&c, &m[0]) != RN_OK) die("%s", rn_last_error());
     /* Values do not matter for speed: a cheap pattern, not the slow random initialisation. */
@@ -110,11 +125,15 @@ void bench_decode_quant(double (*probe)(double *cpu_gbs), int quick) {
     for (int t = 0; t < RN_WTYPE_COUNT; t++) {
         snprintf(path[t], sizeof path[t], "%s/retnet-bench-quant-%ld-%s.safetensors", dir && *dir ? dir : "/tmp",
                  (long)getpid(), rn_wtype_name((rn_wtype)t));
+        if (t) fprintf(stderr, "bench: writing the %s model\n", rn_wtype_name((rn_wtype)t));
         if (t && (rn_model_quantize(m[0], path[t], (rn_wtype)t, 0) != RN_OK || rn_model_load(path[t], &m[t]) != RN_OK))
             die("%s", rn_last_error());
         if (rn_state_create(m[t], 1, &st[t]) != RN_OK) die("%s", rn_last_error());
     }
-    int steps = quick ? 6 : 12, rounds = quick ? 3 : 5;
+    /* The recurrent state one step reads and writes: per layer and head a
+     * dk x dv float matrix (what rn_state holds). */
+    double state_bytes = 2.0 * c.layers * c.heads * (double)(c.dim / c.heads) * (c.value_dim / c.heads) * sizeof(rn_real);
+    int steps = quick || big ? 6 : 12, rounds = quick || big ? 3 : 5;
     double best[RN_WTYPE_COUNT] = {0}, best_cpu[RN_WTYPE_COUNT] = {0}, bw = 0, bw_cpu = 0;
     for (int r = 0; r < rounds; r++) {
         double bc, b = probe(&bc);
@@ -126,19 +145,25 @@ void bench_decode_quant(double (*probe)(double *cpu_gbs), int quick) {
             if (rc > best_cpu[t]) best_cpu[t] = rc;
         }
     }
-    printf("\n## decoding from typed weights (torchscale %s, %.0f M parameters, vocabulary %d; %d threads; "
-           "best of %d rounds of %d tokens)\n\n", size, np / 1e6, c.vocab, rn_get_threads(), rounds, steps);
+    printf("\n## decoding from typed weights (%s%s, %.0f M parameters, vocabulary %d; %d threads; "
+           "best of %d rounds of %d tokens)\n\n", strcmp(size, "fla-1.3b") ? "torchscale " : "", size, np / 1e6, c.vocab,
+           rn_get_threads(), rounds, steps);
     printf("Wall clock, and per second of this process's CPU time (on a machine shared with other work, time\n"
            "slicing stretches the wall clock of both the probe and the decoding; the CPU-time columns are the\n"
-           "ones an idle machine would show, barrier waits counted against us).\n\n");
+           "ones an idle machine would show, barrier waits counted against us). The bound is the weight bytes\n"
+           "per token over the streaming read; every step also reads and writes the float32 recurrent state,\n"
+           "%.0f MB per token (read + written, counted at the read bandwidth), its share of the traffic and\n"
+           "the fraction of the bound with it counted in are the last columns.\n\n", state_bytes / 1e6);
     printf("| type | weight MB per token | tokens/s | bound (%.1f GB/s) | of the bound | vs f32 | tokens per CPU s | "
-           "bound (%.1f GB per CPU s) | of the bound | vs f32 |\n|---|---|---|---|---|---|---|---|---|---|\n", bw, bw_cpu);
+           "bound (%.1f GB per CPU s) | of the bound | vs f32 | state share of the traffic | of the bound with the state |\n"
+           "|---|---|---|---|---|---|---|---|---|---|---|---|\n", bw, bw_cpu);
     for (int t = 0; t < RN_WTYPE_COUNT; t++) {
         size_t bytes = rn_model_decode_bytes(m[t]);
-        double bound = bw * 1e9 / bytes, bound_cpu = bw_cpu * 1e9 / bytes;
-        printf("| %s | %.0f | %.2f | %.2f | %.2f | x%.2f | %.2f | %.2f | %.2f | x%.2f |\n", rn_wtype_name((rn_wtype)t),
-               bytes / 1e6, best[t], bound, best[t] / bound, best[t] / best[0], best_cpu[t], bound_cpu,
-               best_cpu[t] / bound_cpu, best_cpu[t] / best_cpu[0]);
+        double bound = bw * 1e9 / bytes, bound_cpu = bw_cpu * 1e9 / bytes, bound_st = bw * 1e9 / (bytes + state_bytes);
+        printf("| %s | %.0f | %.2f | %.2f | %.2f | x%.2f | %.2f | %.2f | %.2f | x%.2f | %.0f%% | %.2f |\n",
+               rn_wtype_name((rn_wtype)t), bytes / 1e6, best[t], bound, best[t] / bound, best[t] / best[0], best_cpu[t],
+               bound_cpu, best_cpu[t] / bound_cpu, best_cpu[t] / best_cpu[0], 100 * state_bytes / (bytes + state_bytes),
+               best[t] / bound_st);
     }
     fflush(stdout);
     rn_model *q8 = m[RN_WTYPE_Q8_0];
@@ -153,9 +178,13 @@ void bench_decode_quant(double (*probe)(double *cpu_gbs), int quick) {
         if (bc > many_c) many_c = bc;
     }
     rn_state_free(s16);
+    /* a step of B streams reads the weights once and every stream's state */
+    double wq = (double)rn_model_decode_bytes(q8), bound16 = 16 * (wq + state_bytes) / (wq + 16 * state_bytes);
     printf("\nbatched decoding, q8_0: 1 stream %.2f tokens/s, 16 streams %.2f tokens/s: x%.2f "
-           "(per CPU second: %.2f, %.2f: x%.2f)\n", one, many, many / one, one_c, many_c, many_c / one_c);
-    int T = quick ? 256 : 512;
+           "(per CPU second: %.2f, %.2f: x%.2f); the traffic bounds it at x%.2f (a step reads the %.0f MB of\n"
+           "weights once, and reads and writes each stream's %.0f MB of state)\n", one, many, many / one, one_c, many_c,
+           many_c / one_c, bound16, wq / 1e6, state_bytes / 2e6);
+    int T = quick || big ? 256 : 512;
     double pf = 0, pq = 0;
     for (int r = 0; r < 2; r++) {
         double a = prefill_rate(m[0], T), b = prefill_rate(q8, T);
@@ -171,6 +200,7 @@ void bench_decode_quant(double (*probe)(double *cpu_gbs), int quick) {
     long rss;
     load_times lt = bench_timed_start(path[RN_WTYPE_Q8_0], &rss);
     rn_model_info info;
+    /* (the fresh process's RSS counts the pages of the file it touched) */
     if (rn_model_inspect(path[RN_WTYPE_Q8_0], &info) != RN_OK) die("%s", rn_last_error());
     printf("start of the q8_0 file (%.0f MB%s), fresh process: load %.2f s, first token %.2f s, peak RSS %.0f MB\n",
            info.file_bytes / 1e6, info.in_place ? ", read in place" : "", lt.load, lt.first, rss / 1024.0);

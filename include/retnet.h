@@ -454,14 +454,15 @@ RN_API rn_status rn_dequantize_row(rn_wtype t, const void *src, float *y, int K)
  * of type t, row n at (char *)W + n * w_row_stride_bytes. X rows are ldx
  * floats apart, Y rows ldy. Float activations: the product of the
  * dequantised weights to float32 rounding. Up to 8 rows: register-blocked
- * kernels (AVX2 + FMA where built for it), the output rows split across
+ * kernels (AVX-512 where the CPU has it, chosen at run time; else AVX2 +
+ * FMA where built for it), the output rows split across
  * threads when the product is large enough to pay; more rows: sgemm, on
  * panels of dequantised weights for the non-f32 types. Preconditions, not
  * checked: rn_wtype_row_bytes(t, K) > 0, no aliasing of Y with X or W. */
 RN_API void rn_matmul_w(int M, int N, int K, const float *X, int ldx, const void *W, rn_wtype t,
                         size_t w_row_stride_bytes, float *Y, int ldy, int accumulate);
 /* The same with the activations quantised to q8_0 per block of 32 for q8_0
- * and q4_0 weights and up to 8 rows (int8 dot products, as ggml does): the
+ * and q4_0 weights and up to 64 rows (int8 dot products, as ggml does): the
  * product of the dequantised weights with the q8_0-rounded X, off the float
  * product by at most sum_k |w_k| |x_k - xq_k| (README "Low-bit inference"
  * gives the measured size). Otherwise exactly rn_matmul_w. */

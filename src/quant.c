@@ -1,8 +1,10 @@
 /* quant.c: typed weights (f32, bf16, f16, ggml's q8_0 and q4_0): row
  * conversions, and the product Y = X W^T with W kept in its type, for the
- * few rows of decoding (register-blocked AVX2 + FMA kernels) and for the
- * many rows of prefill and training-size products (BLAS sgemm on
- * dequantised panels). */
+ * few rows of decoding and batched decoding (register-blocked kernels:
+ * AMX tiles, AVX-512 with VNNI, AVX2 + FMA or scalar, the best the CPU has,
+ * chosen at run time) and for the many rows of prefill and training-size
+ * products (BLAS sgemm on dequantised panels). */
+#define _DEFAULT_SOURCE  /* syscall (AMX permission) */
 #include "quant.h"
 #include "ops.h"
 
@@ -15,6 +17,23 @@
 #include <immintrin.h>
 #else
 #define RNI_QUANT_SIMD 0
+#endif
+/* AVX-512 (F, BW, VL, DQ, VNNI) kernels: in every x86-64 build, run where
+ * the CPU has them (simd_level). */
+#if defined(__x86_64__) && defined(__GNUC__)
+#define RNI_QUANT_AVX512 1
+#include <immintrin.h>
+#else
+#define RNI_QUANT_AVX512 0
+#endif
+/* AMX (tile) int8 products: where Linux lends the tiles (have_amx). */
+#if RNI_QUANT_AVX512 && defined(__linux__) && (__GNUC__ >= 11 || defined(__clang__))
+#define RNI_QUANT_AMX 1
+#include <cpuid.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#else
+#define RNI_QUANT_AMX 0
 #endif
 
 _Static_assert(sizeof(rni_block_q8_0) == 34, "q8_0 block is 34 bytes (ggml)");
@@ -43,8 +62,6 @@ size_t rn_wtype_row_bytes(rn_wtype t, int K) {
     default: return 0;
     }
 }
-
-int rni_matmul_w_simd(void) { return RNI_QUANT_SIMD; }
 
 /* ------------------------------------------------------ f16 conversions */
 
@@ -269,16 +286,25 @@ void rni_matmul_w_ref(int M, int N, int K, const float *X, int ldx, const void *
 #define RNI_MATMUL_PAR_MADDS ((size_t)1 << 16)
 #endif
 
-#if RNI_QUANT_SIMD
-
-#define AI static inline __attribute__((always_inline))
-
 /* The f16 scale at the head of a block (rows may start at any byte). */
-AI uint16_t load_u16(const char *p) {
+static inline uint16_t load_u16(const char *p) {
     uint16_t h;
     memcpy(&h, p, 2);
     return h;
 }
+
+static inline size_t block_bytes(rn_wtype t) {
+    return t == RN_WTYPE_Q8_0 ? sizeof(rni_block_q8_0) : sizeof(rni_block_q4_0);
+}
+
+/* Rows of W per panel: the unit of the thread split, and the rows whose
+ * weights stay in L1/L2 while the M chunks of up to 4 rows pass over them
+ * (a multiple of every tile width: 8, 4, 3). */
+#define PANEL 24
+
+#if RNI_QUANT_SIMD
+
+#define AI static inline __attribute__((always_inline))
 
 AI float hsum8(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -310,8 +336,6 @@ AI __m256 block8(rn_wtype t, const char *blk, int s, __m256 dv, __m256 m8d) {
     v = _mm_and_si128(v, _mm_set1_epi8(15));
     return _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(v)), dv, m8d);
 }
-
-AI size_t block_bytes(rn_wtype t) { return t == RN_WTYPE_Q8_0 ? sizeof(rni_block_q8_0) : sizeof(rni_block_q4_0); }
 
 /* One tile: Y rows [0, MR) x columns [0, NR) from X rows (ldx) and W rows
  * (ws bytes apart). MR NR vector accumulators; one horizontal sum each at
@@ -359,11 +383,6 @@ AI void tile(const rn_wtype t, const int MR, const int NR, int K, const float *X
         }
 }
 
-/* Rows of W per panel: the unit of the thread split, and the rows whose
- * weights stay in L1/L2 while the M chunks of up to 4 rows pass over them
- * (a multiple of every tile width: 8, 4, 3). */
-#define PANEL 24
-
 /* Columns [n0, n1) of Y for all M rows: per panel of W rows, per chunk of
  * up to 4 rows of X, tiles of NR rows of W (8, 4, 4, 3 for 1-4 rows of X)
  * and single rows for the remainder. */
@@ -404,8 +423,8 @@ DEF_SMALL(small_q8_0, RN_WTYPE_Q8_0)
 DEF_SMALL(small_q4_0, RN_WTYPE_Q4_0)
 #undef DEF_SMALL
 
-static void matmul_small(int M, int N, int K, const float *X, int ldx, const void *W, rn_wtype t, size_t ws,
-                         float *Y, int ldy, int acc) {
+static void small_avx2(int M, int N, int K, const float *X, int ldx, const void *W, rn_wtype t, size_t ws,
+                       float *Y, int ldy, int acc) {
     const char *w = W;
     switch (t) {
     case RN_WTYPE_F32: small_f32(M, N, K, X, ldx, w, ws, Y, ldy, acc); break;
@@ -485,11 +504,11 @@ DEF_X8(x8_q4_0, RN_WTYPE_Q4_0)
 #undef X8TILES
 #undef DEF_X8
 
-#else /* no AVX2 + FMA: the scalar loops, rows split across threads alike */
+#endif /* RNI_QUANT_SIMD */
 
-static void matmul_small(int M, int N, int K, const float *X, int ldx, const void *W, rn_wtype t, size_t ws,
+/* No SIMD: the scalar loops, rows split across threads alike. */
+static void small_scalar(int M, int N, int K, const float *X, int ldx, const void *W, rn_wtype t, size_t ws,
                          float *Y, int ldy, int acc) {
-    enum { PANEL = 24 };
     int np = (N + PANEL - 1) / PANEL;
 #pragma omp parallel for schedule(static) if ((size_t)M * N * K >= RNI_MATMUL_PAR_MADDS)
     for (int p = 0; p < np; p++) {
@@ -498,7 +517,313 @@ static void matmul_small(int M, int N, int K, const float *X, int ldx, const voi
     }
 }
 
+/* ---------------------------------------------------- AVX-512 kernels */
+
+/* Compiled into every x86-64 build through the functions' target (so one
+ * binary built for AVX2 runs them where the CPU has them) and chosen at
+ * run time: simd_level() below. */
+/* Bytes of a pair of blocks of a row of X prepared for the VNNI kernel
+ * (prepare_x8_512). */
+enum { X8_PAIR = 192 };
+
+#if RNI_QUANT_AVX512
+
+#define T512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,fma,f16c")))
+#define AI512 static inline __attribute__((always_inline)) T512
+
+/* Sixteen weights from k of a row of a float type, as float (bf16: the
+ * bits shifted into place, exact; f16: vcvtph2ps, exact); the first r only
+ * with a mask (the others 0, not read). */
+AI512 __m512 load16(rn_wtype t, const char *row, int k, __mmask16 mk) {
+    if (t == RN_WTYPE_F32) return _mm512_maskz_loadu_ps(mk, (const float *)row + k);
+    __m256i h = _mm256_maskz_loadu_epi16(mk, (const uint16_t *)row + k);
+    if (t == RN_WTYPE_BF16) return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+    return _mm512_cvtph_ps(h);
+}
+
+/* Weights 16s..16s+15 of a block times its scale (dv = d, m8d = -8 d), as
+ * block8 computes them. */
+AI512 __m512 block16(rn_wtype t, const char *blk, int s, __m512 dv, __m512 m8d) {
+    if (t == RN_WTYPE_Q8_0) {
+        __m512i q = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(blk + 2 + 16 * s)));
+        return _mm512_mul_ps(_mm512_cvtepi32_ps(q), dv);
+    }
+    __m128i v = _mm_loadu_si128((const __m128i *)(blk + 2));  /* s = 0: low nibbles, 1: high */
+    if (s) v = _mm_srli_epi16(v, 4);
+    v = _mm_and_si128(v, _mm_set1_epi8(15));
+    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(v)), dv, m8d);
+}
+
+/* tile() with 16-wide vectors: the same contract (every element by the
+ * same operations whatever MR and NR); the last K % 16 weights of the float
+ * types through a masked load, so no scalar tail. */
+AI512 void tile512(const rn_wtype t, const int MR, const int NR, int K, const float *X, int ldx, const char *W,
+                   size_t ws, float *Y, int ldy, int acc) {
+    __m512 c[4][8];
+    for (int i = 0; i < MR; i++)
+        for (int j = 0; j < NR; j++) c[i][j] = _mm512_setzero_ps();
+    if (t == RN_WTYPE_F32 || t == RN_WTYPE_BF16 || t == RN_WTYPE_F16) {
+        for (int k = 0; k < K; k += 16) {
+            __mmask16 mk = K - k >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (K - k)) - 1);
+            __m512 x[4];
+            for (int i = 0; i < MR; i++) x[i] = _mm512_maskz_loadu_ps(mk, X + (size_t)i * ldx + k);
+            for (int j = 0; j < NR; j++) {
+                __m512 w = load16(t, W + (size_t)j * ws, k, mk);
+                for (int i = 0; i < MR; i++) c[i][j] = _mm512_fmadd_ps(x[i], w, c[i][j]);
+            }
+        }
+    } else {
+        const size_t bb = block_bytes(t);
+        for (int b = 0, k = 0; b < K / RN_QK; b++, k += RN_QK)
+            for (int j = 0; j < NR; j++) {
+                const char *blk = W + (size_t)j * ws + (size_t)b * bb;
+                float d = _cvtsh_ss(load_u16(blk));
+                __m512 dv = _mm512_set1_ps(d), m8d = _mm512_set1_ps(-8 * d);
+                for (int s = 0; s < 2; s++) {
+                    __m512 w = block16(t, blk, s, dv, m8d);
+                    for (int i = 0; i < MR; i++)
+                        c[i][j] = _mm512_fmadd_ps(_mm512_loadu_ps(X + (size_t)i * ldx + k + 16 * s), w, c[i][j]);
+                }
+            }
+    }
+    for (int i = 0; i < MR; i++)
+        for (int j = 0; j < NR; j++) {
+            float *y = Y + (size_t)i * ldy + j, v = _mm512_reduce_add_ps(c[i][j]);
+            *y = acc ? *y + v : v;
+        }
+}
+
+/* Columns [n0, n1) of Y, as panel_rows: chunks of up to 4 rows of X,
+ * tiles of 8 (1 row), 4 (2-3 rows) or 3 (4 rows) rows of W. */
+#define DEF_PANEL512(name, T)                                                                                    \
+    static T512 __attribute__((noinline)) void name(int M, int n0, int n1, int K, const float *X, int ldx,        \
+                                                    const char *W, size_t ws, float *Y, int ldy, int acc) {      \
+        for (int m = 0; m < M; m += 4) {                                                                         \
+            int mr = M - m < 4 ? M - m : 4, n = n0;                                                              \
+            const float *Xm = X + (size_t)m * ldx;                                                               \
+            float *Ym = Y + (size_t)m * ldy;                                                                     \
+            switch (mr) {                                                                                        \
+            case 1: TILES512(T, 1, 8) break;                                                                     \
+            case 2: TILES512(T, 2, 4) break;                                                                     \
+            case 3: TILES512(T, 3, 4) break;                                                                     \
+            default: TILES512(T, 4, 3) break;                                                                    \
+            }                                                                                                    \
+        }                                                                                                        \
+    }
+#define TILES512(T, MR, NR)                                                                                    \
+    for (; n + NR <= n1; n += NR) tile512(T, MR, NR, K, Xm, ldx, W + (size_t)n * ws, ws, Ym + n, ldy, acc); \
+    for (; n < n1; n++) tile512(T, MR, 1, K, Xm, ldx, W + (size_t)n * ws, ws, Ym + n, ldy, acc);
+DEF_PANEL512(panel512_f32, RN_WTYPE_F32)
+DEF_PANEL512(panel512_bf16, RN_WTYPE_BF16)
+DEF_PANEL512(panel512_f16, RN_WTYPE_F16)
+DEF_PANEL512(panel512_q8_0, RN_WTYPE_Q8_0)
+DEF_PANEL512(panel512_q4_0, RN_WTYPE_Q4_0)
+#undef TILES512
+#undef DEF_PANEL512
+
+/* The OpenMP loop outside the target functions (their outlined bodies
+ * would need the target too); one call per panel of PANEL rows of W. */
+static void small512(int M, int N, int K, const float *X, int ldx, const char *W, rn_wtype t, size_t ws, float *Y,
+                     int ldy, int acc) {
+    void (*panel)(int, int, int, int, const float *, int, const char *, size_t, float *, int, int) =
+        t == RN_WTYPE_F32 ? panel512_f32 : t == RN_WTYPE_BF16 ? panel512_bf16 : t == RN_WTYPE_F16 ? panel512_f16
+        : t == RN_WTYPE_Q8_0 ? panel512_q8_0 : panel512_q4_0;
+    int np = (N + PANEL - 1) / PANEL;
+#pragma omp parallel for schedule(dynamic, 2) if ((size_t)M * N * K >= RNI_MATMUL_PAR_MADDS)
+    for (int p = 0; p < np; p++) {
+        int n0 = p * PANEL, n1 = n0 + PANEL < N ? n0 + PANEL : N;
+        panel(M, n0, n1, K, X, ldx, W, ws, Y, ldy, acc);
+    }
+}
+
+/* ---- activations quantised to q8_0, VNNI: vpdpbusd takes 64 unsigned
+ * bytes times 64 signed ones, four products summed into each of 16 int32
+ * lanes, so one instruction covers two blocks (lanes 0-7 the first, 8-15
+ * the second). The weights are made the unsigned side (q8_0: q + 128, one
+ * xor; q4_0: the nibble itself, 0..15) and the activations x the signed
+ * one; the offset (128 or 8 times the sum of x over a lane's four bytes) is
+ * subtracted by starting the lane at minus it, precomputed per row of X.
+ * Each row of X is prepared once per product as X8_PAIR bytes per pair of
+ * blocks: the 64 int8 x, the 16 int32 starting values, and the 16 float
+ * scales d_x (8 lanes each block). An odd last block is a pair whose
+ * second half is zero (weights not read, x, start and scale 0). */
+
+/* 64 weights of row blk (blocks blk, blk + bb; only blk when !two) as the
+ * unsigned bytes vpdpbusd takes. */
+AI512 __m512i x8w512(rn_wtype t, const char *blk, size_t bb, int two) {
+    if (t == RN_WTYPE_Q8_0) {
+        __m256i lo = _mm256_loadu_si256((const __m256i *)(blk + 2));
+        __m512i v = two ? _mm512_inserti64x4(_mm512_castsi256_si512(lo), _mm256_loadu_si256((const __m256i *)(blk + bb + 2)), 1)
+                        : _mm512_inserti64x4(_mm512_setzero_si512(), lo, 0);
+        return _mm512_xor_si512(v, _mm512_set1_epi8((char)0x80));  /* a second half of zero x: products 0 */
+    }
+    /* q4_0: bytes j hold weights j (low nibble) and j + 16 (high): per block
+     * the low nibbles then the high ones */
+    __m128i b0 = _mm_loadu_si128((const __m128i *)(blk + 2));
+    __m256i v = two ? _mm256_inserti128_si256(_mm256_castsi128_si256(b0), _mm_loadu_si128((const __m128i *)(blk + bb + 2)), 1)
+                    : _mm256_inserti128_si256(_mm256_setzero_si256(), b0, 0);
+    __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(v), _mm256_srli_epi16(v, 4), 1);
+    z = _mm512_shuffle_i64x2(z, z, _MM_SHUFFLE(3, 1, 2, 0));  /* [lo b0, hi b0, lo b1, hi b1] */
+    return _mm512_and_si512(z, _mm512_set1_epi8(15));
+}
+
+/* The two f16 scales of a pair of blocks, each on its 8 lanes (the second
+ * 0 when !two). */
+AI512 __m512 x8d512(const char *blk, size_t bb, int two) {
+    uint32_t h = (uint32_t)load_u16(blk) | (two ? (uint32_t)load_u16(blk + bb) << 16 : 0);
+    __m128 f = _mm_cvtph_ps(_mm_cvtsi32_si128((int)h));
+    return _mm512_permutexvar_ps(_mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0),
+                                 _mm512_castps128_ps512(f));
+}
+
+/* One pair of blocks p into the MR x NR accumulators. */
+AI512 void x8step512(const rn_wtype t, const int MR, const int NR, int p, int two, const unsigned char *xp, size_t rs,
+                     const char *W, size_t ws, __m512 c[4][8]) {
+    const size_t bb = block_bytes(t);
+    __m512i w[8];
+    __m512 dw[8];
+    for (int j = 0; j < NR; j++) {
+        const char *blk = W + (size_t)j * ws + (size_t)p * 2 * bb;
+        w[j] = x8w512(t, blk, bb, two);
+        dw[j] = x8d512(blk, bb, two);
+    }
+    for (int i = 0; i < MR; i++) {
+        const unsigned char *xi = xp + (size_t)i * rs + (size_t)p * X8_PAIR;
+        __m512i xq = _mm512_load_si512(xi), start = _mm512_load_si512(xi + 64);
+        __m512 dx = _mm512_load_ps(xi + 128);
+        for (int j = 0; j < NR; j++) {
+            __m512i s = _mm512_dpbusd_epi32(start, w[j], xq);
+            c[i][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dw[j], dx), c[i][j]);
+        }
+    }
+}
+
+/* One tile of the x8 product: as tile_x8, each accumulator seeing the same
+ * operations whatever MR and NR. */
+AI512 void tile_x8_512(const rn_wtype t, const int MR, const int NR, int nb, const unsigned char *xp, size_t rs,
+                       const char *W, size_t ws, float *Y, int ldy, int acc) {
+    __m512 c[4][8];
+    for (int i = 0; i < MR; i++)
+        for (int j = 0; j < NR; j++) c[i][j] = _mm512_setzero_ps();
+    int p = 0;
+    for (; 2 * p + 1 < nb; p++) x8step512(t, MR, NR, p, 1, xp, rs, W, ws, c);
+    if (nb & 1) x8step512(t, MR, NR, p, 0, xp, rs, W, ws, c);
+    for (int i = 0; i < MR; i++)
+        for (int j = 0; j < NR; j++) {
+            float *y = Y + (size_t)i * ldy + j, v = _mm512_reduce_add_ps(c[i][j]);
+            *y = acc ? *y + v : v;
+        }
+}
+
+#define DEF_X8_512(name, T)                                                                                     \
+    static T512 __attribute__((noinline)) void name(int M, int n0, int n1, int nb, const unsigned char *xp,     \
+                                                    size_t rs, const char *W, size_t ws, float *Y, int ldy,      \
+                                                    int acc) {                                                   \
+        for (int m = 0; m < M; m += 4) {                                                                         \
+            int mr = M - m < 4 ? M - m : 4, n = n0;                                                              \
+            const unsigned char *q = xp + (size_t)m * rs;                                                        \
+            float *Ym = Y + (size_t)m * ldy;                                                                     \
+            switch (mr) {                                                                                        \
+            case 1: X8TILES512(T, 1, 8) break;                                                                   \
+            case 2: X8TILES512(T, 2, 4) break;                                                                   \
+            case 3: X8TILES512(T, 3, 4) break;                                                                   \
+            default: X8TILES512(T, 4, 4) break;                                                                  \
+            }                                                                                                    \
+        }                                                                                                        \
+    }
+#define X8TILES512(T, MR, NR)                                                                                    \
+    for (; n + NR <= n1; n += NR) tile_x8_512(T, MR, NR, nb, q, rs, W + (size_t)n * ws, ws, Ym + n, ldy, acc); \
+    for (; n < n1; n++) tile_x8_512(T, MR, 1, nb, q, rs, W + (size_t)n * ws, ws, Ym + n, ldy, acc);
+DEF_X8_512(x8panel512_q8_0, RN_WTYPE_Q8_0)
+DEF_X8_512(x8panel512_q4_0, RN_WTYPE_Q4_0)
+#undef X8TILES512
+#undef DEF_X8_512
+
+static void x8_512(rn_wtype t, int M, int N, int K, const unsigned char *xp, size_t rs, const char *W, size_t ws,
+                   float *Y, int ldy, int acc) {
+    void (*panel)(int, int, int, int, const unsigned char *, size_t, const char *, size_t, float *, int, int) =
+        t == RN_WTYPE_Q8_0 ? x8panel512_q8_0 : x8panel512_q4_0;
+    int np = (N + PANEL - 1) / PANEL;
+#pragma omp parallel for schedule(dynamic, 2) if ((size_t)M * N * K >= RNI_MATMUL_PAR_MADDS)
+    for (int p = 0; p < np; p++) {
+        int n0 = p * PANEL, n1 = n0 + PANEL < N ? n0 + PANEL : N;
+        panel(M, n0, n1, K / RN_QK, xp, rs, W, ws, Y, ldy, acc);
+    }
+}
+
+/* quantize_q8_0 of one block in 16-lane vectors, the same bits: amax is
+ * exact in any order, x / d's product rounds alike, and roundf (half away
+ * from zero) is the truncation plus one where the part cut off is at least
+ * one half. A block with a NaN or an infinity takes the scalar code. */
+static T512 void quantize_block_q8_0_512(const float *x, rni_block_q8_0 *y) {
+    __m512 a = _mm512_loadu_ps(x), b = _mm512_loadu_ps(x + 16);
+    __mmask16 bad = _mm512_fpclass_ps_mask(a, 0x99) | _mm512_fpclass_ps_mask(b, 0x99);  /* NaN, +-Inf */
+    if (bad) {
+        quantize_q8_0(x, y, RN_QK);
+        return;
+    }
+    float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(a), _mm512_abs_ps(b)));
+    float d = amax / 127, id = d ? 1.0f / d : 0.0f;
+    y->d = rni_f32_to_f16(d);
+    __m512 vid = _mm512_set1_ps(id), half = _mm512_set1_ps(0.5f), one = _mm512_set1_ps(1.0f), top = _mm512_set1_ps(127.0f);
+    for (int h = 0; h < 2; h++) {
+        __m512 v = _mm512_mul_ps(h ? b : a, vid);
+        __m512 t = _mm512_roundscale_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+        __mmask16 up = _mm512_cmp_ps_mask(_mm512_abs_ps(_mm512_sub_ps(v, t)), half, _CMP_GE_OQ);
+        t = _mm512_mask_add_ps(t, up, t, _mm512_or_ps(one, _mm512_and_ps(v, _mm512_set1_ps(-0.0f))));
+        t = _mm512_max_ps(_mm512_min_ps(t, top), _mm512_sub_ps(_mm512_setzero_ps(), top));
+        t = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v, v, _CMP_ORD_Q), t);  /* 0 x inf (1 / d overflowed): 0 */
+        _mm_storeu_si128((__m128i *)(y->qs + 16 * h), _mm512_cvtepi32_epi8(_mm512_cvttps_epi32(t)));
+    }
+}
+
+static int have_avx512(void) {
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+           __builtin_cpu_supports("avx512vnni");
+}
+
+#endif /* RNI_QUANT_AVX512 */
+
+/* The kernels in use: 3 AMX for the int8 products (AVX-512 for the
+ * others), 2 AVX-512, 1 AVX2 + FMA, 0 scalar; the best this build and CPU
+ * have, at most simd_cap (rni_matmul_w_set_simd: tests). */
+static int simd_cap = 3;
+
+#if RNI_QUANT_AMX
+static int have_amx(void);
 #endif
+
+static int simd_level(void) {
+#if RNI_QUANT_AMX
+    if (simd_cap >= 3 && have_amx()) return 3;
+#endif
+#if RNI_QUANT_AVX512
+    if (simd_cap >= 2 && have_avx512()) return 2;
+#endif
+    return simd_cap >= 1 && RNI_QUANT_SIMD ? 1 : 0;
+}
+
+int rni_matmul_w_simd(void) { return simd_level(); }
+
+int rni_matmul_w_set_simd(int max_level) {
+    simd_cap = max_level;
+    return simd_level();
+}
+
+static void matmul_small(int M, int N, int K, const float *X, int ldx, const void *W, rn_wtype t, size_t ws,
+                         float *Y, int ldy, int acc) {
+    switch (simd_level()) {
+#if RNI_QUANT_AVX512
+    case 3:
+    case 2: small512(M, N, K, X, ldx, W, t, ws, Y, ldy, acc); return;
+#endif
+#if RNI_QUANT_SIMD
+    case 1: small_avx2(M, N, K, X, ldx, W, t, ws, Y, ldy, acc); return;
+#endif
+    default: small_scalar(M, N, K, X, ldx, W, t, ws, Y, ldy, acc); return;
+    }
+}
 
 /* ---------------------------------------------------- many rows: BLAS */
 
@@ -614,21 +939,301 @@ static void *x8_scratch(size_t bytes) {
     return buf;
 }
 
+/* ---------------------------------------------------------- AMX kernel */
+
+/* Intel AMX (TMUL): tdpbssd multiplies a 16 x 64-byte tile of int8 by a
+ * 16 x 64-byte one into 16 x 16 int32 sums. Here one instruction takes a
+ * block of 16 rows of W (A: 16 rows x 32 int8, straight from the q8_0
+ * blocks ws bytes apart) times the same block of 16 rows of X (B: 8 rows
+ * of the 16 rows' 4-byte groups side by side, prepared once per product),
+ * so it gives each output element its whole block sum; the float part is
+ * then per element y = fma((float) sum_b, d_w d_x, y) block after block,
+ * the same sequence for every element whatever rows and threads share
+ * its tile (rows of W past the last full tile of 16 run it in scalar
+ * code, fmaf: the same bits). Linux lends the tile registers to a process
+ * that asks (arch_prctl). q8_0 only: q4_0's nibbles would have to be
+ * unpacked into bytes for the tiles first (matmul_x8). Measured on the
+ * 2-core Emerald Rapids, W 1024 x 1024 in L2, one thread: one row as fast
+ * as VNNI (34 vs 34 us), 16 rows 4x faster (79 vs 307 us). */
+/* Bytes of a block of 16 rows of X prepared for the tile kernel: the
+ * B tile (512) and the 16 rows' d_x (64); rows of W a thread takes at once. */
+enum { AMX_XB = 576, AMX_PANEL = 64, AMX_WIDE = 4 };
+
+#if RNI_QUANT_AMX
+
+#define TAMX __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma,f16c,amx-tile,amx-int8")))
+
+typedef struct {
+    uint8_t palette, start_row, reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} amx_tilecfg;
+
+/* Tiles 0, 3: C (16 x 16 int32); 1, 4: A (16 rows x 32 bytes of W);
+ * 2, 5: B (8 x 64 bytes of X); two of each so two blocks are in flight.
+ * narrow: one row of X at a time (C 16 x 1, B 8 x 4 bytes), for M < 4,
+ * where the 16-row tile would be mostly padding. */
+static TAMX __attribute__((noinline)) void amx_begin(int narrow) {
+    amx_tilecfg c;
+    memset(&c, 0, sizeof c);
+    c.palette = 1;
+    for (int i = 0; i < 6; i += 3) {
+        c.rows[i] = 16; c.colsb[i] = narrow ? 4 : 64;
+        c.rows[i + 1] = 16; c.colsb[i + 1] = 32;
+        c.rows[i + 2] = 8; c.colsb[i + 2] = narrow ? 4 : 64;
+    }
+    /* GCC 12 drops the stores above as dead: ldtilecfg is not known to read them */
+    __asm__ volatile("" : : "r"(&c) : "memory");
+    _tile_loadconfig(&c);
+}
+
+static TAMX __attribute__((noinline)) void amx_end(void) { _tile_release(); }
+
+/* The 16 rows' block b of W as the int8 A tile, in place (ws apart). */
+#define AMX_LOAD_A(tile, b) _tile_loadd(tile, W0 + (size_t)(b) * sizeof(rni_block_q8_0) + 2, (long)ws)
+
+/* y for 16 rows of W (from W0) and one chunk of up to 16 rows of X (xb:
+ * nb blocks of AMX_XB bytes): acc[n] holds the 16 rows of X in its lanes. */
+static inline __attribute__((always_inline)) TAMX void amx_tile16(int nb, const unsigned char *xb, const char *W0,
+                                                                   size_t ws, __m512 acc[16]) {
+    const size_t bb = sizeof(rni_block_q8_0);
+    _Alignas(64) int32_t cs[2][16][16];
+    _Alignas(64) float dw[16];
+    const __m512i offs = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                                            _mm512_set1_epi32((int)ws));
+    for (int n = 0; n < 16; n++) acc[n] = _mm512_setzero_ps();
+    for (int b = 0; b < nb; b += 2) {
+        int two = b + 1 < nb;
+        _tile_zero(0);
+        AMX_LOAD_A(1, b);
+        _tile_loadd(2, xb + (size_t)b * AMX_XB, 64);
+        _tile_dpbssd(0, 1, 2);
+        if (two) {
+            _tile_zero(3);
+            AMX_LOAD_A(4, b + 1);
+            _tile_loadd(5, xb + (size_t)(b + 1) * AMX_XB, 64);
+            _tile_dpbssd(3, 4, 5);
+        }
+        _tile_stored(0, cs[0], 64);
+        if (two) _tile_stored(3, cs[1], 64);
+        for (int h = 0; h <= two; h++) {
+            /* the 16 rows' f16 scales of block b + h (4 bytes read at each) */
+            __m512i g = _mm512_i32gather_epi32(offs, W0 + (size_t)(b + h) * bb, 1);
+            _mm512_store_ps(dw, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(g)));
+            __m512 dx = _mm512_load_ps(xb + (size_t)(b + h) * AMX_XB + 512);
+            for (int n = 0; n < 16; n++)
+                acc[n] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512(cs[h][n])),
+                                         _mm512_mul_ps(_mm512_set1_ps(dw[n]), dx), acc[n]);
+        }
+    }
+}
+/* The narrow form: one row of X (its column m in the chunk xb) against 16
+ * rows of W, the 16 results in the lanes of the return; the same float
+ * sequence per element. */
+static inline __attribute__((always_inline)) TAMX __m512 amx_row16(int nb, const unsigned char *xb, int m,
+                                                                   const char *W0, size_t ws) {
+    const size_t bb = sizeof(rni_block_q8_0);
+    _Alignas(64) int32_t cs[2][16];
+    const __m512i offs = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                                            _mm512_set1_epi32((int)ws));
+    __m512 acc = _mm512_setzero_ps();
+    for (int b = 0; b < nb; b += 2) {
+        int two = b + 1 < nb;
+        _tile_zero(0);
+        AMX_LOAD_A(1, b);
+        _tile_loadd(2, xb + (size_t)b * AMX_XB + 4 * m, 64);
+        _tile_dpbssd(0, 1, 2);
+        if (two) {
+            _tile_zero(3);
+            AMX_LOAD_A(4, b + 1);
+            _tile_loadd(5, xb + (size_t)(b + 1) * AMX_XB + 4 * m, 64);
+            _tile_dpbssd(3, 4, 5);
+        }
+        _tile_stored(0, cs[0], 4);
+        if (two) _tile_stored(3, cs[1], 4);
+        for (int h = 0; h <= two; h++) {
+            __m512i g = _mm512_i32gather_epi32(offs, W0 + (size_t)(b + h) * bb, 1);
+            __m512 dw = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(g));
+            float dx;
+            memcpy(&dx, xb + (size_t)(b + h) * AMX_XB + 512 + 4 * m, 4);
+            acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512(cs[h])), _mm512_mul_ps(dw, _mm512_set1_ps(dx)), acc);
+        }
+    }
+    return acc;
+}
+#undef AMX_LOAD_A
+
+/* Rows [n0, n1) of W (n1 - n0 a multiple of 16) for all M rows of X. */
+static TAMX __attribute__((noinline)) void amx_q8_0(int M, int n0, int n1, int nb, const unsigned char *xb,
+                                                    const char *W, size_t ws, float *Y, int ldy, int acc) {
+    for (int n = n0; n < n1; n += 16) {
+        if (M < AMX_WIDE) {
+            for (int i = 0; i < M; i++) {
+                _Alignas(64) float out[16];
+                _mm512_store_ps(out, amx_row16(nb, xb, i, W + (size_t)n * ws, ws));
+                float *y = Y + (size_t)i * ldy + n;
+                for (int j = 0; j < 16; j++) y[j] = acc ? y[j] + out[j] : out[j];
+            }
+            continue;
+        }
+        for (int m0 = 0; m0 < M; m0 += 16) {
+            __m512 a[16];
+            _Alignas(64) float out[16][16];
+            amx_tile16(nb, xb + (size_t)(m0 / 16) * nb * AMX_XB, W + (size_t)n * ws, ws, a);
+            for (int j = 0; j < 16; j++) _mm512_store_ps(out[j], a[j]);
+            int mr = M - m0 < 16 ? M - m0 : 16;
+            for (int i = 0; i < mr; i++)
+                for (int j = 0; j < 16; j++) {
+                    float *y = Y + (size_t)(m0 + i) * ldy + n + j;
+                    *y = acc ? *y + out[j][i] : out[j][i];
+                }
+        }
+    }
+}
+
+/* Rows of X as the tile kernel reads them: per chunk of 16 rows (the last
+ * padded with zeros) and block, the B tile (row r: each row's bytes
+ * 4r..4r+3 side by side) and the 16 d_x. */
+static void prepare_amx(int M, int K, const float *X, int ldx, unsigned char *xb) {
+    int nb = K / RN_QK, nc = (M + 15) / 16;
+    memset(xb, 0, (size_t)nc * nb * AMX_XB);
+    rni_block_q8_0 blk;
+    for (int m = 0; m < M; m++)
+        for (int b = 0; b < nb; b++) {
+            quantize_block_q8_0_512(X + (size_t)m * ldx + (size_t)b * RN_QK, &blk);
+            unsigned char *o = xb + ((size_t)(m / 16) * nb + b) * AMX_XB;
+            for (int r = 0; r < 8; r++) memcpy(o + 64 * r + 4 * (m % 16), blk.qs + 4 * r, 4);
+            float d = rni_f16_to_f32(blk.d);
+            memcpy(o + 512 + 4 * (m % 16), &d, 4);
+        }
+}
+
+/* Rows [n0, N) of W past the last full tile, by the tile kernel's float
+ * sequence in scalar code. */
+static void amx_rest(int M, int n0, int N, int nb, const unsigned char *xb, const char *W, size_t ws, float *Y,
+                     int ldy, int acc) {
+    size_t bb = sizeof(rni_block_q8_0);
+    for (int m = 0; m < M; m++)
+        for (int n = n0; n < N; n++) {
+            float s = 0;
+            for (int b = 0; b < nb; b++) {
+                const unsigned char *o = xb + ((size_t)(m / 16) * nb + b) * AMX_XB;
+                const char *blk = W + (size_t)n * ws + (size_t)b * bb;
+                int8_t x[RN_QK];
+                float dx;
+                for (int r = 0; r < 8; r++) memcpy(x + 4 * r, o + 64 * r + 4 * (m % 16), 4);
+                memcpy(&dx, o + 512 + 4 * (m % 16), 4);
+                s = fmaf((float)block_dot(RN_WTYPE_Q8_0, blk, x), rni_f16_to_f32(load_u16(blk)) * dx, s);
+            }
+            float *y = Y + (size_t)m * ldy + n;
+            *y = acc ? *y + s : s;
+        }
+}
+
+static void x8_amx(int M, int N, int K, const unsigned char *xb, const char *W, size_t ws, float *Y, int ldy,
+                   int acc) {
+    int nb = K / RN_QK, full = N / 16 * 16, np = (full + AMX_PANEL - 1) / AMX_PANEL;
+#pragma omp parallel if ((size_t)M * N * K >= RNI_MATMUL_PAR_MADDS)
+    {
+        amx_begin(M < AMX_WIDE);
+#pragma omp for schedule(dynamic, 1)
+        for (int p = 0; p < np; p++) {
+            int n0 = p * AMX_PANEL, n1 = n0 + AMX_PANEL < full ? n0 + AMX_PANEL : full;
+            amx_q8_0(M, n0, n1, nb, xb, W, ws, Y, ldy, acc);
+        }
+        amx_end();
+    }
+    if (full < N) amx_rest(M, full, N, nb, xb, W, ws, Y, ldy, acc);
+}
+
+/* CPUID leaf 7: AMX-TILE (EDX bit 24) and AMX-INT8 (bit 25); then Linux's
+ * permission for the tile data (ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA). */
+static int have_amx(void) {
+    static int have = -1;  /* asked once; a race asks twice, with one answer */
+    int h = __atomic_load_n(&have, __ATOMIC_RELAXED);
+    if (h < 0) {
+        unsigned a, b, c, d;
+        h = __get_cpuid_count(7, 0, &a, &b, &c, &d) && (d >> 24 & 3) == 3 && have_avx512() &&
+            syscall(SYS_arch_prctl, 0x1023, 18) == 0;
+        __atomic_store_n(&have, h, __ATOMIC_RELAXED);
+    }
+    return h;
+}
+
+#endif /* RNI_QUANT_AMX */
+
+#if RNI_QUANT_AVX512
+/* Rows of X as x8_512 reads them: X8_PAIR bytes a pair of blocks, rs
+ * bytes a row (64-byte aligned); the offset the weights' unsigned side
+ * adds (128 for q8_0, 8 for q4_0) taken off each lane's start. */
+static void prepare_x8_512(rn_wtype t, int M, int K, const float *X, int ldx, unsigned char *xp, size_t rs) {
+    int nb = K / RN_QK, off = t == RN_WTYPE_Q8_0 ? 128 : 8;
+    rni_block_q8_0 blk;
+    for (int m = 0; m < M; m++) {
+        unsigned char *row = xp + (size_t)m * rs;
+        memset(row, 0, rs);
+        for (int b = 0; b < nb; b++) {
+            quantize_block_q8_0_512(X + (size_t)m * ldx + (size_t)b * RN_QK, &blk);
+            unsigned char *pr = row + (size_t)(b / 2) * X8_PAIR;
+            int h = 32 * (b & 1);
+            int32_t start[8];
+            float dx[8], d = rni_f16_to_f32(blk.d);
+            for (int l = 0; l < 8; l++) {
+                start[l] = -off * (blk.qs[4 * l] + blk.qs[4 * l + 1] + blk.qs[4 * l + 2] + blk.qs[4 * l + 3]);
+                dx[l] = d;
+            }
+            memcpy(pr + h, blk.qs, 32);
+            memcpy(pr + 64 + h, start, sizeof start);
+            memcpy(pr + 128 + h, dx, sizeof dx);
+        }
+    }
+}
+#endif
+
+void rni_quantize_act_q8_0(const float *x, rni_block_q8_0 *y) {
+#if RNI_QUANT_AVX512
+    if (simd_level() >= 2) {
+        quantize_block_q8_0_512(x, y);
+        return;
+    }
+#endif
+    quantize_q8_0(x, y, RN_QK);
+}
+
 static void matmul_x8(int ref, int M, int N, int K, const float *X, int ldx, const void *W, rn_wtype t, size_t ws,
                       float *Y, int ldy, int acc) {
     if (M <= 0 || N <= 0) return;
-    int x8 = (t == RN_WTYPE_Q8_0 || t == RN_WTYPE_Q4_0) && M <= RNI_SMALL_M;
-    size_t nb = (size_t)K / RN_QK, bytes = (size_t)M * K + M * nb * sizeof(float) + 64;
+    int x8 = (t == RN_WTYPE_Q8_0 || t == RN_WTYPE_Q4_0) && M <= RNI_BATCH_M, level = ref ? 0 : simd_level();
+    /* q4_0 keeps VNNI under AMX: unpacking its nibbles for the tiles costs
+     * more than AMX saves for a few rows (measured: one row 2x slower) */
+    if (level == 3 && t == RN_WTYPE_Q4_0) level = 2;
+    size_t nb = (size_t)K / RN_QK, rs = (nb + 1) / 2 * X8_PAIR;
+    size_t bytes = level == 3 ? (size_t)(M + 15) / 16 * nb * AMX_XB : level == 2 ? M * rs
+                 : (size_t)M * K + M * nb * sizeof(float) + 64;
     unsigned char *buf = x8 ? x8_scratch(bytes) : NULL;
     if (!buf) {
         (ref ? rni_matmul_w_ref : rn_matmul_w)(M, N, K, X, ldx, W, t, ws, Y, ldy, acc);
         return;
     }
+#if RNI_QUANT_AMX
+    if (level == 3) {
+        prepare_amx(M, K, X, ldx, buf);
+        x8_amx(M, N, K, buf, W, ws, Y, ldy, acc);
+        return;
+    }
+#endif
+#if RNI_QUANT_AVX512
+    if (level == 2) {
+        prepare_x8_512(t, M, K, X, ldx, buf, rs);
+        x8_512(t, M, N, K, buf, rs, W, ws, Y, ldy, acc);
+        return;
+    }
+#endif
     float *xd = (float *)buf;
     int8_t *xq = (int8_t *)(buf + M * nb * sizeof(float));
     quantize_x8(M, K, X, ldx, xq, xd);
 #if RNI_QUANT_SIMD
-    if (!ref) {
+    if (level == 1) {
         if (t == RN_WTYPE_Q8_0) x8_q8_0(M, N, K, xq, xd, W, ws, Y, ldy, acc);
         else x8_q4_0(M, N, K, xq, xd, W, ws, Y, ldy, acc);
         return;
@@ -651,8 +1256,10 @@ void rni_matmul_w_x8_ref(int M, int N, int K, const float *X, int ldx, const voi
  * both cores over the output columns) gives a stream decoded in a batch
  * the bits it gets alone, which serve's batching promises; rn_matmul_w's
  * f32 kernel (up to 8 rows) would switch kernels inside that range.
- * Other types take their kernels in groups of 8 rows up to 64 rows (the
- * same promise), sgemm on dequantised panels beyond (prefill). */
+ * Other types take their few-row kernels for all of up to RNI_BATCH_M
+ * rows at once (the same promise; each panel of W read once for every
+ * row, where sgemm would dequantise all of W every step), sgemm on
+ * dequantised panels beyond (prefill). */
 void rni_linear_forward(const rni_wmat *W, int M, int N, int K, const rn_real *x, int ldx, rn_real *y, int ldy,
                         int accumulate, int x8) {
 #ifdef RETNET_DOUBLE
@@ -665,19 +1272,12 @@ void rni_linear_forward(const rni_wmat *W, int M, int N, int K, const rn_real *x
                  y, ldy);
         return;
     }
-    if (M > 0 && N > 0) rni_gemm_count((uint64_t)M * N * K);
-    void (*mm)(int, int, int, const float *, int, const void *, rn_wtype, size_t, float *, int, int) =
-        x8 ? rn_matmul_w_x8 : rn_matmul_w;
-    if (M > RNI_SMALL_M && M <= 64) {
-        /* A batch of decoding streams: the few-row kernel over groups of
-         * rows reads W once a group, where sgemm would dequantise all of W
-         * every step; and a row gets the bits it gets alone. */
-        for (int m0 = 0; m0 < M; m0 += RNI_SMALL_M) {
-            int mr = M - m0 < RNI_SMALL_M ? M - m0 : RNI_SMALL_M;
-            mm(mr, N, K, x + (size_t)m0 * ldx, ldx, W->p, W->t, W->stride, y + (size_t)m0 * ldy, ldy, accumulate);
-        }
-        return;
-    }
-    mm(M, N, K, x, ldx, W->p, W->t, W->stride, y, ldy, accumulate);
+    if (M <= 0 || N <= 0) return;
+    rni_gemm_count((uint64_t)M * N * K);
+    if (M > RNI_BATCH_M) rn_matmul_w(M, N, K, x, ldx, W->p, W->t, W->stride, y, ldy, accumulate);
+    else if (x8 && (W->t == RN_WTYPE_Q8_0 || W->t == RN_WTYPE_Q4_0))
+        matmul_x8(0, M, N, K, x, ldx, W->p, W->t, W->stride, y, ldy, accumulate);
+    else
+        matmul_small(M, N, K, x, ldx, W->p, W->t, W->stride, y, ldy, accumulate);
 #endif
 }

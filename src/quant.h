@@ -30,23 +30,31 @@ typedef struct {
 
 /* rn_matmul_w (retnet.h), in detail: W and the row stride aligned to 4
  * bytes for f32, to 2 for the others, as ggml's blocks are.
- * M <= RNI_SMALL_M (decoding, batched decoding): register-blocked AVX2/FMA
- * kernels, several rows of W per pass, the weights converted to float in
- * registers, float32 accumulation; the output columns are split across
- * OpenMP threads when M N K >= RNI_MATMUL_PAR_MADDS (see quant.c for the
- * measurement). Every output element is computed by the same sequence of
- * operations whatever the thread count, so threads on/off agree bit for bit.
+ * M <= RNI_SMALL_M (decoding): register-blocked kernels, several rows
+ * of W per pass, the weights converted to float in registers, float32
+ * accumulation: AVX-512 (16 lanes) where the CPU has F, BW, VL, DQ and
+ * VNNI, chosen at run time (any x86-64 build carries them), else AVX2 +
+ * FMA where the build targets it, else scalar loops. The output columns
+ * are split across OpenMP threads when M N K >= RNI_MATMUL_PAR_MADDS (see
+ * quant.c for the measurement). Every output element is computed by the
+ * same sequence of operations whatever the thread count and whatever the
+ * other rows, so threads on/off agree bit for bit.
  * Larger M: BLAS sgemm, on W itself for f32, else on panels of W rows
  * dequantised into a per-thread scratch buffer (a thread-local buffer grown
  * on demand and kept for the thread's life: no allocation once warm; at
  * most RNI_PANEL_FLOATS floats). If that scratch cannot be allocated the
  * product falls back to the small-M kernels (slower, same result up to
  * float rounding).
- * rn_matmul_w_x8: each row of X is quantised to q8_0 blocks (ggml's
- * rounding: |x - qx dx| <= dx / 2 + 127 |dx - f16(dx)|), each block product
- * an int8 dot product scaled by d_w dx and summed in float32; the quantised
- * X lives in a per-thread scratch (grown on demand, kept). */
+ * rn_matmul_w_x8 (q8_0 / q4_0, M <= RNI_BATCH_M): each row of X is
+ * quantised to q8_0 blocks (ggml's rounding: |x - qx dx| <= dx / 2 + 127
+ * |dx - f16(dx)|), each block product an int8 dot product (AMX tiles for
+ * q8_0 where Linux lends them, else AVX-512 VNNI: vpdpbusd, two blocks a
+ * vector) scaled by d_w dx and summed in float32;
+ * the quantised X lives in a per-thread scratch (grown on demand, kept).
+ * A row's result is the same bits alone or among up to RNI_BATCH_M rows
+ * (on one machine: the AVX-512 and AVX2 kernels sum in other orders). */
 #define RNI_SMALL_M 8
+#define RNI_BATCH_M 64
 
 /* The scalar reference of rn_matmul_w (same contract): dot products of the
  * dequantised weights in float32, k in order. For the tests and for builds
@@ -57,6 +65,11 @@ void rni_matmul_w_ref(int M, int N, int K, const float *X, int ldx, const void *
  * scalar sums). */
 void rni_matmul_w_x8_ref(int M, int N, int K, const float *X, int ldx, const void *W, rn_wtype t,
                          size_t w_row_stride_bytes, float *Y, int ldy, int accumulate);
+
+/* One block of 32 activations to q8_0 as rn_matmul_w_x8 quantises them
+ * (vector code where the kernels are AVX-512): the bits of
+ * rn_quantize_row's q8_0. */
+void rni_quantize_act_q8_0(const float *x, rni_block_q8_0 *y);
 
 /* Weight k of a row of K weights of type t, as float (exact). */
 float rni_wtype_get(rn_wtype t, const void *row, int k);
@@ -75,15 +88,19 @@ typedef struct {
 
 /* y (M, N) = x (M, K) W^T, or y += x W^T with accumulate: the model's
  * weight products. f32: rni_gemm (its few-row kernel up to 64 rows, else
- * BLAS); any other type: rn_matmul_w (its register-blocked kernels, in
- * groups of RNI_SMALL_M rows up to 64 rows, else sgemm on dequantised
- * panels), or rn_matmul_w_x8 for q8_0 / q4_0 when x8 is set.
+ * BLAS); any other type: rn_matmul_w's register-blocked kernels for all of
+ * up to RNI_BATCH_M rows in one pass over W (else sgemm on dequantised
+ * panels), or rn_matmul_w_x8's for q8_0 / q4_0 when x8 is set.
  * The float64 build holds f32 weights only and always calls rni_gemm. */
 void rni_linear_forward(const rni_wmat *W, int M, int N, int K, const rn_real *x, int ldx, rn_real *y, int ldy,
                         int accumulate, int x8);
 
-/* Whether rn_matmul_w runs the AVX2 + FMA kernels in this build. */
+/* The kernels rn_matmul_w and rn_matmul_w_x8 run: 2 AVX-512 (+ VNNI),
+ * 1 AVX2 + FMA, 0 scalar. rni_matmul_w_set_simd caps the level (tests run
+ * every level the machine has; not thread-safe: call between products)
+ * and returns the level then in use. */
 int rni_matmul_w_simd(void);
+int rni_matmul_w_set_simd(int max_level);
 
 /* Scalar conversions, bit-exact (round to nearest even; NaN stays NaN,
  * quiet; overflow to f16 gives Inf as IEEE rounding does). */

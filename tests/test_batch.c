@@ -98,13 +98,14 @@ static void staggered(rn_model *m, const char *label) {
     rn_state_free(batch);
 }
 
-/* The same with the weights in q8_0 and q4_0 (int8 activations): their
- * kernels take groups of 8 rows, so a row's bits do not depend on the
- * batch either (the float64 build dequantises them on load). */
+/* The same with the weights in bf16, f16, q8_0 and q4_0 (int8
+ * activations): their kernels take all the rows of a step at once, each
+ * row by the same operations, so a row's bits do not depend on the batch
+ * either (the float64 build dequantises them on load). */
 static void staggered_quantized(void) {
     rn_model *m = make_model(RN_PRESET_TORCHSCALE, 32, 2, 64, 2, V, 17);
-    const rn_wtype ts[] = {RN_WTYPE_Q8_0, RN_WTYPE_Q4_0};
-    for (int i = 0; i < 2; i++) {
+    const rn_wtype ts[] = {RN_WTYPE_BF16, RN_WTYPE_F16, RN_WTYPE_Q8_0, RN_WTYPE_Q4_0};
+    for (int i = 0; i < 4; i++) {
         char path[] = "/tmp/test_batch_XXXXXX", label[64];
         int fd = mkstemp(path);
         CHECK(fd >= 0, "mkstemp");

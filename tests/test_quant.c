@@ -1,8 +1,9 @@
 /* test_quant.c: typed weights (src/quant.c): f16/bf16 rounding at the bit
  * level, ggml's q8_0/q4_0 layouts on hand-made blocks, round-trip error
- * bounds (random and trained weights), every product kernel against a
- * float64 reference of the same dequantised weights (shapes, strides,
- * accumulate, threads), and quantised models (rn_model_quantize): the
+ * bounds (random and trained weights), every product kernel, at every
+ * level the machine has (AMX, AVX-512, AVX2, scalar), against a float64
+ * reference of the same dequantised weights (shapes, strides, accumulate,
+ * threads, a row alone and in a batch), and quantised models (rn_model_quantize): the
  * three paradigms agree at every type, the logits equal those of the
  * dequantised f32 model, bad files and training are refused. The kernels
  * are float32 whatever rn_real is, so both builds run all of it (the
@@ -314,8 +315,7 @@ static void test_kernels(void) {
                     shapes++;
                 }
         }
-    printf("kernels: %d shapes x {=, +=} against float64 (simd kernels: %s)\n", shapes,
-           rni_matmul_w_simd() ? "AVX2+FMA" : "scalar");
+    printf("kernels: %d shapes x {=, +=} against float64\n", shapes);
     free(X); free(Wf); free(Wd); free(Y); free(Yr); free(Y64); free(Ya); free(W);
 }
 
@@ -323,10 +323,10 @@ static void test_kernels(void) {
  * quantised X (float32 rounding only), and against the float-activation
  * product within the bound sum_k |w_k| |x_k - xhat_k|. */
 static void test_x8(void) {
-    static const int Ms[] = {1, 2, 3, 4, 5, 7, 8, 9};
+    static const int Ms[] = {1, 2, 3, 4, 5, 7, 8, 9, 16, 33};
     static const int Ns[] = {1, 13, 24, 37};
-    static const int Ks[] = {32, 256, 4096};
-    enum { Kmax = 4096, Nmax = 37, Mmax = 9 };
+    static const int Ks[] = {32, 96, 256, 4096};  /* 96: an odd block count */
+    enum { Kmax = 4096, Nmax = 37, Mmax = 33 };
     rn_rng r;
     rn_rng_seed(&r, 10);
     int ldx = Kmax + 1, ldy = Nmax + 1;
@@ -365,7 +365,7 @@ static void test_x8(void) {
                             for (int n = 0; n < N; n++) {
                                 int i = m * ldy + n;
                                 double base = acc ? (float)(i % 3) : 0, tol = 1e-5 * (Yqa[m * N + n] + base);
-                                double want = M <= 8 ? Yq[m * N + n] : Yf[m * N + n];
+                                double want = Yq[m * N + n];
                                 bad += fabs(Y[i] - base - want) > tol || fabs(Yr[i] - base - want) > tol;
                                 /* the bound against float activations */
                                 double bound = 0;
@@ -373,7 +373,7 @@ static void test_x8(void) {
                                     bound += fabs(Wd[(size_t)n * K + k]) * fabs(X[(size_t)m * ldx + k] - Xh[(size_t)m * K + k]);
                                 double dev = fabs(Y[i] - base - Yf[m * N + n]);
                                 bad_bound += dev > bound + tol + 1e-5 * Yfa[m * N + n];
-                                if (!acc && M <= 8) {
+                                if (!acc) {
                                     worst_rel = fmax(worst_rel, dev / Yfa[m * N + n]);
                                     se += dev * dev;
                                     sy += Yf[m * N + n] * Yf[m * N + n];
@@ -421,6 +421,63 @@ static void test_threads(void) {
     free(X); free(Wf); free(Y1); free(Y2); free(W);
 }
 
+
+/* Activations quantised by the int8 kernels' own code (vector code at
+ * the AVX-512 levels) are rn_quantize_row's bits: random blocks, exact
+ * ties of roundf (k + 1/2 steps, away from zero), zeros, subnormals. */
+static void test_act_quant(void) {
+    rn_rng r;
+    rn_rng_seed(&r, 12);
+    float x[RN_QK];
+    int bad = 0;
+    for (int it = 0; it < 20000; it++) {
+        int kind = it % 4;
+        for (int j = 0; j < RN_QK; j++) {
+            double u = rn_rng_uniform(&r) * 2 - 1;
+            x[j] = kind == 0 ? (float)(u * 3)
+                 : kind == 1 ? (float)((int)(u * 126) + (u < 0 ? -0.5 : 0.5))  /* ties at d = 1 */
+                 : kind == 2 ? (float)(u * 1e-40)                               /* subnormal */
+                 : (float)(j % 3 ? 0 : u);
+        }
+        if (kind == 1) x[7] = 127;  /* amax 127: d = 1, x / d the ties themselves */
+        rni_block_q8_0 a, b;
+        rni_quantize_act_q8_0(x, &a);
+        rn_quantize_row(RN_WTYPE_Q8_0, x, &b, RN_QK);
+        bad += memcmp(&a, &b, sizeof a) != 0;
+    }
+    CHECK(bad == 0, "activation quantisation: %d of 20000 blocks differ from rn_quantize_row", bad);
+}
+
+#ifndef RETNET_DOUBLE
+/* The model's products (rni_linear_forward) give a row the same bits
+ * alone as among up to 64 rows, at every type, float or int8 activations:
+ * what batched decoding promises (test_batch checks it on models). */
+static void test_rows_alone(void) {
+    enum { N = 61, K = 1024, M = RNI_BATCH_M };
+    rn_rng r;
+    rn_rng_seed(&r, 11);
+    float *X = malloc(sizeof(float) * M * K), *Wf = malloc(sizeof(float) * (size_t)N * K);
+    float *Y = malloc(sizeof(float) * M * N), *Y1 = malloc(sizeof(float) * N);
+    unsigned char *W = malloc((size_t)N * K * 4);
+    fill(&r, X, (size_t)M * K, 0);
+    fill(&r, Wf, (size_t)N * K, 1);
+    int bad = 0;
+    for (int t = 1; t < RN_WTYPE_COUNT; t++) {  /* f32: rni_gemm (ops.c) */
+        rni_wmat w = {W, (rn_wtype)t, rn_wtype_row_bytes(t, K)};
+        for (int n = 0; n < N; n++) rn_quantize_row(t, Wf + (size_t)n * K, W + n * w.stride, K);
+        for (int x8 = 0; x8 < 2; x8++)
+            for (int rows = 13; rows <= M; rows += M - 13) {
+                rni_linear_forward(&w, rows, N, K, X, K, Y, N, 0, x8);
+                for (int m = 0; m < rows; m++) {
+                    rni_linear_forward(&w, 1, N, K, X + (size_t)m * K, K, Y1, N, 0, x8);
+                    bad += memcmp(Y1, Y + (size_t)m * N, sizeof(float) * N) != 0;
+                }
+            }
+    }
+    CHECK(bad == 0, "%d rows differ alone and in a batch", bad);
+    free(X); free(Wf); free(Y); free(Y1); free(W);
+}
+#endif
 
 /* ------------------------------------------------------ quantised models */
 
@@ -722,9 +779,20 @@ int main(void) {
     test_known_blocks();
     test_nonfinite_blocks();
     test_round_trip();
-    test_kernels();
-    test_x8();
-    test_threads();
+    /* every kernel level this build and CPU have: AMX, AVX-512, AVX2, scalar */
+    static const char *const level_names[] = {"scalar", "AVX2+FMA", "AVX-512+VNNI", "AMX (int8), AVX-512"};
+    for (int level = rni_matmul_w_set_simd(3); level >= 0; level--) {
+        if (rni_matmul_w_set_simd(level) != level) continue;
+        printf("-- kernels: %s\n", level_names[level]);
+        test_act_quant();
+        test_kernels();
+        test_x8();
+        test_threads();
+#ifndef RETNET_DOUBLE
+        test_rows_alone();
+#endif
+    }
+    rni_matmul_w_set_simd(3);
     snprintf(tmpdir, sizeof tmpdir, "/tmp/retnet_test_quant.XXXXXX");
     if (!mkdtemp(tmpdir)) return 1;
     test_models();
