@@ -35,8 +35,24 @@ const char *rni_blas_name(void) {
     return name;
 }
 #else
-/* One thread: rni_gemm splits a product over OpenMP's threads (blas_split). */
-void rni_blas_set_threads(int n) { (void)n; openblas_set_num_threads(1); }
+/* One thread: rni_gemm splits a product over OpenMP's threads (blas_split).
+ * OpenBLAS's OpenMP build (Debian's libopenblas0-openmp) also sets the
+ * calling thread's OpenMP count to what it is given, which would leave
+ * every OpenMP region of libretnet on one thread: that count is put back. */
+static void blas_one_thread(void) {
+#ifdef _OPENMP
+    int n = omp_get_max_threads();
+#endif
+    openblas_set_num_threads(1);
+#ifdef _OPENMP
+    omp_set_num_threads(n);
+#endif
+}
+
+void rni_blas_set_threads(int n) {
+    (void)n;
+    blas_one_thread();
+}
 
 char *openblas_get_corename(void);
 /* Present in OpenBLAS builds with DYNAMIC_ARCH (Debian's); weak, so a
@@ -69,7 +85,7 @@ static void pick_core(void) {
 
 __attribute__((constructor)) static void blas_init(void) {
     pick_core();
-    openblas_set_num_threads(1);  /* before any product: see blas_split */
+    blas_one_thread(); /* before any product: see blas_split */
 }
 
 const char *rni_blas_name(void) {

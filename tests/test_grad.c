@@ -4,6 +4,9 @@
  * chunkwise gradients agree (1e-12 / 1e-5). Plus per-operation checks of
  * the norms and of one retention chunk. */
 #include "check.h"
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 #include "ops.h"
 #include "params.h"
 #include "retention.h"
@@ -227,7 +230,19 @@ static void blas_kernels(void) {
 #endif
 }
 
+/* Holding BLAS at one thread leaves OpenMP's count alone: OpenBLAS's
+ * OpenMP build sets the caller's count with its own, which once left every
+ * region of a program that did not call rn_set_threads on one thread. */
+static void default_threads(void) {
+#ifdef _OPENMP
+    if (!getenv("OMP_NUM_THREADS") && !getenv("OMP_THREAD_LIMIT"))
+        CHECK(rn_get_threads() == omp_get_num_procs(), "rn_get_threads() is %d by default on %d processors",
+              rn_get_threads(), omp_get_num_procs());
+#endif
+}
+
 int main(void) {
+    default_threads();
     rn_set_threads(2);
     blas_kernels();
     for (int pi = 0; pi < 3; pi++) {
