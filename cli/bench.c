@@ -273,28 +273,7 @@ static void prefill_to(rn_session *s, int64_t pos, int32_t *buf) {
 /* GFLOP/s of one thread's FMA loop at the width of the f32 few-row
  * kernel (src/ops.c: 64-byte vectors, AVX-512 where the build targets it;
  * else the AVX2 loop). */
-static double kernel_fma_peak_gflops(void) {
-#if defined(__AVX512F__)
-    const long iters = 20000000;
-    double best = 0;
-    float f[16];
-    for (int r = 0; r < 3; r++) {
-        double t0 = now_seconds();
-        __m512 a[12], m = _mm512_set1_ps(0.999999f), c = _mm512_set1_ps(1e-7f);
-        for (int j = 0; j < 12; j++) a[j] = _mm512_set1_ps((float)j);
-        for (long i = 0; i < iters; i++)
-            for (int j = 0; j < 12; j++) a[j] = _mm512_fmadd_ps(a[j], m, c);
-        for (int j = 1; j < 12; j++) a[0] = _mm512_add_ps(a[0], a[j]);
-        _mm512_storeu_ps(f, a[0]);
-        double g = 2.0 * 16 * 12 * iters / (now_seconds() - t0) / 1e9;
-        if (g > best) best = g;
-    }
-    if (f[0] == 42) fputc(' ', stderr);
-    return best;
-#else
-    return fma_peak_gflops(1);
-#endif
-}
+static double kernel_fma_peak_gflops(void) { return 2 * bench_fma_madds(now_seconds) / 1e9; }
 
 /* Best of 3 rounds of decode tokens/s of a fresh session on `threads`. */
 static double decode_rate(rn_model *m, int threads, int quick) {

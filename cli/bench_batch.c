@@ -32,13 +32,11 @@ static double rss_kb(void) {
     return kb;
 }
 
-/* Multiply-adds per CPU second of an FMA loop on one thread (independent
- * accumulators: the ports' throughput, not their latency); 0 without FMA. */
-static double fma_peak_madds(void) {
+double bench_fma_madds(double (*clock)(void)) {
     double best = 0;
     for (int r = 0; r < 3; r++) {
         const long iters = 4000000;
-        double c0 = cpu_seconds(), lanes = 0;
+        double c0 = clock(), lanes = 0;
         float f[16] = {0};
 #if defined(__AVX512F__)
         __m512 a[12], m = _mm512_set1_ps(0.999999f), c = _mm512_set1_ps(1e-7f);
@@ -57,11 +55,18 @@ static double fma_peak_madds(void) {
         _mm256_storeu_ps(f, a[0]);
         lanes = 8;
 #endif
-        double t = cpu_seconds() - c0, g = lanes * 12 * iters / t;
+        double t = clock() - c0, g = lanes * 12 * iters / t;
         if (f[0] == 42) fputc(' ', stderr); /* keeps the loop */
         if (g > best) best = g;
     }
-    return sizeof(rn_real) == 4 ? best : best / 2; /* float64: half the lanes */
+    return best;
+}
+
+/* Multiply-adds per CPU second of one thread at the model's precision
+ * (float64: half the lanes). */
+static double fma_peak_madds(void) {
+    double best = bench_fma_madds(cpu_seconds);
+    return sizeof(rn_real) == 4 ? best : best / 2;
 }
 
 /* The library's GEMM (internal, src/ops.h): its few-row path is what a
