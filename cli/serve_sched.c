@@ -31,6 +31,7 @@ struct cache_entry {
     int n;
     int32_t *toks;
     rn_state *st;
+    rn_real *logits;              /* (V) a whole prompt's last logits, or NULL (a chunk boundary's state) */
     size_t bytes;
     cache_entry *prev, *next;
 };
@@ -77,6 +78,7 @@ static void entry_free(server *S, cache_entry *e) {
     S->cache_bytes -= e->bytes;
     S->cache_entries--;
     rn_state_free(e->st);
+    free(e->logits);
     free(e->toks);
     free(e);
 }
@@ -88,12 +90,22 @@ static cache_entry *cache_find(server *S, const int32_t *t, int n) {
     return NULL;
 }
 
-/* Longest cached prefix of a multiple of P tokens that leaves at least one
- * prompt token to run (its logits start the generation); 0 if none. */
-static int cache_lookup(server *S, rn_state *st, const int32_t *t, int n) {
-    if (S->cache_cap == 0 || n - 1 < S->chunk) return 0;
+/* The whole prompt when it was prefilled before (its state and last
+ * logits, into logits: nothing to run), else the longest cached prefix of
+ * a multiple of --chunk tokens that leaves at least one prompt token to run
+ * (its logits start the generation); 0 if none. Either is what a fresh
+ * prefill computes, bit for bit: the chunks start where they would. */
+static int cache_lookup(server *S, rn_state *st, rn_real *logits, const int32_t *t, int n) {
+    if (S->cache_cap == 0 || n < S->chunk) return 0;
     int got = 0;
     pthread_mutex_lock(&S->mu);
+    cache_entry *w = cache_find(S, t, n);
+    if (w && w->logits && rn_state_copy(st, w->st) == RN_OK) {
+        memcpy(logits, w->logits, sizeof(rn_real) * (size_t)S->vocab);
+        lru_unlink(S, w);
+        lru_push_front(S, w);
+        got = n;
+    }
     for (int k = (n - 1) / S->chunk; k >= 1 && !got; k--) {
         cache_entry *e = cache_find(S, t, k * S->chunk);
         if (e && rn_state_copy(st, e->st) == RN_OK) {
@@ -107,8 +119,11 @@ static int cache_lookup(server *S, rn_state *st, const int32_t *t, int n) {
     return got;
 }
 
-static void cache_put(server *S, const rn_state *st, const int32_t *t, int n) {
-    size_t bytes = S->state_bytes + sizeof(int32_t) * (size_t)n + sizeof(cache_entry);
+/* Keeps the state after prompt tokens t (n), with the last logits for a
+ * whole prompt (logits, or NULL at a chunk boundary). */
+static void cache_put(server *S, const rn_state *st, const rn_real *logits, const int32_t *t, int n) {
+    size_t bytes = S->state_bytes + sizeof(int32_t) * (size_t)n + sizeof(cache_entry) +
+                   (logits ? sizeof(rn_real) * (size_t)S->vocab : 0);
     if (S->cache_cap == 0 || bytes > S->cache_cap) return;
     pthread_mutex_lock(&S->mu);
     if (cache_find(S, t, n)) { pthread_mutex_unlock(&S->mu); return; }
@@ -122,8 +137,12 @@ static void cache_put(server *S, const rn_state *st, const int32_t *t, int n) {
     cache_entry *e = calloc(1, sizeof *e);
     if (!e) return;
     e->toks = malloc(sizeof(int32_t) * (size_t)n);
-    if (!e->toks || rn_state_create(S->model, 1, &e->st) != RN_OK || rn_state_copy(e->st, st) != RN_OK) {
+    if (logits && (e->logits = malloc(sizeof(rn_real) * (size_t)S->vocab)))
+        memcpy(e->logits, logits, sizeof(rn_real) * (size_t)S->vocab);
+    if (!e->toks || (logits && !e->logits) || rn_state_create(S->model, 1, &e->st) != RN_OK ||
+        rn_state_copy(e->st, st) != RN_OK) {
         rn_state_free(e->st);
+        free(e->logits);
         free(e->toks);
         free(e);
         return;
@@ -409,35 +428,40 @@ static void prefill(server *S) {
                 }
                 j->pos = 0;
             } else
-                j->pos = cache_lookup(S, S->pre, j->rq.prompt, j->rq.n_prompt);
+                j->pos = cache_lookup(S, S->pre, S->pre_logits, j->rq.prompt, j->rq.n_prompt);
             j->cached_tokens = j->pos;
         }
-        int n = j->rq.n_prompt - j->pos;
-        if (n > S->chunk) n = S->chunk;
-        if (!first && n > budget) return;
-        first = 0;
-        budget -= n;
-        int all = j->prompt_lp != NULL;
-        if (rn_forward(S->model, S->pre, j->rq.prompt + j->pos, 1, n, RN_CHUNKWISE, S->chunk,
-                       all ? 0 : RN_FWD_LAST_ONLY, all ? S->pre_all : S->pre_logits) != RN_OK) {
-            pf_pop(S);
-            job_drop(S, j, 0, rn_last_error());
-            continue;
-        }
-        if (all) {
-            /* position p's logits score prompt token p + 1 */
-            int V = S->vocab;
-            for (int i = 0; i < n && j->pos + i + 1 < j->rq.n_prompt; i++) {
-                serve_lp *e = &j->prompt_lp[j->pos + i + 1];
-                size_t off = e->offset;
-                logprobs(S->pre_all + (size_t)i * V, V, j->rq.prompt[j->pos + i + 1], j->rq.logprobs, e);
-                e->offset = off;
+        if (j->pos < j->rq.n_prompt) { /* a piece (a whole cached prompt has none left) */
+            int n = j->rq.n_prompt - j->pos;
+            if (n > S->chunk) n = S->chunk;
+            if (!first && n > budget) return;
+            first = 0;
+            budget -= n;
+            int all = j->prompt_lp != NULL;
+            if (rn_forward(S->model, S->pre, j->rq.prompt + j->pos, 1, n, RN_CHUNKWISE, S->chunk,
+                           all ? 0 : RN_FWD_LAST_ONLY, all ? S->pre_all : S->pre_logits) != RN_OK) {
+                pf_pop(S);
+                job_drop(S, j, 0, rn_last_error());
+                continue;
             }
-            memcpy(S->pre_logits, S->pre_all + (size_t)(n - 1) * V, sizeof(rn_real) * (size_t)V);
+            if (all) {
+                /* position p's logits score prompt token p + 1 */
+                int V = S->vocab;
+                for (int i = 0; i < n && j->pos + i + 1 < j->rq.n_prompt; i++) {
+                    serve_lp *e = &j->prompt_lp[j->pos + i + 1];
+                    size_t off = e->offset;
+                    logprobs(S->pre_all + (size_t)i * V, V, j->rq.prompt[j->pos + i + 1], j->rq.logprobs, e);
+                    e->offset = off;
+                }
+                memcpy(S->pre_logits, S->pre_all + (size_t)(n - 1) * V, sizeof(rn_real) * (size_t)V);
+            }
+            j->pos += n;
+            /* a whole prompt of a chunk or more with its logits (shorter ones
+             * prefill in one piece: not worth the memory); chunk boundaries */
+            if (j->pos == j->rq.n_prompt && j->pos >= S->chunk) cache_put(S, S->pre, S->pre_logits, j->rq.prompt, j->pos);
+            else if (j->pos % S->chunk == 0) cache_put(S, S->pre, NULL, j->rq.prompt, j->pos);
+            if (j->pos < j->rq.n_prompt) continue;
         }
-        j->pos += n;
-        if (j->pos % S->chunk == 0) cache_put(S, S->pre, j->rq.prompt, j->pos);
-        if (j->pos < j->rq.n_prompt) continue;
         pf_pop(S);
         if (j->rq.max_tokens == 0) { /* the prompt's logprobs only */
             for (int k = 0; k < j->rq.n; k++) j->ch[k].finish = "length";

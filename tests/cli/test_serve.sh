@@ -118,6 +118,8 @@ s2=$(req l2 POST /v1/completions "{\"prompt\":\"$LP\",\"max_tokens\":16,\"temper
 check "[ '$s1' = 200 ] && $CK same '$tmp/l1' '$tmp/genl' \"\$LP\"" "long prompt (miss) differs from generate"
 check "[ '$s2' = 200 ] && $CK same '$tmp/l2' '$tmp/genl' \"\$LP\"" "long prompt (cache hit) differs from generate"
 check "grep -q '\"cached_tokens\":[1-9]' '$tmp/l2'" "second long prompt took nothing from the cache: $(grep -o 'usage.*' "$tmp/l2")"
+# the same prompt again: its whole state and last logits come from the cache
+check "python3 -c 'import json,sys; u=json.load(open(sys.argv[1]))[\"usage\"]; assert u[\"prompt_tokens_details\"][\"cached_tokens\"]==u[\"prompt_tokens\"]' '$tmp/l2'" "the repeated prompt was not taken whole from the cache: $(grep -o 'usage.*' "$tmp/l2")"
 req met GET /metrics >/dev/null
 check "grep -q '^retnet_cache_hits_total [1-9]' '$tmp/met' && grep -q '^retnet_cache_bytes [1-9]' '$tmp/met'" "metrics: no cache hit: $(grep cache "$tmp/met")"
 
