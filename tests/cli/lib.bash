@@ -8,3 +8,22 @@ finish() {
     echo "$pass passed, $fail failed"
     [ $fail -eq 0 ]
 }
+
+# same_as_reference LABEL TOKENIZER REFDIR FILE...: each file's ids, ids
+# with --special, and the decode of the ids, against what tests/node's
+# reference.js wrote for the tokenizers library in REFDIR; one check per
+# file; $same is the count of files identical in all three. Uses $R, $tmp.
+same_as_reference() {
+  local label=$1 t=$2 ref=$3 f b all; shift 3
+  same=0
+  for f in "$@"; do
+    b=$ref/$(basename "$f") all=1
+    "$R" tokenize --tokenizer "$t" --file "$f" >"$tmp/ids" 2>&1
+    cmp -s "$tmp/ids" "$b.ids" || { all=0; bad "$label $f: ids differ from tokenizers'"; }
+    "$R" tokenize --tokenizer "$t" --file "$f" --special >"$tmp/sids" 2>&1
+    cmp -s "$tmp/sids" "$b.sids" || { all=0; bad "$label $f: ids with --special differ"; }
+    "$R" tokenize --tokenizer "$t" --decode "@$b.ids" >"$tmp/dec" 2>&1
+    cmp -s "$tmp/dec" "$b.dec" || { all=0; bad "$label $f: decode differs from tokenizers'"; }
+    [ $all = 1 ] && { ok; same=$((same + 1)); }
+  done
+}

@@ -66,17 +66,7 @@ for v in $variants; do
   if ! node $N/reference.js "$t" "$ref" "${small[@]}" 2>"$tmp/err"; then
     bad "$v: reference.js: $(head -c 300 "$tmp/err")"; continue
   fi
-  same=0
-  for f in "${small[@]}"; do
-    b=$ref/$(basename "$f") all=1
-    "$R" tokenize --tokenizer "$t" --file "$f" >"$tmp/ids" 2>&1
-    cmp -s "$tmp/ids" "$b.ids" || { all=0; bad "$v $f: ids differ from tokenizers'"; }
-    "$R" tokenize --tokenizer "$t" --file "$f" --special >"$tmp/sids" 2>&1
-    cmp -s "$tmp/sids" "$b.sids" || { all=0; bad "$v $f: ids with --special differ"; }
-    "$R" tokenize --tokenizer "$t" --decode "@$b.ids" >"$tmp/dec" 2>&1
-    cmp -s "$tmp/dec" "$b.dec" || { all=0; bad "$v $f: decode differs from tokenizers'"; }
-    [ $all = 1 ] && { ok; same=$((same + 1)); }
-  done
+  same_as_reference "$v" "$t" "$ref" "${small[@]}"
   echo "variant $v: ${same}/${#small[@]} texts identical (ids, special ids, decode)"
 done
 

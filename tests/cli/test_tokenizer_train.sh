@@ -68,17 +68,7 @@ for kind in bytelevel sentencepiece-bpe; do
   if ! node $N/reference.js "$t" "$ref" "${texts[@]}" 2>"$tmp/err"; then
     bad "$kind: the library does not load our file: $(head -c 300 "$tmp/err")"; continue
   fi
-  same=0
-  for f in "${texts[@]}"; do
-    b=$ref/$(basename "$f") all=1
-    "$R" tokenize --tokenizer "$t" --file "$f" >"$tmp/ids" 2>&1
-    cmp -s "$tmp/ids" "$b.ids" || { all=0; bad "$kind $f: ids differ from tokenizers'"; }
-    "$R" tokenize --tokenizer "$t" --file "$f" --special >"$tmp/sids" 2>&1
-    cmp -s "$tmp/sids" "$b.sids" || { all=0; bad "$kind $f: ids with --special differ"; }
-    "$R" tokenize --tokenizer "$t" --decode "@$b.ids" >"$tmp/dec" 2>&1
-    cmp -s "$tmp/dec" "$b.dec" || { all=0; bad "$kind $f: decode differs from tokenizers'"; }
-    [ $all = 1 ] && { ok; same=$((same + 1)); }
-  done
+  same_as_reference "$kind" "$t" "$ref" "${texts[@]}"
   echo "$kind (2048): ${same}/${#texts[@]} texts identical to tokenizers (ids, special ids, decode)"
 done
 
