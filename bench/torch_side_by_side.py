@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """retnet against a PyTorch RetNet, side by side: training and single-stream decoding.
 
-The PyTorch model is our own code (no torchscale import: nothing is fetched), written
+By default the PyTorch model is our own code (nothing is fetched), written
 to torchscale's RetNetDecoder architecture: bias-free q/k/v/g/out projections, keys
 scaled by 1/sqrt(key dim), xPos-free rotation of every two channels, the parallel
 form with the decay mask normalised by the square root of its row sums and the
@@ -18,7 +18,10 @@ vocabulary 256, sequence 256, batch 8) runs through `retnet train` (same flags) 
 runs alternate (torch, retnet, torch, ...) so a machine whose load changes moves both.
 
     /usr/bin/python3 bench/torch_side_by_side.py [--retnet build/retnet] [--threads 2]
-        [--steps 30] [--decode 1000] [--runs 3] [--data FILE]
+        [--steps 30] [--decode 1000] [--runs 3] [--data FILE] [--torchscale [DIR]]
+
+With --torchscale the PyTorch side is torchscale's own RetNetDecoder (installed, or a checkout
+at DIR), the model issue 18 names, in place of ours.
 """
 
 import argparse
@@ -198,6 +201,84 @@ def torch_decode(cfg, n, seed):
     return n / (time.perf_counter() - t0)
 
 
+# ------------------------------------------------------------- torchscale's own model
+
+
+def torchscale_decoder(cfg, path):
+    """torchscale's RetNetDecoder (from an installed torchscale, or a checkout at path) in this
+    configuration. Its module imports fairscale, timm and einops, which this configuration never
+    calls (activation checkpointing, FSDP, drop path and the attention modules are off); where they
+    are not installed, stand-ins that refuse to run take their names."""
+    import types
+
+    if path:
+        sys.path.insert(0, os.path.abspath(path))
+
+    def refuse(pkg):
+        def f(*args, **kwargs):
+            raise RuntimeError("torch_side_by_side: this needs the real %s package" % pkg)
+        return f
+
+    for mod, names in (("fairscale.nn", ("checkpoint_wrapper", "wrap")), ("timm.models.layers", ("drop_path",)),
+                       ("einops", ("rearrange",))):
+        try:
+            __import__(mod)
+        except ImportError:
+            parts = mod.split(".")
+            for i in range(1, len(parts) + 1):
+                sys.modules.setdefault(".".join(parts[:i]), types.ModuleType(".".join(parts[:i])))
+            for n in names:
+                setattr(sys.modules[mod], n, refuse(parts[0]))
+    try:
+        from torchscale.architecture.config import RetNetConfig
+        from torchscale.architecture.retnet import RetNetDecoder
+    except ImportError as e:
+        sys.exit("torch_side_by_side: cannot import torchscale (%s); give --torchscale DIR, a checkout of "
+                 "github.com/microsoft/torchscale" % e)
+    args = RetNetConfig(decoder_embed_dim=cfg["dim"], decoder_value_embed_dim=cfg["value_dim"],
+                        decoder_retention_heads=cfg["heads"], decoder_ffn_embed_dim=cfg["ffn"],
+                        decoder_layers=cfg["layers"], vocab_size=cfg["vocab"])
+    embed = nn.Embedding(cfg["vocab"], cfg["dim"])
+    head = nn.Linear(cfg["dim"], cfg["vocab"], bias=False)
+    return RetNetDecoder(args, embed_tokens=embed, output_projection=head)
+
+
+def torchscale_train(cfg, steps, warm, seed, path):
+    torch.manual_seed(seed)
+    m = torchscale_decoder(cfg, path)
+    opt = torch.optim.AdamW(m.parameters(), lr=1e-3, betas=(0.9, 0.95), weight_decay=0.1, foreach=True)
+    B, T = cfg["batch"], cfg["seq"]
+    rates = []
+    for s in range(warm + steps):
+        x = torch.randint(0, cfg["vocab"], (B, T))
+        y = torch.randint(0, cfg["vocab"], (B, T))
+        t0 = time.perf_counter()
+        loss = F.cross_entropy(m(x)[0].reshape(-1, cfg["vocab"]), y.view(-1))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0)
+        opt.step()
+        if s >= warm:
+            rates.append(B * T / (time.perf_counter() - t0))
+    return statistics.median(rates)
+
+
+@torch.inference_mode()
+def torchscale_decode(cfg, n, seed, path):
+    """Its recurrent form: each call takes the tokens so far and an incremental state, and steps
+    the last token (as its generation code calls it)."""
+    torch.manual_seed(seed)
+    m = torchscale_decoder(cfg, path).eval()
+    toks = torch.full((1, n + 9), 32, dtype=torch.long)
+    state = {}
+    for p in range(8):  # warm-up
+        toks[0, p + 1] = m(toks[:, :p + 1], incremental_state=state)[0][0, -1].argmax()
+    t0 = time.perf_counter()
+    for p in range(8, 8 + n):
+        toks[0, p + 1] = m(toks[:, :p + 1], incremental_state=state)[0][0, -1].argmax()
+    return n / (time.perf_counter() - t0)
+
+
 # ------------------------------------------------------------------------ retnet runs
 
 
@@ -241,6 +322,9 @@ def main():
     ap.add_argument("--runs", type=int, default=3, help="alternating runs of each side")
     ap.add_argument("--data", default=None, help="training text for retnet (default: a file of random bytes; "
                     "the tokens do not change the speed)")
+    ap.add_argument("--torchscale", metavar="DIR", nargs="?", const="", default=None,
+                    help="run torchscale's own RetNetDecoder as the PyTorch side instead of ours: an installed "
+                    "torchscale (no DIR), or a checkout of github.com/microsoft/torchscale at DIR")
     a = ap.parse_args()
     if not os.access(a.retnet, os.X_OK):
         sys.exit("torch_side_by_side: %s is not an executable (run make first)" % a.retnet)
@@ -251,8 +335,9 @@ def main():
     warm = 3
     print("config: d %(dim)d, %(layers)d layers, %(heads)d heads, value %(value_dim)d, FFN %(ffn)d, "
           "vocabulary %(vocab)d, sequence %(seq)d, batch %(batch)d" % cfg)
-    print("threads %d each; PyTorch %s; %s; load average %s on %d CPUs"
-          % (a.threads, torch.__version__, BLAS_LINE, load_average(), os.cpu_count()))
+    print("threads %d each; PyTorch %s (%s); %s; load average %s on %d CPUs"
+          % (a.threads, torch.__version__, "our reference model" if a.torchscale is None else
+             "torchscale's RetNetDecoder", BLAS_LINE, load_average(), os.cpu_count()))
     print("(tokens/s: median of per-step rates; %d timed training steps and %d decoded tokens per run)\n"
           % (a.steps, a.decode))
     with tempfile.TemporaryDirectory(prefix="retnet-sbs-") as tmp:
@@ -267,9 +352,11 @@ def main():
         print("|---|---|---|---|---|---|---|")
         tr, dr = [], []
         for r in range(a.runs):
-            t_tr = torch_train(cfg, a.steps, warm, r + 1)
+            t_tr = (torch_train(cfg, a.steps, warm, r + 1) if a.torchscale is None
+                    else torchscale_train(cfg, a.steps, warm, r + 1, a.torchscale))
             r_tr = retnet_train(a.retnet, cfg, data, a.steps, warm, a.threads, out, r + 1)
-            t_de = torch_decode(cfg, a.decode, r + 1)
+            t_de = (torch_decode(cfg, a.decode, r + 1) if a.torchscale is None
+                    else torchscale_decode(cfg, a.decode, r + 1, a.torchscale))
             r_de = retnet_decode(a.retnet, os.path.join(out, "model.safetensors"), a.decode, a.threads)
             tr.append(r_tr / t_tr)
             dr.append(r_de / t_de)
