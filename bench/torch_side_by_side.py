@@ -166,18 +166,16 @@ class RetNet(nn.Module):
 # ----------------------------------------------------------------------- PyTorch runs
 
 
-def torch_train(cfg, steps, warm, seed):
-    torch.manual_seed(seed)
-    m = RetNet(cfg["vocab"], cfg["dim"], cfg["layers"], cfg["heads"], cfg["value_dim"], cfg["ffn"])
+def train_rate(m, logits, cfg, steps, warm):
+    """Median tokens/s of AdamW steps on random batches; logits(m, x) is the model's forward."""
     opt = torch.optim.AdamW(m.parameters(), lr=1e-3, betas=(0.9, 0.95), weight_decay=0.1, foreach=True)
     B, T = cfg["batch"], cfg["seq"]
-    rel = m.rel_pos(T)
     rates = []
     for s in range(warm + steps):
         x = torch.randint(0, cfg["vocab"], (B, T))
         y = torch.randint(0, cfg["vocab"], (B, T))
         t0 = time.perf_counter()
-        loss = F.cross_entropy(m(x, rel).view(-1, cfg["vocab"]), y.view(-1))
+        loss = F.cross_entropy(logits(m, x).reshape(-1, cfg["vocab"]), y.view(-1))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0)
@@ -185,6 +183,13 @@ def torch_train(cfg, steps, warm, seed):
         if s >= warm:
             rates.append(B * T / (time.perf_counter() - t0))
     return statistics.median(rates)
+
+
+def torch_train(cfg, steps, warm, seed):
+    torch.manual_seed(seed)
+    m = RetNet(cfg["vocab"], cfg["dim"], cfg["layers"], cfg["heads"], cfg["value_dim"], cfg["ffn"])
+    rel = m.rel_pos(cfg["seq"])
+    return train_rate(m, lambda m, x: m(x, rel), cfg, steps, warm)
 
 
 @torch.inference_mode()
@@ -245,22 +250,7 @@ def torchscale_decoder(cfg, path):
 
 def torchscale_train(cfg, steps, warm, seed, path):
     torch.manual_seed(seed)
-    m = torchscale_decoder(cfg, path)
-    opt = torch.optim.AdamW(m.parameters(), lr=1e-3, betas=(0.9, 0.95), weight_decay=0.1, foreach=True)
-    B, T = cfg["batch"], cfg["seq"]
-    rates = []
-    for s in range(warm + steps):
-        x = torch.randint(0, cfg["vocab"], (B, T))
-        y = torch.randint(0, cfg["vocab"], (B, T))
-        t0 = time.perf_counter()
-        loss = F.cross_entropy(m(x)[0].reshape(-1, cfg["vocab"]), y.view(-1))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0)
-        opt.step()
-        if s >= warm:
-            rates.append(B * T / (time.perf_counter() - t0))
-    return statistics.median(rates)
+    return train_rate(torchscale_decoder(cfg, path), lambda m, x: m(x)[0], cfg, steps, warm)
 
 
 @torch.inference_mode()
