@@ -190,6 +190,31 @@ def c_free(p) -> None:
     _libc.free(p)
 
 
+class Handle:
+    """An object the library allocated, held as self._h and freed by the library function
+    named by _free: by close(), at the end of a `with` block, or when collected."""
+
+    _free = ""
+
+    def close(self) -> None:
+        """Frees the object now (it is freed when collected otherwise)."""
+        if getattr(self, "_h", None) and self._h.value:
+            getattr(self._lib, self._free)(self._h)
+            self._h = ctypes.c_void_p()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 class Library:
     """One loaded libretnet (float32 or float64 build) with its declarations."""
 

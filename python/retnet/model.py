@@ -158,12 +158,14 @@ def preset_id(preset: str) -> int:
 
 # ------------------------------------------------------------------ model
 
-class Model:
+class Model(_lib.Handle):
     """A RetNet language model (``rn_model``), float32.
 
     Create one with :meth:`load`, :meth:`init` or :meth:`create`. A model may be
     used by one thread at a time.
     """
+
+    _free = "rn_model_free"
 
     def __init__(self, handle: int, _key: object = None, fmt: Optional[str] = None) -> None:
         if _key is not _CREATE:
@@ -244,24 +246,6 @@ class Model:
         c.vocab = vocab
         L.call(L.rn_config_validate, byref(c))
         return Config.from_c(c)
-
-    def close(self) -> None:
-        """Frees the model now (it is freed when collected otherwise)."""
-        if getattr(self, "_h", None) and self._h.value:
-            self._lib.rn_model_free(self._h)
-            self._h = c_void_p()
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:
-            pass
-
-    def __enter__(self) -> "Model":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
     def _handle(self) -> c_void_p:
         if not self._h.value:
@@ -550,10 +534,12 @@ class Score:
 
 # ------------------------------------------------------------------ state
 
-class State:
+class State(_lib.Handle):
     """The recurrent state of batch streams of a model (``rn_state``): per layer and head
     a K x Dv matrix and the position of the next token. Its size does not grow with
     the sequence."""
+
+    _free = "rn_state_free"
 
     def __init__(self, model: Model, batch: int = 1) -> None:
         self._lib = model._lib
@@ -562,17 +548,6 @@ class State:
         self._h = c_void_p()
         self._lib.call(self._lib.rn_state_create, model._handle(), int(batch), byref(h))
         self._h = h
-
-    def close(self) -> None:
-        if getattr(self, "_h", None) and self._h.value:
-            self._lib.rn_state_free(self._h)
-            self._h = c_void_p()
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:
-            pass
 
     @property
     def pos(self) -> int:
@@ -601,10 +576,12 @@ class State:
 
 # ---------------------------------------------------------------- session
 
-class Session:
+class Session(_lib.Handle):
     """A generation session (``rn_session``): one stream's state, a sampler and the
     logits of the next token. Prompts are prefilled chunkwise; each step is one
     recurrent update."""
+
+    _free = "rn_session_free"
 
     def __init__(self, model: Model, temperature: float = 0.8, top_k: int = 0, top_p: float = 0.95,
                  seed: int = 1, chunk: int = 256) -> None:
@@ -615,23 +592,6 @@ class Session:
         self._h = c_void_p()
         self._lib.call(self._lib.rn_session_create, model._handle(), byref(sc), int(chunk), byref(h))
         self._h = h
-
-    def close(self) -> None:
-        if getattr(self, "_h", None) and self._h.value:
-            self._lib.rn_session_free(self._h)
-            self._h = c_void_p()
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:
-            pass
-
-    def __enter__(self) -> "Session":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
     def prefill(self, tokens) -> None:
         """Runs tokens through the model (chunkwise) and keeps the last logits."""

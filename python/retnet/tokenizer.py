@@ -12,13 +12,15 @@ from . import _lib
 from .errors import ArgumentError
 
 
-class Tokenizer:
+class Tokenizer(_lib.Handle):
     """A libretnet tokenizer (``rn_tokenizer``).
 
     ``Tokenizer.byte()`` is the byte-level tokenizer (256 ids, one per byte,
     lossless). ``Tokenizer.load(path)`` reads a trained tokenizer file when the
     loaded library has ``rn_tokenizer_load`` (see :meth:`available`).
     """
+
+    _free = "rn_tokenizer_free"
 
     def __init__(self, handle: int, _key: object = None) -> None:
         if _key is not _CREATE:
@@ -55,18 +57,6 @@ class Tokenizer:
         h = c_void_p()
         L.call(L.rn_tokenizer_load, str(path).encode(), byref(h))
         return cls(h.value, _CREATE)
-
-    def close(self) -> None:
-        """Frees the tokenizer now (it is freed when collected otherwise)."""
-        if getattr(self, "_h", None) and self._h.value:
-            self._lib.rn_tokenizer_free(self._h)
-            self._h = c_void_p()
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:
-            pass
 
     def __repr__(self) -> str:
         return f"Tokenizer({self.name!r}, vocab_size={self.vocab_size})"

@@ -77,7 +77,7 @@ class StepInfo:
     tokens: int        # scored targets
 
 
-class Trainer:
+class Trainer(_lib.Handle):
     """AdamW training of a model (``rn_trainer``) from a Python loop with NumPy batches.
 
     Trainer(model, lr=..., steps=..., ...) takes the fields of :class:`TrainConfig`
@@ -85,6 +85,8 @@ class Trainer:
     (accum, batch, seq); a shape other than the config's updates its batch, seq and
     accum. The trainer keeps a reference to its model.
     """
+
+    _free = "rn_trainer_free"  # the trainer, not its model
 
     def __init__(self, model: Model, config: Optional[TrainConfig] = None, **kw) -> None:
         cfg = dataclasses.replace(config or TrainConfig(), **kw)
@@ -114,18 +116,6 @@ class Trainer:
             t.user_json = ctypes.string_at(user.value).decode("utf-8", "replace")
             _lib.c_free(user)
         return t
-
-    def close(self) -> None:
-        """Frees the trainer (not the model) now."""
-        if getattr(self, "_h", None) and self._h.value:
-            self._lib.rn_trainer_free(self._h)
-            self._h = c_void_p()
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:
-            pass
 
     @property
     def config(self) -> TrainConfig:
@@ -211,8 +201,10 @@ def _split(split: str) -> int:
     return SPLITS[split]
 
 
-class Dataset:
+class Dataset(_lib.Handle):
     """A token stream in memory split into a training and a validation part (``rn_dataset``)."""
+
+    _free = "rn_dataset_free"
 
     def __init__(self, handle: int, _key: object = None) -> None:
         if _key is not _CREATE:
@@ -237,17 +229,6 @@ class Dataset:
         h = c_void_p()
         L.call(L.rn_dataset_from_tokens, _lib.i32ptr(a), len(a), int(vocab), float(val_fraction), byref(h))
         return cls(h.value, _CREATE)
-
-    def close(self) -> None:
-        if getattr(self, "_h", None) and self._h.value:
-            self._lib.rn_dataset_free(self._h)
-            self._h = c_void_p()
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:
-            pass
 
     @property
     def vocab(self) -> int:
