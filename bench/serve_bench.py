@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """serve_bench.py: the serving figures of `retnet serve` (stdlib only).
 
-  python3 bench/serve_bench.py [--retnet build/retnet] [--size small] [--threads 1]
+  python3 bench/serve_bench.py [--retnet build/retnet] [--size small] [--type f32] [--threads 1]
                                [--tokens 64] [--streams 1,4,16,64] [--prefix 2000] [--rounds 3]
   python3 bench/serve_bench.py --url http://127.0.0.1:PORT ...   (a server already running)
 
-Without --url it writes a random model of --size (f32), starts
+Without --url it writes a random model of --size (weights of --type), starts
 `retnet serve --slots MAX(streams) --port 0` on it and stops it at the end.
 For C concurrent clients, each streaming a greedy request of --tokens tokens
 from its own prompt: aggregate generated tokens/s over the wall time (the
@@ -144,17 +144,20 @@ def ttft_under_load(base, load, n, tokens):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--url")
-    ap.add_argument("--retnet", default="build/retnet")
-    ap.add_argument("--size", default="small")
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--tokens", type=int, default=64)
-    ap.add_argument("--streams", default="1,4,16,64")
-    ap.add_argument("--prefix", type=int, default=2000)
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--load", type=int, default=15)  # of 16 slots: one left for the probes
-    ap.add_argument("--probes", type=int, default=40)
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap.add_argument("--url", help="a server already running (default: start one on a random model)")
+    ap.add_argument("--retnet", default="build/retnet", help="the retnet binary")
+    ap.add_argument("--size", default="small", help="the random model's size (retnet init --size)")
+    ap.add_argument("--type", default="f32", choices=["f32", "bf16", "f16", "q8_0", "q4_0"],
+                    help="its weight type (retnet quantize --type)")
+    ap.add_argument("--threads", type=int, default=1, help="the server's threads")
+    ap.add_argument("--tokens", type=int, default=64, help="tokens generated per stream")
+    ap.add_argument("--streams", default="1,4,16,64", help="concurrent streams, the levels measured")
+    ap.add_argument("--prefix", type=int, default=2000, help="prompt length of the prefix-cache probe")
+    ap.add_argument("--rounds", type=int, default=3, help="rounds over the levels (the best of each)")
+    ap.add_argument("--load", type=int, default=15, help="background streams of the TTFT-under-load probe")
+    ap.add_argument("--probes", type=int, default=40, help="probe requests under load and idle")
     a = ap.parse_args()
     streams = [int(x) for x in a.streams.split(",")]
     proc, tmp = None, None
@@ -165,6 +168,11 @@ def main():
         model = os.path.join(tmp, "m.safetensors")
         subprocess.run([a.retnet, "init", "--size", a.size, "--vocab", "256", "--out", model], check=True,
                        stdout=subprocess.DEVNULL)
+        if a.type != "f32":
+            typed = os.path.join(tmp, "m-%s.safetensors" % a.type)
+            subprocess.run([a.retnet, "quantize", "--in", model, "--out", typed, "--type", a.type], check=True,
+                           stdout=subprocess.DEVNULL)
+            model = typed
         err = open(os.path.join(tmp, "serve.err"), "w")
         proc = subprocess.Popen([a.retnet, "serve", "--model", model, "--port", "0", "--threads", str(a.threads),
                                  "--slots", str(max(streams)), "--queue", "256", "--max-tokens", "100000"],
@@ -178,7 +186,7 @@ def main():
     try:
         got = []
         stream(base, "warm up", 4, got)
-        print("model %s (f32), %s, --threads %d, %d tokens per stream" % (a.size, base, a.threads, a.tokens))
+        print("model %s (%s), %s, --threads %d, %d tokens per stream" % (a.size, a.type, base, a.threads, a.tokens))
         print("| streams | tokens/s | x one stream | mean batch | TTFT p50 ms | TTFT p99 ms |")
         print("|---|---|---|---|---|---|")
         # rounds over every level in turn, the best of each: a shared
