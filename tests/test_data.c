@@ -5,6 +5,7 @@
  *        src/data.c cli/plot.c tests/test_data.c -lopenblas -lm */
 #define _POSIX_C_SOURCE 200809L
 #include "retnet_data.h"
+#include "scratch.h"
 #include "internal.h"
 #include "../cli/plot.h"
 
@@ -27,23 +28,6 @@ static int n_pass = 0, n_fail = 0;
                    #cond, rn_last_error());                               \
         }                                                                 \
     } while (0)
-
-static char tmpdir[64];
-
-/* A path inside the test's temporary directory (static buffer, one at a
- * time per slot). */
-static const char *tmp_path(int slot, const char *name) {
-    static char buf[4][256];
-    snprintf(buf[slot], sizeof buf[slot], "%s/%s", tmpdir, name);
-    return buf[slot];
-}
-
-static int write_file(const char *path, const void *data, size_t n) {
-    FILE *f = fopen(path, "wb");
-    if (!f) return -1;
-    size_t w = n ? fwrite(data, 1, n, f) : 0;
-    return (fclose(f) == 0 && w == n) ? 0 : -1;
-}
 
 /* ------------------------------------------------------------- tokenizer */
 
@@ -110,7 +94,7 @@ static void test_byte_tokenizer(void) {
 /* ----------------------------------------------------------------- files */
 
 static void test_read_file(void) {
-    const char *p = tmp_path(0, "read.txt");
+    const char *p = tmp_path("read.txt");
     const char text[] = "line one\nline two\n";
     CHECK(write_file(p, text, sizeof text - 1) == 0);
     char *data = NULL;
@@ -125,7 +109,7 @@ static void test_read_file(void) {
     CHECK(rn_read_file(p, sizeof text - 2, &data, &len) == RN_ERR_ARG);
     CHECK(data == NULL && len == 0 && strstr(rn_last_error(), p) != NULL);
 
-    CHECK(rn_read_file(tmp_path(1, "missing.txt"), 0, &data, &len) == RN_ERR_IO);
+    CHECK(rn_read_file(tmp_path("missing.txt"), 0, &data, &len) == RN_ERR_IO);
     CHECK(strstr(rn_last_error(), "missing.txt") != NULL);
     CHECK(rn_read_file(tmpdir, 0, &data, &len) == RN_ERR_IO);
     CHECK(strstr(rn_last_error(), "directory") != NULL);
@@ -173,7 +157,7 @@ static void test_split_sizes(void) {
 }
 
 static void test_open_file(rn_tokenizer *tok) {
-    const char *p = tmp_path(0, "corpus.txt");
+    const char *p = tmp_path("corpus.txt");
     char text[2001];
     for (int i = 0; i < 2000; i++) text[i] = "the quick brown fox jumps\n"[i % 26];
     text[2000] = 0;
@@ -192,13 +176,13 @@ static void test_open_file(rn_tokenizer *tok) {
 
     /* Errors name the file. */
     ds = NULL;
-    CHECK(rn_dataset_open(tmp_path(1, "no_such_corpus.txt"), tok, 0.1, &ds) == RN_ERR_IO);
+    CHECK(rn_dataset_open(tmp_path("no_such_corpus.txt"), tok, 0.1, &ds) == RN_ERR_IO);
     CHECK(ds == NULL && strstr(rn_last_error(), "no_such_corpus.txt") != NULL);
-    const char *e = tmp_path(1, "empty.txt");
+    const char *e = tmp_path("empty.txt");
     CHECK(write_file(e, "", 0) == 0);
     CHECK(rn_dataset_open(e, tok, 0.1, &ds) == RN_ERR_FORMAT);
     CHECK(strstr(rn_last_error(), "empty.txt") != NULL && strstr(rn_last_error(), "empty") != NULL);
-    const char *s = tmp_path(2, "short.txt");
+    const char *s = tmp_path("short.txt");
     CHECK(write_file(s, "abc", 3) == 0);
     CHECK(rn_dataset_open(s, tok, 0.5, &ds) == RN_ERR_FORMAT);
     CHECK(strstr(rn_last_error(), "short.txt") != NULL);
@@ -348,7 +332,7 @@ static void test_svg(void) {
     for (int i = 0; i < N; i++) { st[i] = i + 1; tl[i] = 1.5 + 4.0 * exp(-i / 60.0); }
     for (int i = 0; i < V; i++) { vs[i] = 50.0 * i; vl[i] = 1.7 + 3.8 * exp(-vs[i] / 60.0); }
     tl[100] = NAN;  /* skipped, not fatal */
-    const char *p = tmp_path(0, "loss.svg");
+    const char *p = tmp_path("loss.svg");
     CHECK(plot_loss_svg(p, st, tl, N, vs, vl, V, "demo <run> & \"co\"") == 0);
     char *svg = NULL;
     size_t len = 0;
@@ -365,7 +349,7 @@ static void test_svg(void) {
     free(svg);
 
     /* Empty series still make a chart; no temp files are left behind. */
-    const char *q = tmp_path(1, "empty.svg");
+    const char *q = tmp_path("empty.svg");
     CHECK(plot_loss_svg(q, NULL, NULL, 0, NULL, NULL, 0, NULL) == 0);
     CHECK(rn_read_file(q, 0, &svg, &len) == RN_OK && strncmp(svg, "<svg", 4) == 0);
     free(svg);
@@ -378,7 +362,7 @@ static void test_svg(void) {
     CHECK(stray == 0);
 
     /* Failures are returned, not printed. */
-    CHECK(plot_loss_svg(tmp_path(2, "no/such/dir/x.svg"), st, tl, N, vs, vl, V, "x") != 0);
+    CHECK(plot_loss_svg(tmp_path("no/such/dir/x.svg"), st, tl, N, vs, vl, V, "x") != 0);
     CHECK(strstr(rn_last_error(), "no/such/dir") != NULL);
     CHECK(plot_loss_svg(p, NULL, tl, N, NULL, NULL, 0, "x") != 0);
     remove(p);
@@ -386,8 +370,7 @@ static void test_svg(void) {
 }
 
 int main(void) {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/rn_test_data.XXXXXX");
-    if (!mkdtemp(tmpdir)) {
+    if (scratch_open("rn_test_data") != 0) {
         printf("cannot create a temporary directory\n0 passed, 1 failed\n");
         return 1;
     }
@@ -404,7 +387,7 @@ int main(void) {
     test_windows();
     test_svg();
     rn_tokenizer_free(tok);
-    rmdir(tmpdir);
+    scratch_close();
     printf("%d passed, %d failed\n", n_pass, n_fail);
     return n_fail != 0;
 }

@@ -5,25 +5,11 @@
 #define _POSIX_C_SOURCE 200809L
 #include "check.h"
 #include "retnet_data.h"
+#include "scratch.h"
 
 #include <stdint.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-static char tmpdir[64];
-
-static const char *tmp_path(int slot, const char *name) {
-    static char buf[4][256];
-    snprintf(buf[slot], sizeof buf[slot], "%s/%s", tmpdir, name);
-    return buf[slot];
-}
-
-static int write_file(const char *path, const void *data, size_t n) {
-    FILE *f = fopen(path, "wb");
-    if (!f) return -1;
-    size_t w = fwrite(data, 1, n, f);
-    return fclose(f) == 0 && w == n ? 0 : -1;
-}
 
 static long file_size(const char *path) {
     struct stat st;
@@ -65,7 +51,7 @@ static rn_status write_shard(const char *path, int vocab, const int32_t *t, size
 
 /* Writer, then reader: the bytes of llm.c's layout and the same tokens. */
 static void test_round_trip(int vocab, int width, int32_t magic, int32_t version) {
-    const char *p = tmp_path(0, "rt.bin");
+    const char *p = tmp_path("rt.bin");
     size_t n = 123457;
     int32_t *t = shard_tokens_random(n, vocab, (uint64_t)vocab);
     CHECK_OK(write_shard(p, vocab, t, n));
@@ -113,7 +99,7 @@ static void test_round_trip(int vocab, int width, int32_t magic, int32_t version
 }
 
 static void test_writer_errors(void) {
-    const char *p = tmp_path(0, "w.bin");
+    const char *p = tmp_path("w.bin");
     rn_shard_writer *w;
     int32_t bad[3] = {1, 256, 2}, neg[1] = {-1};
     CHECK_OK(rn_shard_writer_open(p, 256, &w));
@@ -153,7 +139,7 @@ static void test_refusals(void) {
         {"negative.bin", "token count", 20240520, 1, -4, 8},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
-        const char *p = tmp_path(1, cases[i].name);
+        const char *p = tmp_path(cases[i].name);
         raw_shard(p, cases[i].h0, cases[i].h1, cases[i].h2, t16, cases[i].nbytes);
         rn_shard *s = NULL;
         rn_status st = rn_shard_open(p, &s);
@@ -162,7 +148,7 @@ static void test_refusals(void) {
         unlink(p);
     }
     /* Shorter than the header itself; not there; a directory. */
-    const char *p = tmp_path(1, "short.bin");
+    const char *p = tmp_path("short.bin");
     CHECK(write_file(p, "\x38\x0b\x35\x01", 4) == 0, "write");
     rn_shard *s = NULL;
     CHECK(rn_shard_open(p, &s) == RN_ERR_FORMAT && strstr(rn_last_error(), p), "a 4-byte file: %s", rn_last_error());
@@ -171,7 +157,7 @@ static void test_refusals(void) {
     CHECK(rn_shard_open(tmpdir, &s) == RN_ERR_IO, "a directory opened as a shard");
     /* Version 2 with uint32 tokens (the name for them) reads. */
     uint32_t t32[3] = {70000, 0, 123456};
-    p = tmp_path(1, "v2.bin");
+    p = tmp_path("v2.bin");
     raw_shard(p, 20240520, 2, 3, t32, sizeof t32);
     int32_t back[3];
     CHECK_OK(rn_shard_open(p, &s));
@@ -186,7 +172,7 @@ static void test_refusals(void) {
  * across shard boundaries, samples from the same generator state and
  * windows all equal. */
 static void test_dataset(void) {
-    const char *d = tmp_path(2, "ds");
+    const char *d = tmp_path("ds");
     mkdir(d, 0755);
     size_t ntr[3] = {1000, 1, 2500}, nva[2] = {700, 50}, all_tr = 3501, all_va = 750;
     int vocab = 300;
@@ -296,8 +282,7 @@ static void test_dataset(void) {
 }
 
 int main(void) {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/rn_shards_XXXXXX");
-    if (!mkdtemp(tmpdir)) return 1;
+    if (scratch_open("rn_shards") != 0) return 1;
     test_round_trip(256, 2, 20240520, 1);
     test_round_trip(65536, 2, 20240520, 1);
     test_round_trip(65537, 4, 20240801, 7);
@@ -305,6 +290,6 @@ int main(void) {
     test_writer_errors();
     test_refusals();
     test_dataset();
-    rmdir(tmpdir);
+    scratch_close();
     CHECK_DONE();
 }

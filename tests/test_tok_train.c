@@ -9,39 +9,12 @@
 #define _GNU_SOURCE
 #include "check.h"
 #include "retnet_data.h"
+#include "scratch.h"
 
 #include <cjson/cJSON.h>
 #include <stdint.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-static char tmpdir[64];
-
-static const char *path_of(const char *name) {
-    static char path[64][256];
-    static int k;
-    k = (k + 1) % 64;
-    snprintf(path[k], sizeof path[k], "%s/%s", tmpdir, name);
-    return path[k];
-}
-
-static const char *write_file(const char *name, const char *text, size_t n) {
-    const char *p = path_of(name);
-    rn_atomic_file af;
-    if (rn_atomic_open(&af, p) != RN_OK || rn_atomic_write(&af, text, n) != RN_OK || rn_atomic_commit(&af) != RN_OK) {
-        fprintf(stderr, "cannot write %s: %s\n", p, rn_last_error());
-        exit(1);
-    }
-    return p;
-}
-
-static uint64_t rng_state = 88172645463325252ull;
-static uint64_t rnd(void) {
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return rng_state;
-}
 
 static cJSON *read_json(const char *path) {
     char *data;
@@ -90,11 +63,11 @@ static void test_known(void) {
      * count 1; the smallest ids win: (a, b); then (ab, c) and (c, d) tie
      * again and c < ab (new ids come after the alphabet): (c, d); then
      * (ab, cd). */
-    const char *d = write_file("abcd.txt", "abcd\n", 5);
+    const char *d = write_tmp("abcd.txt", "abcd\n", 5);
     rn_tokenizer_train_stats st;
-    CHECK_OK(train(d, RN_TOKENIZER_BYTELEVEL, 259, path_of("abcd.json"), &st));
+    CHECK_OK(train(d, RN_TOKENIZER_BYTELEVEL, 259, tmp_path("abcd.json"), &st));
     int n;
-    char **m = merges_of(path_of("abcd.json"), &n);
+    char **m = merges_of(tmp_path("abcd.json"), &n);
     CHECK(n == 3 && !strcmp(m[0], "a b") && !strcmp(m[1], "c d") && !strcmp(m[2], "ab cd"),
           "abcd: %d merges: %s | %s | %s", n, n > 0 ? m[0] : "", n > 1 ? m[1] : "", n > 2 ? m[2] : "");
     CHECK(st.base_vocab == 256 && st.vocab_size == 259 && st.merges == 3, "abcd: base %d vocab %d merges %d",
@@ -104,14 +77,14 @@ static void test_known(void) {
      * their pre-tokens (GPT-2's regex: " zz" is one, its space shown as
      * U+0120, id above z's): (z, z) and (U+0120, z) tie at 2, z < U+0120:
      * "z z" first, then U+0120 + "zz". No pair crosses a space. */
-    d = write_file("zz.txt", "ab zz zz\n", 9);
-    CHECK_OK(train(d, RN_TOKENIZER_BYTELEVEL, 258, path_of("zz.json"), &st));
-    m = merges_of(path_of("zz.json"), &n);
+    d = write_tmp("zz.txt", "ab zz zz\n", 9);
+    CHECK_OK(train(d, RN_TOKENIZER_BYTELEVEL, 258, tmp_path("zz.json"), &st));
+    m = merges_of(tmp_path("zz.json"), &n);
     CHECK(n == 2 && !strcmp(m[0], "z z") && !strcmp(m[1], "\xc4\xa0 zz"), "zz: %d merges: %s | %s", n,
           n > 0 ? m[0] : "", n > 1 ? m[1] : "");
     free_strs(m, n);
     /* No pair left: training stops below the vocabulary size asked. */
-    CHECK_OK(train(d, RN_TOKENIZER_BYTELEVEL, 1000, path_of("zz2.json"), &st));
+    CHECK_OK(train(d, RN_TOKENIZER_BYTELEVEL, 1000, tmp_path("zz2.json"), &st));
     CHECK(st.merges == 3 && st.vocab_size == 259, "zz: all pairs merged: %d merges, %d tokens", st.merges,
           st.vocab_size);
     /* min_frequency: only " zz" (count 2) may merge. */
@@ -120,7 +93,7 @@ static void test_known(void) {
     o.vocab_size = 1000;
     o.min_frequency = 2;
     const char *files[1] = {d};
-    CHECK_OK(rn_tokenizer_train(files, 1, &o, path_of("zz3.json"), &st));
+    CHECK_OK(rn_tokenizer_train(files, 1, &o, tmp_path("zz3.json"), &st));
     CHECK(st.merges == 2, "min_frequency 2: %d merges, want 2 (the pairs of \" zz\")", st.merges);
 }
 
@@ -223,11 +196,11 @@ static void test_naive(void) {
         }
         int vocab = 256 + 150;
         int nm = naive(words, nw, vocab, merges, tok);
-        const char *d = write_file("rand.txt", text, len);
+        const char *d = write_tmp("rand.txt", text, len);
         rn_tokenizer_train_stats st;
-        CHECK_OK(train(d, RN_TOKENIZER_BYTELEVEL, vocab, path_of("rand.json"), &st));
+        CHECK_OK(train(d, RN_TOKENIZER_BYTELEVEL, vocab, tmp_path("rand.json"), &st));
         int n;
-        char **m = merges_of(path_of("rand.json"), &n);
+        char **m = merges_of(tmp_path("rand.json"), &n);
         int same = n == nm, first = -1;
         for (int i = 0; i < n && i < nm; i++)
             if (strcmp(m[i], merges[i])) {
@@ -253,11 +226,11 @@ static void test_lossless(void) {
         memcpy(text + len, w, strlen(w));
         len += strlen(w);
     }
-    const char *d = write_file("text.txt", text, len);
+    const char *d = write_tmp("text.txt", text, len);
     rn_tokenizer_train_stats st;
-    CHECK_OK(train(d, RN_TOKENIZER_BYTELEVEL, 300, path_of("bl.json"), &st));
+    CHECK_OK(train(d, RN_TOKENIZER_BYTELEVEL, 300, tmp_path("bl.json"), &st));
     rn_tokenizer *tok = NULL;
-    CHECK_OK(rn_tokenizer_load(path_of("bl.json"), &tok));
+    CHECK_OK(rn_tokenizer_load(tmp_path("bl.json"), &tok));
     if (!tok) return;
     CHECK(tok->vocab_size == 300 && st.vocab_size == 300, "byte-level: %d ids, want 300", tok->vocab_size);
     size_t n;
@@ -289,9 +262,9 @@ static void test_lossless(void) {
 
     /* SentencePiece-BPE: <unk> <s> </s>, the 256 byte tokens, characters;
      * an unseen character falls back to its bytes and decodes back. */
-    CHECK_OK(train(d, RN_TOKENIZER_SENTENCEPIECE_BPE, 400, path_of("sp.json"), &st));
+    CHECK_OK(train(d, RN_TOKENIZER_SENTENCEPIECE_BPE, 400, tmp_path("sp.json"), &st));
     tok = NULL;
-    CHECK_OK(rn_tokenizer_load(path_of("sp.json"), &tok));
+    CHECK_OK(rn_tokenizer_load(tmp_path("sp.json"), &tok));
     if (!tok) return;
     CHECK(rn_tokenizer_token_to_id(tok, "<unk>") == 0 && rn_tokenizer_token_to_id(tok, "<s>") == 1 &&
               rn_tokenizer_token_to_id(tok, "</s>") == 2 && rn_tokenizer_token_to_id(tok, "<0x00>") == 3 &&
@@ -318,9 +291,9 @@ static void test_lossless(void) {
     o.special = sp;
     o.nspecial = 2;
     const char *files[1] = {d};
-    CHECK_OK(rn_tokenizer_train(files, 1, &o, path_of("spec.json"), &st));
+    CHECK_OK(rn_tokenizer_train(files, 1, &o, tmp_path("spec.json"), &st));
     tok = NULL;
-    CHECK_OK(rn_tokenizer_load(path_of("spec.json"), &tok));
+    CHECK_OK(rn_tokenizer_load(tmp_path("spec.json"), &tok));
     if (!tok) return;
     CHECK(rn_tokenizer_token_to_id(tok, "<|endoftext|>") == 0 && rn_tokenizer_token_to_id(tok, "<pad>") == 1,
           "special tokens are not ids 0 and 1");
@@ -333,54 +306,51 @@ static void test_lossless(void) {
 
 static void test_bad(void) {
     rn_tokenizer_train_stats st;
-    const char *empty = write_file("empty.txt", "", 0);
-    CHECK(train(empty, RN_TOKENIZER_BYTELEVEL, 300, path_of("x.json"), &st) == RN_ERR_FORMAT &&
+    const char *empty = write_tmp("empty.txt", "", 0);
+    CHECK(train(empty, RN_TOKENIZER_BYTELEVEL, 300, tmp_path("x.json"), &st) == RN_ERR_FORMAT &&
               strstr(rn_last_error(), "empty.txt"),
           "an empty file: %s", rn_last_error());
-    CHECK(train(path_of("missing.txt"), RN_TOKENIZER_BYTELEVEL, 300, path_of("x.json"), &st) == RN_ERR_IO &&
+    CHECK(train(tmp_path("missing.txt"), RN_TOKENIZER_BYTELEVEL, 300, tmp_path("x.json"), &st) == RN_ERR_IO &&
               strstr(rn_last_error(), "missing.txt"),
           "a missing file: %s", rn_last_error());
-    CHECK(train(tmpdir, RN_TOKENIZER_BYTELEVEL, 300, path_of("x.json"), &st) == RN_ERR_IO, "a directory: %s",
+    CHECK(train(tmpdir, RN_TOKENIZER_BYTELEVEL, 300, tmp_path("x.json"), &st) == RN_ERR_IO, "a directory: %s",
           rn_last_error());
-    const char *d = write_file("small.txt", "hello world\n", 12);
-    CHECK(train(d, RN_TOKENIZER_BYTELEVEL, 255, path_of("x.json"), &st) == RN_ERR_ARG &&
+    const char *d = write_tmp("small.txt", "hello world\n", 12);
+    CHECK(train(d, RN_TOKENIZER_BYTELEVEL, 255, tmp_path("x.json"), &st) == RN_ERR_ARG &&
               strstr(rn_last_error(), "255") && strstr(rn_last_error(), "256"),
           "vocabulary below the 256 bytes: %s", rn_last_error());
-    CHECK(train(d, RN_TOKENIZER_SENTENCEPIECE_BPE, 260, path_of("x.json"), &st) == RN_ERR_ARG,
+    CHECK(train(d, RN_TOKENIZER_SENTENCEPIECE_BPE, 260, tmp_path("x.json"), &st) == RN_ERR_ARG,
           "vocabulary below <unk> <s> </s>, 256 bytes and the characters: %s", rn_last_error());
-    CHECK(train(d, RN_TOKENIZER_BYTELEVEL, 0, path_of("x.json"), &st) == RN_ERR_ARG, "vocabulary 0");
-    CHECK(train(d, (rn_tokenizer_kind)7, 300, path_of("x.json"), &st) == RN_ERR_ARG, "an unknown kind");
+    CHECK(train(d, RN_TOKENIZER_BYTELEVEL, 0, tmp_path("x.json"), &st) == RN_ERR_ARG, "vocabulary 0");
+    CHECK(train(d, (rn_tokenizer_kind)7, 300, tmp_path("x.json"), &st) == RN_ERR_ARG, "an unknown kind");
     struct stat sb;
-    CHECK(stat(path_of("x.json"), &sb) != 0, "a failed training wrote its output");
+    CHECK(stat(tmp_path("x.json"), &sb) != 0, "a failed training wrote its output");
     rn_tokenizer_train_options o;
     rn_tokenizer_train_defaults(&o);
     const char *bad[1] = {"\xff"};
     o.special = bad;
     o.nspecial = 1;
     const char *files[1] = {d};
-    CHECK(rn_tokenizer_train(files, 1, &o, path_of("x.json"), &st) == RN_ERR_ARG, "a special token not UTF-8");
-    CHECK(rn_tokenizer_train(files, 0, &o, path_of("x.json"), &st) == RN_ERR_ARG, "no files");
+    CHECK(rn_tokenizer_train(files, 1, &o, tmp_path("x.json"), &st) == RN_ERR_ARG, "a special token not UTF-8");
+    CHECK(rn_tokenizer_train(files, 0, &o, tmp_path("x.json"), &st) == RN_ERR_ARG, "no files");
     /* A file that is not text at all still trains (byte-level): NULs and
      * invalid UTF-8 are bytes like the others. */
     char junk[4096];
     for (size_t i = 0; i < sizeof junk; i++) junk[i] = (char)rnd();
-    d = write_file("junk.bin", junk, sizeof junk);
-    CHECK_OK(train(d, RN_TOKENIZER_BYTELEVEL, 300, path_of("junk.json"), &st));
-    CHECK_OK(train(d, RN_TOKENIZER_SENTENCEPIECE_BPE, 700, path_of("junksp.json"), &st));
+    d = write_tmp("junk.bin", junk, sizeof junk);
+    CHECK_OK(train(d, RN_TOKENIZER_BYTELEVEL, 300, tmp_path("junk.json"), &st));
+    CHECK_OK(train(d, RN_TOKENIZER_SENTENCEPIECE_BPE, 700, tmp_path("junksp.json"), &st));
     rn_tokenizer *tok = NULL;
-    CHECK_OK(rn_tokenizer_load(path_of("junksp.json"), &tok));
+    CHECK_OK(rn_tokenizer_load(tmp_path("junksp.json"), &tok));
     rn_tokenizer_free(tok);
 }
 
 int main(void) {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/retnet_tok_train.XXXXXX");
-    if (!mkdtemp(tmpdir)) return 1;
+    if (scratch_open("retnet_tok_train") != 0) return 1;
     test_known();
     test_naive();
     test_lossless();
     test_bad();
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    if (system(cmd) != 0) fprintf(stderr, "cannot remove %s\n", tmpdir);
+    scratch_close();
     CHECK_DONE();
 }

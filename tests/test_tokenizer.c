@@ -10,6 +10,7 @@
 #include "internal.h"
 #include "retnet_data.h"
 #include "tok.h"
+#include "scratch.h"
 
 #include <cjson/cJSON.h>
 #include <pthread.h>
@@ -17,28 +18,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static char tmpdir[64];
-
-/* Writes text to tmpdir/name atomically; returns the path (static). */
-static const char *write_file(const char *name, const char *text) {
-    static char path[256];
-    snprintf(path, sizeof path, "%s/%s", tmpdir, name);
-    rn_atomic_file af;
-    if (rn_atomic_open(&af, path) != RN_OK || rn_atomic_write(&af, text, strlen(text)) != RN_OK ||
-        rn_atomic_commit(&af) != RN_OK) {
-        fprintf(stderr, "cannot write %s: %s\n", path, rn_last_error());
-        exit(1);
-    }
-    return path;
-}
-
-static uint64_t rng_state = 88172645463325252ull;
-static uint64_t rnd(void) {
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return rng_state;
-}
+/* Writes text to tmpdir/name atomically; returns the path. */
+static const char *write_text(const char *name, const char *text) { return write_tmp(name, text, strlen(text)); }
 
 /* "a|b|c": the pieces of a list joined by '|'. */
 static const char *joined(const tk_pieces *l) {
@@ -242,7 +223,7 @@ static void test_merge_loop(void) {
         char *js = cJSON_PrintUnformatted(root);
         cJSON_Delete(root);
         rn_tokenizer *t = NULL;
-        CHECK_OK(rn_tokenizer_load(write_file("merge.json", js), &t));
+        CHECK_OK(rn_tokenizer_load(write_text("merge.json", js), &t));
         free(js);
         if (!t) continue;
         int bad = 0;
@@ -393,7 +374,7 @@ static void test_lossless(void) {
     char *js = cJSON_PrintUnformatted(root);
     cJSON_Delete(root);
     rn_tokenizer *t = NULL;
-    CHECK_OK(rn_tokenizer_load(write_file("bytelevel.json", js), &t));
+    CHECK_OK(rn_tokenizer_load(write_text("bytelevel.json", js), &t));
     free(js);
     if (t) {
         int32_t ids[16];
@@ -448,7 +429,7 @@ static void test_lossless(void) {
         "{\"id\":2,\"content\":\"</s>\",\"special\":true,\"normalized\":false}]"));
     js = cJSON_PrintUnformatted(root);
     cJSON_Delete(root);
-    CHECK_OK(rn_tokenizer_load(write_file("fallback.json", js), &t));
+    CHECK_OK(rn_tokenizer_load(write_text("fallback.json", js), &t));
     free(js);
     if (t) {
         int32_t ids[16];
@@ -475,7 +456,7 @@ static void test_added_flags(void) {
         "{\"id\":4,\"content\":\"aa\",\"single_word\":true,\"normalized\":false,\"special\":false},"
         "{\"id\":5,\"content\":\"<mm>\",\"normalized\":false,\"special\":true}]}";
     rn_tokenizer *t = NULL;
-    CHECK_OK(rn_tokenizer_load(write_file("added.json", js), &t));
+    CHECK_OK(rn_tokenizer_load(write_text("added.json", js), &t));
     if (!t) return;
     struct { const char *in; int n; int32_t want[8]; } cases[] = {
         {"a  <m>  a", 3, {0, 3, 0}},           /* lstrip and rstrip eat the spaces */
@@ -501,11 +482,11 @@ static void test_config(void) {
     char dir[128];
     snprintf(dir, sizeof dir, "%s/model", tmpdir);
     mkdir(dir, 0700);
-    write_file("model/tokenizer.json",
+    write_text("model/tokenizer.json",
                "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"<s>\":0,\"</s>\":1,\"a\":2},\"merges\":[]},"
                "\"added_tokens\":[{\"id\":0,\"content\":\"<s>\",\"special\":true,\"normalized\":false},"
                "{\"id\":1,\"content\":\"</s>\",\"special\":true,\"normalized\":false}]}");
-    write_file("model/tokenizer_config.json",
+    write_text("model/tokenizer_config.json",
                "{\"bos_token\":{\"content\":\"<s>\",\"lstrip\":false},\"eos_token\":\"</s>\","
                "\"add_bos_token\":true,\"add_eos_token\":true}");
     rn_tokenizer *t = NULL;
@@ -521,7 +502,7 @@ static void test_config(void) {
     CHECK(n == 2 && ids[0] == 2 && ids[1] == 0, "special tokens in the text are matched without add_special");
     rn_tokenizer_free(t);
     /* A bos_token that is no token is refused, naming the config file. */
-    write_file("model/tokenizer_config.json", "{\"bos_token\":\"<nope>\"}");
+    write_text("model/tokenizer_config.json", "{\"bos_token\":\"<nope>\"}");
     CHECK(rn_tokenizer_load(dir, &t) == RN_ERR_FORMAT && strstr(rn_last_error(), "tokenizer_config.json") &&
               strstr(rn_last_error(), "bos_token"),
           "unknown bos_token: %s", rn_last_error());
@@ -552,7 +533,7 @@ static void test_bad_files(void) {
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         char name[32];
         snprintf(name, sizeof name, "bad%zu.json", i);
-        const char *path = write_file(name, bad[i][0]);
+        const char *path = write_text(name, bad[i][0]);
         rn_tokenizer *t = NULL;
         rn_status s = rn_tokenizer_load(path, &t);
         const char *msg = rn_last_error();
@@ -568,7 +549,7 @@ static void test_bad_files(void) {
         memcpy(buf, good, cut);
         buf[cut] = 0;
         rn_tokenizer *t = NULL;
-        rn_status s = rn_tokenizer_load(write_file("cut.json", buf), &t);
+        rn_status s = rn_tokenizer_load(write_text("cut.json", buf), &t);
         crashes += s != RN_ERR_FORMAT;
         rn_tokenizer_free(t);
     }
@@ -578,10 +559,9 @@ static void test_bad_files(void) {
 }
 
 int main(void) {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/test_tokenizer.XXXXXX");
-    if (!mkdtemp(tmpdir)) return 1;
+    if (scratch_open("test_tokenizer") != 0) return 1;
     rn_tokenizer *init = NULL;  /* loading any tokenizer initialises the byte map */
-    rn_tokenizer_load(write_file("init.json", "{\"model\":{\"type\":\"BPE\",\"vocab\":{},\"merges\":[]}}"), &init);
+    rn_tokenizer_load(write_text("init.json", "{\"model\":{\"type\":\"BPE\",\"vocab\":{},\"merges\":[]}}"), &init);
     rn_tokenizer_free(init);
     test_normalizers();
     test_pretokenizers();
@@ -591,8 +571,6 @@ int main(void) {
     test_added_flags();
     test_config();
     test_bad_files();
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    if (system(cmd) != 0) fprintf(stderr, "cannot remove %s\n", tmpdir);
+    scratch_close();
     CHECK_DONE();
 }
