@@ -631,7 +631,17 @@ static void mixed_dtypes(void) {
     st_write(p2, &f);
     st_free(&f);
     rn_model *h = NULL;
+    /* as stored: the BF16 head is held bf16; wqkvg, one block BF16 among
+     * F32 ones, and the F16 bias are widened to f32 */
     CHECK_OK(rn_model_load(p2, &h));
+#ifndef RETNET_DOUBLE
+    if (h)
+        CHECK(h->w.Whead.t == RN_WTYPE_BF16 && h->w.layer[0].Wqkvg.t == RN_WTYPE_F32 && h->w.layer[0].fc2_b,
+              "mixed file: head held %s, wqkvg %s", rn_wtype_name(h->w.Whead.t), rn_wtype_name(h->w.layer[0].Wqkvg.t));
+#endif
+    rn_model_free(h);
+    h = NULL;
+    CHECK_OK(rn_model_load_flags(p2, RN_LOAD_F32, &h, NULL));  /* every value f32 */
     if (h) {
         /* proj is head^T: head (V, d) */
         const rn_real *a = m->w.head, *b = h->w.head;
