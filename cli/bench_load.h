@@ -19,9 +19,10 @@ void bench_load_bf16(int quick, const char *size);
  * its times). */
 int bench_load_child(const char *path, int f32);
 /* Seconds of a start in a fresh process: load, first token, one more
- * decoding step, retnet info; the weight bytes a step reads; and its peak
- * resident memory (kB). f32: loaded with RN_LOAD_F32. */
-typedef struct { double load, first, step, inspect, bytes; } load_times;
+ * decoding step (wall clock, and CPU time of the process), retnet info;
+ * the weight bytes a step reads; and its peak resident memory (kB). f32:
+ * loaded with RN_LOAD_F32. */
+typedef struct { double load, first, step, inspect, bytes, step_cpu; } load_times;
 load_times bench_timed_start(const char *path, int f32, long *rss_kb);
 
 #endif

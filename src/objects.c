@@ -60,6 +60,16 @@ rn_status rni_model_materialize(rn_model *m) {
     return RN_OK;
 }
 
+rn_status rni_model_alloc_params(rn_model *m) {
+    /* not zeroed: pages are touched only as the loader writes them (a
+     * calloc'd buffer would be resident before the file's pages are let go) */
+    rn_real *p = rni_alloc(m->n_params, sizeof(rn_real));
+    if (!p) return rni_fail(RN_ERR_NOMEM, "out of memory for the %zu parameters", m->n_params);
+    m->params = p;
+    bind_params(m);
+    return RN_OK;
+}
+
 rn_status rn_model_create(const rn_config *cfg, rn_model **out) {
     return rni_model_new(cfg, 1, out);
 }

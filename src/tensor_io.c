@@ -548,7 +548,7 @@ rn_status rni_tensor_set_model(rn_tensor_set *s, const rn_config *cfg, const rn_
      * place where the layout allows (finite values checked at memory
      * speed), the rest copied into one block as held. */
     int whole = !hp.typed && !hp.all_in_place;
-    if (whole) st = rni_model_materialize(m);
+    if (whole) st = rni_model_alloc_params(m);  /* every value is read below */
     else if (hp.own_bytes && !(m->own = rni_alloc(hp.own_bytes, 1)))
         st = rni_fail(RN_ERR_NOMEM, "out of memory for %.1f MB of weights", hp.own_bytes / 1e6);
     if (st == RN_OK && !whole) {
