@@ -367,10 +367,10 @@ typedef struct {
     rn_wtype type;
     const unsigned char *base;
     size_t own;
-} held;
+} held_tensor;
 
 typedef struct {
-    held *h;                  /* (n_tensors) */
+    held_tensor *h;           /* (n_tensors) */
     size_t own_bytes;         /* of the copied ones together */
     int all_in_place;         /* every tensor read in place */
     int typed;                /* some tensor held in another type than f32 */
@@ -425,7 +425,8 @@ static rn_status plan_hold(const rn_model *m, const rn_tensor_set *s, const rni_
                 p->h[e].base = q; file[e] = ent[i]->file;
                 place[e] = (uintptr_t)q % (ty == RN_WTYPE_F32 ? sizeof(float) : 2) == 0;
             } else if (pass == 1) {
-                place[e] = p->h[e].base && file[e] == ent[i]->file && q == p->h[e].base + row0 * rn_wtype_row_bytes(ty, ti->cols);
+                place[e] = p->h[e].base && file[e] == ent[i]->file &&
+                           q == p->h[e].base + row0 * rn_wtype_row_bytes(ty, ti->cols);
                 covered[e] += (size_t)t->rows * t->cols;
             }
         }
@@ -475,7 +476,8 @@ static rn_status copy_block(const rn_tensor_info *ti, rn_wtype ty, void *dst, co
  * the file too. The mapping is private and read-only: a page touched again
  * is read again. */
 static void drop_pages(const st_file *f, const st_entry *en) {
-    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), a = (uintptr_t)(f->data + en->begin), b = a + (en->end - en->begin);
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), a = (uintptr_t)(f->data + en->begin);
+    uintptr_t b = a + (en->end - en->begin);
     a = (a + page - 1) & ~(page - 1);
     b &= ~(page - 1);
     if (b > a) madvise((void *)a, b - a, MADV_DONTNEED);
@@ -576,8 +578,8 @@ rn_status rni_tensor_set_model(rn_tensor_set *s, const rn_config *cfg, const rn_
     for (int i = 0; i < fl.n && st == RN_OK && !whole; i++) {
         const rni_file_tensor *t = &fl.t[i];
         if (!ent[i] || t->buffer || t->alias) continue;
-        const held *h = &hp.h[tensor_at(m, t->off)];
-        if (h->base && h->type != RN_WTYPE_F32) {  /* typed, in place: their values (bf16, f16) or block scales finite */
+        const held_tensor *h = &hp.h[tensor_at(m, t->off)];
+        if (h->base && h->type != RN_WTYPE_F32) {  /* typed, in place: values (bf16, f16) or block scales finite */
             long bad = rni_wtype_first_bad_row(h->type, s->f[ent[i]->file].data + ent[i]->e->begin, (size_t)t->rows,
                                                t->cols);
             if (bad >= 0)
@@ -593,7 +595,7 @@ rn_status rni_tensor_set_model(rn_tensor_set *s, const rn_config *cfg, const rn_
         for (int i = 0; st == RN_OK && i < fl.n; i++) {
             const rni_file_tensor *t = &fl.t[i];
             if (!ent[i] || t->buffer || t->alias) continue;
-            const held *h = &hp.h[tensor_at(m, t->off)];
+            const held_tensor *h = &hp.h[tensor_at(m, t->off)];
             if (h->base && h->type == RN_WTYPE_F32) {
                 x[n] = (const float *)(s->f[ent[i]->file].data + ent[i]->e->begin);
                 len[n] = (size_t)t->rows * t->cols;
