@@ -5,7 +5,8 @@
 # keeps its projections in the stored type: info says so and halves the
 # bytes per token, the logits equal --f32's (widened at load) to float32
 # rounding, the paradigms agree, generate / eval run, grads widens
-# (the loss of the f32 conversion, exactly); a NaN in a kept projection is
+# (the loss of the f32 conversion, exactly), quantize writes what it writes
+# from the f32 conversion; a NaN in a kept projection is
 # one line naming it; decoding a kept model peaks at well under the
 # widened model's resident memory.
 set -u
@@ -95,6 +96,10 @@ PY
     $R convert --in "$d" --out "$tmp/w.safetensors" >/dev/null 2>&1
     $R grads --model "$tmp/w.safetensors" --tokens 1,2,3,4 --targets 2,3,4,5 --out "$tmp/g2.safetensors" >"$tmp/loss2" 2>/dev/null
     check "[ -s '$tmp/loss' ] && cmp -s '$tmp/loss' '$tmp/loss2'" "grads $what: loss $(cat "$tmp/loss") vs f32 $(cat "$tmp/loss2")"
+    # quantize reads the kept weights: the file of the f32 conversion, byte for byte
+    $R quantize --in "$d" --out "$tmp/q1.safetensors" --type q8_0 >/dev/null 2>&1
+    $R quantize --in "$tmp/w.safetensors" --out "$tmp/q2.safetensors" --type q8_0 >/dev/null 2>&1
+    check "[ -s '$tmp/q1.safetensors' ] && cmp -s '$tmp/q1.safetensors' '$tmp/q2.safetensors'" "quantize $what: not the f32 conversion's file"
   done
   # a NaN in a kept projection: one line naming it, exit 1
   bad=$tmp/bad-$dt && mkdir -p "$bad" && cp "$hf/config.json" "$bad/"
