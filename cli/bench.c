@@ -614,15 +614,17 @@ int cmd_bench(int argc, char **argv) {
     const char *which = "all", *text = NULL, *tokenizer = NULL;
     int threads = 0, quick = 0;
     const char *load_child = NULL, *size = NULL;
-    opt opts[] = {{"case", OPT_STR, &which, 0, 0, "all, train, scaling, threads, decode, decode-quant, batch, sample, kernels, load, tokenize or tokenizer-train", 0},
+    int load_f32 = 0;
+    opt opts[] = {{"case", OPT_STR, &which, 0, 0, "all, train, scaling, threads, decode, decode-quant, batch, sample, kernels, load, load-bf16, tokenize or tokenizer-train", 0},
                   {"text", OPT_STR, &text, 0, 0, "tokenize, tokenizer-train: the text (default data/brown.txt)", 0},
                   {"tokenizer", OPT_STR, &tokenizer, 0, 0, "tokenize: one tokenizer.json (default: the three of tests/node)", 0},
                   {"threads", OPT_INT, &threads, 1, 1024, "threads (default: all cores)", 0},
                   {"quick", OPT_FLAG, &quick, 0, 0, "fewer repetitions, smaller models", 0},
-                  {"size", OPT_STR, &size, 0, 0, "decode-quant: the model, medium (default; --quick: base), xl or fla-1.3b", 0},
+                  {"size", OPT_STR, &size, 0, 0, "decode-quant, load-bf16: the model, medium (default; --quick: base), xl or fla-1.3b (load-bf16's default)", 0},
                   {"load-child", OPT_STR, &load_child, 0, 0, "(internal) the timed process of --case load", 0},
+                  {"load-f32", OPT_FLAG, &load_f32, 0, 0, "(internal) --load-child loads with RN_LOAD_F32", 0},
                   {0}};
-    command_spec cmd = {"bench", "[--case all|train|scaling|threads|decode|decode-quant|batch|sample|kernels|load|tokenize|tokenizer-train] [--threads N] [--quick] [--size medium|xl|fla-1.3b]",
+    command_spec cmd = {"bench", "[--case all|train|scaling|threads|decode|decode-quant|batch|sample|kernels|load|load-bf16|tokenize|tokenizer-train] [--threads N] [--quick] [--size medium|xl|fla-1.3b]",
                         "Benchmarks, each printed as a ratio to a limit measured in the same run.", opts};
     args_parse(&cmd, argc, argv);
     /* The training cases run as retnet train does (util.h); decoding keeps
@@ -630,10 +632,10 @@ int cmd_bench(int argc, char **argv) {
     if (!strcmp(which, "train") || !strcmp(which, "scaling") || !strcmp(which, "threads"))
         wait_passively("bench", argc, argv, threads);
     if (threads) rn_set_threads(threads);
-    if (load_child) return bench_load_child(load_child);
+    if (load_child) return bench_load_child(load_child, load_f32);
     int all = strcmp(which, "all") == 0;
     if (!all && strcmp(which, "train") && strcmp(which, "scaling") && strcmp(which, "threads") && strcmp(which, "decode") && strcmp(which, "batch") &&
-        strcmp(which, "decode-quant") && strcmp(which, "sample") && strcmp(which, "kernels") && strcmp(which, "load") && strcmp(which, "tokenize") &&
+        strcmp(which, "decode-quant") && strcmp(which, "sample") && strcmp(which, "kernels") && strcmp(which, "load") && strcmp(which, "load-bf16") && strcmp(which, "tokenize") &&
         strcmp(which, "tokenizer-train"))
         die_usage("bench", "unknown case '%s'", which);
     if (size && strcmp(size, "base") && strcmp(size, "medium") && strcmp(size, "xl") && strcmp(size, "fla-1.3b"))
@@ -659,6 +661,7 @@ int cmd_bench(int argc, char **argv) {
     if (all || !strcmp(which, "sample")) section_sample(quick);
     if (all || !strcmp(which, "kernels")) section_kernels(quick);
     if (all || !strcmp(which, "load")) bench_load(quick);
+    if (all || !strcmp(which, "load-bf16")) bench_load_bf16(quick, size);
     if (all) bench_tokenize(text, tokenizer, quick);
     if (all) bench_tokenizer_train(text);
     return 0;

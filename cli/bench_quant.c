@@ -90,20 +90,6 @@ static void f32_crossover(int d) {
     free(W); free(X); free(Y);
 }
 
-/* The model of --size: torchscale's named sizes, or the shape of
- * fla-hub/retnet-1.3B-100B (README "A public checkpoint": d 2048, 24
- * layers, 8 heads, values 4096, SwiGLU 2816, untied head). */
-static void bench_config(const char *size, rn_config *c) {
-    memset(c, 0, sizeof *c);
-    c->vocab = 32000;  /* a real vocabulary: the head is part of every step */
-    if (!strcmp(size, "fla-1.3b")) {
-        if (rn_config_preset(c, RN_PRESET_FLA, "small") != RN_OK) die("%s", rn_last_error());
-        c->dim = 2048; c->layers = 24; c->heads = 8; c->value_dim = 4096; c->ffn_dim = 2816; c->tie_embed = 0;
-        return;
-    }
-    if (rn_config_preset(c, RN_PRESET_TORCHSCALE, size) != RN_OK) die("%s", rn_last_error());
-}
-
 /* The models of every type are loaded together and timed in rounds, one
  * type after the other, the best round of each kept (with the bandwidth
  * probe among them): on a machine shared with other work, every type then
@@ -198,7 +184,7 @@ void bench_decode_quant(double (*probe)(double *cpu_gbs), int quick, const char 
         rn_model_free(m[t]);
     }
     long rss;
-    load_times lt = bench_timed_start(path[RN_WTYPE_Q8_0], &rss);
+    load_times lt = bench_timed_start(path[RN_WTYPE_Q8_0], 0, &rss);
     rn_model_info info;
     /* (the fresh process's RSS counts the pages of the file it touched) */
     if (rn_model_inspect(path[RN_WTYPE_Q8_0], &info) != RN_OK) die("%s", rn_last_error());

@@ -35,9 +35,12 @@ rn_config arch_config(const command_spec *cmd, const arch_flags *af) {
     return c;
 }
 
-rn_model *load_model_or_die(const char *path) {
+rn_model *load_model_or_die(const char *path) { return load_model_as_or_die(path, 0); }
+
+rn_model *load_model_as_or_die(const char *path, int f32) {
     rn_model *m;
-    if (rn_model_load(path, &m) != RN_OK) die("%s", rn_last_error());
+    if (rn_model_load_flags(path, f32 ? RN_LOAD_F32 : 0, &m, NULL) != RN_OK) die("%s", rn_last_error());
+    if (f32 && rn_model_quantized(m) && !rn_model_params(m)) die("%s", rn_last_error());  /* q8_0 / q4_0 */
     return m;
 }
 

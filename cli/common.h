@@ -27,6 +27,13 @@ rn_config arch_config(const command_spec *cmd, const arch_flags *af);
 
 /* Loads a model file or exits with one line. */
 rn_model *load_model_or_die(const char *path);
+/* The same, with f32 (--f32): every weight held as float32, bf16 / f16
+ * widened at load and q8_0 / q4_0 dequantised (to compare a model with its
+ * stored types against float32). */
+rn_model *load_model_as_or_die(const char *path, int f32);
+/* The --f32 flag of the commands that run a model. */
+#define F32_OPT(var) \
+    {"f32", OPT_FLAG, &(var), 0, 0, "hold every weight as float32 (16-bit ones widened, q8_0 / q4_0 dequantised) instead of as stored", 0}
 
 /* The tokenizer of a model: override when given ("byte", or a
  * tokenizer.json file or directory), else the tokenizer.json beside the

@@ -75,7 +75,8 @@ int cmd_grads(int argc, char **argv) {
     if (Ty != T) die_usage("grads", "%d tokens but %d targets", T, Ty);
     rn_format fmt;
     rn_model *m;
-    if (rn_model_load_ex(path, &m, &fmt) != RN_OK) die("%s", rn_last_error());
+    /* f32 weights, as gradients need: bf16 / f16 widened (q8_0 / q4_0 are refused) */
+    if (rn_model_load_flags(path, RN_LOAD_F32, &m, &fmt) != RN_OK) die("%s", rn_last_error());
     rn_real *grad = calloc(rn_model_num_params(m), sizeof *grad);
     if (!grad) die("out of memory");
     double loss;

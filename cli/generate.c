@@ -19,7 +19,7 @@ static void on_gen_signal(int sig) { (void)sig; gen_stop = 1; }
 
 int cmd_generate(int argc, char **argv) {
     const char *path = NULL, *prompt = NULL, *prompt_file = NULL, *tok_path = NULL;
-    int n = 256, chunk = 256, ignore_eos = 0;
+    int n = 256, chunk = 256, ignore_eos = 0, f32 = 0;
     rn_sampler_config sc;
     rn_sampler_config_default(&sc);
     int64_t seed = 1;
@@ -36,6 +36,7 @@ int cmd_generate(int argc, char **argv) {
                   {"threads", OPT_INT, &threads, 1, 1024, "threads (default: all cores)", 0},
                   {"tokenizer", OPT_STR, &tok_path, 0, 0, "tokenizer.json file or directory, or byte (default: the model directory's tokenizer.json, else byte)", 0},
                   {"ignore-eos", OPT_FLAG, &ignore_eos, 0, 0, "go on past the tokenizer's end-of-sequence token", 0},
+                  F32_OPT(f32),
                   {0}};
     command_spec cmd = {"generate", "--model FILE [--prompt TEXT | --prompt-file F] [--n N] [--temperature T] ...",
                         "Generates text: the prompt is prefilled chunkwise, then each token costs one\n"
@@ -48,7 +49,7 @@ int cmd_generate(int argc, char **argv) {
     if (prompt && prompt_file) die_usage("generate", "give --prompt or --prompt-file, not both");
     if (threads) rn_set_threads(threads);
     sc.seed = (uint64_t)seed;
-    rn_model *m = load_model_or_die(path);
+    rn_model *m = load_model_as_or_die(path, f32);
     rn_tokenizer *tok = model_tokenizer("generate", path, tok_path, rn_model_config(m)->vocab);
     int32_t eos = ignore_eos ? -1 : rn_tokenizer_eos(tok);
     char *text = NULL;
@@ -119,7 +120,7 @@ int cmd_generate(int argc, char **argv) {
 
 int cmd_eval(int argc, char **argv) {
     const char *path = NULL, *data = NULL, *tok_path = NULL;
-    int chunk = 512, window = 0, seg = 4096, threads = 0, quiet = 0;
+    int chunk = 512, window = 0, seg = 4096, threads = 0, quiet = 0, f32 = 0;
     opt opts[] = {{"model", OPT_STR, &path, 0, 0, "model file", 0},
                   {"data", OPT_STR, &data, 0, 0, "text file to score", 0},
                   {"chunk", OPT_INT, &chunk, 1, 1 << 20, "chunk length of the chunkwise forward", 0},
@@ -127,6 +128,7 @@ int cmd_eval(int argc, char **argv) {
                   {"segment", OPT_INT, &seg, 1, 1 << 20, "tokens per forward call (memory, not results)", 0},
                   {"threads", OPT_INT, &threads, 1, 1024, "threads (default: all cores)", 0},
                   {"quiet", OPT_FLAG, &quiet, 0, 0, "no progress display", 0},
+                  F32_OPT(f32),
                   {"tokenizer", OPT_STR, &tok_path, 0, 0, "tokenizer.json file or directory, or byte (default: the model directory's tokenizer.json, else byte)", 0},
                   {0}};
     command_spec cmd = {"eval", "--model FILE --data FILE [--chunk C] [--window W]",
@@ -136,7 +138,7 @@ int cmd_eval(int argc, char **argv) {
     args_parse(&cmd, argc, argv);
     if (!path || !data) die_usage("eval", "--model and --data are required");
     if (threads) rn_set_threads(threads);
-    rn_model *m = load_model_or_die(path);
+    rn_model *m = load_model_as_or_die(path, f32);
     rn_tokenizer *tok = model_tokenizer("eval", path, tok_path, rn_model_config(m)->vocab);
     char *text;
     size_t len, n;

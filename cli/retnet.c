@@ -39,11 +39,12 @@ int cmd_init(int argc, char **argv) {
 /* Reads headers and config only: instant whatever the model's size. */
 int cmd_info(int argc, char **argv) {
     const char *path = NULL;
-    int list = 0;
+    int list = 0, f32 = 0;
     opt opts[] = {{"model", OPT_STR, &path, 0, 0, "model file or directory", 0},
                   {"tensors", OPT_FLAG, &list, 0, 0, "also load the model and list each tensor with its type", 0},
+                  F32_OPT(f32),
                   {0}};
-    command_spec cmd = {"info", "--model PATH [--tensors]",
+    command_spec cmd = {"info", "--model PATH [--tensors [--f32]]",
                         "Prints a model's format, configuration, parameter count, tensor types (the file's and\n"
                         "the weight types the model computes with) and the bytes of weights one decoding step\n"
                         "reads, from the file headers alone (no weights are read; --tensors loads it).",
@@ -72,12 +73,20 @@ int cmd_info(int argc, char **argv) {
         if (in.wtype_tensors[t])
             printf(" %s %d tensors %.1f MB", rn_wtype_name((rn_wtype)t), in.wtype_tensors[t], in.wtype_bytes[t] / 1e6);
     printf("\nper token:  %.1f MB of weights read by one decoding step\n", in.decode_bytes / 1e6);
-    printf("loading:    %s\n", in.in_place ? "in place (memory-mapped, no copy)"
-                                           : "converted into memory (retnet convert --to retnet makes a file read in place)");
+    size_t held = 0;
+    for (int t = 0; t < RN_WTYPE_COUNT; t++) held += in.wtype_bytes[t];
+    if (in.in_place)
+        printf("loading:    in place (memory-mapped, no copy)\n");
+    else if (in.copy_bytes < held)  /* typed tensors mapped, the others copied */
+        printf("loading:    %.1f MB copied into memory, the rest in place (retnet quantize makes a file read wholly in place)\n",
+               in.copy_bytes / 1e6);
+    else
+        printf("loading:    %.1f MB converted into memory (retnet convert --to retnet makes a file read in place)\n",
+               in.copy_bytes / 1e6);
     printf("config:     %s\n", js ? js : "");
     free(js);
     if (!list) return 0;
-    rn_model *m = load_model_or_die(path);
+    rn_model *m = load_model_as_or_die(path, f32);
     printf("%-18s %5s %-12s %-5s %12s\n", "tensor", "layer", "shape", "type", "bytes");
     for (int i = 0; i < rn_model_num_tensors(m); i++) {
         rn_tensor_desc t;
@@ -111,13 +120,14 @@ int cmd_verify(int argc, char **argv) {
 
 int cmd_logits(int argc, char **argv) {
     const char *path = NULL, *tokens = NULL, *mode_s = "parallel", *out = NULL;
-    int chunk = 64, absn = 0;
+    int chunk = 64, absn = 0, f32 = 0;
     opt opts[] = {{"model", OPT_STR, &path, 0, 0, "model file", 0},
                   {"tokens", OPT_STR, &tokens, 0, 0, "token ids: 1,2,3 or @file (whitespace separated)", 0},
                   {"mode", OPT_STR, &mode_s, 0, 0, "parallel, chunkwise or recurrent", 0},
                   {"chunk", OPT_INT, &chunk, 1, 1 << 20, "chunk length for chunkwise", 0},
                   {"abs-norm", OPT_FLAG, &absn, 0, 0, "torchscale's parallel row clamp", 0},
                   {"out", OPT_STR, &out, 0, 0, "output .npy file: float32 [T, V]", 0},
+                  F32_OPT(f32),
                   {0}};
     command_spec cmd = {"logits", "--model FILE --tokens IDS --out FILE.npy [--mode M]",
                         "Writes the logits of one token sequence as a float32 NumPy array [T, V].", opts};
@@ -127,7 +137,7 @@ int cmd_logits(int argc, char **argv) {
     if (rn_mode_from_name(mode_s, &mode) != RN_OK) die_usage("logits", "%s", rn_last_error());
     int T;
     int32_t *ids = parse_tokens("logits", tokens, &T);
-    rn_model *m = load_model_or_die(path);
+    rn_model *m = load_model_as_or_die(path, f32);
     int V = rn_model_config(m)->vocab;
     rn_real *logits = malloc(sizeof(rn_real) * (size_t)T * V);
     rn_state *s;

@@ -514,15 +514,30 @@ RN_API void rn_model_set_int8_activations(rn_model *m, int on);
  * fla's older fused mlp.gate_proj [2I, d] and attn.g_norm.weight; a tied
  * head stored beside the embedding when equal to it. F32, F16, BF16, F64
  * tensors, memory-mapped: float32 tensors in our layout (what rn_model_save
- * writes) are read in place, without a copy (the model keeps the mapping);
- * the others are converted to rn_real. Every file's data checksum (XXH3 in
- * parallel blocks, or the FNV-1a of older files) is verified, and every
- * value checked finite, at about memory speed. Everything is validated:
- * a missing, unknown, misshapen or non-finite tensor, or a config of
- * another preset than the tensor names, is an error naming it, never a
- * partial load. format (may be NULL) receives the format detected. */
+ * writes) are read in place, without a copy (the model keeps the mapping).
+ * The large projections (q/k/v/g, out, FFN, embedding, head) stored as
+ * BF16 or F16 are kept in that type, as `retnet quantize` files are (the
+ * kernels convert them in registers: decoding reads half the bytes of
+ * f32): read in place when stored in our layout, else (a Hugging Face
+ * checkpoint's separate q/k/v/g) copied bit for bit into a block of the
+ * model's own; every other tensor is converted to rn_real. Its logits are
+ * those of the widened f32 model to float32 rounding (the kernels sum in
+ * another order). Training and gradients need f32 weights: load with
+ * RN_LOAD_F32 (rn_model_load_flags), or call rn_model_params. Every
+ * file's data checksum (XXH3 in parallel blocks, or the FNV-1a of older
+ * files) is verified, and every value checked finite, at about memory
+ * speed. Everything is validated: a missing, unknown, misshapen or
+ * non-finite tensor, or a config of another preset than the tensor names,
+ * is an error naming it, never a partial load. format (may be NULL) receives the format detected. */
 RN_API rn_status rn_model_load_ex(const char *path, rn_model **out, rn_format *format);
 RN_API rn_status rn_model_load(const char *path, rn_model **out);
+/* rn_model_load_flags flags: RN_LOAD_F32 holds every bf16 and f16 weight as
+ * float32 (widened at load, exact: what rn_model_load did before it kept
+ * them); q8_0 / q4_0 tensors keep their type (rn_model_params dequantises
+ * them). */
+#define RN_LOAD_F32 1u
+/* rn_model_load_ex with flags (RN_LOAD_*; RN_ERR_ARG for others). */
+RN_API rn_status rn_model_load_flags(const char *path, unsigned flags, rn_model **out, rn_format *format);
 
 /* What a model file holds, read from its headers and config alone (no
  * tensor data is read: instant whatever the size). */
@@ -536,14 +551,17 @@ typedef struct {
     size_t decode_bytes;                  /* weight bytes one decoding step reads
                                              (all, but one row of an untied
                                              embedding) */
-    int in_place;                         /* rn_model_load reads the weights where
-                                             they are mapped (float32 in our
-                                             layout: `retnet convert` makes it,
-                                             or `retnet quantize`) */
+    int in_place;                         /* rn_model_load reads every tensor where
+                                             it is mapped (float32 in our layout:
+                                             `retnet convert` makes it, or
+                                             `retnet quantize`) */
     size_t u8_bytes;                      /* bytes of the U8 tensors (q8_0 / q4_0 blocks) */
     size_t wtype_bytes[RN_WTYPE_COUNT];   /* bytes of the parameter tensors by the
                                              type the model holds them in */
     int wtype_tensors[RN_WTYPE_COUNT];    /* and how many of them (file tensors) */
+    size_t copy_bytes;                    /* memory rn_model_load allocates for the
+                                             tensors it cannot read in place (0
+                                             when in_place) */
 } rn_model_info;
 RN_API rn_status rn_model_inspect(const char *path, rn_model_info *info);
 /* Checks every byte of a model: the files' checksums and every value, as

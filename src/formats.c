@@ -331,7 +331,12 @@ done:
 }
 
 rn_status rn_model_load_ex(const char *path, rn_model **out, rn_format *format) {
+    return rn_model_load_flags(path, 0, out, format);
+}
+
+rn_status rn_model_load_flags(const char *path, unsigned flags, rn_model **out, rn_format *format) {
     *out = NULL;
+    if (flags & ~RN_LOAD_F32) return rni_fail(RN_ERR_ARG, "unknown load flags 0x%x", flags & ~RN_LOAD_F32);
     model_paths mp;
     rn_tensor_set *s;
     rn_config cfg;
@@ -339,7 +344,7 @@ rn_status rn_model_load_ex(const char *path, rn_model **out, rn_format *format) 
     rn_format fmt;
     rn_status st = open_model(path, 1, &mp, &s, &cfg, &nm, &fmt);
     if (st != RN_OK) return st;
-    st = rni_tensor_set_model(s, &cfg, &nm, 1, out);
+    st = rni_tensor_set_model(s, &cfg, &nm, flags, out);
     if (st == RN_OK && format) *format = fmt;
     rni_tensor_set_close(s);
     paths_free(&mp);

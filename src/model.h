@@ -53,8 +53,9 @@ typedef struct {
     rn_real *data;       /* where the values are: params + offset, or in a
                             mapped file (the model then has no params);
                             NULL when held in another type than f32 */
-    rn_wtype wtype;      /* the type held: f32 unless mapped from a
-                            quantised file (then wdata points at it) */
+    rn_wtype wtype;      /* the type held: f32, or the type of a quantised
+                            file, or the BF16 / F16 of a projection stored so
+                            (then wdata points at it: mapped, or in own) */
     const void *wdata;   /* (rows, rn_wtype_row_bytes(wtype, cols)) */
 } rn_tensor_info;
 
@@ -74,6 +75,10 @@ struct rn_model {
     void **maps;              /* (n_maps) mappings the tensors point into */
     size_t *map_sizes;        /* (n_maps) */
     int n_maps;
+    /* The tensors that could not be read in place beside mapped or typed
+     * ones (16-bit blocks assembled into one projection, vectors widened to
+     * f32), in one block of our own; NULL when there are none. */
+    void *own;
     rn_weights w;
     rn_tensor_info *tensors;  /* parameter table */
     int n_tensors;

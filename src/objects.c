@@ -18,11 +18,15 @@ static void bind_params(rn_model *m) {
     rni_weights_bind(&m->cfg, m->tensors, m->n_tensors, m->params, &m->w);
 }
 
-static void unmap_all(rn_model *m) {
+/* Frees what the tensors point into when the model has no buffer: the
+ * mapped files and the block of copied tensors. */
+static void release_storage(rn_model *m) {
     for (int i = 0; i < m->n_maps; i++) munmap(m->maps[i], m->map_sizes[i]);
     free(m->maps);
     free(m->map_sizes);
     m->maps = NULL; m->map_sizes = NULL; m->n_maps = 0;
+    rni_free(m->own);
+    m->own = NULL;
 }
 
 /* The values of every tensor, wherever they are, into p (n_params): typed
@@ -45,13 +49,24 @@ static void gather(const rn_model *m, rn_real *p) {
 rn_status rni_model_materialize(rn_model *m) {
     if (m->params) return RN_OK;
     /* A skeleton (no tensor has values yet) gets zeros, as rn_model_create. */
-    rn_real *p = m->n_maps ? rni_alloc(m->n_params, sizeof(rn_real)) : rni_calloc(m->n_params, sizeof(rn_real));
+    int loaded = m->n_maps || m->own;
+    rn_real *p = loaded ? rni_alloc(m->n_params, sizeof(rn_real)) : rni_calloc(m->n_params, sizeof(rn_real));
     if (!p) return rni_fail(RN_ERR_NOMEM, "out of memory for the %zu parameters", m->n_params);
-    if (m->n_maps) gather(m, p);
+    if (loaded) gather(m, p);
     m->params = p;
     for (int i = 0; i < m->n_tensors; i++) { m->tensors[i].wtype = RN_WTYPE_F32; m->tensors[i].wdata = NULL; }
     bind_params(m);
-    unmap_all(m);
+    release_storage(m);
+    return RN_OK;
+}
+
+rn_status rni_model_alloc_params(rn_model *m) {
+    /* not zeroed: pages are touched only as the loader writes them (a
+     * calloc'd buffer would be resident before the file's pages are let go) */
+    rn_real *p = rni_alloc(m->n_params, sizeof(rn_real));
+    if (!p) return rni_fail(RN_ERR_NOMEM, "out of memory for the %zu parameters", m->n_params);
+    m->params = p;
+    bind_params(m);
     return RN_OK;
 }
 
@@ -93,7 +108,7 @@ void rn_model_free(rn_model *m) {
     free(m->tensors);
     free(m->w.layer);
     rni_free(m->params);
-    unmap_all(m);
+    release_storage(m);
     free(m->head);
     free(m->rot_freq);
     free(m->xpos_logz);
@@ -134,6 +149,10 @@ const rn_tensor_info *rni_model_typed(const rn_model *m) {
 rn_status rni_model_check_f32(const rn_model *m, const char *what) {
     const rn_tensor_info *t = rni_model_typed(m);
     if (!t) return RN_OK;
+    if (t->wtype == RN_WTYPE_BF16 || t->wtype == RN_WTYPE_F16)  /* exact: widening loses nothing */
+        return rni_fail(RN_ERR_ARG, "%s: the model holds its weights as %s (%s): load it with RN_LOAD_F32 "
+                        "(rn_model_load_flags) to widen them to f32", what, rn_wtype_name(t->wtype),
+                        rni_tensor_kind_name(t->kind));
     return rni_fail(RN_ERR_ARG, "%s: the model's weights are quantised (%s %s): train in f32 and quantise for inference",
                     what, rni_tensor_kind_name(t->kind), rn_wtype_name(t->wtype));
 }

@@ -11,10 +11,14 @@ rn_status rni_model_new(const rn_config *cfg, int with_params, rn_model **out);
  * mapped values, typed ones dequantised, then unmapped): what training and
  * rn_model_params need. */
 rn_status rni_model_materialize(rn_model *m);
+/* Gives a skeleton model (no values, no buffer) its parameter buffer,
+ * uninitialised: for a loader that writes every value. */
+rn_status rni_model_alloc_params(rn_model *m);
 /* The first tensor held in another type than f32, or NULL. */
 const rn_tensor_info *rni_model_typed(const rn_model *m);
-/* RN_ERR_ARG ("WHAT: the model's weights are quantised ...") for a model
- * holding typed weights: training and gradients need f32 ones. */
+/* RN_ERR_ARG for a model holding typed weights: training and gradients
+ * need f32 ones ("WHAT: the model's weights are quantised ..."; for bf16 /
+ * f16 the message names RN_LOAD_F32, which widens them at load). */
 rn_status rni_model_check_f32(const rn_model *m, const char *what);
 
 #endif

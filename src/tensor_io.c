@@ -2,7 +2,7 @@
  * names of each preset and their variants, read from one file or several
  * (shards) and written as one. Which format a model is in, and where its
  * config is, is formats.c's part; the container is safetensors.c's. */
-#define _POSIX_C_SOURCE 200809L
+#define _DEFAULT_SOURCE  /* madvise */
 #include "tensor_io.h"
 #include "objects.h"
 #include "params.h"
@@ -15,6 +15,8 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 /* ------------------------------------------------- file tensor lists */
 
@@ -282,15 +284,18 @@ static rn_status read_tensor(rn_model *m, const rni_file_tensor *t, const st_fil
         return RN_OK;
     }
     if (!copy && !t->alias) return RN_OK;  /* read in place */
-    rn_real *dst = param_at(m, t->off);
-    size_t rows = (size_t)t->rows, cols = (size_t)t->cols;
+    /* an alias is compared with the embedding as held (f32 or typed) */
+    const rn_tensor_info *ti = &m->tensors[tensor_at(m, t->off)];
+    rn_real *dst = ti->wtype == RN_WTYPE_F32 ? param_at(m, t->off) : NULL;
+    size_t rows = (size_t)t->rows, cols = (size_t)t->cols, rb = rn_wtype_row_bytes(ti->wtype, ti->cols);
     for (size_t r = 0; r < rows; r++)
         for (size_t c = 0; c < cols; c++) {
             /* internal (r, c) <- file (c, r) when transposed */
             double v = rni_st_elem(src, en->dt, t->transpose ? c * rows + r : r * cols + c);
             if (!rni_real_ok(v)) return rni_fail(RN_ERR_FORMAT, "%s: tensor '%s' holds a non-finite value", path, t->name);
             if (!t->alias) dst[r * cols + c] = (rn_real)v;
-            else if (dst[r * cols + c] != (rn_real)v)
+            else if (dst ? dst[r * cols + c] != (rn_real)v
+                         : rni_wtype_get(ti->wtype, (const char *)ti->wdata + r * rb, (int)c) != (float)v)
                 return rni_fail(RN_ERR_FORMAT, "%s: tensor '%s' differs from the embedding it is tied to (the config ties them)",
                                path, t->name);
         }
@@ -310,7 +315,7 @@ static int first_nonfinite(const float *const *x, const size_t *len, int n) {
         int i = 0;
         size_t k = c;  /* chunk c is chunk k of range i */
         while (k >= (len[i] + CHUNK - 1) / CHUNK) k -= (len[i++] + CHUNK - 1) / CHUNK;
-        const uint32_t *u = (const uint32_t *)x[i] + k * CHUNK;  /* 4-byte aligned: map_in_place checked */
+        const uint32_t *u = (const uint32_t *)x[i] + k * CHUNK;  /* 4-byte aligned: plan_hold checked */
         size_t m = len[i] - k * CHUNK < CHUNK ? len[i] - k * CHUNK : CHUNK;
         uint32_t top = 0;  /* the largest exponent field: all ones only for NaN and inf */
 #pragma omp simd reduction(max : top)
@@ -323,58 +328,159 @@ static int first_nonfinite(const float *const *x, const size_t *len, int n) {
     return bad < n ? bad : -1;
 }
 
-/* Points every parameter tensor of m straight into the mapped files, when
- * each is stored in our layout: float32 rows, or rows of its weight type
- * (wt[i] >= 0), its blocks (q, k, v, g of a stacked projection)
- * untransposed, in one type, adjacent and in row order in one file, f32 at
- * 4-byte and the others at 2-byte alignment. Returns 0 (nothing changed)
- * otherwise; dry: only tells whether it could. ent[i]: fl->t[i]'s entry. */
-static int map_in_place(rn_model *m, rn_tensor_set *s, const rni_file_list *fl, set_entry *const *ent, const int *wt,
-                        int dry) {
+/* ------------------------------------------------ how tensors are held */
+
+/* The type one block is held in: that of a quantised file's metadata (wt);
+ * of a plain file, BF16 or F16 as stored for a large projection (the
+ * kernels convert in registers, so decoding reads half the bytes of f32);
+ * anything else f32. RN_LOAD_F32 widens bf16 and f16. The float64 build
+ * holds f32 only. */
+static rn_wtype block_type(rn_tensor_kind k, const rni_file_tensor *t, const st_entry *en, int wt, unsigned flags) {
 #ifdef RETNET_DOUBLE
-    (void)m; (void)s; (void)fl; (void)ent; (void)wt; (void)dry;
-    return 0;  /* the float64 build computes in double: always a copy */
+    (void)k; (void)t; (void)en; (void)wt; (void)flags;
+    return RN_WTYPE_F32;
 #else
-    int nt = m->n_tensors, ok = 1;
-    const unsigned char **base = calloc((size_t)nt, sizeof *base);
-    int *file = calloc((size_t)nt, sizeof *file), *type = calloc((size_t)nt, sizeof *type);
-    size_t *covered = calloc((size_t)nt, sizeof *covered);
-    if (!base || !file || !type || !covered) ok = 0;
-    for (int e = 0; ok && e < nt; e++) type[e] = -1;
-    /* the first rows of each tensor give its base and type; then every block must sit at its row */
+    rn_wtype ty = RN_WTYPE_F32;
+    if (wt >= 0) ty = (rn_wtype)wt;
+    else if (t->cols > 1 && typed_kind(k) && (en->dt == RN_DTYPE_BF16 || en->dt == RN_DTYPE_F16))
+        ty = en->dt == RN_DTYPE_BF16 ? RN_WTYPE_BF16 : RN_WTYPE_F16;
+    if ((flags & RN_LOAD_F32) && (ty == RN_WTYPE_BF16 || ty == RN_WTYPE_F16)) ty = RN_WTYPE_F32;
+    return ty;
+#endif
+}
+
+/* The file dtype of a held type read in place. */
+static rn_dtype stored_dtype(rn_wtype t) {
+    return t == RN_WTYPE_F32 ? RN_DTYPE_F32 : t == RN_WTYPE_BF16 ? RN_DTYPE_BF16 : t == RN_WTYPE_F16 ? RN_DTYPE_F16
+                                                                                                 : RNI_DTYPE_U8;
+}
+
+static size_t held_bytes(const rn_tensor_info *ti, rn_wtype t) {
+    return t == RN_WTYPE_F32 ? sizeof(rn_real) * (size_t)ti->rows * ti->cols
+                             : (size_t)ti->rows * rn_wtype_row_bytes(t, ti->cols);
+}
+
+/* How each table tensor of a model will be held: its type, and whether it
+ * is read in place (base: its first row in a mapped file) or copied into
+ * the model's own block (at offset own). */
+typedef struct {
+    rn_wtype type;
+    const unsigned char *base;
+    size_t own;
+} held_tensor;
+
+typedef struct {
+    held_tensor *h;           /* (n_tensors) */
+    size_t own_bytes;         /* of the copied ones together */
+    int all_in_place;         /* every tensor read in place */
+    int typed;                /* some tensor held in another type than f32 */
+} hold_plan;
+
+/* Each tensor's type is that of its blocks (f32 when they differ). It is
+ * read in place when its blocks (q, k, v, g of a stacked projection) are
+ * stored as it is held, untransposed, adjacent and in row order in one
+ * file, f32 at 4-byte and the others at 2-byte alignment; otherwise it is
+ * copied (fla's separate q/k/v/g or gate/up, a transposed block, a vector
+ * stored in 16 bits and widened). ent[i]: fl->t[i]'s entry. */
+static rn_status plan_hold(const rn_model *m, const rn_tensor_set *s, const rni_file_list *fl, set_entry *const *ent,
+                           const int *wt, unsigned flags, hold_plan *p) {
+    int nt = m->n_tensors;
+    memset(p, 0, sizeof *p);
+    p->h = calloc((size_t)nt + 1, sizeof *p->h);
+    int *file = calloc((size_t)nt + 1, sizeof *file);
+    size_t *covered = calloc((size_t)nt + 1, sizeof *covered);
+    char *seen = calloc((size_t)nt + 1, 1), *place = calloc((size_t)nt + 1, 1);
+    if (!p->h || !file || !covered || !seen || !place) {
+        free(p->h); free(file); free(covered); free(seen); free(place);
+        p->h = NULL;
+        return rni_fail(RN_ERR_NOMEM, "out of memory");
+    }
+    for (int i = 0; i < fl->n; i++) {
+        const rni_file_tensor *t = &fl->t[i];
+        if (t->buffer || t->alias) continue;
+        int e = tensor_at(m, t->off);
+        rn_wtype bt = block_type(m->tensors[e].kind, t, ent[i]->e, wt[i], flags);
+        if (!seen[e]) p->h[e].type = bt;
+        else if (p->h[e].type != bt) p->h[e].type = RN_WTYPE_F32;  /* blocks of several types: widened */
+        seen[e] = 1;
+    }
+#ifndef RETNET_DOUBLE  /* the float64 build computes in double: always a copy */
+    for (int e = 0; e < nt; e++) place[e] = 1;
+#endif
+    /* the first rows of each tensor give its base; then every block must sit at its row */
     for (int pass = 0; pass < 2; pass++)
-        for (int i = 0; ok && i < fl->n; i++) {
+        for (int i = 0; i < fl->n; i++) {
             const rni_file_tensor *t = &fl->t[i];
             if (t->buffer || t->alias) continue;
             const st_entry *en = ent[i]->e;
-            const unsigned char *p = s->f[ent[i]->file].data + en->begin;
+            const unsigned char *q = s->f[ent[i]->file].data + en->begin;
             int e = tensor_at(m, t->off);
             const rn_tensor_info *ti = &m->tensors[e];
-            rn_wtype ty = wt[i] >= 0 ? (rn_wtype)wt[i] : RN_WTYPE_F32;
+            rn_wtype ty = p->h[e].type;
             size_t row0 = (t->off - ti->offset) / (size_t)ti->cols;
-            if (wt[i] < 0 && (t->transpose || en->dt != RN_DTYPE_F32)) ok = 0;  /* typed: always [out, in] */
+            if (!place[e]) continue;
+            /* typed blocks (wt >= 0) are [out, in] whatever the preset's float layout */
+            if (en->dt != stored_dtype(ty) || (wt[i] < 0 && t->transpose)) place[e] = 0;
             else if (pass == 0 && row0 == 0) {
-                base[e] = p; file[e] = ent[i]->file; type[e] = (int)ty;
-                ok = (uintptr_t)p % (ty == RN_WTYPE_F32 ? sizeof(float) : 2) == 0;
+                p->h[e].base = q; file[e] = ent[i]->file;
+                place[e] = (uintptr_t)q % (ty == RN_WTYPE_F32 ? sizeof(float) : 2) == 0;
             } else if (pass == 1) {
-                ok = base[e] && file[e] == ent[i]->file && type[e] == (int)ty &&
-                     p == base[e] + row0 * rn_wtype_row_bytes(ty, ti->cols);
+                place[e] = p->h[e].base && file[e] == ent[i]->file &&
+                           q == p->h[e].base + row0 * rn_wtype_row_bytes(ty, ti->cols);
                 covered[e] += (size_t)t->rows * t->cols;
             }
         }
-    for (int e = 0; ok && e < nt; e++) ok = covered[e] == (size_t)m->tensors[e].rows * m->tensors[e].cols;
-    if (ok && !dry) {
-        for (int e = 0; e < nt; e++) {  /* read only: PROT_READ */
-            rn_tensor_info *ti = &m->tensors[e];
-            ti->wtype = (rn_wtype)type[e];
-            ti->wdata = base[e];
-            ti->data = ti->wtype == RN_WTYPE_F32 ? (rn_real *)base[e] : NULL;
+    p->all_in_place = 1;
+    for (int e = 0; e < nt; e++) {
+        if (place[e]) place[e] = covered[e] == (size_t)m->tensors[e].rows * m->tensors[e].cols;
+        if (!place[e]) {  /* copied: 64-byte aligned in the model's block */
+            p->h[e].base = NULL;
+            p->h[e].own = (p->own_bytes + 63) & ~(size_t)63;
+            p->own_bytes = p->h[e].own + held_bytes(&m->tensors[e], p->h[e].type);
+            p->all_in_place = 0;
         }
-        rni_weights_bind(&m->cfg, m->tensors, nt, NULL, &m->w);
+        if (p->h[e].type != RN_WTYPE_F32) p->typed = 1;
     }
-    free(base); free(file); free(type); free(covered);
-    return ok;
-#endif
+    free(file); free(covered); free(seen); free(place);
+    return RN_OK;
+}
+
+/* Copies block t (its entry en in file f) into its rows of ti, held as type
+ * ty in the model's own block (dst: the tensor's first row there): 16-bit
+ * values and ggml blocks bit for bit (transposed where the file holds a
+ * block [in, out]), checked finite; wt: its metadata type or -1. f32 ones
+ * are read_tensor's. */
+static rn_status copy_block(const rn_tensor_info *ti, rn_wtype ty, void *dst, const rni_file_tensor *t,
+                            const st_file *f, const st_entry *en, int wt) {
+    const unsigned char *src = f->data + en->begin;
+    size_t rb = rn_wtype_row_bytes(ty, ti->cols), row0 = (t->off - ti->offset) / (size_t)ti->cols;
+    size_t rows = (size_t)t->rows, cols = (size_t)t->cols;
+    unsigned char *d = (unsigned char *)dst + row0 * rb;
+    if (!t->transpose || wt >= 0) {  /* typed blocks are [out, in] whatever the preset's layout */
+        memcpy(d, src, rows * rb);
+    } else {  /* internal (r, c) <- file (c, r) */
+#pragma omp parallel for schedule(static) if (rows * cols >= ((size_t)1 << 18))
+        for (size_t r = 0; r < rows; r++)
+            for (size_t c = 0; c < cols; c++) memcpy(d + 2 * (r * cols + c), src + 2 * (c * rows + r), 2);
+    }
+    long bad = rni_wtype_first_bad_row(ty, d, rows, t->cols);
+    if (bad >= 0)
+        return rni_fail(RN_ERR_FORMAT, "%s: tensor '%s' row %ld holds a non-finite %s", f->path, t->name, bad,
+                        ty == RN_WTYPE_BF16 || ty == RN_WTYPE_F16 ? "value" : "scale");
+    return RN_OK;
+}
+
+/* Gives the pages of a block copied out of a file back to the system as
+ * soon as it is copied (inward to whole pages: the neighbours may be read
+ * in place): resident memory is then what the model holds, not that and
+ * the file too. The mapping is private and read-only: a page touched again
+ * is read again. */
+static void drop_pages(const st_file *f, const st_entry *en) {
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), a = (uintptr_t)(f->data + en->begin);
+    uintptr_t b = a + (en->end - en->begin);
+    a = (a + page - 1) & ~(page - 1);
+    b &= ~(page - 1);
+    if (b > a) madvise((void *)a, b - a, MADV_DONTNEED);
 }
 
 /* The mappings of s pass to m, which unmaps them when freed. */
@@ -426,7 +532,7 @@ static rn_status resolve(rn_tensor_set *s, rn_model *m, const rn_names *names, r
     return RN_OK;
 }
 
-rn_status rni_tensor_set_model(rn_tensor_set *s, const rn_config *cfg, const rn_names *names, int in_place,
+rn_status rni_tensor_set_model(rn_tensor_set *s, const rn_config *cfg, const rn_names *names, unsigned flags,
                                rn_model **out) {
     *out = NULL;
     rn_status st = rni_st_config_fits(s->label, cfg, s->data_len);
@@ -435,40 +541,77 @@ rn_status rni_tensor_set_model(rn_tensor_set *s, const rn_config *cfg, const rn_
     rni_file_list fl = {0};
     set_entry **ent = NULL;
     int *wt = NULL;
+    hold_plan hp = {0};
     if ((st = rni_model_new(cfg, 0, &m)) == RN_OK) st = resolve(s, m, names, &fl, &ent, &wt);
-    if (st != RN_OK) { rn_model_free(m); return st; }
-    /* In place when the layout allows (finite values checked at memory
-     * speed), else a copy in a buffer of our own, converted and checked. */
-    int mapped = in_place && map_in_place(m, s, &fl, ent, wt, 0);
-    if (!mapped) st = rni_model_materialize(m);
-    for (int i = 0; i < fl.n && st == RN_OK; i++)
-        if (ent[i]) st = read_tensor(m, &fl.t[i], &s->f[ent[i]->file], ent[i]->e, !mapped, wt[i]);
-    for (int i = 0; i < fl.n && st == RN_OK && mapped; i++)
-        if (ent[i] && wt[i] >= 0) {  /* typed, in place: their values (bf16, f16) or block scales finite */
-            long bad = rni_wtype_first_bad_row((rn_wtype)wt[i], s->f[ent[i]->file].data + ent[i]->e->begin,
-                                               (size_t)fl.t[i].rows, fl.t[i].cols);
+    if (st == RN_OK) st = plan_hold(m, s, &fl, ent, wt, flags, &hp);
+    if (st != RN_OK) { free(ent); free(wt); rni_file_list_free(&fl); rn_model_free(m); return st; }
+    /* All f32 and not all in place: one buffer of our own (what training
+     * needs), every value converted and checked. Otherwise each tensor in
+     * place where the layout allows (finite values checked at memory
+     * speed), the rest copied into one block as held. */
+    int whole = !hp.typed && !hp.all_in_place;
+    if (whole) st = rni_model_alloc_params(m);  /* every value is read below */
+    else if (hp.own_bytes && !(m->own = rni_alloc(hp.own_bytes, 1)))
+        st = rni_fail(RN_ERR_NOMEM, "out of memory for %.1f MB of weights", hp.own_bytes / 1e6);
+    if (st == RN_OK && !whole) {
+        for (int e = 0; e < m->n_tensors; e++) {  /* mapped ones read only: PROT_READ */
+            rn_tensor_info *ti = &m->tensors[e];
+            ti->wtype = hp.h[e].type;
+            ti->wdata = hp.h[e].base ? (const void *)hp.h[e].base : (const void *)((char *)m->own + hp.h[e].own);
+            ti->data = ti->wtype == RN_WTYPE_F32 ? (rn_real *)ti->wdata : NULL;
+        }
+        rni_weights_bind(&m->cfg, m->tensors, m->n_tensors, NULL, &m->w);
+    }
+    /* the blocks first, then the buffers and a tied head checked against them */
+    for (int pass = 0; pass < 2; pass++)
+        for (int i = 0; i < fl.n && st == RN_OK; i++) {
+            const rni_file_tensor *t = &fl.t[i];
+            if (!ent[i] || (pass == 0) != !(t->buffer || t->alias)) continue;
+            const st_file *f = &s->f[ent[i]->file];
+            int e = t->buffer ? -1 : tensor_at(m, t->off);
+            if (whole || e < 0 || t->alias) st = read_tensor(m, t, f, ent[i]->e, whole, wt[i]);
+            else if (hp.h[e].base) continue;  /* in place: checked below */
+            else if (hp.h[e].type == RN_WTYPE_F32) st = read_tensor(m, t, f, ent[i]->e, 1, wt[i]);
+            else st = copy_block(&m->tensors[e], hp.h[e].type, (char *)m->own + hp.h[e].own, t, f, ent[i]->e, wt[i]);
+            if (pass == 0) drop_pages(f, ent[i]->e);
+        }
+    for (int i = 0; i < fl.n && st == RN_OK && !whole; i++) {
+        const rni_file_tensor *t = &fl.t[i];
+        if (!ent[i] || t->buffer || t->alias) continue;
+        const held_tensor *h = &hp.h[tensor_at(m, t->off)];
+        if (h->base && h->type != RN_WTYPE_F32) {  /* typed, in place: values (bf16, f16) or block scales finite */
+            long bad = rni_wtype_first_bad_row(h->type, s->f[ent[i]->file].data + ent[i]->e->begin, (size_t)t->rows,
+                                               t->cols);
             if (bad >= 0)
                 st = rni_fail(RN_ERR_FORMAT, "%s: tensor '%s' row %ld holds a non-finite %s", s->f[ent[i]->file].path,
-                              fl.t[i].name, bad, wt[i] == RN_WTYPE_BF16 || wt[i] == RN_WTYPE_F16 ? "value" : "scale");
+                              t->name, bad, h->type == RN_WTYPE_BF16 || h->type == RN_WTYPE_F16 ? "value" : "scale");
         }
-    if (st == RN_OK && mapped) {
+    }
+    if (st == RN_OK && !whole) {  /* f32 in place */
         const float **x = calloc((size_t)fl.n + 1, sizeof *x);
         size_t *len = calloc((size_t)fl.n + 1, sizeof *len);
         int *which = calloc((size_t)fl.n + 1, sizeof *which), n = 0;
         if (!x || !len || !which) st = rni_fail(RN_ERR_NOMEM, "out of memory");
-        for (int i = 0; st == RN_OK && i < fl.n; i++)
-            if (ent[i] && !fl.t[i].buffer && !fl.t[i].alias && wt[i] < 0) {
+        for (int i = 0; st == RN_OK && i < fl.n; i++) {
+            const rni_file_tensor *t = &fl.t[i];
+            if (!ent[i] || t->buffer || t->alias) continue;
+            const held_tensor *h = &hp.h[tensor_at(m, t->off)];
+            if (h->base && h->type == RN_WTYPE_F32) {
                 x[n] = (const float *)(s->f[ent[i]->file].data + ent[i]->e->begin);
-                len[n] = (size_t)fl.t[i].rows * fl.t[i].cols;
+                len[n] = (size_t)t->rows * t->cols;
                 which[n++] = i;
             }
+        }
         int bad = st == RN_OK ? first_nonfinite(x, len, n) : -1;
         if (bad >= 0)
             st = rni_fail(RN_ERR_FORMAT, "%s: tensor '%s' holds a non-finite value", s->f[ent[which[bad]]->file].path,
                           fl.t[which[bad]].name);
         free(x); free(len); free(which);
     }
+    int mapped = 0;  /* the files stay mapped only for tensors read in place */
+    for (int e = 0; e < m->n_tensors && !whole; e++) mapped |= hp.h[e].base != NULL;
     if (st == RN_OK && mapped) st = take_maps(m, s);
+    free(hp.h);
     free(ent);
     free(wt);
     rni_file_list_free(&fl);
@@ -482,33 +625,38 @@ rn_status rni_tensor_set_info(rn_tensor_set *s, const rn_config *cfg, const rn_n
     rni_file_list fl = {0};
     set_entry **ent = NULL;
     int *wt = NULL;
+    hold_plan hp = {0};
     rn_status st = rni_st_config_fits(s->label, cfg, s->data_len);
     if (st == RN_OK) st = rni_model_new(cfg, 0, &m);
     if (st == RN_OK) st = resolve(s, m, names, &fl, &ent, &wt);
-    if (st != RN_OK) { rn_model_free(m); return st; }
+    if (st == RN_OK) st = plan_hold(m, s, &fl, ent, wt, 0, &hp);
+    if (st != RN_OK) { free(ent); free(wt); rni_file_list_free(&fl); rn_model_free(m); return st; }
     info->n_files = s->nf;
     info->file_bytes = 0;
     for (int i = 0; i < s->nf; i++) info->file_bytes += s->f[i].size;
     info->n_tensors = (size_t)s->nidx;
     memset(info->tensor_bytes, 0, sizeof info->tensor_bytes);
-    size_t weights = 0, embed = 0;
+    size_t weights = 0;
     for (int i = 0; i < fl.n; i++) {
         if (!ent[i]) continue;
         size_t bytes = ent[i]->e->end - ent[i]->e->begin;
         if (ent[i]->e->dt < RN_DTYPE_COUNT) info->tensor_bytes[ent[i]->e->dt] += bytes;
         else info->u8_bytes += bytes;
         if (fl.t[i].buffer || fl.t[i].alias) continue;
-        weights += bytes;
-        /* held as its weight type, or converted to f32 */
-        rn_wtype held = wt[i] >= 0 ? (rn_wtype)wt[i] : RN_WTYPE_F32;
-        info->wtype_bytes[held] += wt[i] >= 0 ? bytes : sizeof(float) * (size_t)fl.t[i].rows * fl.t[i].cols;
+        /* as held: its weight type, or converted to f32 */
+        rn_wtype held = hp.h[tensor_at(m, fl.t[i].off)].type;
+        size_t hb = held == RN_WTYPE_F32 ? sizeof(rn_real) * (size_t)fl.t[i].rows * fl.t[i].cols
+                                         : (size_t)fl.t[i].rows * rn_wtype_row_bytes(held, fl.t[i].cols);
+        info->wtype_bytes[held] += hb;
         info->wtype_tensors[held]++;
-        if (fl.t[i].off == 0) embed = bytes;  /* the embedding is the table's first tensor */
+        /* A decoding step reads every weight once, but of an untied
+         * embedding (the table's first tensor) only the row of its token. */
+        weights += fl.t[i].off == 0 && !cfg->tie_embed ? hb / (size_t)fl.t[i].rows : hb;
     }
-    /* A decoding step reads every weight once, but of an untied embedding
-     * only the row of its token. */
-    info->decode_bytes = weights - (cfg->tie_embed ? 0 : embed - embed / (size_t)cfg->vocab);
-    info->in_place = map_in_place(m, s, &fl, ent, wt, 1);
+    info->decode_bytes = weights;
+    info->in_place = hp.all_in_place;
+    info->copy_bytes = hp.all_in_place ? 0 : !hp.typed ? sizeof(rn_real) * m->n_params : hp.own_bytes;
+    free(hp.h);
     free(ent);
     free(wt);
     rni_file_list_free(&fl);

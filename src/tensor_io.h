@@ -24,10 +24,13 @@ int rni_tensor_set_find(const rn_tensor_set *s, const char *name, int *ndim, int
  * tensor there with the config's shape and finite values; position buffers
  * and a tied head optional, but equal to what they must be when present; no
  * tensor left over. A config too large for the files is refused before
- * anything is allocated. With in_place, tensors stored as float32 in our
- * layout are read where they are mapped (the model keeps the mappings, s
- * loses them): no copy, memory equal to the files. */
-rn_status rni_tensor_set_model(rn_tensor_set *s, const rn_config *cfg, const rn_names *names, int in_place,
+ * anything is allocated. Tensors stored as they are held (float32 in our
+ * layout, a quantised file's types, a projection's BF16 / F16) are read
+ * where they are mapped (the model keeps the mappings, s loses them); the
+ * rest are copied: into one f32 buffer when every tensor is f32, else into
+ * one block as held (16-bit projections assembled bit for bit, vectors
+ * widened to f32). flags: RN_LOAD_* (RN_LOAD_F32 widens bf16 and f16). */
+rn_status rni_tensor_set_model(rn_tensor_set *s, const rn_config *cfg, const rn_names *names, unsigned flags,
                                rn_model **out);
 
 /* What rn_model_inspect reports of s for cfg (no data is read). */

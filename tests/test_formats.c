@@ -578,7 +578,8 @@ static void in_place(void) {
         CHECK(ib.tensor_bytes[RN_DTYPE_BF16] >= 2 * np && ib.tensor_bytes[RN_DTYPE_F32] == 0,
               "inspect bf16: %zu bf16 bytes for %zu parameters", ib.tensor_bytes[RN_DTYPE_BF16], np);
         size_t V = 41, d = 32;
-        size_t want_decode = 4 * (np - (V - 1) * d);  /* every weight once, one row of the embedding */
+        /* every weight once as held (rn_real), one row of the embedding */
+        size_t want_decode = sizeof(rn_real) * (np - (V - 1) * d);
         CHECK(info.decode_bytes == want_decode, "inspect: %zu bytes per token, want %zu", info.decode_bytes, want_decode);
         rn_model *b = NULL, *c = NULL;
         CHECK(rn_model_load(f32, &b) == RN_OK && rn_model_load(f32, &c) == RN_OK, "in place: load: %s", rn_last_error());

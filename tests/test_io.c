@@ -4,7 +4,9 @@
  *   tensor maps to the right block of the internal layout (transposes
  *   included), and save(load(save(x))) is byte-identical.
  * - The header carries the upstream config keys and the preset's buffers.
- * - F16, BF16 and F64 tensors load as the rounded originals.
+ * - F16, BF16 and F64 tensors load as the rounded originals; BF16 / F16
+ *   projections are kept as stored (in place or copied), the rest widened,
+ *   and compute the widened model's logits to float32 rounding.
  * - Every malformed file we can think of is refused with RN_ERR_FORMAT or
  *   RN_ERR_IO and a one-line message naming the tensor involved, never a
  *   crash (run it under `make asan` too), and absurd configs are refused
@@ -631,7 +633,17 @@ static void mixed_dtypes(void) {
     st_write(p2, &f);
     st_free(&f);
     rn_model *h = NULL;
+    /* as stored: the BF16 head is held bf16; wqkvg, one block BF16 among
+     * F32 ones, and the F16 bias are widened to f32 */
     CHECK_OK(rn_model_load(p2, &h));
+#ifndef RETNET_DOUBLE
+    if (h)
+        CHECK(h->w.Whead.t == RN_WTYPE_BF16 && h->w.layer[0].Wqkvg.t == RN_WTYPE_F32 && h->w.layer[0].fc2_b,
+              "mixed file: head held %s, wqkvg %s", rn_wtype_name(h->w.Whead.t), rn_wtype_name(h->w.layer[0].Wqkvg.t));
+#endif
+    rn_model_free(h);
+    h = NULL;
+    CHECK_OK(rn_model_load_flags(p2, RN_LOAD_F32, &h, NULL));  /* every value f32 */
     if (h) {
         /* proj is head^T: head (V, d) */
         const rn_real *a = m->w.head, *b = h->w.head;
@@ -685,6 +697,137 @@ static void expect_load_ok(const stf *f, const char *what) {
 
 /* Fresh copy of the good file for one mutation. */
 #define MUTATE(good, f) for (stf f = st_read(good), *once_ = &f; once_; st_free(&f), once_ = NULL)
+
+/* ------------------------------------------- 16-bit weights kept as stored */
+
+/* The tensors' data in the reverse of the header's order: a file whose
+ * blocks of one projection (q, k, v, g) are not adjacent in row order, as
+ * Hugging Face's writer (which sorts by name) leaves them. */
+static void reverse_data(stf *f) {
+    int n = 0;
+    for (cJSON *t = f->hdr->child; t; t = t->next) n += strcmp(t->string, "__metadata__") != 0;
+    cJSON **ts = malloc(sizeof *ts * (size_t)(n + 1));
+    n = 0;
+    for (cJSON *t = f->hdr->child; t; t = t->next)
+        if (strcmp(t->string, "__metadata__") != 0) ts[n++] = t;
+    unsigned char *nd = malloc(f->dlen + 1);
+    size_t off = 0;
+    for (int i = n - 1; i >= 0; i--) {
+        size_t b = t_begin(ts[i]), e = t_end(ts[i]);
+        memcpy(nd + off, f->data + b, e - b);
+        set_offsets(ts[i], (double)off, (double)(off + e - b));
+        off += e - b;
+    }
+    free(f->data);
+    free(ts);
+    f->data = nd;
+}
+
+/* Logits (T, V) of tok from a fresh state, in mode (recurrent: token by token). */
+static rn_real *logits16(rn_model *m, const int32_t *tok, int T, rn_mode mode) {
+    int V = rn_model_config(m)->vocab;
+    rn_real *l = malloc(sizeof(rn_real) * (size_t)T * V);
+    rn_state *s = NULL;
+    CHECK_OK(rn_state_create(m, 1, &s));
+    for (int t = 0; s && t < (mode == RN_RECURRENT ? T : 1); t++)
+        CHECK_OK(mode == RN_RECURRENT ? rn_forward(m, s, tok + t, 1, 1, mode, 1, 0, l + (size_t)t * V)
+                                      : rn_forward(m, s, tok, 1, T, mode, 4, 0, l));
+    rn_state_free(s);
+    return l;
+}
+
+static double rel_diff(const rn_real *a, const rn_real *b, size_t n) {
+    double d = 0, s = 0;
+    for (size_t i = 0; i < n; i++) { d = fmax(d, fabs((double)a[i] - b[i])); s = fmax(s, fabs((double)b[i])); }
+    return d / s;
+}
+
+/* A file in BF16 / F16 (every tensor, as a cast PyTorch model saves it),
+ * its tensors in our order (projections read in place) and reversed (the
+ * blocks copied): the large projections are held in the file's type, the
+ * rest widened; the logits are the widened model's (RN_LOAD_F32) to float32
+ * rounding (the kernels sum in another order), the paradigms agree, the
+ * values are the same bits; training needs RN_LOAD_F32; a NaN in a kept
+ * projection is refused naming it. */
+static void stored_16bit(const rn_config *c, const char *what) {
+    rn_model *m = random_model(c, 9);
+    const char *p1 = tp("s16.safetensors"), *p2 = tp("s16b.safetensors");
+    CHECK_OK(rn_model_save(m, p1));
+    enum { T = 13 };
+    int32_t tok[T];
+    for (int t = 0; t < T; t++) tok[t] = (int32_t)((t * 7 + 3) % c->vocab);
+    size_t nl = (size_t)T * c->vocab;
+    static const char *dts[] = {"BF16", "F16"};
+    for (int k = 0; k < 2; k++)
+        for (int rev = 0; rev < 2; rev++) {
+            rn_wtype want = k == 0 ? RN_WTYPE_BF16 : RN_WTYPE_F16;
+            stf f = st_read(p1);
+            convert(&f, NULL, dts[k]);
+            if (rev) reverse_data(&f);
+            st_write(p2, &f);
+            rn_model *h = NULL, *w = NULL;
+            CHECK(rn_model_load(p2, &h) == RN_OK && rn_model_load_flags(p2, RN_LOAD_F32, &w, NULL) == RN_OK,
+                  "%s %s%s: load: %s", what, dts[k], rev ? " reversed" : "", rn_last_error());
+            rn_model_info in;
+            CHECK_OK(rn_model_inspect(p2, &in));
+            if (!h || !w) { rn_model_free(h); rn_model_free(w); st_free(&f); continue; }
+            CHECK(!rn_model_quantized(w), "%s %s: RN_LOAD_F32 kept a 16-bit tensor", what, dts[k]);
+#ifdef RETNET_DOUBLE
+            CHECK(!rn_model_quantized(h), "%s %s: the float64 build holds a 16-bit tensor", what, dts[k]);
+            (void)want;
+#else
+            int bad = 0;
+            for (int i = 0; i < rn_model_num_tensors(h); i++) {
+                rn_tensor_desc d;
+                CHECK_OK(rn_model_tensor(h, i, &d));
+                bad += d.wtype != (d.cols > 1 ? want : RN_WTYPE_F32);
+            }
+            CHECK(bad == 0, "%s %s%s: %d tensors not held as stored (projections %s, vectors f32)", what, dts[k],
+                  rev ? " reversed" : "", bad, rn_wtype_name(want));
+            CHECK(in.decode_bytes == rn_model_decode_bytes(h) && !in.in_place && in.copy_bytes > 0 &&
+                      in.wtype_tensors[want] > 0 && in.wtype_bytes[RN_WTYPE_F32] < in.wtype_bytes[want] / 4,
+                  "%s %s: inspect: %zu decode bytes (model %zu), in place %d, copied %zu", what, dts[k], in.decode_bytes,
+                  rn_model_decode_bytes(h), in.in_place, in.copy_bytes);
+            CHECK(rn_model_decode_bytes(h) <= 0.56 * rn_model_decode_bytes(w), "%s %s: %zu bytes per token, f32 %zu",
+                  what, dts[k], rn_model_decode_bytes(h), rn_model_decode_bytes(w));
+            rn_train_config tc;
+            rn_train_config_default(&tc);
+            rn_trainer *tr = NULL;
+            CHECK(rn_trainer_create(h, &tc, &tr) == RN_ERR_ARG && strstr(rn_last_error(), "RN_LOAD_F32"),
+                  "%s %s: training the kept model: %s", what, dts[k], rn_last_error());
+            CHECK_OK(rn_trainer_create(w, &tc, &tr));
+            rn_trainer_free(tr);
+#endif
+            rn_real *lh = logits16(h, tok, T, RN_PARALLEL), *lw = logits16(w, tok, T, RN_PARALLEL);
+            rn_real *lc = logits16(h, tok, T, RN_CHUNKWISE), *lr = logits16(h, tok, T, RN_RECURRENT);
+            double dw = rel_diff(lh, lw, nl), dc = rel_diff(lc, lh, nl), dr = rel_diff(lr, lh, nl);
+            CHECK(dw <= 1e-5 && dc <= 2e-5 && dr <= 2e-5,
+                  "%s %s%s: kept off the widened model by %.2e; chunkwise %.2e, recurrent %.2e off parallel", what,
+                  dts[k], rev ? " reversed" : "", dw, dc, dr);
+            printf("  %-5s %-34s%s kept as stored: %.1f KB per token (f32 %.1f), logits off f32 by %.1e\n", dts[k], what,
+                   rev ? " (reversed)" : "", rn_model_decode_bytes(h) / 1e3, rn_model_decode_bytes(w) / 1e3, dw);
+            /* the same values, bit for bit */
+            const rn_real *a = rn_model_params(h), *b = rn_model_params(w);
+            size_t np = rn_model_num_params(w), diff = 0;
+            for (size_t i = 0; a && b && i < np; i++) diff += memcmp(&a[i], &b[i], sizeof *a) != 0;
+            CHECK(a && b && diff == 0, "%s %s: %zu values differ from the widened ones", what, dts[k], diff);
+            free(lh); free(lw); free(lc); free(lr);
+            rn_model_free(h);
+            rn_model_free(w);
+            /* a NaN in the first projection (2-D tensor) of the file */
+            cJSON *t = f.hdr->child;
+            while (t && (strcmp(t->string, "__metadata__") == 0 || cJSON_GetArraySize(cJSON_GetObjectItem(t, "shape")) != 2))
+                t = t->next;
+            if (t) {
+                uint16_t nan = k == 0 ? 0x7fc0 : 0x7e00;
+                memcpy(f.data + t_begin(t) + 6, &nan, 2);
+                st_write(p2, &f);
+                expect_fail(p2, "NaN in a 16-bit projection", RN_ERR_FORMAT, t->string, "non-finite");
+            }
+            st_free(&f);
+        }
+    rn_model_free(m);
+}
 
 static void malformed_container(const char *good) {
     printf("  container:\n");
@@ -1422,6 +1565,13 @@ int main(void) {
     half_precision(&seed2, "seed");
     half_precision(&fla, "fla");
     mixed_dtypes();
+    quiet = 1;
+    stored_16bit(&ts, "torchscale");
+    stored_16bit(&ts_tied, "torchscale tied");
+    stored_16bit(&seed2, "seed (transposed blocks)");
+    stored_16bit(&fla, "fla");
+    stored_16bit(&fla_tied, "fla tied");
+    quiet = 0;
 
     /* Malformed files, mutated from good ones. */
     rn_model *m = random_model(&ts, 2), *ms = random_model(&seed2, 2), *mf = random_model(&fla, 2);

@@ -560,16 +560,17 @@ static void test_models(void) {
 #ifdef RETNET_DOUBLE
                 CHECK(!rn_model_quantized(q) && !info.in_place, "float64: a quantised file is dequantised on load");
 #else
-                /* the seed's f32 head is stored transposed (kept with --keep-head): then the
-                 * file is read into memory, every tensor dequantised */
+                /* the seed's f32 head is stored transposed (kept with --keep-head): it is
+                 * copied, the typed tensors still read in place */
                 int want_in_place = !(p == RN_PRESET_SEED && flags);
                 CHECK(info.in_place == want_in_place, "%s: in place %d, want %d", qp, info.in_place, want_in_place);
-                CHECK(rn_model_quantized(q) == want_in_place, "%s: quantised %d, want %d", qp, rn_model_quantized(q),
-                      want_in_place);
-                CHECK(!want_in_place || (info.wtype_tensors[t] > 0 && rn_model_decode_bytes(q) == info.decode_bytes),
+                CHECK(want_in_place ? info.copy_bytes == 0 : info.copy_bytes >= sizeof(float) * 96 * 64,
+                      "%s: %zu bytes copied", qp, info.copy_bytes);
+                CHECK(rn_model_quantized(q), "%s: not quantised", qp);
+                CHECK(info.wtype_tensors[t] > 0 && rn_model_decode_bytes(q) == info.decode_bytes,
                       "%s: %d tensors of %s, %zu decode bytes (inspect %zu)", qp, info.wtype_tensors[t],
                       rn_wtype_name(t), rn_model_decode_bytes(q), info.decode_bytes);
-                for (int i = 0; want_in_place && i < rn_model_num_tensors(q); i++) {
+                for (int i = 0; i < rn_model_num_tensors(q); i++) {
                     rn_tensor_desc d;
                     CHECK_OK(rn_model_tensor(q, i, &d));
                     int proj = d.cols > 1 && !(flags && !strcmp(d.kind, "lm_head")) &&
@@ -606,11 +607,22 @@ static void test_models(void) {
 #ifndef RETNET_DOUBLE
                 double loss;
                 int cnt;
-                if (want_in_place) {
-                    CHECK(rn_trainer_create(q, &tc, &tr) == RN_ERR_ARG && strstr(rn_last_error(), "quantised"),
-                          "training a quantised model: %s", rn_last_error());
-                    CHECK(rn_model_loss_grad(q, tok, tok, 1, T, RN_PARALLEL, T, 1, NULL, &loss, &cnt) == RN_ERR_ARG,
-                          "gradients of a quantised model are refused");
+                int blocks = t == RN_WTYPE_Q8_0 || t == RN_WTYPE_Q4_0;
+                CHECK(rn_trainer_create(q, &tc, &tr) == RN_ERR_ARG &&
+                          strstr(rn_last_error(), blocks ? "quantised" : "RN_LOAD_F32"),
+                      "training a quantised model: %s", rn_last_error());
+                CHECK(rn_model_loss_grad(q, tok, tok, 1, T, RN_PARALLEL, T, 1, NULL, &loss, &cnt) == RN_ERR_ARG,
+                      "gradients of a quantised model are refused");
+                /* loaded with RN_LOAD_F32: bf16 / f16 widened (then it trains), q8_0 / q4_0 kept */
+                rn_model *w = NULL;
+                CHECK_OK(rn_model_load_flags(qp, RN_LOAD_F32, &w, NULL));
+                if (w) {
+                    CHECK(rn_model_quantized(w) == blocks, "%s with RN_LOAD_F32: quantised %d", qp, rn_model_quantized(w));
+                    rn_trainer *tw = NULL;
+                    CHECK((rn_trainer_create(w, &tc, &tw) == RN_OK) == !blocks, "%s with RN_LOAD_F32: training: %s", qp,
+                          rn_last_error());
+                    rn_trainer_free(tw);
+                    rn_model_free(w);
                 }
 #endif
                 rn_trainer_free(tr);

@@ -4,8 +4,8 @@
 # weights: its peak memory stays far below the file's size); float32 files
 # in our layout are read in place, with resident memory about the file's
 # size, not twice it; `retnet verify` and every load detect a flipped bit in
-# the data (XXH3 checksum) and a non-finite value; bf16 files say they are
-# converted.
+# the data (XXH3 checksum) and a non-finite value; bf16 files say what
+# loading copies.
 set -u
 cd "$(dirname "$0")/../.."
 R=${RETNET:-build/retnet}
@@ -26,7 +26,8 @@ $R info --model "$m" >"$tmp/info" 2>&1
 check "grep -q '^loading: *in place' '$tmp/info'" "info: f32 file not read in place: $(grep loading "$tmp/info")"
 check "grep -q '^tensors: .*f32' '$tmp/info' && grep -q '^per token: ' '$tmp/info'" "info: no tensor types or bytes per token"
 $R info --model "$tmp/b.safetensors" >"$tmp/info" 2>&1
-check "grep -q '^loading: *converted' '$tmp/info' && grep -q '^tensors: .*bf16' '$tmp/info'" "info: bf16 file: $(grep -E 'loading|tensors' "$tmp/info")"
+# (its projections are kept bf16 in place, its vectors widened: copied)
+check "grep -q '^loading: .*copied into memory, the rest in place' '$tmp/info' && grep -q '^tensors: .*bf16' '$tmp/info' && grep -q '^weights: .*bf16' '$tmp/info'" "info: bf16 file: $(grep -E 'loading|tensors|weights' "$tmp/info")"
 
 # info reads no weights: its peak RSS is far below the file.
 $TIME -f %M $R info --model "$m" >/dev/null 2>"$tmp/rss"
