@@ -110,14 +110,19 @@ static void col_sum(rn_real *out, const rn_real *x, int N, int D) {
 }
 
 /* Row n of y = headnorm(o) w (+ b); gated = swish(g) * y (the saved
- * swish(g) when training). */
+ * swish(g) when training); and the residual's copy x_mid = x_in: one pass
+ * over the row while it is in cache, one parallel region for all three. */
 static void gate_row(const rn_model *m, const rn_layer_w *w, rn_layer_acts *la, int n) {
     const rn_config *c = &m->cfg;
-    int d = c->dim, Vd = c->value_dim, Pw = 2 * d + 2 * Vd;
+    int d = c->dim, Vd = c->value_dim, Pw = 2 * d + 2 * Vd, H = c->heads;
     const rn_real *hw = w->hn_w, *hb = w->hn_b;
     int wmod = c->head_norm == RN_HEADNORM_RMS_SHARED ? m->Dv : Vd;
     const rn_real *g = la->P + (size_t)n * Pw + 2 * d + Vd;
     rn_real *y = la->y + (size_t)n * Vd, *gt = la->gated + (size_t)n * Vd;
+    /* the row's H heads of Dv as H rows of the norm */
+    rni_norm_rows(head_norm_kind(c), y, la->hmean + (size_t)n * H, la->hrstd + (size_t)n * H, la->o + (size_t)n * Vd,
+                  NULL, NULL, 0, H, m->Dv, c->head_eps);
+    if (la->x_mid != la->x_in) memcpy(la->x_mid + (size_t)n * d, la->x_in + (size_t)n * d, sizeof(rn_real) * (size_t)d);
     if (hw)
         for (int i = 0; i < Vd; i++) y[i] *= hw[i % wmod];
     if (hb)
@@ -135,10 +140,13 @@ static void gate_row(const rn_model *m, const rn_layer_w *w, rn_layer_acts *la, 
     }
 }
 
-/* Row n of the FFN's activation: a = act(h1) * h2 (GLU) or act(h + b1). */
+/* Row n of the FFN's activation: a = act(h1) * h2 (GLU) or act(h + b1);
+ * and the residual's copy x_out = x_mid (the same region). */
 static void ffn_act_row(const rn_model *m, const rn_layer_w *w, rn_layer_acts *la, int n) {
     const rn_config *c = &m->cfg;
-    int F = c->ffn_dim, Fw = c->ffn == RN_FFN_GLU ? 2 * F : F;
+    int F = c->ffn_dim, Fw = c->ffn == RN_FFN_GLU ? 2 * F : F, d = c->dim;
+    if (la->x_out_next != la->x_mid)
+        memcpy(la->x_out_next + (size_t)n * d, la->x_mid + (size_t)n * d, sizeof(rn_real) * (size_t)d);
     rn_real *hf = la->hf + (size_t)n * Fw, *an = la->a + (size_t)n * F;
     rn_real *ag = la->ag ? la->ag + (size_t)n * F : an;  /* inference: the gate in place */
     if (c->ffn != RN_FFN_GLU)
@@ -163,7 +171,7 @@ void rni_layer_forward(rn_model *m, rn_acts *a, int l, rn_state *st, rn_mode mod
     const rn_config *c = &m->cfg;
     const rn_layer_w *w = &m->w.layer[l];
     rn_layer_acts *la = &a->layer[a->train ? l : 0];
-    int N = a->N, d = c->dim, Vd = c->value_dim, F = c->ffn_dim, H = c->heads, Dv = m->Dv;
+    int N = a->N, d = c->dim, Vd = c->value_dim, F = c->ffn_dim;
     int Pw = 2 * d + 2 * Vd;
 
     /* q, k, v, g = RMSNorm(x) [Wq; Wk; Wv; Wg]^T in one GEMM */
@@ -173,7 +181,6 @@ void rni_layer_forward(rn_model *m, rn_acts *a, int l, rn_state *st, rn_mode mod
     retention_forward(m, a, la, l, st, mode, flags);
 
     /* y = headnorm(o); gated = swish(g) * y; x_mid = x_in + gated Wo^T */
-    rni_norm_forward(head_norm_kind(c), la->y, la->hmean, la->hrstd, la->o, NULL, NULL, N * H, Dv, c->head_eps);
     /* Rows in parallel only for batches: serial work enters no parallel
      * region (an if(0) one still costs libgomp a team, a malloc and a free). */
     if (N > 16) {
@@ -182,7 +189,6 @@ void rni_layer_forward(rn_model *m, rn_acts *a, int l, rn_state *st, rn_mode mod
     } else {
         for (int n = 0; n < N; n++) gate_row(m, w, la, n);
     }
-    if (la->x_mid != la->x_in) memcpy(la->x_mid, la->x_in, sizeof(rn_real) * (size_t)N * d);
     rni_linear_forward(&w->Wo, N, d, Vd, la->gated, Vd, la->x_mid, d, 1, m->x8);
 
     /* FFN: x_out = x_mid + fc2(act(fc1 xn) * gate xn)  or  fc2(act(fc1 xn + b1)) + b2 */
@@ -196,7 +202,6 @@ void rni_layer_forward(rn_model *m, rn_acts *a, int l, rn_state *st, rn_mode mod
         for (int n = 0; n < N; n++) ffn_act_row(m, w, la, n);
     }
     rn_real *x_out = la->x_out_next;
-    if (x_out != la->x_mid) memcpy(x_out, la->x_mid, sizeof(rn_real) * (size_t)N * d);
     rni_linear_forward(&w->Wfc2, N, d, F, la->a, F, x_out, d, 1, m->x8);
     if (w->fc2_b)
         for (int n = 0; n < N; n++)
@@ -254,9 +259,11 @@ void rni_layer_backward(rn_model *m, rn_acts *a, int l, rn_layer_w *g) {
     rn_real *dgated = a->dtmp;                                            /* (N, Vd) */
     rni_gemm(0, 0, N, Vd, d, 1, dres, d, w->wo, Vd, 0, dgated, Vd);
     /* gated = swish(g) * y, y = yhat * w + b: dg into dP, dy over dgated,
-     * dyhat = dy * w over la->gated (no longer needed) when there is a w.
-     * (dq, dk, dv are written by retention.) */
-    rn_real *dyhat = w->hn_w ? la->gated : dgated;
+     * dyhat = dy * w over la->gated (no longer needed) when there is a w;
+     * then, in the same pass over the row, yhat = headnorm(o): d loss / d o
+     * over la->gated (in place over dyhat: each element is read before it
+     * is written). (dq, dk, dv are written by retention.) */
+    rn_real *dout = la->gated;                                            /* (N, Vd): d loss / d o */
 #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++) {
         const rn_real *gv = P + (size_t)n * Pw + 2 * d + Vd, *y = la->y + (size_t)n * Vd, *sg = la->sg + (size_t)n * Vd;
@@ -266,10 +273,15 @@ void rni_layer_backward(rn_model *m, rn_acts *a, int l, rn_layer_w *g) {
             dg[i] = dy[i] * y[i] * rni_act_deriv(RN_ACT_SWISH, gv[i], sg[i]);
             dy[i] *= gv[i] * sg[i];
         }
+        const rn_real *dyhat = dy;
         if (w->hn_w) {
-            rn_real *dyh = dyhat + (size_t)n * Vd;
+            rn_real *dyh = dout + (size_t)n * Vd;
             for (int i = 0; i < Vd; i++) dyh[i] = dy[i] * w->hn_w[i % wmod];
+            dyhat = dyh;
         }
+        /* the row's H heads of Dv as H rows of the norm */
+        rni_norm_dx_rows(head_norm_kind(c), dout + (size_t)n * Vd, 0, dyhat, la->o + (size_t)n * Vd, NULL,
+                         la->hmean + (size_t)n * H, la->hrstd + (size_t)n * H, 0, H, Dv);
     }
     if (g->hn_w) {
         /* dw[j] += sum over rows (and heads sharing j) of dy yhat; db += dy */
@@ -287,9 +299,6 @@ void rni_layer_backward(rn_model *m, rn_acts *a, int l, rn_layer_w *g) {
             if (g->hn_b) g->hn_b[j] += (rn_real)sb;
         }
     }
-    rn_real *dout = dyhat == dgated ? la->gated : dgated;                 /* (N, Vd): d loss / d o */
-    rni_norm_backward(head_norm_kind(c), dout, 0, NULL, NULL,
-                     dyhat, la->o, NULL, la->hmean, la->hrstd, N * H, Dv);
 
     retention_backward(m, a, la, dout, dP);
     /* q, k were scaled and rotated: the transpose of both. */

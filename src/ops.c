@@ -334,10 +334,9 @@ void rni_gemm_act(int ta, int tb, int M, int N, int K, rn_real alpha, const rn_r
 
 /* ------------------------------------------------------------------ norms */
 
-void rni_norm_forward(rn_norm kind, rn_real *out, rn_real *mean, rn_real *rstd, const rn_real *x,
-                     const rn_real *w, const rn_real *b, int N, int D, double eps) {
-#pragma omp parallel for schedule(static) if (N > 64)
-    for (int n = 0; n < N; n++) {
+void rni_norm_rows(rn_norm kind, rn_real *out, rn_real *mean, rn_real *rstd, const rn_real *x, const rn_real *w,
+                   const rn_real *b, int n0, int n1, int D, double eps) {
+    for (int n = n0; n < n1; n++) {
         const rn_real *xn = x + (size_t)n * D;  /* (D) */
         rn_real *on = out + (size_t)n * D;      /* (D) */
         /* Sums in double (vectorised, two passes); the row in rn_real. */
@@ -367,60 +366,101 @@ void rni_norm_forward(rn_norm kind, rn_real *out, rn_real *mean, rn_real *rstd, 
     }
 }
 
+void rni_norm_forward(rn_norm kind, rn_real *out, rn_real *mean, rn_real *rstd, const rn_real *x,
+                     const rn_real *w, const rn_real *b, int N, int D, double eps) {
+    if (N <= 64) { rni_norm_rows(kind, out, mean, rstd, x, w, b, 0, N, D, eps); return; }
+#pragma omp parallel
+    {
+        int t = rni_thread_id(), nt = rni_team_size();
+        rni_norm_rows(kind, out, mean, rstd, x, w, b, (int)((int64_t)N * t / nt), (int)((int64_t)N * (t + 1) / nt), D, eps);
+    }
+}
+
+/* Row n of the norm's dx (see rni_norm_backward). */
+static inline void norm_dx_row(rn_norm kind, rn_real *dx, int accumulate, const rn_real *dout, const rn_real *x,
+                               const rn_real *w, const rn_real *mean, const rn_real *rstd, int n, int D) {
+    const rn_real *xn = x + (size_t)n * D, *dy = dout + (size_t)n * D;
+    rn_real *dxn = dx + (size_t)n * D;
+    rn_real mu = kind == RN_NORM_LAYER ? mean[n] : 0, r = rstd[n];
+    double sg = 0, sgx = 0;
+#pragma omp simd reduction(+ : sg, sgx)
+    for (int i = 0; i < D; i++) {
+        rn_real g = w ? dy[i] * w[i] : dy[i], xh = (xn[i] - mu) * r;
+        sg += g;
+        sgx += (double)g * xh;
+    }
+    rn_real msg = kind == RN_NORM_LAYER ? (rn_real)(sg / D) : 0, msgx = (rn_real)(sgx / D);
+    if (accumulate) {
+#pragma omp simd
+        for (int i = 0; i < D; i++) {
+            rn_real g = w ? dy[i] * w[i] : dy[i], xh = (xn[i] - mu) * r;
+            dxn[i] += r * (g - msg - xh * msgx);
+        }
+    } else {
+#pragma omp simd
+        for (int i = 0; i < D; i++) {
+            rn_real g = w ? dy[i] * w[i] : dy[i], xh = (xn[i] - mu) * r;
+            dxn[i] = r * (g - msg - xh * msgx);
+        }
+    }
+}
+
+void rni_norm_dx_rows(rn_norm kind, rn_real *dx, int accumulate, const rn_real *dout, const rn_real *x,
+                      const rn_real *w, const rn_real *mean, const rn_real *rstd, int n0, int n1, int D) {
+    for (int n = n0; n < n1; n++) norm_dx_row(kind, dx, accumulate, dout, x, w, mean, rstd, n, D);
+}
+
+/* Columns of dw, db a thread sums per pass over its rows (on its stack). */
+#define RN_NORM_COLS 2048
+
 /* Backward of y = xhat * w + b, xhat = (x - mu) r. With g = dy * w:
  *   RMS:   dx = r (g - xhat mean(g xhat))
  *   Layer: dx = r (g - mean(g) - xhat mean(g xhat))
  * dw += sum_n dy xhat, db += sum_n dy. dx is accumulated (+=) when
- * accumulate is set, else written. */
+ * accumulate is set, else written. One sweep over dout and x: a row's
+ * dw, db terms are summed while it is in cache, into each thread's partial
+ * sums (its static share of the rows), which are then added in thread
+ * order (deterministic for a given thread count). */
 void rni_norm_backward(rn_norm kind, rn_real *dx, int accumulate, rn_real *dw, rn_real *db, const rn_real *dout,
                       const rn_real *x, const rn_real *w, const rn_real *mean, const rn_real *rstd,
                       int N, int D) {
-    /* dx: rows are independent */
-#pragma omp parallel for schedule(static) if (N > 64)
-    for (int n = 0; n < N; n++) {
-        const rn_real *xn = x + (size_t)n * D, *dy = dout + (size_t)n * D;
-        rn_real *dxn = dx + (size_t)n * D;
-        rn_real mu = kind == RN_NORM_LAYER ? mean[n] : 0, r = rstd[n];
-        double sg = 0, sgx = 0;
-#pragma omp simd reduction(+ : sg, sgx)
-        for (int i = 0; i < D; i++) {
-            rn_real g = w ? dy[i] * w[i] : dy[i], xh = (xn[i] - mu) * r;
-            sg += g;
-            sgx += (double)g * xh;
-        }
-        rn_real msg = kind == RN_NORM_LAYER ? (rn_real)(sg / D) : 0, msgx = (rn_real)(sgx / D);
-        if (accumulate) {
+    int sums = dw || db, DB = D < RN_NORM_COLS ? D : RN_NORM_COLS;
+    double acc[sums ? 2 * DB : 1]; /* the threads' partials, added in order */
+#pragma omp parallel if (N > 64)
+    {
+        double part[sums ? 2 * DB : 1]; /* sw | sb of this thread's rows */
+        int nt = rni_team_size();
+        for (int c0 = 0; c0 < D; c0 += DB) {
+            int c1 = c0 + DB < D ? c0 + DB : D;
+            if (sums) memset(part, 0, sizeof(double) * 2 * (size_t)DB);
+#pragma omp for schedule(static) nowait
+            for (int n = 0; n < N; n++) {
+                const rn_real *xn = x + (size_t)n * D, *dy = dout + (size_t)n * D;
+                rn_real mu = kind == RN_NORM_LAYER ? mean[n] : 0, r = rstd[n];
+                if (sums) {
+                    double *sw = part, *sb = part + DB;
 #pragma omp simd
-            for (int i = 0; i < D; i++) {
-                rn_real g = w ? dy[i] * w[i] : dy[i], xh = (xn[i] - mu) * r;
-                dxn[i] += r * (g - msg - xh * msgx);
+                    for (int i = c0; i < c1; i++) {
+                        sw[i - c0] += (double)dy[i] * ((xn[i] - mu) * r);
+                        sb[i - c0] += dy[i];
+                    }
+                }
+                if (!c0) norm_dx_row(kind, dx, accumulate, dout, x, w, mean, rstd, n, D); /* dx: the first pass */
             }
-        } else {
-#pragma omp simd
-            for (int i = 0; i < D; i++) {
-                rn_real g = w ? dy[i] * w[i] : dy[i], xh = (xn[i] - mu) * r;
-                dxn[i] = r * (g - msg - xh * msgx);
+            if (!sums) break;
+            /* iteration t is thread t's (static, chunk 1): its partials in turn */
+#pragma omp for ordered schedule(static, 1)
+            for (int t = 0; t < nt; t++) {
+#pragma omp ordered
+                {
+                    for (int i = 0; i < 2 * DB; i++) acc[i] = t ? acc[i] + part[i] : part[i];
+                    if (t == nt - 1)
+                        for (int i = c0; i < c1; i++) {
+                            if (dw) dw[i] += (rn_real)acc[i - c0];
+                            if (db) db[i] += (rn_real)acc[DB + i - c0];
+                        }
+                }
             }
-        }
-    }
-    if (!dw && !db) return;
-    /* dw, db: sums over rows, one column block per thread (deterministic) */
-#pragma omp parallel for schedule(static) if (N > 64)
-    for (int i0 = 0; i0 < D; i0 += 16) {
-        int i1 = i0 + 16 < D ? i0 + 16 : D;
-        double sw[16] = {0}, sb[16] = {0};
-        for (int n = 0; n < N; n++) {
-            const rn_real *xn = x + (size_t)n * D, *dy = dout + (size_t)n * D;
-            rn_real mu = kind == RN_NORM_LAYER ? mean[n] : 0, r = rstd[n];
-#pragma omp simd
-            for (int i = i0; i < i1; i++) {
-                sw[i - i0] += (double)dy[i] * ((xn[i] - mu) * r);
-                sb[i - i0] += dy[i];
-            }
-        }
-        for (int i = i0; i < i1; i++) {
-            if (dw) dw[i] += (rn_real)sw[i - i0];
-            if (db) db[i] += (rn_real)sb[i - i0];
         }
     }
 }

@@ -35,9 +35,16 @@ void rni_gemm_count(uint64_t madds);
  * (N) are saved for the backward (mean may be NULL for RMS). */
 void rni_norm_forward(rn_norm kind, rn_real *out, rn_real *mean, rn_real *rstd, const rn_real *x,
                      const rn_real *w, const rn_real *b, int N, int D, double eps);
+/* The same for rows [n0, n1) on the calling thread (for fused row passes). */
+void rni_norm_rows(rn_norm kind, rn_real *out, rn_real *mean, rn_real *rstd, const rn_real *x, const rn_real *w,
+                   const rn_real *b, int n0, int n1, int D, double eps);
 void rni_norm_backward(rn_norm kind, rn_real *dx, int accumulate, rn_real *dw, rn_real *db, const rn_real *dout,
                       const rn_real *x, const rn_real *w, const rn_real *mean, const rn_real *rstd,
                       int N, int D);
+/* rni_norm_backward's dx alone, rows [n0, n1), on the calling thread (dx
+ * may be dout: each element is read before it is written). */
+void rni_norm_dx_rows(rn_norm kind, rn_real *dx, int accumulate, const rn_real *dout, const rn_real *x,
+                      const rn_real *w, const rn_real *mean, const rn_real *rstd, int n0, int n1, int D);
 
 /* Softmax cross-entropy of logits (N, V) against targets (N) (< 0:
  * ignored): returns the summed loss and the count; with dscale != 0 the
