@@ -31,13 +31,17 @@ static void retention_stream(rn_model *m, rn_acts *a, rn_layer_acts *la, int l, 
     rn_real *Ubh = U ? U + b * urow + (size_t)h * kd : ws;  /* fresh start: scratch state */
     int64_t pos0 = st ? st->pos[b] : 0;
     rn_real *absn = ws + kd, *rws = absn + C;
-    const rn_real *q = la->P + (size_t)b * T * Pw + (size_t)h * K;  /* (T, K) stride Pw */
-    const rn_real *k = q + d;                                        /* (T, K) stride Pw */
+    rn_real *q = la->P + (size_t)b * T * Pw + (size_t)h * K;        /* (T, K) stride Pw */
+    rn_real *k = q + d;                                              /* (T, K) stride Pw */
     const rn_real *v = la->P + (size_t)b * T * Pw + 2 * d + (size_t)h * Dv; /* (T, Dv) */
     rn_real *o = la->o + (size_t)b * T * Vd + (size_t)h * Dv;        /* (T, Dv) stride Vd */
     if (mode == RN_RECURRENT) {
         rni_retention_step(m, h, pos0, q, k, v, Ubh, o);
         return;
+    }
+    if (a->rot) {  /* training: this head's q and k rotated here, where they are used next */
+        rni_rotate_head(m, q, Pw, T, a->rot, 0, 0);
+        rni_rotate_head(m, k, Pw, T, a->rot, 1, 0);
     }
     int has_state = U && pos0 > 0;
     /* Without U, the state after the last chunk is not wanted. */
@@ -98,6 +102,10 @@ static void retention_backward(rn_model *m, rn_acts *a, const rn_layer_acts *la,
                                         dob + (size_t)t0 * Vd, Vd, dU, ci < nch - 1, dP + qo + r0, dP + qo + d + r0,
                                         dP + vo + r0, rws);
         }
+        /* q, k were scaled and rotated: the transpose of both, while this
+         * stream's dq, dk are in cache */
+        rni_rotate_head(m, dP + qo, Pw, T, a->rot, 0, 1);
+        rni_rotate_head(m, dP + qo + d, Pw, T, a->rot, 1, 1);
     }
 }
 
@@ -177,7 +185,7 @@ void rni_layer_forward(rn_model *m, rn_acts *a, int l, rn_state *st, rn_mode mod
     /* q, k, v, g = RMSNorm(x) [Wq; Wk; Wv; Wg]^T in one GEMM */
     rni_norm_forward(c->block_norm, la->xn1, la->mean1, la->rstd1, la->x_in, w->norm1_w, w->norm1_b, N, d, c->norm_eps);
     rni_linear_forward(&w->Wqkvg, N, Pw, d, la->xn1, d, la->P, Pw, 0, m->x8);
-    rni_rotate(m, la->P, Pw, a->B, a->T, st ? st->pos : NULL, 0);  /* and the q/k scale */
+    if (!a->rot) rni_rotate(m, la->P, Pw, a->B, a->T, st ? st->pos : NULL, 0);  /* and the q/k scale (training: in retention) */
     retention_forward(m, a, la, l, st, mode, flags);
 
     /* y = headnorm(o); gated = swish(g) * y; x_mid = x_in + gated Wo^T */
@@ -213,7 +221,7 @@ void rni_layer_backward(rn_model *m, rn_acts *a, int l, rn_layer_w *g) {
     const rn_config *c = &m->cfg;
     const rn_layer_w *w = &m->w.layer[l];
     rn_layer_acts *la = &a->layer[l];
-    int N = a->N, B = a->B, T = a->T, d = c->dim, Vd = c->value_dim, F = c->ffn_dim, H = c->heads;
+    int N = a->N, d = c->dim, Vd = c->value_dim, F = c->ffn_dim, H = c->heads;
     int Dv = m->Dv, Pw = 2 * d + 2 * Vd, Fw = c->ffn == RN_FFN_GLU ? 2 * F : F;
     rn_real *dres = a->dres;  /* (N, d): d loss / d x_out on entry */
 
@@ -300,9 +308,7 @@ void rni_layer_backward(rn_model *m, rn_acts *a, int l, rn_layer_w *g) {
         }
     }
 
-    retention_backward(m, a, la, dout, dP);
-    /* q, k were scaled and rotated: the transpose of both. */
-    rni_rotate(m, dP, Pw, B, T, NULL, 1);
+    retention_backward(m, a, la, dout, dP);  /* and the rotation's transpose */
     rni_gemm(1, 0, Pw, d, N, 1, dP, Pw, la->xn1, d, 1, g->wqkvg, d);      /* dW += dP^T xn1 */
     rni_gemm(0, 0, N, d, Pw, 1, dP, Pw, w->wqkvg, d, 0, a->dxn, d);       /* dxn1 = dP W */
     rni_norm_backward(c->block_norm, dres, 1, g->norm1_w, g->norm1_b, a->dxn, la->x_in, w->norm1_w,

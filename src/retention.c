@@ -64,6 +64,81 @@ static double row_scale(const rn_model *m, int h, int64_t n) {
 
 /* ----------------------------------------------------------- rotation */
 
+/* One head's vector rotated by the factors cp, sp (K/2 each): sp carries
+ * the sign (the forward), or inverse = 1 applies the transpose with the
+ * forward's factors (x - (-y) is x + y exactly, so both ways give the same
+ * bits). */
+static inline void rotate_vec(rn_real *v, const rn_real *cp, const rn_real *sp, int half, int interleaved, int inverse) {
+    if (interleaved && !inverse) {
+#pragma omp simd
+        for (int j = 0; j < half; j++) {
+            rn_real a = v[2 * j], bb = v[2 * j + 1];
+            v[2 * j] = a * cp[j] - bb * sp[j];
+            v[2 * j + 1] = bb * cp[j] + a * sp[j];
+        }
+    } else if (interleaved) {
+#pragma omp simd
+        for (int j = 0; j < half; j++) {
+            rn_real a = v[2 * j], bb = v[2 * j + 1];
+            v[2 * j] = a * cp[j] + bb * sp[j];
+            v[2 * j + 1] = bb * cp[j] - a * sp[j];
+        }
+    } else if (!inverse) {
+#pragma omp simd
+        for (int j = 0; j < half; j++) {
+            rn_real a = v[j], bb = v[j + half];
+            v[j] = a * cp[j] - bb * sp[j];
+            v[j + half] = bb * cp[j] + a * sp[j];
+        }
+    } else {
+#pragma omp simd
+        for (int j = 0; j < half; j++) {
+            rn_real a = v[j], bb = v[j + half];
+            v[j] = a * cp[j] + bb * sp[j];
+            v[j + half] = bb * cp[j] - a * sp[j];
+        }
+    }
+}
+
+/* The cos and sin factors of position n with the two scales: cs[p], sn[p]
+ * for p = q, k (sign -1: the inverse's). */
+static void rotation_factors(const rn_model *m, double n, double sign, const double scale[2], rn_real *cs0,
+                             rn_real *sn0, rn_real *cs1, rn_real *sn1) {
+    int half = m->K / 2;
+    for (int j = 0; j < half; j++) {
+        double cj = cos(n * m->rot_freq[j]), sj = sign * sin(n * m->rot_freq[j]);
+        cs0[j] = (rn_real)(cj * scale[0]);
+        sn0[j] = (rn_real)(sj * scale[0]);
+        cs1[j] = (rn_real)(cj * scale[1]);
+        sn1[j] = (rn_real)(sj * scale[1]);
+    }
+}
+
+/* The q/k scale commutes with the rotation: folded into its factors. */
+static void qk_scales(const rn_model *m, double scale[2]) {
+    double s = 1.0 / sqrt((double)m->K);
+    scale[0] = m->cfg.qk_scale == RN_QK_SCALE_Q ? s : 1;
+    scale[1] = m->cfg.qk_scale == RN_QK_SCALE_K ? s : 1;
+}
+
+void rni_rotation_table(const rn_model *m, rn_real *tab, int T) {
+    int half = m->K / 2;
+    double scale[2];
+    qk_scales(m, scale);
+    for (int t = 0; t < T; t++) {
+        rn_real *r = tab + (size_t)t * 4 * half;
+        rotation_factors(m, t, 1.0, scale, r, r + half, r + 2 * half, r + 3 * half);
+    }
+}
+
+void rni_rotate_head(const rn_model *m, rn_real *x, int ld, int T, const rn_real *tab, int k, int inverse) {
+    int half = m->K / 2, interleaved = m->cfg.rotation != RN_ROT_HALF;
+    for (int t = 0; t < T; t++) {
+        const rn_real *r = tab + (size_t)t * 4 * half + (size_t)k * 2 * half;
+        rotate_vec(x + (size_t)t * ld, r, r + half, half, interleaved, inverse);
+    }
+}
+
 /* Positions [t0, t1) of rotate_block. */
 static void rotate_rows(const rn_model *m, rn_real *x, int ld, int B, int T, int64_t pos0, int t0, int t1,
                         double sign, const double scale[2]) {
@@ -71,44 +146,18 @@ static void rotate_rows(const rn_model *m, rn_real *x, int ld, int B, int T, int
     int interleaved = m->cfg.rotation != RN_ROT_HALF;
     rn_real cs[2][half], sn[2][half]; /* [q|k][j]; K/2 <= 32768 by rn_config_validate */
     for (int t = t0; t < t1; t++) {
-        double n = (double)(pos0 + t);
-        for (int j = 0; j < half; j++) {
-            double cj = cos(n * m->rot_freq[j]), sj = sign * sin(n * m->rot_freq[j]);
-            for (int p = 0; p < 2; p++) {
-                cs[p][j] = (rn_real)(cj * scale[p]);
-                sn[p][j] = (rn_real)(sj * scale[p]);
-            }
-        }
+        rotation_factors(m, (double)(pos0 + t), sign, scale, cs[0], sn[0], cs[1], sn[1]);
         for (int b = 0; b < B; b++) {
             rn_real *row = x + ((size_t)b * T + t) * ld;  /* (2H, K): q heads, k heads */
-            for (int hh = 0; hh < 2 * H; hh++) {
-                rn_real *v = row + (size_t)hh * K;
-                const rn_real *cp = cs[hh >= H], *sp = sn[hh >= H];
-                if (interleaved) {
-#pragma omp simd
-                    for (int j = 0; j < half; j++) {
-                        rn_real a = v[2 * j], bb = v[2 * j + 1];
-                        v[2 * j] = a * cp[j] - bb * sp[j];
-                        v[2 * j + 1] = bb * cp[j] + a * sp[j];
-                    }
-                } else {
-#pragma omp simd
-                    for (int j = 0; j < half; j++) {
-                        rn_real a = v[j], bb = v[j + half];
-                        v[j] = a * cp[j] - bb * sp[j];
-                        v[j + half] = bb * cp[j] + a * sp[j];
-                    }
-                }
-            }
+            for (int hh = 0; hh < 2 * H; hh++)
+                rotate_vec(row + (size_t)hh * K, cs[hh >= H], sn[hh >= H], half, interleaved, 0);
         }
     }
 }
 
 static void rotate_block(const rn_model *m, rn_real *x, int ld, int B, int T, int64_t pos0, int inverse) {
-    const rn_config *c = &m->cfg;
-    double sign = inverse ? -1.0 : 1.0, s = 1.0 / sqrt((double)m->K);
-    /* The q/k scale commutes with the rotation: folded into its factors. */
-    double scale[2] = {c->qk_scale == RN_QK_SCALE_Q ? s : 1, c->qk_scale == RN_QK_SCALE_K ? s : 1};
+    double sign = inverse ? -1.0 : 1.0, scale[2];
+    qk_scales(m, scale);
     /* A decoding step's rows enter no parallel region: an if(0) one still
      * costs libgomp a team, a malloc and a free. */
     if ((size_t)T * B > 16 && T > 1) {
