@@ -175,12 +175,79 @@ static void ffn_act_row(const rn_model *m, const rn_layer_w *w, rn_layer_acts *l
     }
 }
 
+/* Rows [r0, r1) of the layer before retention: xn1 = norm1(x_in);
+ * q, k, v, g = xn1 [Wq; Wk; Wv; Wg]^T in one GEMM. */
+static void pre_rows(const rn_model *m, const rn_layer_w *w, rn_layer_acts *la, int r0, int r1) {
+    const rn_config *c = &m->cfg;
+    int d = c->dim, Pw = 2 * d + 2 * c->value_dim;
+    rni_norm_rows(c->block_norm, la->xn1, la->mean1, la->rstd1, la->x_in, w->norm1_w, w->norm1_b, r0, r1, d, c->norm_eps);
+    rni_linear_forward(&w->Wqkvg, r1 - r0, Pw, d, la->xn1 + (size_t)r0 * d, d, la->P + (size_t)r0 * Pw, Pw, 0, m->x8);
+}
+
+/* x_out (+)= b2 on rows [r0, r1) */
+static void fc2_bias_rows(const rn_model *m, const rn_layer_w *w, rn_real *x_out, int r0, int r1) {
+    int d = m->cfg.dim;
+    if (w->fc2_b)
+        for (int n = r0; n < r1; n++)
+            for (int i = 0; i < d; i++) x_out[(size_t)n * d + i] += w->fc2_b[i];
+}
+
+/* Rows [r0, r1) of the layer after retention: y = headnorm(o), gated =
+ * swish(g) * y, x_mid = x_in + gated Wo^T; x_out = x_mid + FFN(norm2 x_mid). */
+static void post_rows(const rn_model *m, const rn_layer_w *w, rn_layer_acts *la, int r0, int r1) {
+    const rn_config *c = &m->cfg;
+    int d = c->dim, Vd = c->value_dim, F = c->ffn_dim, Fw = c->ffn == RN_FFN_GLU ? 2 * F : F, n = r1 - r0;
+    for (int i = r0; i < r1; i++) gate_row(m, w, la, i);
+    rni_linear_forward(&w->Wo, n, d, Vd, la->gated + (size_t)r0 * Vd, Vd, la->x_mid + (size_t)r0 * d, d, 1, m->x8);
+    rni_norm_rows(c->block_norm, la->xn2, la->mean2, la->rstd2, la->x_mid, w->norm2_w, w->norm2_b, r0, r1, d, c->norm_eps);
+    rni_linear_forward(&w->Wfc1, n, Fw, d, la->xn2 + (size_t)r0 * d, d, la->hf + (size_t)r0 * Fw, Fw, 0, m->x8);
+    for (int i = r0; i < r1; i++) ffn_act_row(m, w, la, i);
+    rni_linear_forward(&w->Wfc2, n, d, F, la->a + (size_t)r0 * F, F, la->x_out_next + (size_t)r0 * d, d, 1, m->x8);
+    fc2_bias_rows(m, w, la->x_out_next, r0, r1);
+}
+
+/* Training: every step before and after retention is row-wise, so one
+ * parallel region each runs them all, every thread on its own block of
+ * rows (rni_gemm's blocks of a split product), instead of a region and a
+ * barrier per step (eight fewer per layer), and a thread's rows of xn1,
+ * gated, x_mid, xn2, hf, a feed its own products. With threads, each block
+ * must be more than 64 rows: BLAS's products, not the few-row kernel, and
+ * no nested region. (Inference keeps a region per step: its typed weights'
+ * kernels share their own threads.) */
+static int rows_fused(const rn_acts *a) {
+    int nt = rn_get_threads(), r0, r1;
+    if (!a->train) return 0;
+    if (nt < 2) return 1;
+    rni_split_rows(a->N, nt - 1, nt, &r0, &r1);
+    return r1 - r0 > 64;
+}
+
+typedef void (*rows_fn)(const rn_model *m, const rn_layer_w *w, rn_layer_acts *la, int r0, int r1);
+
+/* fn on rows [0, N): one block per thread in one region, or here. */
+static void by_rows(rows_fn fn, const rn_model *m, const rn_layer_w *w, rn_layer_acts *la, int N) {
+    if (rn_get_threads() < 2) { fn(m, w, la, 0, N); return; }
+#pragma omp parallel
+    {
+        int r0, r1;
+        rni_split_rows(N, rni_thread_id(), rni_team_size(), &r0, &r1);
+        fn(m, w, la, r0, r1);
+    }
+}
+
 void rni_layer_forward(rn_model *m, rn_acts *a, int l, rn_state *st, rn_mode mode, unsigned flags) {
     const rn_config *c = &m->cfg;
     const rn_layer_w *w = &m->w.layer[l];
     rn_layer_acts *la = &a->layer[a->train ? l : 0];
     int N = a->N, d = c->dim, Vd = c->value_dim, F = c->ffn_dim;
     int Pw = 2 * d + 2 * Vd;
+
+    if (rows_fused(a)) {
+        by_rows(pre_rows, m, w, la, N);
+        retention_forward(m, a, la, l, st, mode, flags);  /* rotates q, k (training) */
+        by_rows(post_rows, m, w, la, N);
+        return;
+    }
 
     /* q, k, v, g = RMSNorm(x) [Wq; Wk; Wv; Wg]^T in one GEMM */
     rni_norm_forward(c->block_norm, la->xn1, la->mean1, la->rstd1, la->x_in, w->norm1_w, w->norm1_b, N, d, c->norm_eps);
@@ -209,11 +276,8 @@ void rni_layer_forward(rn_model *m, rn_acts *a, int l, rn_state *st, rn_mode mod
     } else {
         for (int n = 0; n < N; n++) ffn_act_row(m, w, la, n);
     }
-    rn_real *x_out = la->x_out_next;
-    rni_linear_forward(&w->Wfc2, N, d, F, la->a, F, x_out, d, 1, m->x8);
-    if (w->fc2_b)
-        for (int n = 0; n < N; n++)
-            for (int i = 0; i < d; i++) x_out[(size_t)n * d + i] += w->fc2_b[i];
+    rni_linear_forward(&w->Wfc2, N, d, F, la->a, F, la->x_out_next, d, 1, m->x8);
+    fc2_bias_rows(m, w, la->x_out_next, 0, N);
 }
 
 

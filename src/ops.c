@@ -266,6 +266,13 @@ static void blas_call(int dbl, int ta, int tb, int M, int N, int K, double alpha
  * small widths a step is many short regions and products. Every element of
  * C comes from one BLAS call on its block, summed over K in the same order
  * for a given number of threads. */
+void rni_split_rows(int len, int t, int nt, int *i0, int *i1) {
+    int blk = ((len + nt - 1) / nt + 15) / 16 * 16;
+    int64_t a = (int64_t)t * blk, b = a + blk;
+    *i0 = a < len ? (int)a : len;
+    *i1 = b < len ? (int)b : len;
+}
+
 static void blas_split(int dbl, int ta, int tb, int M, int N, int K, double alpha, const void *A, int lda,
                        const void *B, int ldb, double beta, void *C, int ldc) {
     int nt = 1, rows = M >= N, len = rows ? M : N;
@@ -278,11 +285,12 @@ static void blas_split(int dbl, int ta, int tb, int M, int N, int K, double alph
         blas_call(dbl, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }
-    int blk = ((len + nt - 1) / nt + 15) / 16 * 16;
 #pragma omp parallel for schedule(static) num_threads(nt)
     for (int t = 0; t < nt; t++) {
-        size_t i0 = (size_t)t * blk;
-        int n = len - (int)i0 < blk ? len - (int)i0 : blk;
+        int b0, b1;
+        rni_split_rows(len, t, nt, &b0, &b1);
+        size_t i0 = (size_t)b0;
+        int n = b1 - b0;
         if (n <= 0) continue;
         if (rows)  /* rows i0.. of C: of A (its columns when transposed) */
             blas_call(dbl, ta, tb, n, N, K, alpha, (const char *)A + (ta ? i0 : i0 * lda) * es, lda, B, ldb, beta,

@@ -25,6 +25,10 @@ void rni_gemm_act(int ta, int tb, int M, int N, int K, rn_real alpha, const rn_r
  * typed weights' kernels): no few-row kernel, no counting. */
 void rni_sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
                float beta, float *C, int ldc);
+/* The block [i0, i1) of len rows (or columns) that thread t of nt takes
+ * when rni_gemm splits a product: multiples of 16 (the BLAS kernels'
+ * unroll). */
+void rni_split_rows(int len, int t, int nt, int *i0, int *i1);
 /* Multiply-adds issued through rni_gemm by this process so far (tests);
  * the weight products that bypass it (rni_linear_forward's kernels) add
  * theirs with rni_gemm_count. */
