@@ -281,24 +281,23 @@ void rni_layer_forward(rn_model *m, rn_acts *a, int l, rn_state *st, rn_mode mod
 }
 
 
-void rni_layer_backward(rn_model *m, rn_acts *a, int l, rn_layer_w *g) {
-    const rn_config *c = &m->cfg;
-    const rn_layer_w *w = &m->w.layer[l];
-    rn_layer_acts *la = &a->layer[l];
-    int N = a->N, d = c->dim, Vd = c->value_dim, F = c->ffn_dim, H = c->heads;
-    int Dv = m->Dv, Pw = 2 * d + 2 * Vd, Fw = c->ffn == RN_FFN_GLU ? 2 * F : F;
-    rn_real *dres = a->dres;  /* (N, d): d loss / d x_out on entry */
+/* What the row passes of the layer's backward read. */
+typedef struct {
+    const rn_model *m;
+    const rn_layer_w *w;
+    const rn_layer_acts *la;
+    rn_acts *a;
+} back_ctx;
 
-    /* ---- FFN: x_out = x_mid + a fc2^T (+ b2) */
-    rni_gemm(1, 0, d, F, N, 1, dres, d, la->a, F, 1, g->fc2, F);          /* dfc2 += dx^T a */
-    if (g->fc2_b) col_sum(g->fc2_b, dres, N, d);
-    rn_real *da = a->dtmp;                                                /* (N, F) */
-    rni_gemm(0, 0, N, F, d, 1, dres, d, w->fc2, F, 0, da, F);             /* da = dx fc2 */
-    rn_real *dhf = a->dbuf;                                               /* (N, Fw) */
-#pragma omp parallel for schedule(static)
-    for (int n = 0; n < N; n++) {
-        const rn_real *hf = la->hf + (size_t)n * Fw, *dan = da + (size_t)n * F, *ag = la->ag + (size_t)n * F;
-        rn_real *dh = dhf + (size_t)n * Fw;
+/* Rows [r0, r1) of the FFN activation's backward: dh (a->dbuf, (N, Fw))
+ * from da (a->dtmp, (N, F)). */
+static void ffn_act_back_rows(void *ctx, int r0, int r1) {
+    const back_ctx *x = ctx;
+    const rn_config *c = &x->m->cfg;
+    int F = c->ffn_dim, Fw = c->ffn == RN_FFN_GLU ? 2 * F : F;
+    for (int n = r0; n < r1; n++) {
+        const rn_real *hf = x->la->hf + (size_t)n * Fw, *dan = x->a->dtmp + (size_t)n * F, *ag = x->la->ag + (size_t)n * F;
+        rn_real *dh = x->a->dbuf + (size_t)n * Fw;
         /* dh1 = da act'(h1) (* h2 for GLU), act' from the saved gate */
         if (c->act == RN_ACT_GELU) {
 #pragma omp simd
@@ -316,30 +315,26 @@ void rni_layer_backward(rn_model *m, rn_acts *a, int l, rn_layer_w *g) {
             }
         }
     }
-    if (g->fc1_b) col_sum(g->fc1_b, dhf, N, F);
-    rni_gemm(1, 0, Fw, d, N, 1, dhf, Fw, la->xn2, d, 1, g->fc1, d);       /* dfc1 += dh^T xn2 */
-    rni_gemm(0, 0, N, d, Fw, 1, dhf, Fw, w->fc1, d, 0, a->dxn, d);        /* dxn2 = dh fc1 */
-    /* xn2 = norm2(x_mid); dres becomes d loss / d x_mid (residual + norm path) */
-    rni_norm_backward(c->block_norm, dres, 1, g->norm2_w, g->norm2_b, a->dxn, la->x_mid, w->norm2_w,
-                     la->mean2, la->rstd2, N, d);
+}
 
-    /* ---- MSR: x_mid = x_in + gated Wo^T, gated = swish(g) * y */
-    rn_real *P = la->P, *dP = a->dbuf;                                    /* (N, Pw) */
+/* Rows [r0, r1) of the gate's and the head norm's backward. gated =
+ * swish(g) * y, y = yhat * w + b: dg into dP (a->dbuf), dy over dgated
+ * (a->dtmp), dyhat = dy * w over la->gated (no longer needed) when there is
+ * a w; then, in the same pass over the row, yhat = headnorm(o): d loss / d o
+ * over la->gated (in place over dyhat: each element is read before it is
+ * written). (dq, dk, dv are written by retention.) */
+static void gate_back_rows(void *ctx, int r0, int r1) {
+    const back_ctx *x = ctx;
+    const rn_model *m = x->m;
+    const rn_config *c = &m->cfg;
+    const rn_layer_w *w = x->w;
+    const rn_layer_acts *la = x->la;
+    int d = c->dim, Vd = c->value_dim, Pw = 2 * d + 2 * Vd, H = c->heads, Dv = m->Dv;
     int wmod = c->head_norm == RN_HEADNORM_RMS_SHARED ? Dv : Vd;
-    int group = c->head_norm == RN_HEADNORM_GROUP;
-    rni_gemm(1, 0, d, Vd, N, 1, dres, d, la->gated, Vd, 1, g->wo, Vd);    /* dWo += dx^T gated */
-    rn_real *dgated = a->dtmp;                                            /* (N, Vd) */
-    rni_gemm(0, 0, N, Vd, d, 1, dres, d, w->wo, Vd, 0, dgated, Vd);
-    /* gated = swish(g) * y, y = yhat * w + b: dg into dP, dy over dgated,
-     * dyhat = dy * w over la->gated (no longer needed) when there is a w;
-     * then, in the same pass over the row, yhat = headnorm(o): d loss / d o
-     * over la->gated (in place over dyhat: each element is read before it
-     * is written). (dq, dk, dv are written by retention.) */
     rn_real *dout = la->gated;                                            /* (N, Vd): d loss / d o */
-#pragma omp parallel for schedule(static)
-    for (int n = 0; n < N; n++) {
-        const rn_real *gv = P + (size_t)n * Pw + 2 * d + Vd, *y = la->y + (size_t)n * Vd, *sg = la->sg + (size_t)n * Vd;
-        rn_real *dg = dP + (size_t)n * Pw + 2 * d + Vd, *dy = dgated + (size_t)n * Vd;
+    for (int n = r0; n < r1; n++) {
+        const rn_real *gv = la->P + (size_t)n * Pw + 2 * d + Vd, *y = la->y + (size_t)n * Vd, *sg = la->sg + (size_t)n * Vd;
+        rn_real *dg = x->a->dbuf + (size_t)n * Pw + 2 * d + Vd, *dy = x->a->dtmp + (size_t)n * Vd;
 #pragma omp simd
         for (int i = 0; i < Vd; i++) {
             dg[i] = dy[i] * y[i] * rni_act_deriv(RN_ACT_SWISH, gv[i], sg[i]);
@@ -355,6 +350,45 @@ void rni_layer_backward(rn_model *m, rn_acts *a, int l, rn_layer_w *g) {
         rni_norm_dx_rows(head_norm_kind(c), dout + (size_t)n * Vd, 0, dyhat, la->o + (size_t)n * Vd, NULL,
                          la->hmean + (size_t)n * H, la->hrstd + (size_t)n * H, 0, H, Dv);
     }
+}
+
+/* Each pair of products below is a weight gradient and an input gradient
+ * of one layer input, independent, so they share one parallel region
+ * (rni_gemm2), with the row pass that follows them. */
+void rni_layer_backward(rn_model *m, rn_acts *a, int l, rn_layer_w *g) {
+    const rn_config *c = &m->cfg;
+    const rn_layer_w *w = &m->w.layer[l];
+    rn_layer_acts *la = &a->layer[l];
+    int N = a->N, d = c->dim, Vd = c->value_dim, F = c->ffn_dim, H = c->heads;
+    int Dv = m->Dv, Pw = 2 * d + 2 * Vd, Fw = c->ffn == RN_FFN_GLU ? 2 * F : F;
+    rn_real *dres = a->dres;  /* (N, d): d loss / d x_out on entry */
+    back_ctx bc = {m, w, la, a};
+
+    /* ---- FFN: x_out = x_mid + a fc2^T (+ b2) */
+    if (g->fc2_b) col_sum(g->fc2_b, dres, N, d);
+    rn_real *da = a->dtmp;                                                /* (N, F) */
+    rn_real *dhf = a->dbuf;                                               /* (N, Fw) */
+    rni_gemm2((rni_gemm_args[2]){{1, 0, d, F, N, 1, dres, d, la->a, F, 1, g->fc2, F},        /* dfc2 += dx^T a */
+                                 {0, 0, N, F, d, 1, dres, d, w->fc2, F, 0, da, F}},          /* da = dx fc2 */
+              ffn_act_back_rows, &bc, 0);                                 /* dh from da */
+    if (g->fc1_b) col_sum(g->fc1_b, dhf, N, F);
+    rni_gemm2((rni_gemm_args[2]){{1, 0, Fw, d, N, 1, dhf, Fw, la->xn2, d, 1, g->fc1, d},     /* dfc1 += dh^T xn2 */
+                                 {0, 0, N, d, Fw, 1, dhf, Fw, w->fc1, d, 0, a->dxn, d}},     /* dxn2 = dh fc1 */
+              NULL, NULL, 0);
+    /* xn2 = norm2(x_mid); dres becomes d loss / d x_mid (residual + norm path) */
+    rni_norm_backward(c->block_norm, dres, 1, g->norm2_w, g->norm2_b, a->dxn, la->x_mid, w->norm2_w,
+                     la->mean2, la->rstd2, N, d);
+
+    /* ---- MSR: x_mid = x_in + gated Wo^T, gated = swish(g) * y */
+    rn_real *dP = a->dbuf;                                                /* (N, Pw) */
+    int wmod = c->head_norm == RN_HEADNORM_RMS_SHARED ? Dv : Vd;
+    int group = c->head_norm == RN_HEADNORM_GROUP;
+    rn_real *dgated = a->dtmp;                                            /* (N, Vd) */
+    /* the row pass writes d loss / d o over la->gated, which dWo reads: sync */
+    rni_gemm2((rni_gemm_args[2]){{1, 0, d, Vd, N, 1, dres, d, la->gated, Vd, 1, g->wo, Vd},  /* dWo += dx^T gated */
+                                 {0, 0, N, Vd, d, 1, dres, d, w->wo, Vd, 0, dgated, Vd}},    /* dgated = dx Wo */
+              gate_back_rows, &bc, 1);
+    rn_real *dout = la->gated;                                            /* (N, Vd): d loss / d o */
     if (g->hn_w) {
         /* dw[j] += sum over rows (and heads sharing j) of dy yhat; db += dy */
 #pragma omp parallel for schedule(static)
@@ -373,10 +407,10 @@ void rni_layer_backward(rn_model *m, rn_acts *a, int l, rn_layer_w *g) {
     }
 
     retention_backward(m, a, la, dout, dP);  /* and the rotation's transpose */
-    rni_gemm(1, 0, Pw, d, N, 1, dP, Pw, la->xn1, d, 1, g->wqkvg, d);      /* dW += dP^T xn1 */
-    rni_gemm(0, 0, N, d, Pw, 1, dP, Pw, w->wqkvg, d, 0, a->dxn, d);       /* dxn1 = dP W */
+    rni_gemm2((rni_gemm_args[2]){{1, 0, Pw, d, N, 1, dP, Pw, la->xn1, d, 1, g->wqkvg, d},    /* dW += dP^T xn1 */
+                                 {0, 0, N, d, Pw, 1, dP, Pw, w->wqkvg, d, 0, a->dxn, d}},    /* dxn1 = dP W */
+              NULL, NULL, 0);
     rni_norm_backward(c->block_norm, dres, 1, g->norm1_w, g->norm1_b, a->dxn, la->x_in, w->norm1_w,
                      la->mean1, la->rstd1, N, d);
     /* dres is now d loss / d x_in */
 }
-

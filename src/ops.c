@@ -273,32 +273,43 @@ void rni_split_rows(int len, int t, int nt, int *i0, int *i1) {
     *i1 = b < len ? (int)b : len;
 }
 
-static void blas_split(int dbl, int ta, int tb, int M, int N, int K, double alpha, const void *A, int lda,
-                       const void *B, int ldb, double beta, void *C, int ldc) {
-    int nt = 1, rows = M >= N, len = rows ? M : N;
-    size_t es = dbl ? sizeof(double) : sizeof(float);
+/* The threads a product of M x N x K is split over (outside a parallel
+ * region): none below 2^18 multiply-adds, at most one per 16 rows. */
+static int split_threads(int M, int N, int K) {
+    int nt = 1, len = M >= N ? M : N;
 #ifdef _OPENMP
     if (!omp_in_parallel() && (double)M * N * K >= (double)(1 << 18)) nt = rn_get_threads();
 #endif
-    if (nt > len / 16) nt = len / 16;
+    return nt > len / 16 ? len / 16 : nt;
+}
+
+/* Thread t's block of the product split over nt threads: rows of C when
+ * M >= N, else columns. */
+static void blas_block(int dbl, int t, int nt, int ta, int tb, int M, int N, int K, double alpha, const void *A,
+                       int lda, const void *B, int ldb, double beta, void *C, int ldc) {
+    int rows = M >= N, b0, b1;
+    size_t es = dbl ? sizeof(double) : sizeof(float);
+    rni_split_rows(rows ? M : N, t, nt, &b0, &b1);
+    size_t i0 = (size_t)b0;
+    int n = b1 - b0;
+    if (n <= 0) return;
+    if (rows)  /* rows i0.. of C: of A (its columns when transposed) */
+        blas_call(dbl, ta, tb, n, N, K, alpha, (const char *)A + (ta ? i0 : i0 * lda) * es, lda, B, ldb, beta,
+                  (char *)C + i0 * ldc * es, ldc);
+    else       /* columns i0.. of C: of B (its rows when transposed) */
+        blas_call(dbl, ta, tb, M, n, K, alpha, A, lda, (const char *)B + (tb ? i0 * ldb : i0) * es, ldb, beta,
+                  (char *)C + i0 * es, ldc);
+}
+
+static void blas_split(int dbl, int ta, int tb, int M, int N, int K, double alpha, const void *A, int lda,
+                       const void *B, int ldb, double beta, void *C, int ldc) {
+    int nt = split_threads(M, N, K);
     if (nt <= 1) {
         blas_call(dbl, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }
 #pragma omp parallel for schedule(static) num_threads(nt)
-    for (int t = 0; t < nt; t++) {
-        int b0, b1;
-        rni_split_rows(len, t, nt, &b0, &b1);
-        size_t i0 = (size_t)b0;
-        int n = b1 - b0;
-        if (n <= 0) continue;
-        if (rows)  /* rows i0.. of C: of A (its columns when transposed) */
-            blas_call(dbl, ta, tb, n, N, K, alpha, (const char *)A + (ta ? i0 : i0 * lda) * es, lda, B, ldb, beta,
-                      (char *)C + i0 * ldc * es, ldc);
-        else       /* columns i0.. of C: of B (its rows when transposed) */
-            blas_call(dbl, ta, tb, M, n, K, alpha, A, lda, (const char *)B + (tb ? i0 * ldb : i0) * es, ldb, beta,
-                      (char *)C + i0 * es, ldc);
-    }
+    for (int t = 0; t < nt; t++) blas_block(dbl, t, nt, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 void rni_sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
@@ -333,6 +344,50 @@ static void gemm(int few, int ta, int tb, int M, int N, int K, rn_real alpha, co
 void rni_gemm(int ta, int tb, int M, int N, int K, rn_real alpha, const rn_real *A, int lda,
              const rn_real *B, int ldb, rn_real beta, rn_real *C, int ldc) {
     gemm(1, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+static void gemm_args(const rni_gemm_args *g) {
+    gemm(1, g->ta, g->tb, g->M, g->N, g->K, g->alpha, g->A, g->lda, g->B, g->ldb, g->beta, g->C, g->ldc);
+}
+
+void rni_gemm2(const rni_gemm_args g[2], void (*rows)(void *ctx, int r0, int r1), void *ctx, int sync) {
+    int nt[2], team = 1, dbl = sizeof(rn_real) == sizeof(double);
+    for (int i = 0; i < 2; i++) {
+        /* BLAS's products only (no few-row kernel, no empty K): else in turn */
+        if ((!g[i].ta && g[i].tb && g[i].M <= 64) || g[i].K <= 0 || g[i].M <= 0 || g[i].N <= 0) team = 0;
+        nt[i] = split_threads(g[i].M, g[i].N, g[i].K);
+        if (team && nt[i] > team) team = nt[i];
+    }
+    if (team <= 1) {
+        gemm_args(&g[0]);
+        gemm_args(&g[1]);
+        if (rows) rows(ctx, 0, g[1].M);
+        return;
+    }
+    for (int i = 0; i < 2; i++)
+        atomic_fetch_add_explicit(&gemm_madds, (uint64_t)g[i].M * g[i].N * g[i].K, memory_order_relaxed);
+    /* The rows a thread computed are its rows for fn unless the second
+     * product is split otherwise: then fn waits for all of it. */
+    if (g[1].M < g[1].N || nt[1] != team) sync = 1;
+#pragma omp parallel num_threads(team)
+    {
+        int t = rni_thread_id();
+        for (int i = 0; i < 2; i++)
+            if (t < nt[i] && nt[i] > 1)
+                blas_block(dbl, t, nt[i], g[i].ta, g[i].tb, g[i].M, g[i].N, g[i].K, g[i].alpha, g[i].A, g[i].lda, g[i].B,
+                           g[i].ldb, g[i].beta, g[i].C, g[i].ldc);
+            else if (t == 0 && nt[i] <= 1)
+                blas_call(dbl, g[i].ta, g[i].tb, g[i].M, g[i].N, g[i].K, g[i].alpha, g[i].A, g[i].lda, g[i].B, g[i].ldb,
+                          g[i].beta, g[i].C, g[i].ldc);
+        if (rows) {
+            if (sync) {
+#pragma omp barrier
+            }
+            int r0, r1;
+            rni_split_rows(g[1].M, t, team, &r0, &r1);
+            if (r1 > r0) rows(ctx, r0, r1);
+        }
+    }
 }
 
 void rni_gemm_act(int ta, int tb, int M, int N, int K, rn_real alpha, const rn_real *A, int lda,

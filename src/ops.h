@@ -14,6 +14,24 @@ const char *rni_blas_name(void);
 /* C (M,N) = alpha * op(A) op(B) + beta * C; row-major; ta/tb transpose. */
 void rni_gemm(int ta, int tb, int M, int N, int K, rn_real alpha, const rn_real *A, int lda,
              const rn_real *B, int ldb, rn_real beta, rn_real *C, int ldc);
+/* Two independent products (neither reads what the other writes), then
+ * rows(ctx, r0, r1) on blocks of rows of the second's C, in one parallel
+ * region instead of up to three: each thread computes its blocks of both
+ * (rni_gemm's blocks: the same bits), then fn on its rows, which are the
+ * rows it computed (or, with sync, after both products are complete). rows
+ * may be NULL. Without threads to split over, in turn on this thread. */
+typedef struct {
+    int ta, tb, M, N, K;
+    rn_real alpha;
+    const rn_real *A;
+    int lda;
+    const rn_real *B;
+    int ldb;
+    rn_real beta;
+    rn_real *C;
+    int ldc;
+} rni_gemm_args;
+void rni_gemm2(const rni_gemm_args g[2], void (*rows)(void *ctx, int r0, int r1), void *ctx, int sync);
 /* rni_gemm without its few-row kernel, for products of activations by
  * activations (retention's, within one stream: no batching to keep the
  * bits of): BLAS's small kernels are faster there (one core, 64 x 64 x 32
