@@ -27,7 +27,24 @@ const char *bli_arch_string(int id);
  * whatever BLIS_NUM_THREADS says. */
 void rni_blas_set_threads(int n) { (void)n; bli_thread_set_num_threads(1); }
 
-__attribute__((constructor)) static void blas_init(void) { bli_thread_set_num_threads(1); }
+/* BLIS 0.9.0 does not recognise this project's Xeon (family 6 model 0xcf,
+ * AVX-512) and runs its Haswell (AVX2) kernels there, which trained the
+ * d256 case at about 0.6 of the rate of its SkylakeX ones (README "BLAS").
+ * When the user has not chosen (BLIS_ARCH_TYPE) and an Intel CPU has the
+ * AVX-512 subsets those kernels use, they are chosen before BLIS fixes
+ * its choice (when it initialises); the environment is left as it was. */
+__attribute__((constructor)) static void blas_init(void) {
+    int pick = 0;
+    if (!getenv("BLIS_ARCH_TYPE")) {
+        __builtin_cpu_init();
+        /* BLIS_ARCH_TYPE is a number, arch_t's: 0 is skx where this BLIS's table says so */
+        pick = __builtin_cpu_is("intel") && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+               __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
+               strcmp(bli_arch_string(0), "skx") == 0 && setenv("BLIS_ARCH_TYPE", "0", 1) == 0;
+    }
+    bli_thread_set_num_threads(1); /* initialises BLIS, which fixes its choice */
+    if (pick) unsetenv("BLIS_ARCH_TYPE");
+}
 
 const char *rni_blas_name(void) {
     static char name[64];
