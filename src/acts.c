@@ -64,6 +64,8 @@ static void layout(const rn_model *m, rn_acts *a, bump *b) {
         a->dtmp = take(b, N, Fv);
         a->dbuf = take(b, N, Pw > Fw ? Pw : Fw);
     }
+    /* Training starts every stream at position 0: one table for the arena. */
+    a->rot = a->train ? take(b, (size_t)a->T * 4, (size_t)m->K / 2) : NULL;
     a->ws = take(b, a->nthreads, a->ws_per_thread);
 }
 
@@ -94,6 +96,7 @@ rn_status rni_acts_create(const rn_model *m, int B, int T, int chunk, int train,
     a->arena_size = b.off;
     b = (bump){a->arena, 0, 0};
     layout(m, a, &b);
+    if (a->rot) rni_rotation_table(m, a->rot, T);
     *out = a;
     return RN_OK;
 }

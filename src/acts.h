@@ -42,6 +42,7 @@ typedef struct rn_acts {
     rn_real *dxn;                  /* (N, d): gradient of a norm's output         */
     rn_real *dtmp;                 /* (N, max(F, Vd)) backward scratch            */
     rn_real *dbuf;                 /* (N, max(2F, 2d+2Vd)) backward scratch        */
+    rn_real *rot;                  /* (T, 4, K/2): rotation table of positions 0.. (train; else NULL) */
     rn_real *ws;                   /* (nthreads, ws_per_thread) retention scratch */
     size_t ws_per_thread;
     int nthreads;

@@ -108,14 +108,13 @@ rn_status rni_model_loss_grad_hook(rn_model *m, const int32_t *x, const int32_t 
     rn_weights gw;
     if ((st = bind_grads(m, grad, &gw)) != RN_OK) return st;
     /* logits = xf head^T */
-    rni_gemm(1, 0, V, d, N, 1, a->logits, V, a->xf, d, 1, gw.head, d);
-    if (c->final_norm) {
-        rni_gemm(0, 0, N, d, V, 1, a->logits, V, m->w.head, d, 0, a->dxn, d);
+    /* dhead += dlogits^T xf and dxf = dlogits head: one parallel region */
+    rni_gemm2((rni_gemm_args[2]){{1, 0, V, d, N, 1, a->logits, V, a->xf, d, 1, gw.head, d},
+                                 {0, 0, N, d, V, 1, a->logits, V, m->w.head, d, 0, c->final_norm ? a->dxn : a->dres, d}},
+              NULL, NULL, 0);
+    if (c->final_norm)
         rni_norm_backward(c->block_norm, a->dres, 0, gw.final_w, gw.final_b, a->dxn, a->x_out, m->w.final_w,
                          a->meanf, a->rstdf, N, d);
-    } else {
-        rni_gemm(0, 0, N, d, V, 1, a->logits, V, m->w.head, d, 0, a->dres, d);
-    }
     if (!c->tie_embed) ready(m, hook, c->layers);  /* final norm, head */
     for (int l = c->layers - 1; l >= 0; l--) {
         rni_layer_backward(m, a, l, &gw.layer[l]);

@@ -31,13 +31,17 @@ static void retention_stream(rn_model *m, rn_acts *a, rn_layer_acts *la, int l, 
     rn_real *Ubh = U ? U + b * urow + (size_t)h * kd : ws;  /* fresh start: scratch state */
     int64_t pos0 = st ? st->pos[b] : 0;
     rn_real *absn = ws + kd, *rws = absn + C;
-    const rn_real *q = la->P + (size_t)b * T * Pw + (size_t)h * K;  /* (T, K) stride Pw */
-    const rn_real *k = q + d;                                        /* (T, K) stride Pw */
+    rn_real *q = la->P + (size_t)b * T * Pw + (size_t)h * K;        /* (T, K) stride Pw */
+    rn_real *k = q + d;                                              /* (T, K) stride Pw */
     const rn_real *v = la->P + (size_t)b * T * Pw + 2 * d + (size_t)h * Dv; /* (T, Dv) */
     rn_real *o = la->o + (size_t)b * T * Vd + (size_t)h * Dv;        /* (T, Dv) stride Vd */
     if (mode == RN_RECURRENT) {
         rni_retention_step(m, h, pos0, q, k, v, Ubh, o);
         return;
+    }
+    if (a->rot) {  /* training: this head's q and k rotated here, where they are used next */
+        rni_rotate_head(m, q, Pw, T, a->rot, 0, 0);
+        rni_rotate_head(m, k, Pw, T, a->rot, 1, 0);
     }
     int has_state = U && pos0 > 0;
     /* Without U, the state after the last chunk is not wanted. */
@@ -98,6 +102,10 @@ static void retention_backward(rn_model *m, rn_acts *a, const rn_layer_acts *la,
                                         dob + (size_t)t0 * Vd, Vd, dU, ci < nch - 1, dP + qo + r0, dP + qo + d + r0,
                                         dP + vo + r0, rws);
         }
+        /* q, k were scaled and rotated: the transpose of both, while this
+         * stream's dq, dk are in cache */
+        rni_rotate_head(m, dP + qo, Pw, T, a->rot, 0, 1);
+        rni_rotate_head(m, dP + qo + d, Pw, T, a->rot, 1, 1);
     }
 }
 
@@ -110,14 +118,19 @@ static void col_sum(rn_real *out, const rn_real *x, int N, int D) {
 }
 
 /* Row n of y = headnorm(o) w (+ b); gated = swish(g) * y (the saved
- * swish(g) when training). */
+ * swish(g) when training); and the residual's copy x_mid = x_in: one pass
+ * over the row while it is in cache, one parallel region for all three. */
 static void gate_row(const rn_model *m, const rn_layer_w *w, rn_layer_acts *la, int n) {
     const rn_config *c = &m->cfg;
-    int d = c->dim, Vd = c->value_dim, Pw = 2 * d + 2 * Vd;
+    int d = c->dim, Vd = c->value_dim, Pw = 2 * d + 2 * Vd, H = c->heads;
     const rn_real *hw = w->hn_w, *hb = w->hn_b;
     int wmod = c->head_norm == RN_HEADNORM_RMS_SHARED ? m->Dv : Vd;
     const rn_real *g = la->P + (size_t)n * Pw + 2 * d + Vd;
     rn_real *y = la->y + (size_t)n * Vd, *gt = la->gated + (size_t)n * Vd;
+    /* the row's H heads of Dv as H rows of the norm */
+    rni_norm_rows(head_norm_kind(c), y, la->hmean + (size_t)n * H, la->hrstd + (size_t)n * H, la->o + (size_t)n * Vd,
+                  NULL, NULL, 0, H, m->Dv, c->head_eps);
+    if (la->x_mid != la->x_in) memcpy(la->x_mid + (size_t)n * d, la->x_in + (size_t)n * d, sizeof(rn_real) * (size_t)d);
     if (hw)
         for (int i = 0; i < Vd; i++) y[i] *= hw[i % wmod];
     if (hb)
@@ -135,10 +148,13 @@ static void gate_row(const rn_model *m, const rn_layer_w *w, rn_layer_acts *la, 
     }
 }
 
-/* Row n of the FFN's activation: a = act(h1) * h2 (GLU) or act(h + b1). */
+/* Row n of the FFN's activation: a = act(h1) * h2 (GLU) or act(h + b1);
+ * and the residual's copy x_out = x_mid (the same region). */
 static void ffn_act_row(const rn_model *m, const rn_layer_w *w, rn_layer_acts *la, int n) {
     const rn_config *c = &m->cfg;
-    int F = c->ffn_dim, Fw = c->ffn == RN_FFN_GLU ? 2 * F : F;
+    int F = c->ffn_dim, Fw = c->ffn == RN_FFN_GLU ? 2 * F : F, d = c->dim;
+    if (la->x_out_next != la->x_mid)
+        memcpy(la->x_out_next + (size_t)n * d, la->x_mid + (size_t)n * d, sizeof(rn_real) * (size_t)d);
     rn_real *hf = la->hf + (size_t)n * Fw, *an = la->a + (size_t)n * F;
     rn_real *ag = la->ag ? la->ag + (size_t)n * F : an;  /* inference: the gate in place */
     if (c->ffn != RN_FFN_GLU)
@@ -159,21 +175,87 @@ static void ffn_act_row(const rn_model *m, const rn_layer_w *w, rn_layer_acts *l
     }
 }
 
+/* Rows [r0, r1) of the layer before retention: xn1 = norm1(x_in);
+ * q, k, v, g = xn1 [Wq; Wk; Wv; Wg]^T in one GEMM. */
+static void pre_rows(const rn_model *m, const rn_layer_w *w, rn_layer_acts *la, int r0, int r1) {
+    const rn_config *c = &m->cfg;
+    int d = c->dim, Pw = 2 * d + 2 * c->value_dim;
+    rni_norm_rows(c->block_norm, la->xn1, la->mean1, la->rstd1, la->x_in, w->norm1_w, w->norm1_b, r0, r1, d, c->norm_eps);
+    rni_linear_forward(&w->Wqkvg, r1 - r0, Pw, d, la->xn1 + (size_t)r0 * d, d, la->P + (size_t)r0 * Pw, Pw, 0, m->x8);
+}
+
+/* x_out (+)= b2 on rows [r0, r1) */
+static void fc2_bias_rows(const rn_model *m, const rn_layer_w *w, rn_real *x_out, int r0, int r1) {
+    int d = m->cfg.dim;
+    if (w->fc2_b)
+        for (int n = r0; n < r1; n++)
+            for (int i = 0; i < d; i++) x_out[(size_t)n * d + i] += w->fc2_b[i];
+}
+
+/* Rows [r0, r1) of the layer after retention: y = headnorm(o), gated =
+ * swish(g) * y, x_mid = x_in + gated Wo^T; x_out = x_mid + FFN(norm2 x_mid). */
+static void post_rows(const rn_model *m, const rn_layer_w *w, rn_layer_acts *la, int r0, int r1) {
+    const rn_config *c = &m->cfg;
+    int d = c->dim, Vd = c->value_dim, F = c->ffn_dim, Fw = c->ffn == RN_FFN_GLU ? 2 * F : F, n = r1 - r0;
+    for (int i = r0; i < r1; i++) gate_row(m, w, la, i);
+    rni_linear_forward(&w->Wo, n, d, Vd, la->gated + (size_t)r0 * Vd, Vd, la->x_mid + (size_t)r0 * d, d, 1, m->x8);
+    rni_norm_rows(c->block_norm, la->xn2, la->mean2, la->rstd2, la->x_mid, w->norm2_w, w->norm2_b, r0, r1, d, c->norm_eps);
+    rni_linear_forward(&w->Wfc1, n, Fw, d, la->xn2 + (size_t)r0 * d, d, la->hf + (size_t)r0 * Fw, Fw, 0, m->x8);
+    for (int i = r0; i < r1; i++) ffn_act_row(m, w, la, i);
+    rni_linear_forward(&w->Wfc2, n, d, F, la->a + (size_t)r0 * F, F, la->x_out_next + (size_t)r0 * d, d, 1, m->x8);
+    fc2_bias_rows(m, w, la->x_out_next, r0, r1);
+}
+
+/* Training: every step before and after retention is row-wise, so one
+ * parallel region each runs them all, every thread on its own block of
+ * rows (rni_gemm's blocks of a split product), instead of a region and a
+ * barrier per step (eight fewer per layer), and a thread's rows of xn1,
+ * gated, x_mid, xn2, hf, a feed its own products. With threads, each block
+ * must be more than 64 rows: BLAS's products, not the few-row kernel, and
+ * no nested region. (Inference keeps a region per step: its typed weights'
+ * kernels share their own threads.) */
+static int rows_fused(const rn_acts *a) {
+    int nt = rn_get_threads(), r0, r1;
+    if (!a->train) return 0;
+    if (nt < 2) return 1;
+    rni_split_rows(a->N, nt - 1, nt, &r0, &r1);
+    return r1 - r0 > 64;
+}
+
+typedef void (*rows_fn)(const rn_model *m, const rn_layer_w *w, rn_layer_acts *la, int r0, int r1);
+
+/* fn on rows [0, N): one block per thread in one region, or here. */
+static void by_rows(rows_fn fn, const rn_model *m, const rn_layer_w *w, rn_layer_acts *la, int N) {
+    if (rn_get_threads() < 2) { fn(m, w, la, 0, N); return; }
+#pragma omp parallel
+    {
+        int r0, r1;
+        rni_split_rows(N, rni_thread_id(), rni_team_size(), &r0, &r1);
+        fn(m, w, la, r0, r1);
+    }
+}
+
 void rni_layer_forward(rn_model *m, rn_acts *a, int l, rn_state *st, rn_mode mode, unsigned flags) {
     const rn_config *c = &m->cfg;
     const rn_layer_w *w = &m->w.layer[l];
     rn_layer_acts *la = &a->layer[a->train ? l : 0];
-    int N = a->N, d = c->dim, Vd = c->value_dim, F = c->ffn_dim, H = c->heads, Dv = m->Dv;
+    int N = a->N, d = c->dim, Vd = c->value_dim, F = c->ffn_dim;
     int Pw = 2 * d + 2 * Vd;
+
+    if (rows_fused(a)) {
+        by_rows(pre_rows, m, w, la, N);
+        retention_forward(m, a, la, l, st, mode, flags);  /* rotates q, k (training) */
+        by_rows(post_rows, m, w, la, N);
+        return;
+    }
 
     /* q, k, v, g = RMSNorm(x) [Wq; Wk; Wv; Wg]^T in one GEMM */
     rni_norm_forward(c->block_norm, la->xn1, la->mean1, la->rstd1, la->x_in, w->norm1_w, w->norm1_b, N, d, c->norm_eps);
     rni_linear_forward(&w->Wqkvg, N, Pw, d, la->xn1, d, la->P, Pw, 0, m->x8);
-    rni_rotate(m, la->P, Pw, a->B, a->T, st ? st->pos : NULL, 0);  /* and the q/k scale */
+    if (!a->rot) rni_rotate(m, la->P, Pw, a->B, a->T, st ? st->pos : NULL, 0);  /* and the q/k scale (training: in retention) */
     retention_forward(m, a, la, l, st, mode, flags);
 
     /* y = headnorm(o); gated = swish(g) * y; x_mid = x_in + gated Wo^T */
-    rni_norm_forward(head_norm_kind(c), la->y, la->hmean, la->hrstd, la->o, NULL, NULL, N * H, Dv, c->head_eps);
     /* Rows in parallel only for batches: serial work enters no parallel
      * region (an if(0) one still costs libgomp a team, a malloc and a free). */
     if (N > 16) {
@@ -182,7 +264,6 @@ void rni_layer_forward(rn_model *m, rn_acts *a, int l, rn_state *st, rn_mode mod
     } else {
         for (int n = 0; n < N; n++) gate_row(m, w, la, n);
     }
-    if (la->x_mid != la->x_in) memcpy(la->x_mid, la->x_in, sizeof(rn_real) * (size_t)N * d);
     rni_linear_forward(&w->Wo, N, d, Vd, la->gated, Vd, la->x_mid, d, 1, m->x8);
 
     /* FFN: x_out = x_mid + fc2(act(fc1 xn) * gate xn)  or  fc2(act(fc1 xn + b1)) + b2 */
@@ -195,33 +276,28 @@ void rni_layer_forward(rn_model *m, rn_acts *a, int l, rn_state *st, rn_mode mod
     } else {
         for (int n = 0; n < N; n++) ffn_act_row(m, w, la, n);
     }
-    rn_real *x_out = la->x_out_next;
-    if (x_out != la->x_mid) memcpy(x_out, la->x_mid, sizeof(rn_real) * (size_t)N * d);
-    rni_linear_forward(&w->Wfc2, N, d, F, la->a, F, x_out, d, 1, m->x8);
-    if (w->fc2_b)
-        for (int n = 0; n < N; n++)
-            for (int i = 0; i < d; i++) x_out[(size_t)n * d + i] += w->fc2_b[i];
+    rni_linear_forward(&w->Wfc2, N, d, F, la->a, F, la->x_out_next, d, 1, m->x8);
+    fc2_bias_rows(m, w, la->x_out_next, 0, N);
 }
 
 
-void rni_layer_backward(rn_model *m, rn_acts *a, int l, rn_layer_w *g) {
-    const rn_config *c = &m->cfg;
-    const rn_layer_w *w = &m->w.layer[l];
-    rn_layer_acts *la = &a->layer[l];
-    int N = a->N, B = a->B, T = a->T, d = c->dim, Vd = c->value_dim, F = c->ffn_dim, H = c->heads;
-    int Dv = m->Dv, Pw = 2 * d + 2 * Vd, Fw = c->ffn == RN_FFN_GLU ? 2 * F : F;
-    rn_real *dres = a->dres;  /* (N, d): d loss / d x_out on entry */
+/* What the row passes of the layer's backward read. */
+typedef struct {
+    const rn_model *m;
+    const rn_layer_w *w;
+    const rn_layer_acts *la;
+    rn_acts *a;
+} back_ctx;
 
-    /* ---- FFN: x_out = x_mid + a fc2^T (+ b2) */
-    rni_gemm(1, 0, d, F, N, 1, dres, d, la->a, F, 1, g->fc2, F);          /* dfc2 += dx^T a */
-    if (g->fc2_b) col_sum(g->fc2_b, dres, N, d);
-    rn_real *da = a->dtmp;                                                /* (N, F) */
-    rni_gemm(0, 0, N, F, d, 1, dres, d, w->fc2, F, 0, da, F);             /* da = dx fc2 */
-    rn_real *dhf = a->dbuf;                                               /* (N, Fw) */
-#pragma omp parallel for schedule(static)
-    for (int n = 0; n < N; n++) {
-        const rn_real *hf = la->hf + (size_t)n * Fw, *dan = da + (size_t)n * F, *ag = la->ag + (size_t)n * F;
-        rn_real *dh = dhf + (size_t)n * Fw;
+/* Rows [r0, r1) of the FFN activation's backward: dh (a->dbuf, (N, Fw))
+ * from da (a->dtmp, (N, F)). */
+static void ffn_act_back_rows(void *ctx, int r0, int r1) {
+    const back_ctx *x = ctx;
+    const rn_config *c = &x->m->cfg;
+    int F = c->ffn_dim, Fw = c->ffn == RN_FFN_GLU ? 2 * F : F;
+    for (int n = r0; n < r1; n++) {
+        const rn_real *hf = x->la->hf + (size_t)n * Fw, *dan = x->a->dtmp + (size_t)n * F, *ag = x->la->ag + (size_t)n * F;
+        rn_real *dh = x->a->dbuf + (size_t)n * Fw;
         /* dh1 = da act'(h1) (* h2 for GLU), act' from the saved gate */
         if (c->act == RN_ACT_GELU) {
 #pragma omp simd
@@ -239,38 +315,80 @@ void rni_layer_backward(rn_model *m, rn_acts *a, int l, rn_layer_w *g) {
             }
         }
     }
-    if (g->fc1_b) col_sum(g->fc1_b, dhf, N, F);
-    rni_gemm(1, 0, Fw, d, N, 1, dhf, Fw, la->xn2, d, 1, g->fc1, d);       /* dfc1 += dh^T xn2 */
-    rni_gemm(0, 0, N, d, Fw, 1, dhf, Fw, w->fc1, d, 0, a->dxn, d);        /* dxn2 = dh fc1 */
-    /* xn2 = norm2(x_mid); dres becomes d loss / d x_mid (residual + norm path) */
-    rni_norm_backward(c->block_norm, dres, 1, g->norm2_w, g->norm2_b, a->dxn, la->x_mid, w->norm2_w,
-                     la->mean2, la->rstd2, N, d);
+}
 
-    /* ---- MSR: x_mid = x_in + gated Wo^T, gated = swish(g) * y */
-    rn_real *P = la->P, *dP = a->dbuf;                                    /* (N, Pw) */
+/* Rows [r0, r1) of the gate's and the head norm's backward. gated =
+ * swish(g) * y, y = yhat * w + b: dg into dP (a->dbuf), dy over dgated
+ * (a->dtmp), dyhat = dy * w over la->gated (no longer needed) when there is
+ * a w; then, in the same pass over the row, yhat = headnorm(o): d loss / d o
+ * over la->gated (in place over dyhat: each element is read before it is
+ * written). (dq, dk, dv are written by retention.) */
+static void gate_back_rows(void *ctx, int r0, int r1) {
+    const back_ctx *x = ctx;
+    const rn_model *m = x->m;
+    const rn_config *c = &m->cfg;
+    const rn_layer_w *w = x->w;
+    const rn_layer_acts *la = x->la;
+    int d = c->dim, Vd = c->value_dim, Pw = 2 * d + 2 * Vd, H = c->heads, Dv = m->Dv;
     int wmod = c->head_norm == RN_HEADNORM_RMS_SHARED ? Dv : Vd;
-    int group = c->head_norm == RN_HEADNORM_GROUP;
-    rni_gemm(1, 0, d, Vd, N, 1, dres, d, la->gated, Vd, 1, g->wo, Vd);    /* dWo += dx^T gated */
-    rn_real *dgated = a->dtmp;                                            /* (N, Vd) */
-    rni_gemm(0, 0, N, Vd, d, 1, dres, d, w->wo, Vd, 0, dgated, Vd);
-    /* gated = swish(g) * y, y = yhat * w + b: dg into dP, dy over dgated,
-     * dyhat = dy * w over la->gated (no longer needed) when there is a w.
-     * (dq, dk, dv are written by retention.) */
-    rn_real *dyhat = w->hn_w ? la->gated : dgated;
-#pragma omp parallel for schedule(static)
-    for (int n = 0; n < N; n++) {
-        const rn_real *gv = P + (size_t)n * Pw + 2 * d + Vd, *y = la->y + (size_t)n * Vd, *sg = la->sg + (size_t)n * Vd;
-        rn_real *dg = dP + (size_t)n * Pw + 2 * d + Vd, *dy = dgated + (size_t)n * Vd;
+    rn_real *dout = la->gated;                                            /* (N, Vd): d loss / d o */
+    for (int n = r0; n < r1; n++) {
+        const rn_real *gv = la->P + (size_t)n * Pw + 2 * d + Vd, *y = la->y + (size_t)n * Vd, *sg = la->sg + (size_t)n * Vd;
+        rn_real *dg = x->a->dbuf + (size_t)n * Pw + 2 * d + Vd, *dy = x->a->dtmp + (size_t)n * Vd;
 #pragma omp simd
         for (int i = 0; i < Vd; i++) {
             dg[i] = dy[i] * y[i] * rni_act_deriv(RN_ACT_SWISH, gv[i], sg[i]);
             dy[i] *= gv[i] * sg[i];
         }
+        const rn_real *dyhat = dy;
         if (w->hn_w) {
-            rn_real *dyh = dyhat + (size_t)n * Vd;
+            rn_real *dyh = dout + (size_t)n * Vd;
             for (int i = 0; i < Vd; i++) dyh[i] = dy[i] * w->hn_w[i % wmod];
+            dyhat = dyh;
         }
+        /* the row's H heads of Dv as H rows of the norm */
+        rni_norm_dx_rows(head_norm_kind(c), dout + (size_t)n * Vd, 0, dyhat, la->o + (size_t)n * Vd, NULL,
+                         la->hmean + (size_t)n * H, la->hrstd + (size_t)n * H, 0, H, Dv);
     }
+}
+
+/* Each pair of products below is a weight gradient and an input gradient
+ * of one layer input, independent, so they share one parallel region
+ * (rni_gemm2), with the row pass that follows them. */
+void rni_layer_backward(rn_model *m, rn_acts *a, int l, rn_layer_w *g) {
+    const rn_config *c = &m->cfg;
+    const rn_layer_w *w = &m->w.layer[l];
+    rn_layer_acts *la = &a->layer[l];
+    int N = a->N, d = c->dim, Vd = c->value_dim, F = c->ffn_dim, H = c->heads;
+    int Dv = m->Dv, Pw = 2 * d + 2 * Vd, Fw = c->ffn == RN_FFN_GLU ? 2 * F : F;
+    rn_real *dres = a->dres;  /* (N, d): d loss / d x_out on entry */
+    back_ctx bc = {m, w, la, a};
+
+    /* ---- FFN: x_out = x_mid + a fc2^T (+ b2) */
+    if (g->fc2_b) col_sum(g->fc2_b, dres, N, d);
+    rn_real *da = a->dtmp;                                                /* (N, F) */
+    rn_real *dhf = a->dbuf;                                               /* (N, Fw) */
+    rni_gemm2((rni_gemm_args[2]){{1, 0, d, F, N, 1, dres, d, la->a, F, 1, g->fc2, F},        /* dfc2 += dx^T a */
+                                 {0, 0, N, F, d, 1, dres, d, w->fc2, F, 0, da, F}},          /* da = dx fc2 */
+              ffn_act_back_rows, &bc, 0);                                 /* dh from da */
+    if (g->fc1_b) col_sum(g->fc1_b, dhf, N, F);
+    rni_gemm2((rni_gemm_args[2]){{1, 0, Fw, d, N, 1, dhf, Fw, la->xn2, d, 1, g->fc1, d},     /* dfc1 += dh^T xn2 */
+                                 {0, 0, N, d, Fw, 1, dhf, Fw, w->fc1, d, 0, a->dxn, d}},     /* dxn2 = dh fc1 */
+              NULL, NULL, 0);
+    /* xn2 = norm2(x_mid); dres becomes d loss / d x_mid (residual + norm path) */
+    rni_norm_backward(c->block_norm, dres, 1, g->norm2_w, g->norm2_b, a->dxn, la->x_mid, w->norm2_w,
+                     la->mean2, la->rstd2, N, d);
+
+    /* ---- MSR: x_mid = x_in + gated Wo^T, gated = swish(g) * y */
+    rn_real *dP = a->dbuf;                                                /* (N, Pw) */
+    int wmod = c->head_norm == RN_HEADNORM_RMS_SHARED ? Dv : Vd;
+    int group = c->head_norm == RN_HEADNORM_GROUP;
+    rn_real *dgated = a->dtmp;                                            /* (N, Vd) */
+    /* the row pass writes d loss / d o over la->gated, which dWo reads: sync */
+    rni_gemm2((rni_gemm_args[2]){{1, 0, d, Vd, N, 1, dres, d, la->gated, Vd, 1, g->wo, Vd},  /* dWo += dx^T gated */
+                                 {0, 0, N, Vd, d, 1, dres, d, w->wo, Vd, 0, dgated, Vd}},    /* dgated = dx Wo */
+              gate_back_rows, &bc, 1);
+    rn_real *dout = la->gated;                                            /* (N, Vd): d loss / d o */
     if (g->hn_w) {
         /* dw[j] += sum over rows (and heads sharing j) of dy yhat; db += dy */
 #pragma omp parallel for schedule(static)
@@ -287,17 +405,12 @@ void rni_layer_backward(rn_model *m, rn_acts *a, int l, rn_layer_w *g) {
             if (g->hn_b) g->hn_b[j] += (rn_real)sb;
         }
     }
-    rn_real *dout = dyhat == dgated ? la->gated : dgated;                 /* (N, Vd): d loss / d o */
-    rni_norm_backward(head_norm_kind(c), dout, 0, NULL, NULL,
-                     dyhat, la->o, NULL, la->hmean, la->hrstd, N * H, Dv);
 
-    retention_backward(m, a, la, dout, dP);
-    /* q, k were scaled and rotated: the transpose of both. */
-    rni_rotate(m, dP, Pw, B, T, NULL, 1);
-    rni_gemm(1, 0, Pw, d, N, 1, dP, Pw, la->xn1, d, 1, g->wqkvg, d);      /* dW += dP^T xn1 */
-    rni_gemm(0, 0, N, d, Pw, 1, dP, Pw, w->wqkvg, d, 0, a->dxn, d);       /* dxn1 = dP W */
+    retention_backward(m, a, la, dout, dP);  /* and the rotation's transpose */
+    rni_gemm2((rni_gemm_args[2]){{1, 0, Pw, d, N, 1, dP, Pw, la->xn1, d, 1, g->wqkvg, d},    /* dW += dP^T xn1 */
+                                 {0, 0, N, d, Pw, 1, dP, Pw, w->wqkvg, d, 0, a->dxn, d}},    /* dxn1 = dP W */
+              NULL, NULL, 0);
     rni_norm_backward(c->block_norm, dres, 1, g->norm1_w, g->norm1_b, a->dxn, la->x_in, w->norm1_w,
                      la->mean1, la->rstd1, N, d);
     /* dres is now d loss / d x_in */
 }
-

@@ -27,7 +27,24 @@ const char *bli_arch_string(int id);
  * whatever BLIS_NUM_THREADS says. */
 void rni_blas_set_threads(int n) { (void)n; bli_thread_set_num_threads(1); }
 
-__attribute__((constructor)) static void blas_init(void) { bli_thread_set_num_threads(1); }
+/* BLIS 0.9.0 does not recognise this project's Xeon (family 6 model 0xcf,
+ * AVX-512) and runs its Haswell (AVX2) kernels there, which trained the
+ * d256 case at about 0.6 of the rate of its SkylakeX ones (README "BLAS").
+ * When the user has not chosen (BLIS_ARCH_TYPE) and an Intel CPU has the
+ * AVX-512 subsets those kernels use, they are chosen before BLIS fixes
+ * its choice (when it initialises); the environment is left as it was. */
+__attribute__((constructor)) static void blas_init(void) {
+    int pick = 0;
+    if (!getenv("BLIS_ARCH_TYPE")) {
+        __builtin_cpu_init();
+        /* BLIS_ARCH_TYPE is a number, arch_t's: 0 is skx where this BLIS's table says so */
+        pick = __builtin_cpu_is("intel") && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+               __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
+               strcmp(bli_arch_string(0), "skx") == 0 && setenv("BLIS_ARCH_TYPE", "0", 1) == 0;
+    }
+    bli_thread_set_num_threads(1); /* initialises BLIS, which fixes its choice */
+    if (pick) unsetenv("BLIS_ARCH_TYPE");
+}
 
 const char *rni_blas_name(void) {
     static char name[64];
@@ -266,31 +283,50 @@ static void blas_call(int dbl, int ta, int tb, int M, int N, int K, double alpha
  * small widths a step is many short regions and products. Every element of
  * C comes from one BLAS call on its block, summed over K in the same order
  * for a given number of threads. */
-static void blas_split(int dbl, int ta, int tb, int M, int N, int K, double alpha, const void *A, int lda,
-                       const void *B, int ldb, double beta, void *C, int ldc) {
-    int nt = 1, rows = M >= N, len = rows ? M : N;
-    size_t es = dbl ? sizeof(double) : sizeof(float);
+void rni_split_rows(int len, int t, int nt, int *i0, int *i1) {
+    int blk = ((len + nt - 1) / nt + 15) / 16 * 16;
+    int64_t a = (int64_t)t * blk, b = a + blk;
+    *i0 = a < len ? (int)a : len;
+    *i1 = b < len ? (int)b : len;
+}
+
+/* The threads a product of M x N x K is split over (outside a parallel
+ * region): none below 2^18 multiply-adds, at most one per 16 rows. */
+static int split_threads(int M, int N, int K) {
+    int nt = 1, len = M >= N ? M : N;
 #ifdef _OPENMP
     if (!omp_in_parallel() && (double)M * N * K >= (double)(1 << 18)) nt = rn_get_threads();
 #endif
-    if (nt > len / 16) nt = len / 16;
+    return nt > len / 16 ? len / 16 : nt;
+}
+
+/* Thread t's block of the product split over nt threads: rows of C when
+ * M >= N, else columns. */
+static void blas_block(int dbl, int t, int nt, int ta, int tb, int M, int N, int K, double alpha, const void *A,
+                       int lda, const void *B, int ldb, double beta, void *C, int ldc) {
+    int rows = M >= N, b0, b1;
+    size_t es = dbl ? sizeof(double) : sizeof(float);
+    rni_split_rows(rows ? M : N, t, nt, &b0, &b1);
+    size_t i0 = (size_t)b0;
+    int n = b1 - b0;
+    if (n <= 0) return;
+    if (rows)  /* rows i0.. of C: of A (its columns when transposed) */
+        blas_call(dbl, ta, tb, n, N, K, alpha, (const char *)A + (ta ? i0 : i0 * lda) * es, lda, B, ldb, beta,
+                  (char *)C + i0 * ldc * es, ldc);
+    else       /* columns i0.. of C: of B (its rows when transposed) */
+        blas_call(dbl, ta, tb, M, n, K, alpha, A, lda, (const char *)B + (tb ? i0 * ldb : i0) * es, ldb, beta,
+                  (char *)C + i0 * es, ldc);
+}
+
+static void blas_split(int dbl, int ta, int tb, int M, int N, int K, double alpha, const void *A, int lda,
+                       const void *B, int ldb, double beta, void *C, int ldc) {
+    int nt = split_threads(M, N, K);
     if (nt <= 1) {
         blas_call(dbl, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }
-    int blk = ((len + nt - 1) / nt + 15) / 16 * 16;
 #pragma omp parallel for schedule(static) num_threads(nt)
-    for (int t = 0; t < nt; t++) {
-        size_t i0 = (size_t)t * blk;
-        int n = len - (int)i0 < blk ? len - (int)i0 : blk;
-        if (n <= 0) continue;
-        if (rows)  /* rows i0.. of C: of A (its columns when transposed) */
-            blas_call(dbl, ta, tb, n, N, K, alpha, (const char *)A + (ta ? i0 : i0 * lda) * es, lda, B, ldb, beta,
-                      (char *)C + i0 * ldc * es, ldc);
-        else       /* columns i0.. of C: of B (its rows when transposed) */
-            blas_call(dbl, ta, tb, M, n, K, alpha, A, lda, (const char *)B + (tb ? i0 * ldb : i0) * es, ldb, beta,
-                      (char *)C + i0 * es, ldc);
-    }
+    for (int t = 0; t < nt; t++) blas_block(dbl, t, nt, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 void rni_sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
@@ -327,6 +363,50 @@ void rni_gemm(int ta, int tb, int M, int N, int K, rn_real alpha, const rn_real 
     gemm(1, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
+static void gemm_args(const rni_gemm_args *g) {
+    gemm(1, g->ta, g->tb, g->M, g->N, g->K, g->alpha, g->A, g->lda, g->B, g->ldb, g->beta, g->C, g->ldc);
+}
+
+void rni_gemm2(const rni_gemm_args g[2], void (*rows)(void *ctx, int r0, int r1), void *ctx, int sync) {
+    int nt[2], team = 1, dbl = sizeof(rn_real) == sizeof(double);
+    for (int i = 0; i < 2; i++) {
+        /* BLAS's products only (no few-row kernel, no empty K): else in turn */
+        if ((!g[i].ta && g[i].tb && g[i].M <= 64) || g[i].K <= 0 || g[i].M <= 0 || g[i].N <= 0) team = 0;
+        nt[i] = split_threads(g[i].M, g[i].N, g[i].K);
+        if (team && nt[i] > team) team = nt[i];
+    }
+    if (team <= 1) {
+        gemm_args(&g[0]);
+        gemm_args(&g[1]);
+        if (rows) rows(ctx, 0, g[1].M);
+        return;
+    }
+    for (int i = 0; i < 2; i++)
+        atomic_fetch_add_explicit(&gemm_madds, (uint64_t)g[i].M * g[i].N * g[i].K, memory_order_relaxed);
+    /* The rows a thread computed are its rows for fn unless the second
+     * product is split otherwise: then fn waits for all of it. */
+    if (g[1].M < g[1].N || nt[1] != team) sync = 1;
+#pragma omp parallel num_threads(team)
+    {
+        int t = rni_thread_id();
+        for (int i = 0; i < 2; i++)
+            if (t < nt[i] && nt[i] > 1)
+                blas_block(dbl, t, nt[i], g[i].ta, g[i].tb, g[i].M, g[i].N, g[i].K, g[i].alpha, g[i].A, g[i].lda, g[i].B,
+                           g[i].ldb, g[i].beta, g[i].C, g[i].ldc);
+            else if (t == 0 && nt[i] <= 1)
+                blas_call(dbl, g[i].ta, g[i].tb, g[i].M, g[i].N, g[i].K, g[i].alpha, g[i].A, g[i].lda, g[i].B, g[i].ldb,
+                          g[i].beta, g[i].C, g[i].ldc);
+        if (rows) {
+            if (sync) {
+#pragma omp barrier
+            }
+            int r0, r1;
+            rni_split_rows(g[1].M, t, team, &r0, &r1);
+            if (r1 > r0) rows(ctx, r0, r1);
+        }
+    }
+}
+
 void rni_gemm_act(int ta, int tb, int M, int N, int K, rn_real alpha, const rn_real *A, int lda,
                   const rn_real *B, int ldb, rn_real beta, rn_real *C, int ldc) {
     gemm(0, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
@@ -334,10 +414,9 @@ void rni_gemm_act(int ta, int tb, int M, int N, int K, rn_real alpha, const rn_r
 
 /* ------------------------------------------------------------------ norms */
 
-void rni_norm_forward(rn_norm kind, rn_real *out, rn_real *mean, rn_real *rstd, const rn_real *x,
-                     const rn_real *w, const rn_real *b, int N, int D, double eps) {
-#pragma omp parallel for schedule(static) if (N > 64)
-    for (int n = 0; n < N; n++) {
+void rni_norm_rows(rn_norm kind, rn_real *out, rn_real *mean, rn_real *rstd, const rn_real *x, const rn_real *w,
+                   const rn_real *b, int n0, int n1, int D, double eps) {
+    for (int n = n0; n < n1; n++) {
         const rn_real *xn = x + (size_t)n * D;  /* (D) */
         rn_real *on = out + (size_t)n * D;      /* (D) */
         /* Sums in double (vectorised, two passes); the row in rn_real. */
@@ -367,60 +446,101 @@ void rni_norm_forward(rn_norm kind, rn_real *out, rn_real *mean, rn_real *rstd, 
     }
 }
 
+void rni_norm_forward(rn_norm kind, rn_real *out, rn_real *mean, rn_real *rstd, const rn_real *x,
+                     const rn_real *w, const rn_real *b, int N, int D, double eps) {
+    if (N <= 64) { rni_norm_rows(kind, out, mean, rstd, x, w, b, 0, N, D, eps); return; }
+#pragma omp parallel
+    {
+        int t = rni_thread_id(), nt = rni_team_size();
+        rni_norm_rows(kind, out, mean, rstd, x, w, b, (int)((int64_t)N * t / nt), (int)((int64_t)N * (t + 1) / nt), D, eps);
+    }
+}
+
+/* Row n of the norm's dx (see rni_norm_backward). */
+static inline void norm_dx_row(rn_norm kind, rn_real *dx, int accumulate, const rn_real *dout, const rn_real *x,
+                               const rn_real *w, const rn_real *mean, const rn_real *rstd, int n, int D) {
+    const rn_real *xn = x + (size_t)n * D, *dy = dout + (size_t)n * D;
+    rn_real *dxn = dx + (size_t)n * D;
+    rn_real mu = kind == RN_NORM_LAYER ? mean[n] : 0, r = rstd[n];
+    double sg = 0, sgx = 0;
+#pragma omp simd reduction(+ : sg, sgx)
+    for (int i = 0; i < D; i++) {
+        rn_real g = w ? dy[i] * w[i] : dy[i], xh = (xn[i] - mu) * r;
+        sg += g;
+        sgx += (double)g * xh;
+    }
+    rn_real msg = kind == RN_NORM_LAYER ? (rn_real)(sg / D) : 0, msgx = (rn_real)(sgx / D);
+    if (accumulate) {
+#pragma omp simd
+        for (int i = 0; i < D; i++) {
+            rn_real g = w ? dy[i] * w[i] : dy[i], xh = (xn[i] - mu) * r;
+            dxn[i] += r * (g - msg - xh * msgx);
+        }
+    } else {
+#pragma omp simd
+        for (int i = 0; i < D; i++) {
+            rn_real g = w ? dy[i] * w[i] : dy[i], xh = (xn[i] - mu) * r;
+            dxn[i] = r * (g - msg - xh * msgx);
+        }
+    }
+}
+
+void rni_norm_dx_rows(rn_norm kind, rn_real *dx, int accumulate, const rn_real *dout, const rn_real *x,
+                      const rn_real *w, const rn_real *mean, const rn_real *rstd, int n0, int n1, int D) {
+    for (int n = n0; n < n1; n++) norm_dx_row(kind, dx, accumulate, dout, x, w, mean, rstd, n, D);
+}
+
+/* Columns of dw, db a thread sums per pass over its rows (on its stack). */
+#define RN_NORM_COLS 2048
+
 /* Backward of y = xhat * w + b, xhat = (x - mu) r. With g = dy * w:
  *   RMS:   dx = r (g - xhat mean(g xhat))
  *   Layer: dx = r (g - mean(g) - xhat mean(g xhat))
  * dw += sum_n dy xhat, db += sum_n dy. dx is accumulated (+=) when
- * accumulate is set, else written. */
+ * accumulate is set, else written. One sweep over dout and x: a row's
+ * dw, db terms are summed while it is in cache, into each thread's partial
+ * sums (its static share of the rows), which are then added in thread
+ * order (deterministic for a given thread count). */
 void rni_norm_backward(rn_norm kind, rn_real *dx, int accumulate, rn_real *dw, rn_real *db, const rn_real *dout,
                       const rn_real *x, const rn_real *w, const rn_real *mean, const rn_real *rstd,
                       int N, int D) {
-    /* dx: rows are independent */
-#pragma omp parallel for schedule(static) if (N > 64)
-    for (int n = 0; n < N; n++) {
-        const rn_real *xn = x + (size_t)n * D, *dy = dout + (size_t)n * D;
-        rn_real *dxn = dx + (size_t)n * D;
-        rn_real mu = kind == RN_NORM_LAYER ? mean[n] : 0, r = rstd[n];
-        double sg = 0, sgx = 0;
-#pragma omp simd reduction(+ : sg, sgx)
-        for (int i = 0; i < D; i++) {
-            rn_real g = w ? dy[i] * w[i] : dy[i], xh = (xn[i] - mu) * r;
-            sg += g;
-            sgx += (double)g * xh;
-        }
-        rn_real msg = kind == RN_NORM_LAYER ? (rn_real)(sg / D) : 0, msgx = (rn_real)(sgx / D);
-        if (accumulate) {
+    int sums = dw || db, DB = D < RN_NORM_COLS ? D : RN_NORM_COLS;
+    double acc[sums ? 2 * DB : 1]; /* the threads' partials, added in order */
+#pragma omp parallel if (N > 64)
+    {
+        double part[sums ? 2 * DB : 1]; /* sw | sb of this thread's rows */
+        int nt = rni_team_size();
+        for (int c0 = 0; c0 < D; c0 += DB) {
+            int c1 = c0 + DB < D ? c0 + DB : D;
+            if (sums) memset(part, 0, sizeof(double) * 2 * (size_t)DB);
+#pragma omp for schedule(static) nowait
+            for (int n = 0; n < N; n++) {
+                const rn_real *xn = x + (size_t)n * D, *dy = dout + (size_t)n * D;
+                rn_real mu = kind == RN_NORM_LAYER ? mean[n] : 0, r = rstd[n];
+                if (sums) {
+                    double *sw = part, *sb = part + DB;
 #pragma omp simd
-            for (int i = 0; i < D; i++) {
-                rn_real g = w ? dy[i] * w[i] : dy[i], xh = (xn[i] - mu) * r;
-                dxn[i] += r * (g - msg - xh * msgx);
+                    for (int i = c0; i < c1; i++) {
+                        sw[i - c0] += (double)dy[i] * ((xn[i] - mu) * r);
+                        sb[i - c0] += dy[i];
+                    }
+                }
+                if (!c0) norm_dx_row(kind, dx, accumulate, dout, x, w, mean, rstd, n, D); /* dx: the first pass */
             }
-        } else {
-#pragma omp simd
-            for (int i = 0; i < D; i++) {
-                rn_real g = w ? dy[i] * w[i] : dy[i], xh = (xn[i] - mu) * r;
-                dxn[i] = r * (g - msg - xh * msgx);
+            if (!sums) break;
+            /* iteration t is thread t's (static, chunk 1): its partials in turn */
+#pragma omp for ordered schedule(static, 1)
+            for (int t = 0; t < nt; t++) {
+#pragma omp ordered
+                {
+                    for (int i = 0; i < 2 * DB; i++) acc[i] = t ? acc[i] + part[i] : part[i];
+                    if (t == nt - 1)
+                        for (int i = c0; i < c1; i++) {
+                            if (dw) dw[i] += (rn_real)acc[i - c0];
+                            if (db) db[i] += (rn_real)acc[DB + i - c0];
+                        }
+                }
             }
-        }
-    }
-    if (!dw && !db) return;
-    /* dw, db: sums over rows, one column block per thread (deterministic) */
-#pragma omp parallel for schedule(static) if (N > 64)
-    for (int i0 = 0; i0 < D; i0 += 16) {
-        int i1 = i0 + 16 < D ? i0 + 16 : D;
-        double sw[16] = {0}, sb[16] = {0};
-        for (int n = 0; n < N; n++) {
-            const rn_real *xn = x + (size_t)n * D, *dy = dout + (size_t)n * D;
-            rn_real mu = kind == RN_NORM_LAYER ? mean[n] : 0, r = rstd[n];
-#pragma omp simd
-            for (int i = i0; i < i1; i++) {
-                sw[i - i0] += (double)dy[i] * ((xn[i] - mu) * r);
-                sb[i - i0] += dy[i];
-            }
-        }
-        for (int i = i0; i < i1; i++) {
-            if (dw) dw[i] += (rn_real)sw[i - i0];
-            if (db) db[i] += (rn_real)sb[i - i0];
         }
     }
 }

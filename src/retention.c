@@ -64,6 +64,81 @@ static double row_scale(const rn_model *m, int h, int64_t n) {
 
 /* ----------------------------------------------------------- rotation */
 
+/* One head's vector rotated by the factors cp, sp (K/2 each): sp carries
+ * the sign (the forward), or inverse = 1 applies the transpose with the
+ * forward's factors (x - (-y) is x + y exactly, so both ways give the same
+ * bits). */
+static inline void rotate_vec(rn_real *v, const rn_real *cp, const rn_real *sp, int half, int interleaved, int inverse) {
+    if (interleaved && !inverse) {
+#pragma omp simd
+        for (int j = 0; j < half; j++) {
+            rn_real a = v[2 * j], bb = v[2 * j + 1];
+            v[2 * j] = a * cp[j] - bb * sp[j];
+            v[2 * j + 1] = bb * cp[j] + a * sp[j];
+        }
+    } else if (interleaved) {
+#pragma omp simd
+        for (int j = 0; j < half; j++) {
+            rn_real a = v[2 * j], bb = v[2 * j + 1];
+            v[2 * j] = a * cp[j] + bb * sp[j];
+            v[2 * j + 1] = bb * cp[j] - a * sp[j];
+        }
+    } else if (!inverse) {
+#pragma omp simd
+        for (int j = 0; j < half; j++) {
+            rn_real a = v[j], bb = v[j + half];
+            v[j] = a * cp[j] - bb * sp[j];
+            v[j + half] = bb * cp[j] + a * sp[j];
+        }
+    } else {
+#pragma omp simd
+        for (int j = 0; j < half; j++) {
+            rn_real a = v[j], bb = v[j + half];
+            v[j] = a * cp[j] + bb * sp[j];
+            v[j + half] = bb * cp[j] - a * sp[j];
+        }
+    }
+}
+
+/* The cos and sin factors of position n with the two scales: cs[p], sn[p]
+ * for p = q, k (sign -1: the inverse's). */
+static void rotation_factors(const rn_model *m, double n, double sign, const double scale[2], rn_real *cs0,
+                             rn_real *sn0, rn_real *cs1, rn_real *sn1) {
+    int half = m->K / 2;
+    for (int j = 0; j < half; j++) {
+        double cj = cos(n * m->rot_freq[j]), sj = sign * sin(n * m->rot_freq[j]);
+        cs0[j] = (rn_real)(cj * scale[0]);
+        sn0[j] = (rn_real)(sj * scale[0]);
+        cs1[j] = (rn_real)(cj * scale[1]);
+        sn1[j] = (rn_real)(sj * scale[1]);
+    }
+}
+
+/* The q/k scale commutes with the rotation: folded into its factors. */
+static void qk_scales(const rn_model *m, double scale[2]) {
+    double s = 1.0 / sqrt((double)m->K);
+    scale[0] = m->cfg.qk_scale == RN_QK_SCALE_Q ? s : 1;
+    scale[1] = m->cfg.qk_scale == RN_QK_SCALE_K ? s : 1;
+}
+
+void rni_rotation_table(const rn_model *m, rn_real *tab, int T) {
+    int half = m->K / 2;
+    double scale[2];
+    qk_scales(m, scale);
+    for (int t = 0; t < T; t++) {
+        rn_real *r = tab + (size_t)t * 4 * half;
+        rotation_factors(m, t, 1.0, scale, r, r + half, r + 2 * half, r + 3 * half);
+    }
+}
+
+void rni_rotate_head(const rn_model *m, rn_real *x, int ld, int T, const rn_real *tab, int k, int inverse) {
+    int half = m->K / 2, interleaved = m->cfg.rotation != RN_ROT_HALF;
+    for (int t = 0; t < T; t++) {
+        const rn_real *r = tab + (size_t)t * 4 * half + (size_t)k * 2 * half;
+        rotate_vec(x + (size_t)t * ld, r, r + half, half, interleaved, inverse);
+    }
+}
+
 /* Positions [t0, t1) of rotate_block. */
 static void rotate_rows(const rn_model *m, rn_real *x, int ld, int B, int T, int64_t pos0, int t0, int t1,
                         double sign, const double scale[2]) {
@@ -71,44 +146,18 @@ static void rotate_rows(const rn_model *m, rn_real *x, int ld, int B, int T, int
     int interleaved = m->cfg.rotation != RN_ROT_HALF;
     rn_real cs[2][half], sn[2][half]; /* [q|k][j]; K/2 <= 32768 by rn_config_validate */
     for (int t = t0; t < t1; t++) {
-        double n = (double)(pos0 + t);
-        for (int j = 0; j < half; j++) {
-            double cj = cos(n * m->rot_freq[j]), sj = sign * sin(n * m->rot_freq[j]);
-            for (int p = 0; p < 2; p++) {
-                cs[p][j] = (rn_real)(cj * scale[p]);
-                sn[p][j] = (rn_real)(sj * scale[p]);
-            }
-        }
+        rotation_factors(m, (double)(pos0 + t), sign, scale, cs[0], sn[0], cs[1], sn[1]);
         for (int b = 0; b < B; b++) {
             rn_real *row = x + ((size_t)b * T + t) * ld;  /* (2H, K): q heads, k heads */
-            for (int hh = 0; hh < 2 * H; hh++) {
-                rn_real *v = row + (size_t)hh * K;
-                const rn_real *cp = cs[hh >= H], *sp = sn[hh >= H];
-                if (interleaved) {
-#pragma omp simd
-                    for (int j = 0; j < half; j++) {
-                        rn_real a = v[2 * j], bb = v[2 * j + 1];
-                        v[2 * j] = a * cp[j] - bb * sp[j];
-                        v[2 * j + 1] = bb * cp[j] + a * sp[j];
-                    }
-                } else {
-#pragma omp simd
-                    for (int j = 0; j < half; j++) {
-                        rn_real a = v[j], bb = v[j + half];
-                        v[j] = a * cp[j] - bb * sp[j];
-                        v[j + half] = bb * cp[j] + a * sp[j];
-                    }
-                }
-            }
+            for (int hh = 0; hh < 2 * H; hh++)
+                rotate_vec(row + (size_t)hh * K, cs[hh >= H], sn[hh >= H], half, interleaved, 0);
         }
     }
 }
 
 static void rotate_block(const rn_model *m, rn_real *x, int ld, int B, int T, int64_t pos0, int inverse) {
-    const rn_config *c = &m->cfg;
-    double sign = inverse ? -1.0 : 1.0, s = 1.0 / sqrt((double)m->K);
-    /* The q/k scale commutes with the rotation: folded into its factors. */
-    double scale[2] = {c->qk_scale == RN_QK_SCALE_Q ? s : 1, c->qk_scale == RN_QK_SCALE_K ? s : 1};
+    double sign = inverse ? -1.0 : 1.0, scale[2];
+    qk_scales(m, scale);
     /* A decoding step's rows enter no parallel region: an if(0) one still
      * costs libgomp a team, a malloc and a free. */
     if ((size_t)T * B > 16 && T > 1) {
@@ -164,23 +213,32 @@ static void chunk_setup(const rn_model *m, int h, int64_t pos, int L, const rn_r
     }
 }
 
-/* A (L, L) = (q~ k~^T) ⊙ Gamma, Gamma[i,m] = gamma^(i-m) for m <= i, else 0. */
-static void decay_mask(rn_real *A, const rn_real *gp, int L) {
+/* A (L, L) = r ⊙ (q~ k~^T) ⊙ Gamma, Gamma[i,m] = gamma^(i-m) for m <= i,
+ * else 0: the row scale r rides on the mask's pass, so neither o (forward)
+ * nor d o (backward) needs a pass of its own for it. */
+static void decay_mask(rn_real *A, const rn_real *gp, const rn_real *r, int L) {
     for (int i = 0; i < L; i++) {
-        rn_real *a = A + (size_t)i * L;
-        for (int mm = 0; mm <= i; mm++) a[mm] *= gp[i - mm];
-        for (int mm = i + 1; mm < L; mm++) a[mm] = 0;
+        rn_real *a = A + (size_t)i * L, ri = r[i];
+#pragma omp simd
+        for (int mm = 0; mm <= i; mm++) a[mm] *= gp[i - mm] * ri;
+        if (i + 1 < L) memset(a + i + 1, 0, sizeof(rn_real) * (size_t)(L - 1 - i));
     }
 }
 
-/* Scaled rows: out[i,j] = x[i,j] gamma^(e_i) z_j^(e_i), e_i = e0 + s*i. */
+/* Scaled rows: out[i,j] = x[i,j] gamma^(e_i) z_j^(e_i) (* r_i), e_i = e0 + s*i. */
 static void decayed_rows(const rn_model *m, rn_real *out, const rn_real *x, int ld, int L,
-                         const rn_real *gp, int e0, int s) {
+                         const rn_real *gp, int e0, int s, const rn_real *r) {
     int K = m->K;
     for (int i = 0; i < L; i++) {
         int e = e0 + s * i;
+        double f = r ? (double)gp[e] * r[i] : gp[e];
+        if (!m->xpos_logz) {
+            rn_real ff = (rn_real)f;
+            for (int j = 0; j < K; j++) out[(size_t)i * K + j] = x[(size_t)i * ld + j] * ff;
+            continue;
+        }
         for (int j = 0; j < K; j++)
-            out[(size_t)i * K + j] = (rn_real)(x[(size_t)i * ld + j] * gp[e] * dim_decay(m, j, e));
+            out[(size_t)i * K + j] = (rn_real)(x[(size_t)i * ld + j] * f * dim_decay(m, j, e));
     }
 }
 
@@ -198,33 +256,29 @@ void rni_retention_chunk(const rn_model *m, int h, int64_t pos, int L, const rn_
     int lda;
     chunk_setup(m, h, pos, L, q, k, ldq, qt, kt, gp, r, &qa, &ka, &lda);
 
-    /* Intra-chunk: o = ((q~ k~^T) ⊙ Gamma) v */
+    /* Intra-chunk: o = (r ⊙ (q~ k~^T) ⊙ Gamma) v */
     rni_gemm_act(0, 1, L, L, K, 1, qa, lda, ka, lda, 0, A, L);
-    decay_mask(A, gp, L);
+    decay_mask(A, gp, r, L);
     rni_gemm(0, 0, L, Dv, L, 1, A, L, v, ldv, 0, o, ldo);
 
-    /* Earlier chunks: o_i += gamma^(i+1) (z^(i+1) ⊙ q_i) U */
+    /* Earlier chunks: o_i += r_i gamma^(i+1) (z^(i+1) ⊙ q_i) U */
     if (has_state) {
-        decayed_rows(m, qt, q, ldq, L, gp, 1, 1);
+        decayed_rows(m, qt, q, ldq, L, gp, 1, 1, r);
         rni_gemm(0, 0, L, Dv, K, 1, qt, K, U, Dv, 1, o, ldo);
     }
-    for (int i = 0; i < L; i++) {
-        double s = r[i];
-        if (absn) {
+    if (absn)
+        for (int i = 0; i < L; i++) {
             /* torchscale: R rows divided by clamp(sum |R|, 1, 5e4) */
             double a = 0;
             for (int mm = 0; mm <= i; mm++) a += fabs((double)A[(size_t)i * L + mm]);
-            a *= r[i];
             a = a < 1 ? 1 : a > 5e4 ? 5e4 : a;
             absn[i] = (rn_real)a;
-            s /= a;
+            for (int c = 0; c < Dv; c++) o[(size_t)i * ldo + c] = (rn_real)(o[(size_t)i * ldo + c] / a);
         }
-        for (int c = 0; c < Dv; c++) o[(size_t)i * ldo + c] = (rn_real)(o[(size_t)i * ldo + c] * s);
-    }
 
     /* Advance: U = gamma^L z^L ⊙ U + sum_i gamma^(L-1-i) (z^(L-1-i) ⊙ k_i)^T v_i */
     if (!(state & RN_STATE_OUT)) return;
-    decayed_rows(m, kt, k, ldq, L, gp, L - 1, -1);
+    decayed_rows(m, kt, k, ldq, L, gp, L - 1, -1, NULL);
     if (has_state)
         for (int j = 0; j < K; j++) {
             rn_real f = (rn_real)(gp[L] * dim_decay(m, j, L));
@@ -252,7 +306,7 @@ void rni_retention_step(const rn_model *m, int h, int64_t pos, const rn_real *q,
 /* ----------------------------------------------------------- backward */
 
 size_t rni_retention_bwd_ws(const rn_model *m, int L) {
-    return 2 * (size_t)L * L + 3 * (size_t)L * m->K + (size_t)L * m->Dv + 2 * (size_t)L + 2;
+    return 2 * (size_t)L * L + 3 * (size_t)L * m->K + 2 * (size_t)L + 2;
 }
 
 void rni_retention_chunk_backward(const rn_model *m, int h, int64_t pos, int L,
@@ -265,40 +319,39 @@ void rni_retention_chunk_backward(const rn_model *m, int h, int64_t pos, int L,
     rn_real *qt = dA + (size_t)L * L;   /* (L, K)  */
     rn_real *kt = qt + (size_t)L * K;   /* (L, K)  */
     rn_real *tmp = kt + (size_t)L * K;  /* (L, K)  */
-    rn_real *dO = tmp + (size_t)L * K;  /* (L, Dv) */
-    rn_real *gp = dO + (size_t)L * Dv;  /* (L+1)   */
+    rn_real *gp = tmp + (size_t)L * K;  /* (L+1)   */
     rn_real *r = gp + L + 1;            /* (L)     */
     const rn_real *qa, *ka;
     int lda;
     chunk_setup(m, h, pos, L, q, k, ldq, qt, kt, gp, r, &qa, &ka, &lda);
     int xp = m->xpos_logz != NULL, c0 = L / 2;
 
-    /* o = r ⊙ o_raw */
-    for (int i = 0; i < L; i++)
-        for (int c = 0; c < Dv; c++) dO[(size_t)i * Dv + c] = dout[(size_t)i * ldo + c] * r[i];
-
-    /* o_raw = A v:  dv = A^T dO;  dA = (dO v^T) ⊙ Gamma (the first writes
-     * of dv, dq, dk: a chunk's rows get gradient from that chunk only) */
+    /* o = A v (A with the row scale r):  dv = A^T do;  dA = r ⊙ (do v^T) ⊙ Gamma
+     * (the first writes of dv, dq, dk: a chunk's rows get gradient from
+     * that chunk only) */
     rni_gemm_act(0, 1, L, L, K, 1, qa, lda, ka, lda, 0, A, L);
-    decay_mask(A, gp, L);
-    rni_gemm(1, 0, L, Dv, L, 1, A, L, dO, Dv, 0, dv, ldv);
-    rni_gemm_act(0, 1, L, L, Dv, 1, dO, Dv, v, ldv, 0, dA, L);
-    decay_mask(dA, gp, L);
+    decay_mask(A, gp, r, L);
+    rni_gemm(1, 0, L, Dv, L, 1, A, L, dout, ldo, 0, dv, ldv);
+    rni_gemm_act(0, 1, L, L, Dv, 1, dout, ldo, v, ldv, 0, dA, L);
+    decay_mask(dA, gp, r, L);
 
-    /* A = q~ k~^T:  dq~ = dA k~,  dk~ = dA^T q~;  q~ = q z^(i-c0), k~ = k z^(c0-i) */
-    rni_gemm(0, 0, L, K, L, 1, dA, L, ka, lda, 0, tmp, K);
-    for (int i = 0; i < L; i++)
-        for (int j = 0; j < K; j++)
-            dq[(size_t)i * ldq + j] = (rn_real)(tmp[(size_t)i * K + j] * (xp ? dim_decay(m, j, i - c0) : 1));
-    rni_gemm(1, 0, L, K, L, 1, dA, L, qa, lda, 0, tmp, K);
-    for (int i = 0; i < L; i++)
-        for (int j = 0; j < K; j++)
-            dk[(size_t)i * ldq + j] = (rn_real)(tmp[(size_t)i * K + j] * (xp ? dim_decay(m, j, c0 - i) : 1));
+    /* A = q~ k~^T:  dq~ = dA k~,  dk~ = dA^T q~;  q~ = q z^(i-c0), k~ = k z^(c0-i)
+     * (without xPos q~ = q: the products write dq, dk in place) */
+    rni_gemm(0, 0, L, K, L, 1, dA, L, ka, lda, 0, xp ? tmp : dq, xp ? K : ldq);
+    if (xp)
+        for (int i = 0; i < L; i++)
+            for (int j = 0; j < K; j++)
+                dq[(size_t)i * ldq + j] = (rn_real)(tmp[(size_t)i * K + j] * dim_decay(m, j, i - c0));
+    rni_gemm(1, 0, L, K, L, 1, dA, L, qa, lda, 0, xp ? tmp : dk, xp ? K : ldq);
+    if (xp)
+        for (int i = 0; i < L; i++)
+            for (int j = 0; j < K; j++)
+                dk[(size_t)i * ldq + j] = (rn_real)(tmp[(size_t)i * K + j] * dim_decay(m, j, c0 - i));
 
     /* U_new = D_L U_prev + kd^T v, kd_i = gamma^(L-1-i) z^(L-1-i) k_i:
      * dv += kd dU;  dkd = v dU^T */
     if (dU_in) {
-        decayed_rows(m, kt, k, ldq, L, gp, L - 1, -1);
+        decayed_rows(m, kt, k, ldq, L, gp, L - 1, -1, NULL);
         rni_gemm(0, 0, L, Dv, K, 1, kt, K, dU, Dv, 1, dv, ldv);
         rni_gemm_act(0, 1, L, K, Dv, 1, v, ldv, dU, Dv, 0, tmp, K);
         for (int i = 0; i < L; i++) {
@@ -309,18 +362,20 @@ void rni_retention_chunk_backward(const rn_model *m, int h, int64_t pos, int L,
     }
     /* Without a prior state there is no dU_prev to compute. */
     if (U_prev) {
-        /* dU_prev = D_L dU + qc^T dO  (cross term o += qc U_prev, qc_i = gamma^(i+1) z^(i+1) q_i);
-         * dq += (dO U_prev^T) ⊙ gamma^(i+1) z^(i+1) */
+        /* dU_prev = D_L dU + qc^T do  (cross term o += qc U_prev, qc_i = r_i gamma^(i+1) z^(i+1) q_i);
+         * dq += (do U_prev^T) ⊙ r_i gamma^(i+1) z^(i+1) */
         if (dU_in)
             for (int j = 0; j < K; j++) {
                 rn_real f = (rn_real)(gp[L] * dim_decay(m, j, L));
                 for (int c = 0; c < Dv; c++) dU[(size_t)j * Dv + c] *= f;
             }
-        decayed_rows(m, qt, q, ldq, L, gp, 1, 1);
-        rni_gemm(1, 0, K, Dv, L, 1, qt, K, dO, Dv, dU_in ? 1 : 0, dU, Dv);
-        rni_gemm_act(0, 1, L, K, Dv, 1, dO, Dv, U_prev, Dv, 0, tmp, K);
-        for (int i = 0; i < L; i++)
+        decayed_rows(m, qt, q, ldq, L, gp, 1, 1, r);
+        rni_gemm(1, 0, K, Dv, L, 1, qt, K, dout, ldo, dU_in ? 1 : 0, dU, Dv);
+        rni_gemm_act(0, 1, L, K, Dv, 1, dout, ldo, U_prev, Dv, 0, tmp, K);
+        for (int i = 0; i < L; i++) {
+            double f = (double)gp[i + 1] * r[i];
             for (int j = 0; j < K; j++)
-                dq[(size_t)i * ldq + j] += (rn_real)(tmp[(size_t)i * K + j] * gp[i + 1] * dim_decay(m, j, i + 1));
+                dq[(size_t)i * ldq + j] += (rn_real)(tmp[(size_t)i * K + j] * f * dim_decay(m, j, i + 1));
+        }
     }
 }

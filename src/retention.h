@@ -14,6 +14,15 @@ rn_status rni_model_consts(rn_model *m);
  * 1/sqrt(K); inverse = 1 applies the transpose (for gradients). */
 void rni_rotate(const rn_model *m, rn_real *x, int ld, int B, int T, const int64_t *pos, int inverse);
 
+/* The factors rni_rotate applies at positions 0..T-1, tab (T, 4, K/2): per
+ * position cos and sin with the q scale, then with the k scale. */
+void rni_rotation_table(const rn_model *m, rn_real *tab, int T);
+/* rni_rotate of one head's q (k = 0) or k (k = 1) over T rows of stride
+ * ld at positions 0..T-1, from the table: the same values as rni_rotate
+ * (inverse: its transpose). Training rotates inside each stream's
+ * retention, whose rows are then in cache. */
+void rni_rotate_head(const rn_model *m, rn_real *x, int ld, int T, const rn_real *tab, int k, int inverse);
+
 /* Scratch floats one retention call of L rows needs per thread. */
 size_t rni_retention_ws(const rn_model *m, int L);
 
