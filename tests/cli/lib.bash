@@ -9,6 +9,14 @@ finish() {
     [ $fail -eq 0 ]
 }
 
+# cli_start: $tmp, a temporary directory removed at exit; and $R, the
+# retnet binary, which must have been built.
+cli_start() {
+    tmp=$(mktemp -d)
+    trap 'rm -rf "$tmp"' EXIT
+    if [ ! -x "$R" ]; then echo "FAIL: $R not built (make tests)" >&2; echo "0 passed, 1 failed"; exit 1; fi
+}
+
 # same_as_reference LABEL TOKENIZER REFDIR FILE...: each file's ids, ids
 # with --special, and the decode of the ids, against what tests/node's
 # reference.js wrote for the tokenizers library in REFDIR; one check per

@@ -10,8 +10,7 @@ set -u
 cd "$(dirname "$0")/../.."
 R=${RETNET:-build/retnet}   # RETNET=build/asan/retnet runs it under the sanitizers
 . tests/cli/lib.bash
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-if [ ! -x "$R" ]; then echo "FAIL: $R not built (make tests)" >&2; echo "0 passed, 1 failed"; exit 1; fi
+cli_start
 
 # expect RC WHAT CMD...: exit status RC, exactly one line on stderr (newline
 # terminated, prefixed "retnet"), nothing on stdout.

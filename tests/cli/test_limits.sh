@@ -11,11 +11,8 @@
 set -u
 cd "$(dirname "$0")/../.."
 R=build/retnet
-pass=0; fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-if [ ! -x "$R" ]; then echo "FAIL: $R not built (make tests)" >&2; echo "0 passed, 1 failed"; exit 1; fi
+. tests/cli/lib.bash
+cli_start
 
 # expect RC PATTERN WHAT CMD...: exit status RC, exactly one line on stderr
 # matching PATTERN (grep -E), within 10 s.
@@ -122,5 +119,4 @@ expect 1 "^retnet: error: " "eval of a corrupt model" $R eval --model "$tmp/m.sa
 expect 1 "^retnet: error: .*needs at least 2 tokens" "eval of 1 byte" $R eval --model "$tmp/tiny.safetensors" --data <(printf a)
 expect 1 "^retnet: error: .*empty.txt" "eval of an empty file" $R eval --model "$tmp/tiny.safetensors" --data "$tmp/empty.txt"
 
-echo "$pass passed, $fail failed"
-[ $fail -eq 0 ]
+finish

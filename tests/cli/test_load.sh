@@ -10,8 +10,7 @@ set -u
 cd "$(dirname "$0")/../.."
 R=${RETNET:-build/retnet}
 . tests/cli/lib.bash
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-if [ ! -x "$R" ]; then echo "FAIL: $R not built (make tests)" >&2; echo "0 passed, 1 failed"; exit 1; fi
+cli_start
 TIME=/usr/bin/time
 
 # A model of about 100 MB (f32), in our format, and its bf16 copy.

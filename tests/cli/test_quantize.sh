@@ -8,8 +8,7 @@ set -u
 cd "$(dirname "$0")/../.."
 R=${RETNET:-build/retnet}
 . tests/cli/lib.bash
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-if [ ! -x "$R" ]; then echo "FAIL: $R not built (make tests)" >&2; echo "0 passed, 1 failed"; exit 1; fi
+cli_start
 PY=/usr/bin/python3
 
 m=$tmp/m.safetensors

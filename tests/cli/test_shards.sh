@@ -16,8 +16,7 @@ cd "$(dirname "$0")/../.."
 R=${RETNET:-build/retnet}
 PY=/usr/bin/python3
 . tests/cli/lib.bash
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-if [ ! -x "$R" ]; then echo "FAIL: $R not built (make tests)" >&2; echo "0 passed, 1 failed"; exit 1; fi
+cli_start
 
 for i in $(seq 1 600); do
   echo "The quick brown fox $i jumps over the lazy dog. A retentive network keeps a state of fixed size."

@@ -21,8 +21,7 @@ set -u
 cd "$(dirname "$0")/../.."
 R=${RETNET:-build/retnet}
 . tests/cli/lib.bash
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-if [ ! -x "$R" ]; then echo "FAIL: $R not built (make tests)" >&2; echo "0 passed, 1 failed"; exit 1; fi
+cli_start
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
   echo "FAIL: node and npm are needed (scripts/setup.sh test)" >&2; echo "0 passed, 1 failed"; exit 1
 fi
