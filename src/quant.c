@@ -306,9 +306,9 @@ static inline size_t block_bytes(rn_wtype t) {
  * (a q4_0 row of 4096 weights is 2.3 KB), and the hardware prefetcher
  * stops at every 4 KB page and restarts late on each new row; so the
  * same place of the next tile's rows is fetched while this tile runs
- * (measured, medium model, 2 threads: q4_0 decoding 0.42 -> 0.57 of the
- * bandwidth bound, bf16 / f16 0.73 -> 0.79; f32 rows, four times longer,
- * stream well already and lost by it). */
+ * (medium model, 2 threads, quiet: q4_0 decoding 0.42 -> 0.54 of the
+ * bandwidth bound, bf16 / f16 0.73 -> 0.82; README "Low-bit inference").
+ * f32 rows, four times longer, stream well already and lost by it. */
 #define PREFETCH_NEXT(p, ahead) __builtin_prefetch((const char *)(p) + (ahead), 0, 3)
 
 #if RNI_QUANT_SIMD
