@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 static double rss_kb(void) {
     FILE *f = fopen("/proc/self/status", "r");
@@ -69,10 +70,12 @@ static double fma_peak_madds(void) {
     return sizeof(rn_real) == 4 ? best : best / 2;
 }
 
-/* The library's GEMM (internal, src/ops.h): its few-row path is what a
- * batched step runs for f32 weights. */
-void rni_gemm(int ta, int tb, int M, int N, int K, rn_real alpha, const rn_real *A, int lda, const rn_real *B, int ldb,
-              rn_real beta, rn_real *C, int ldc);
+/* The library's panel-packed product (internal, src/ops.h): what a batched
+ * step of a loaded f32 model runs. */
+size_t rni_panel_size(int N, int K);
+void rni_panel_pack(const rn_real *W, size_t ldw, int N, int K, rn_real *pk);
+void rni_panel_gemm(int M, int N, int K, const rn_real *x, int ldx, const rn_real *pk, rn_real *y, int ldy,
+                    int accumulate);
 
 /* Multiply-adds per second of the few-row product alone for B rows over
  * the model's layer shapes (x W^T for W of (2d + 2v) x d, d x v, f x d,
@@ -89,23 +92,35 @@ static double rows_rate(const rn_config *c, int B, int threads) {
     rn_real *W = malloc(sizeof(rn_real) * per * L), *A = malloc(sizeof(rn_real) * amax), *C = malloc(sizeof(rn_real) * amax);
     if (!W || !A || !C) die("out of memory");
     for (size_t i = 0; i < per * L; i++) W[i] = (rn_real)((i * 7919) % 255) / 255 - (rn_real)0.5;
+    size_t packed = 0;
+    for (int p = 0; p < 4; p++) packed += rni_panel_size(N[p], K[p]);
+    rn_real *pk = malloc(sizeof(rn_real) * packed * L);
+    if (!pk) die("out of memory");
+    rn_real *q = pk;
+    const rn_real *wl = W;
+    for (int l = 0; l < L; l++)
+        for (int p = 0; p < 4; p++) {
+            rni_panel_pack(wl, K[p], N[p], K[p], q);
+            wl += (size_t)N[p] * K[p];
+            q += rni_panel_size(N[p], K[p]);
+        }
     for (size_t i = 0; i < amax; i++) A[i] = (rn_real)((i * 31) % 97) / 97 - (rn_real)0.5;
     int saved = rn_get_threads();
     rn_set_threads(threads);
     double best = 1e30;
     for (int pass = 0; pass < 400; pass++) {
         double t0 = now_seconds();
-        const rn_real *w = W;
+        const rn_real *w = pk;
         for (int l = 0; l < L; l++)
             for (int p = 0; p < 4; p++) {
-                rni_gemm(0, 1, B, N[p], K[p], 1, A, K[p], w, K[p], p & 1, C, N[p]);
-                w += (size_t)N[p] * K[p];
+                rni_panel_gemm(B, N[p], K[p], A, K[p], w, C, N[p], p & 1);
+                w += rni_panel_size(N[p], K[p]);
             }
         double t = now_seconds() - t0;
         if (t < best) best = t;
     }
     rn_set_threads(saved);
-    free(W); free(A); free(C);
+    free(W); free(pk); free(A); free(C);
     return (double)B * per * L / best;
 }
 
@@ -127,9 +142,17 @@ static void batch_size(const char *size, double peak, int quick) {
     rn_config c = {0};
     if (rn_config_preset(&c, RN_PRESET_TORCHSCALE, size) != RN_OK) die("%s", rn_last_error());
     c.vocab = 256;
-    rn_model *m;
-    if (rn_model_create(&c, &m) != RN_OK) die("%s", rn_last_error());
-    rn_model_init_random(m, 1);
+    rn_model *m, *made;
+    if (rn_model_create(&c, &made) != RN_OK || rn_model_init_random(made, 1) != RN_OK) die("%s", rn_last_error());
+    /* written and loaded back, as `retnet serve` gets it (a loaded model's
+     * f32 products read its weights packed in panels) */
+    char path[] = "/tmp/retnet_bench_batch_XXXXXX";
+    int fd = mkstemp(path);
+    if (fd < 0) die("cannot create a temporary file in /tmp");
+    close(fd);
+    if (rn_model_save(made, path) != RN_OK || rn_model_load(path, &m) != RN_OK) die("%s", rn_last_error());
+    unlink(path);
+    rn_model_free(made);
     enum { NB = 4, MAXB = 64 };
     const int Bs[NB] = {1, 4, 16, 64};
     int32_t buf[5 + 13 * MAXB], tok[MAXB];

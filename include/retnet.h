@@ -158,7 +158,10 @@ RN_API const rn_config *rn_model_config(const rn_model *m);
 RN_API size_t rn_model_num_params(const rn_model *m);
 /* All parameters, one contiguous buffer of rn_model_num_params values. A
  * model that rn_model_load reads in place from its memory-mapped file gets
- * such a buffer (a copy) on the first call; NULL if memory is short. */
+ * such a buffer (a copy) on the first call; NULL if memory is short. The
+ * buffer is writable, so the call drops the copy of the f32 projections
+ * that a loaded model with up to 64 MB of them keeps packed for decoding:
+ * the same bits, but batches of streams decode more slowly. */
 RN_API rn_real *rn_model_params(rn_model *m);
 
 /* Recurrent state of a batch of B streams: per stream, layer and head a

@@ -4,6 +4,7 @@
  * and which names the tensors have (detected from the files). The tensors
  * themselves are tensor_io.c's. */
 #define _POSIX_C_SOURCE 200809L
+#include "objects.h"
 #include "tensor_io.h"
 
 #include <cjson/cJSON.h>
@@ -345,6 +346,7 @@ rn_status rn_model_load_flags(const char *path, unsigned flags, rn_model **out, 
     rn_status st = open_model(path, 1, &mp, &s, &cfg, &nm, &fmt);
     if (st != RN_OK) return st;
     st = rni_tensor_set_model(s, &cfg, &nm, flags, out);
+    if (st == RN_OK) rni_model_pack_panels(*out);
     if (st == RN_OK && format) *format = fmt;
     rni_tensor_set_close(s);
     paths_free(&mp);

@@ -79,6 +79,10 @@ struct rn_model {
      * ones (16-bit blocks assembled into one projection, vectors widened to
      * f32), in one block of our own; NULL when there are none. */
     void *own;
+    /* The f32 projections packed for few-row products (rni_wmat.pk), or
+     * NULL: made at load for models small enough, dropped when the weights
+     * become writable (rni_model_materialize). */
+    rn_real *panels;
     rn_weights w;
     rn_tensor_info *tensors;  /* parameter table */
     int n_tensors;

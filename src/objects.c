@@ -3,6 +3,7 @@
 #include "model.h"
 #include "objects.h"
 #include "acts.h"
+#include "ops.h"
 #include "params.h"
 #include "preset.h"
 #include "retention.h"
@@ -46,7 +47,56 @@ static void gather(const rn_model *m, rn_real *p) {
     }
 }
 
+/* The projections a forward multiplies by, with their shapes. */
+static int projections(rn_model *m, rni_wmat **w, int *N, int *K) {
+    const rn_config *c = &m->cfg;
+    int n = 0, d = c->dim, Vd = c->value_dim, F = c->ffn_dim, Fw = c->ffn == RN_FFN_GLU ? 2 * F : F;
+    for (int l = 0; l < c->layers; l++) {
+        rn_layer_w *lw = &m->w.layer[l];
+        w[n] = &lw->Wqkvg; N[n] = 2 * d + 2 * Vd; K[n++] = d;
+        w[n] = &lw->Wo; N[n] = d; K[n++] = Vd;
+        w[n] = &lw->Wfc1; N[n] = Fw; K[n++] = d;
+        w[n] = &lw->Wfc2; N[n] = d; K[n++] = F;
+    }
+    w[n] = &m->w.Whead; N[n] = c->vocab; K[n++] = d;
+    return n;
+}
+
+static void drop_panels(rn_model *m) {
+    if (!m->panels) return;
+    rni_free(m->panels);
+    m->panels = NULL;
+    for (int l = 0; l < m->cfg.layers; l++) {
+        rn_layer_w *lw = &m->w.layer[l];
+        lw->Wqkvg.pk = lw->Wo.pk = lw->Wfc1.pk = lw->Wfc2.pk = NULL;
+    }
+    m->w.Whead.pk = NULL;
+}
+
+void rni_model_pack_panels(rn_model *m) {
+    int np = 4 * m->cfg.layers + 1, *N = malloc(sizeof(int) * 2 * (size_t)np);
+    rni_wmat **w = malloc(sizeof *w * (size_t)np);
+    if (!N || !w || m->panels) goto done;
+    int *K = N + np, n = projections(m, w, N, K);
+    size_t total = 0;
+    for (int i = 0; i < n; i++)
+        if (w[i]->t == RN_WTYPE_F32) total += rni_panel_size(N[i], K[i]);
+    if (!total || !rni_panel_model(&m->cfg) || !(m->panels = rni_alloc(total, sizeof(rn_real))))
+        goto done;
+    rn_real *pk = m->panels;
+    for (int i = 0; i < n; i++) {
+        if (w[i]->t != RN_WTYPE_F32) continue;
+        rni_panel_pack(w[i]->p, w[i]->stride / sizeof(rn_real), N[i], K[i], pk);
+        w[i]->pk = pk;
+        pk += rni_panel_size(N[i], K[i]);
+    }
+done:
+    free(N);
+    free(w);
+}
+
 rn_status rni_model_materialize(rn_model *m) {
+    drop_panels(m);  /* the weights may change from here on */
     if (m->params) return RN_OK;
     /* A skeleton (no tensor has values yet) gets zeros, as rn_model_create. */
     int loaded = m->n_maps || m->own;
@@ -105,6 +155,7 @@ rn_status rni_model_new(const rn_config *cfg, int with_params, rn_model **out) {
 
 void rn_model_free(rn_model *m) {
     if (!m) return;
+    drop_panels(m);
     free(m->tensors);
     free(m->w.layer);
     rni_free(m->params);

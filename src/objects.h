@@ -14,6 +14,11 @@ rn_status rni_model_materialize(rn_model *m);
 /* Gives a skeleton model (no values, no buffer) its parameter buffer,
  * uninitialised: for a loader that writes every value. */
 rn_status rni_model_alloc_params(rn_model *m);
+/* Packs a loaded model's f32 projections in panels for the few-row
+ * products (decoding, batched decoding, short prompts) when
+ * rni_panel_model (params.h); without memory for them the products pack
+ * as they go, to the same bits. */
+void rni_model_pack_panels(rn_model *m);
 /* The first tensor held in another type than f32, or NULL. */
 const rn_tensor_info *rni_model_typed(const rn_model *m);
 /* RN_ERR_ARG for a model holding typed weights: training and gradients

@@ -4,6 +4,7 @@
 #include "vmath.h"
 
 #include <cblas.h>
+#include <pthread.h>
 #include <math.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -266,6 +267,197 @@ static void gemm_rows_wt(int M, int N, int K, rn_real alpha, const rn_real *A, i
     rows_wt(M, 0, N, K, alpha, A, lda, W, ldw, beta, C, ldc);
 }
 
+
+/* ------------------------------------------------ panel-packed weights */
+
+/* x W^T for a few rows from W packed in panels of RN_VL output columns
+ * (panel p: K rows of RN_VL, pk[p K VL + k VL + j] = W[p VL + j][k]). Each
+ * output is one chain of multiply-adds over k = 0..K-1 in a vector lane,
+ * so no horizontal sums (rows_wt spends a third of its time at 16 rows
+ * there) and, again, a row's result does not depend on the tile it sits
+ * in: the same bits alone or batched. A tile keeps MR x NP accumulators
+ * and reads each panel vector once for its MR rows. */
+size_t rni_panel_size(int N, int K) { return (size_t)((N + RN_VL - 1) / RN_VL) * (size_t)K * RN_VL; }
+
+void rni_panel_pack(const rn_real *W, size_t ldw, int N, int K, rn_real *pk) {
+    int np = (N + RN_VL - 1) / RN_VL;
+    for (int p = 0; p < np; p++)
+        for (int j = 0; j < RN_VL; j++) {
+            int n = p * RN_VL + j;
+            rn_real *dst = pk + (size_t)p * K * RN_VL + j;
+            for (int k = 0; k < K; k++) dst[(size_t)k * RN_VL] = n < N ? W[(size_t)n * ldw + k] : 0;
+        }
+}
+
+/* Loops over a tile's accumulators unrolled before register allocation,
+ * so the accumulators live in registers, not in a stack array. */
+#if defined(__clang__)
+#define RN_UNROLL _Pragma("clang loop unroll(full)")
+#elif defined(__GNUC__)
+#define RN_UNROLL _Pragma("GCC unroll 16")
+#else
+#define RN_UNROLL
+#endif
+
+static inline void vstore(rn_real *p, rn_vec v) { memcpy(p, &v, sizeof v); }
+
+/* Rows [0, MR) x panels [p, p + NP): one function per tile shape, so the
+ * accumulator array has its exact size and lives in registers. */
+#define PANEL_TILE(MR, NP)                                                                                         \
+    RN_FUSED_FN static void panel_tile_##MR##_##NP(int p, int N, int K, const rn_real *x, int ldx,                 \
+                                                   const rn_real *pk, rn_real *y, int ldy, int accumulate) {       \
+        RN_FUSED                                                                                                   \
+        rn_vec acc[MR][NP];                                                                                        \
+        RN_UNROLL for (int r = 0; r < MR; r++) RN_UNROLL for (int q = 0; q < NP; q++) acc[r][q] = (rn_vec){0};   \
+        const rn_real *w = pk + (size_t)p * K * RN_VL;                                                             \
+        for (int k = 0; k < K; k++) {                                                                              \
+            rn_vec wv[NP];                                                                                         \
+            RN_UNROLL for (int q = 0; q < NP; q++) wv[q] = vload(w + ((size_t)q * K + k) * RN_VL);                 \
+            RN_UNROLL for (int r = 0; r < MR; r++) {                                                               \
+                rn_real a = x[(size_t)r * ldx + k];                                                                \
+                RN_UNROLL for (int q = 0; q < NP; q++) acc[r][q] += a * wv[q];                                     \
+            }                                                                                                      \
+        }                                                                                                          \
+        RN_UNROLL for (int r = 0; r < MR; r++) RN_UNROLL for (int q = 0; q < NP; q++)                              \
+            panel_store(y + (size_t)r * ldy, (p + q) * RN_VL, N, acc[r][q], accumulate);                          \
+    }
+
+/* Output columns [n0, n0 + VL) of a row (fewer at the end of the row). */
+static inline void panel_store(rn_real *yr, int n0, int N, rn_vec v, int accumulate) {
+    if (n0 + RN_VL <= N) {
+        vstore(yr + n0, accumulate ? vload(yr + n0) + v : v);
+        return;
+    }
+    rn_real t[RN_VL];  /* a copy: indexing the vector itself would keep the tile in memory */
+    vstore(t, v);
+    for (int j = 0; j < N - n0; j++) yr[n0 + j] = accumulate ? yr[n0 + j] + t[j] : t[j];
+}
+
+/* Tiles that fit the register file: 32 vector registers with AVX-512,
+ * else 16 registers of half the width (a 64-byte vector takes two). */
+/* MR rows over panels [p0, p1): NP at a time, then the rest with
+ * narrower tiles. */
+#define PANEL_COLS(MR, NP, TAIL)                                                                                   \
+    static void panel_cols_##MR(int p0, int p1, int N, int K, const rn_real *x, int ldx, const rn_real *pk,       \
+                                rn_real *y, int ldy, int accumulate) {                                             \
+        int p = p0;                                                                                                \
+        for (; p + NP <= p1; p += NP) panel_tile_##MR##_##NP(p, N, K, x, ldx, pk, y, ldy, accumulate);             \
+        TAIL                                                                                                       \
+        for (; p < p1; p++) panel_tile_##MR##_1(p, N, K, x, ldx, pk, y, ldy, accumulate);                          \
+    }
+
+#if defined(__AVX512F__)
+PANEL_TILE(8, 3)
+PANEL_TILE(8, 2)
+PANEL_TILE(8, 1)
+PANEL_TILE(4, 4)
+PANEL_TILE(4, 1)
+PANEL_TILE(1, 8)
+PANEL_TILE(1, 1)
+PANEL_COLS(8, 3, if (p + 2 <= p1) { panel_tile_8_2(p, N, K, x, ldx, pk, y, ldy, accumulate); p += 2; })
+PANEL_COLS(4, 4, )
+PANEL_COLS(1, 8, )
+#else
+PANEL_TILE(4, 1)
+PANEL_TILE(1, 4)
+PANEL_TILE(1, 1)
+PANEL_COLS(4, 1, )
+PANEL_COLS(1, 4, )
+#endif
+
+static void panel_rows(int M, int p0, int p1, int N, int K, const rn_real *x, int ldx, const rn_real *pk,
+                       rn_real *y, int ldy, int accumulate) {
+    int i = 0;
+#if defined(__AVX512F__)
+    for (; i + 8 <= M; i += 8) panel_cols_8(p0, p1, N, K, x + (size_t)i * ldx, ldx, pk, y + (size_t)i * ldy, ldy, accumulate);
+    for (; i + 4 <= M; i += 4) panel_cols_4(p0, p1, N, K, x + (size_t)i * ldx, ldx, pk, y + (size_t)i * ldy, ldy, accumulate);
+#else
+    for (; i + 4 <= M; i += 4) panel_cols_4(p0, p1, N, K, x + (size_t)i * ldx, ldx, pk, y + (size_t)i * ldy, ldy, accumulate);
+#endif
+    for (; i < M; i++) panel_cols_1(p0, p1, N, K, x + (size_t)i * ldx, ldx, pk, y + (size_t)i * ldy, ldy, accumulate);
+}
+
+/* Panels [p0, p1) by the same operations one output at a time (scalar
+ * multiply-adds fused as the vector ones are): where no scratch could be
+ * had. */
+RN_FUSED_FN static void panel_rows_scalar(int M, int p0, int p1, int N, int K, const rn_real *x, int ldx,
+                                          const rn_real *W, size_t ldw, rn_real *y, int ldy, int accumulate) {
+    RN_FUSED
+    int n1 = p1 * RN_VL < N ? p1 * RN_VL : N;
+    for (int i = 0; i < M; i++)
+        for (int n = p0 * RN_VL; n < n1; n++) {
+            rn_real acc = 0;
+            for (int k = 0; k < K; k++) acc += x[(size_t)i * ldx + k] * W[(size_t)n * ldw + k];
+            rn_real *o = y + (size_t)i * ldy + n;
+            *o = accumulate ? *o + acc : acc;
+        }
+}
+
+/* This thread's scratch of at least n values, kept for its next call and
+ * freed when the thread ends (a key's destructor: a server's threads come
+ * and go); NULL without memory. */
+typedef struct {
+    size_t cap;
+    rn_real v[];
+} panel_buf;
+static pthread_key_t panel_key;
+static pthread_once_t panel_once = PTHREAD_ONCE_INIT;
+static int panel_key_ok;
+static void panel_key_make(void) { panel_key_ok = pthread_key_create(&panel_key, free) == 0; }
+
+static rn_real *panel_scratch(size_t n) {
+    pthread_once(&panel_once, panel_key_make);
+    if (!panel_key_ok) return NULL;
+    panel_buf *b = pthread_getspecific(panel_key);
+    if (b && b->cap >= n) return b->v;
+    panel_buf *nb = realloc(b, sizeof *nb + n * sizeof(rn_real));
+    if (!nb) return NULL;
+    nb->cap = n;
+    if (pthread_setspecific(panel_key, nb) != 0) { free(nb); return NULL; }
+    return nb->v;
+}
+
+/* Panels [p0, p1) from W itself: packed a block at a time into this
+ * thread's scratch (kept for its next call), then the same tiles, so the
+ * same bits as from the load's panels. */
+enum { PANEL_BLOCK = 24 }; /* a multiple of every tile's panel count */
+static void panel_rows_w(int M, int p0, int p1, int N, int K, const rn_real *x, int ldx, const rn_real *W, size_t ldw,
+                         rn_real *y, int ldy, int accumulate) {
+    rn_real *scratch = panel_scratch((size_t)PANEL_BLOCK * K * RN_VL);
+    if (!scratch) { panel_rows_scalar(M, p0, p1, N, K, x, ldx, W, ldw, y, ldy, accumulate); return; }
+    for (int pb = p0; pb < p1; pb += PANEL_BLOCK) {
+        int nb = p1 - pb < PANEL_BLOCK ? p1 - pb : PANEL_BLOCK, n0 = pb * RN_VL;
+        int ncols = N - n0 < nb * RN_VL ? N - n0 : nb * RN_VL;
+        rni_panel_pack(W + (size_t)n0 * ldw, ldw, ncols, K, scratch);
+        panel_rows(M, 0, nb, N - n0, K, x, ldx, scratch, y + n0, ldy, accumulate);
+    }
+}
+
+void rni_panel_gemm(int M, int N, int K, const rn_real *x, int ldx, const rn_real *pk, rn_real *y, int ldy,
+                    int accumulate) {
+    rni_panel_gemm_w(M, N, K, x, ldx, pk, NULL, 0, y, ldy, accumulate);
+}
+
+void rni_panel_gemm_w(int M, int N, int K, const rn_real *x, int ldx, const rn_real *pk, const rn_real *W, size_t ldw,
+                      rn_real *y, int ldy, int accumulate) {
+    if (M <= 0 || N <= 0) return;
+    atomic_fetch_add_explicit(&gemm_madds, (uint64_t)M * N * K, memory_order_relaxed);
+    int np = (N + RN_VL - 1) / RN_VL;
+    /* both cores split the panels once the product pays for the fork, as
+     * gemm_rows_wt splits its columns */
+    if ((size_t)M * N * K >= ((size_t)1 << 16) && np > 1 && rn_get_threads() > 1) {
+#pragma omp parallel
+        {
+            int t = rni_thread_id(), nt = rni_team_size();
+            int p0 = (int)((int64_t)np * t / nt), p1 = (int)((int64_t)np * (t + 1) / nt);
+            if (pk) panel_rows(M, p0, p1, N, K, x, ldx, pk, y, ldy, accumulate);
+            else panel_rows_w(M, p0, p1, N, K, x, ldx, W, ldw, y, ldy, accumulate);
+        }
+        return;
+    }
+    if (pk) panel_rows(M, 0, np, N, K, x, ldx, pk, y, ldy, accumulate);
+    else panel_rows_w(M, 0, np, N, K, x, ldx, W, ldw, y, ldy, accumulate);
+}
 
 /* One BLAS call, float (dbl 0) or double; alpha and beta in double. */
 static void blas_call(int dbl, int ta, int tb, int M, int N, int K, double alpha, const void *A, int lda,

@@ -47,6 +47,19 @@ void rni_sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *A,
  * when rni_gemm splits a product: multiples of 16 (the BLAS kernels'
  * unroll). */
 void rni_split_rows(int len, int t, int nt, int *i0, int *i1);
+/* Weights packed for few-row products: W (N, K), row stride ldw, into
+ * rni_panel_size(N, K) values of panels of the vector width; then Y (M, N)
+ * = X W^T (Y += with accumulate) from them, each output one multiply-add
+ * chain over k, so a row gets the same bits in any batch (counted as
+ * rni_gemm). For up to 64 rows; more go through BLAS on W itself. */
+size_t rni_panel_size(int N, int K);
+void rni_panel_pack(const rn_real *W, size_t ldw, int N, int K, rn_real *pk);
+void rni_panel_gemm(int M, int N, int K, const rn_real *x, int ldx, const rn_real *pk, rn_real *y, int ldy,
+                    int accumulate);
+/* The same bits from W (N, K) itself (pk NULL: packed block by block into
+ * a per-thread scratch as it goes; pk given: W unused). */
+void rni_panel_gemm_w(int M, int N, int K, const rn_real *x, int ldx, const rn_real *pk, const rn_real *W, size_t ldw,
+                      rn_real *y, int ldy, int accumulate);
 /* Multiply-adds issued through rni_gemm by this process so far (tests);
  * the weight products that bypass it (rni_linear_forward's kernels) add
  * theirs with rni_gemm_count. */

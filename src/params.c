@@ -47,8 +47,15 @@ int rni_param_table(const rn_config *c, rn_tensor_info *tab, size_t *n_params) {
     return n;
 }
 
+int rni_panel_model(const rn_config *c) {
+    double d = c->dim, Vd = c->value_dim, F = c->ffn_dim, Fw = c->ffn == RN_FFN_GLU ? 2 * F : F;
+    double per = (2 * d + 2 * Vd) * d + d * Vd + Fw * d + d * F;
+    return (per * c->layers + (double)c->vocab * d) * sizeof(rn_real) <= (double)RNI_PANEL_MAX_BYTES;
+}
+
 rn_status rni_weights_bind(const rn_config *c, const rn_tensor_info *tab, int n, rn_real *buf,
                           rn_weights *w) {
+    int panel = rni_panel_model(c);
     rn_layer_w *layers = w->layer;
     memset(w, 0, sizeof *w);
     w->layer = layers;
@@ -59,7 +66,8 @@ rn_status rni_weights_bind(const rn_config *c, const rn_tensor_info *tab, int n,
         /* the tensor as held: a buffer is f32 */
         rn_wtype t = buf ? RN_WTYPE_F32 : tab[i].wtype;
         rni_wmat wm = {t == RN_WTYPE_F32 ? (const void *)p : tab[i].wdata, t,
-                       t == RN_WTYPE_F32 ? sizeof(rn_real) * (size_t)tab[i].cols : rn_wtype_row_bytes(t, tab[i].cols)};
+                       t == RN_WTYPE_F32 ? sizeof(rn_real) * (size_t)tab[i].cols : rn_wtype_row_bytes(t, tab[i].cols),
+                       t == RN_WTYPE_F32 && panel, NULL};
         switch (tab[i].kind) {
         case RN_T_EMBED: w->embed = p; w->Wembed = wm; break;
         case RN_T_EMBED_NORM_W: w->embed_norm_w = p; break;

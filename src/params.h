@@ -9,6 +9,11 @@
 int rni_param_table(const rn_config *cfg, rn_tensor_info *tab, size_t *n_params);
 /* Points w's fields into buf laid out as the table says, or (buf NULL) at
  * each tensor's data. */
+/* Whether a model of this config computes its f32 products of up to 64
+ * rows in the panel kernel's order (its projections take at most
+ * RNI_PANEL_MAX_BYTES, 64 MB: the copy a loaded one keeps packed). */
+#define RNI_PANEL_MAX_BYTES ((size_t)64 << 20)
+int rni_panel_model(const rn_config *c);
 rn_status rni_weights_bind(const rn_config *cfg, const rn_tensor_info *tab, int n,
                           rn_real *buf, rn_weights *w);
 const char *rni_tensor_kind_name(rn_tensor_kind k);

@@ -1290,6 +1290,10 @@ void rni_matmul_w_x8_ref(int M, int N, int K, const float *X, int ldx, const voi
  * dequantised panels beyond (prefill). */
 void rni_linear_forward(const rni_wmat *W, int M, int N, int K, const rn_real *x, int ldx, rn_real *y, int ldy,
                         int accumulate, int x8) {
+    if (W->panel && M <= 64) {  /* the same bits for a row in any batch, packed or not */
+        rni_panel_gemm_w(M, N, K, x, ldx, W->pk, (const rn_real *)W->p, W->stride / sizeof(rn_real), y, ldy, accumulate);
+        return;
+    }
 #ifdef RETNET_DOUBLE
     (void)x8;
     rni_gemm(0, 1, M, N, K, 1, x, ldx, (const rn_real *)W->p, (int)(W->stride / sizeof(rn_real)), accumulate ? 1 : 0,

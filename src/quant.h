@@ -84,6 +84,11 @@ typedef struct {
     const void *p;
     rn_wtype t;
     size_t stride;
+    /* f32 of a model small enough (RNI_PANEL_MAX_BYTES): products of up
+     * to 64 rows in the panel kernel's order, from pk, the weights packed
+     * at load (rni_panel_pack), or else from p packed as they go */
+    int panel;
+    const rn_real *pk;
 } rni_wmat;
 
 /* y (M, N) = x (M, K) W^T, or y += x W^T with accumulate: the model's

@@ -287,20 +287,38 @@ void rni_retention_chunk(const rn_model *m, int h, int64_t pos, int L, const rn_
     rni_gemm(1, 0, K, Dv, L, 1, kt, K, v, ldv, has_state ? 1 : 0, U, Dv);
 }
 
+/* Columns [c0, c0 + n) of a step: the state's rows updated and read in
+ * one sweep, o's columns accumulating in a local block (registers for a
+ * full block) instead of in memory that might alias the state. The same
+ * operations in the same order per element as a plain loop. */
+static inline __attribute__((always_inline)) void step_cols(const int n, int K, int Dv, int c0, double g,
+                                                            const rn_model *m, const rn_real *q, const rn_real *k,
+                                                            const rn_real *restrict v, rn_real *restrict U,
+                                                            rn_real *acc) {
+    for (int c = 0; c < n; c++) acc[c] = 0;
+    for (int j = 0; j < K; j++) {
+        rn_real f = (rn_real)(g * dim_decay(m, j, 1)), kj = k[j], qj = q[j];
+        rn_real *restrict u = U + (size_t)j * Dv + c0;
+        const rn_real *restrict vv = v + c0;
+        for (int c = 0; c < n; c++) {
+            u[c] = u[c] * f + kj * vv[c];
+            acc[c] += qj * u[c];
+        }
+    }
+}
+
 void rni_retention_step(const rn_model *m, int h, int64_t pos, const rn_real *q,
                        const rn_real *k, const rn_real *v, rn_real *U, rn_real *o) {
     int K = m->K, Dv = m->Dv;
     double g = exp(m->head[h].lambda), r = row_scale(m, h, pos);
-    for (int c = 0; c < Dv; c++) o[c] = 0;
-    for (int j = 0; j < K; j++) {
-        rn_real f = (rn_real)(g * dim_decay(m, j, 1)), kj = k[j], qj = q[j];
-        rn_real *u = U + (size_t)j * Dv;
-        for (int c = 0; c < Dv; c++) {
-            u[c] = u[c] * f + kj * v[c];
-            o[c] += qj * u[c];
-        }
+    enum { BLK = 64 };
+    for (int c0 = 0; c0 < Dv; c0 += BLK) {
+        rn_real acc[BLK];
+        int n = Dv - c0 < BLK ? Dv - c0 : BLK;
+        if (n == BLK) step_cols(BLK, K, Dv, c0, g, m, q, k, v, U, acc);
+        else step_cols(n, K, Dv, c0, g, m, q, k, v, U, acc);
+        for (int c = 0; c < n; c++) o[c0 + c] = (rn_real)(acc[c] * r);
     }
-    for (int c = 0; c < Dv; c++) o[c] = (rn_real)(o[c] * r);
 }
 
 /* ----------------------------------------------------------- backward */

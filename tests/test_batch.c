@@ -98,22 +98,23 @@ static void staggered(rn_model *m, const char *label) {
     rn_state_free(batch);
 }
 
-/* The same with the weights in bf16, f16, q8_0 and q4_0 (int8
+/* The same loaded from a file in f32, bf16, f16, q8_0 and q4_0 (int8
  * activations): their kernels take all the rows of a step at once, each
  * row by the same operations, so a row's bits do not depend on the batch
  * either (the float64 build dequantises them on load). */
 static void staggered_quantized(void) {
     rn_model *m = make_model(RN_PRESET_TORCHSCALE, 32, 2, 64, 2, V, 17);
-    const rn_wtype ts[] = {RN_WTYPE_BF16, RN_WTYPE_F16, RN_WTYPE_Q8_0, RN_WTYPE_Q4_0};
-    for (int i = 0; i < 4; i++) {
+    /* f32 first: loaded, its products read the weights packed in panels */
+    const rn_wtype ts[] = {RN_WTYPE_F32, RN_WTYPE_BF16, RN_WTYPE_F16, RN_WTYPE_Q8_0, RN_WTYPE_Q4_0};
+    for (int i = 0; i < 5; i++) {
         char path[] = "/tmp/test_batch_XXXXXX", label[64];
         int fd = mkstemp(path);
         CHECK(fd >= 0, "mkstemp");
         if (fd < 0) continue;
         close(fd);
         rn_model *q = NULL;
-        CHECK(rn_model_quantize(m, path, ts[i], 0) == RN_OK && rn_model_load(path, &q) == RN_OK, "quantize %s: %s",
-              rn_wtype_name(ts[i]), rn_last_error());
+        rn_status st = ts[i] == RN_WTYPE_F32 ? rn_model_save(m, path) : rn_model_quantize(m, path, ts[i], 0);
+        CHECK(st == RN_OK && rn_model_load(path, &q) == RN_OK, "quantize %s: %s", rn_wtype_name(ts[i]), rn_last_error());
         if (q) {
             snprintf(label, sizeof label, "torchscale %s", rn_wtype_name(ts[i]));
             staggered(q, label);
@@ -208,6 +209,13 @@ static void row_api(void) {
 void rni_gemm(int ta, int tb, int M, int N, int K, rn_real alpha, const rn_real *A, int lda, const rn_real *B, int ldb,
               rn_real beta, rn_real *C, int ldc);
 
+size_t rni_panel_size(int N, int K);
+void rni_panel_pack(const rn_real *W, size_t ldw, int N, int K, rn_real *pk);
+void rni_panel_gemm(int M, int N, int K, const rn_real *x, int ldx, const rn_real *pk, rn_real *y, int ldy,
+                    int accumulate);
+void rni_panel_gemm_w(int M, int N, int K, const rn_real *x, int ldx, const rn_real *pk, const rn_real *W, size_t ldw,
+                      rn_real *y, int ldy, int accumulate);
+
 static void few_rows(void) {
     const int shapes[][2] = {{1, 16}, {5, 7}, {131, 300}, {1536, 256}, {256, 512}}; /* N, K */
     int saved = rn_get_threads();
@@ -244,6 +252,37 @@ static void few_rows(void) {
                     }
                 }
         }
+        /* the same from W packed in panels (what a loaded model's
+         * products read): each row alone equal to it in any batch, and
+         * within rounding of the float64 sum */
+        rn_real *pk = malloc(sizeof(rn_real) * rni_panel_size(N, K));
+        rni_panel_pack(W, K, N, K, pk);
+        for (int th = 1; th <= 2; th++) {
+            rn_set_threads(th);
+            for (int acc = 0; acc <= 1; acc++)
+                for (int M = 1; M <= Mmax; M += M < 12 ? 1 : 5) {
+                    memcpy(C, C0, sizeof(rn_real) * M * N);
+                    rni_panel_gemm(M, N, K, A, K, pk, C, N, acc);
+                    for (int i = 0; i < M; i++) {
+                        rn_set_threads(1);
+                        memcpy(C1, C0 + (size_t)i * N, sizeof(rn_real) * N);
+                        rni_panel_gemm(1, N, K, A + (size_t)i * K, K, pk, C1, N, acc);
+                        rn_set_threads(th);
+                        differ += memcmp(C1, C + (size_t)i * N, sizeof(rn_real) * N) != 0;
+                        /* from W unpacked (packed as it goes): the same bits */
+                        memcpy(C1, C0 + (size_t)i * N, sizeof(rn_real) * N);
+                        rni_panel_gemm_w(1, N, K, A + (size_t)i * K, K, NULL, W, K, C1, N, acc);
+                        differ += memcmp(C1, C + (size_t)i * N, sizeof(rn_real) * N) != 0;
+                        for (int j = 0; j < N; j++) {
+                            double want = acc ? C0[(size_t)i * N + j] : 0;
+                            for (int k = 0; k < K; k++) want += (double)A[(size_t)i * K + k] * W[(size_t)j * K + k];
+                            double e = fabs(C[(size_t)i * N + j] - want) / (1 + fabs(want));
+                            if (e > worst) worst = e;
+                        }
+                    }
+                }
+        }
+        free(pk);
         CHECK(differ == 0, "few-row product N %d K %d: %d rows differ from the row alone", N, K, differ);
         CHECK(worst < (sizeof(rn_real) == 4 ? 2e-5 : 1e-13), "few-row product N %d K %d: off the float64 sum by %.2e", N, K, worst);
         free(A); free(W); free(C); free(C1); free(C0);

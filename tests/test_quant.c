@@ -463,7 +463,7 @@ static void test_rows_alone(void) {
     fill(&r, Wf, (size_t)N * K, 1);
     int bad = 0;
     for (int t = 1; t < RN_WTYPE_COUNT; t++) {  /* f32: rni_gemm (ops.c) */
-        rni_wmat w = {W, (rn_wtype)t, rn_wtype_row_bytes(t, K)};
+        rni_wmat w = {W, (rn_wtype)t, rn_wtype_row_bytes(t, K), 0, NULL};
         for (int n = 0; n < N; n++) rn_quantize_row(t, Wf + (size_t)n * K, W + n * w.stride, K);
         for (int x8 = 0; x8 < 2; x8++)
             for (int rows = 13; rows <= M; rows += M - 13) {
