@@ -66,6 +66,7 @@ static void layout(const rn_model *m, rn_acts *a, bump *b) {
     }
     /* Training starts every stream at position 0: one table for the arena. */
     a->rot = a->train ? take(b, (size_t)a->T * 4, (size_t)m->K / 2) : NULL;
+    a->rot_rows = a->train ? NULL : take(b, N * 4, (size_t)m->K / 2);
     a->ws = take(b, a->nthreads, a->ws_per_thread);
 }
 

@@ -43,6 +43,8 @@ typedef struct rn_acts {
     rn_real *dtmp;                 /* (N, max(F, Vd)) backward scratch            */
     rn_real *dbuf;                 /* (N, max(2F, 2d+2Vd)) backward scratch        */
     rn_real *rot;                  /* (T, 4, K/2): rotation table of positions 0.. (train; else NULL) */
+    rn_real *rot_rows;             /* (N, 4, K/2): each row's factors at its position, filled once a
+                                      forward for every layer (inference; else NULL) */
     rn_real *ws;                   /* (nthreads, ws_per_thread) retention scratch */
     size_t ws_per_thread;
     int nthreads;

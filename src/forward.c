@@ -4,6 +4,7 @@
 #include "forward.h"
 #include "layer.h"
 #include "ops.h"
+#include "retention.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -30,6 +31,7 @@ rn_status rni_forward_hidden(rn_model *m, rn_acts *a, const int32_t *tokens, rn_
     if (c->embed_norm)
         rni_norm_forward(c->block_norm, a->emb, a->emean, a->erstd, a->emb_raw, m->w.embed_norm_w,
                         m->w.embed_norm_b, N, d, c->norm_eps);
+    if (a->rot_rows) rni_rotation_rows(m, a->rot_rows, a->B, a->T, state ? state->pos : NULL);
     for (int l = 0; l < c->layers; l++) rni_layer_forward(m, a, l, state, mode, flags);
     if (c->final_norm)
         rni_norm_forward(c->block_norm, a->xf, a->meanf, a->rstdf, a->x_out, m->w.final_w, m->w.final_b, N, d, c->norm_eps);

@@ -252,7 +252,7 @@ void rni_layer_forward(rn_model *m, rn_acts *a, int l, rn_state *st, rn_mode mod
     /* q, k, v, g = RMSNorm(x) [Wq; Wk; Wv; Wg]^T in one GEMM */
     rni_norm_forward(c->block_norm, la->xn1, la->mean1, la->rstd1, la->x_in, w->norm1_w, w->norm1_b, N, d, c->norm_eps);
     rni_linear_forward(&w->Wqkvg, N, Pw, d, la->xn1, d, la->P, Pw, 0, m->x8);
-    if (!a->rot) rni_rotate(m, la->P, Pw, a->B, a->T, st ? st->pos : NULL, 0);  /* and the q/k scale (training: in retention) */
+    if (!a->rot) rni_rotate_rows(m, la->P, Pw, N, a->rot_rows);  /* and the q/k scale (training: in retention) */
     retention_forward(m, a, la, l, st, mode, flags);
 
     /* y = headnorm(o); gated = swish(g) * y; x_mid = x_in + gated Wo^T */

@@ -139,44 +139,54 @@ void rni_rotate_head(const rn_model *m, rn_real *x, int ld, int T, const rn_real
     }
 }
 
-/* Positions [t0, t1) of rotate_block. */
-static void rotate_rows(const rn_model *m, rn_real *x, int ld, int B, int T, int64_t pos0, int t0, int t1,
-                        double sign, const double scale[2]) {
-    int K = m->K, half = K / 2, H = m->cfg.heads;
-    int interleaved = m->cfg.rotation != RN_ROT_HALF;
-    rn_real cs[2][half], sn[2][half]; /* [q|k][j]; K/2 <= 32768 by rn_config_validate */
-    for (int t = t0; t < t1; t++) {
-        rotation_factors(m, (double)(pos0 + t), sign, scale, cs[0], sn[0], cs[1], sn[1]);
-        for (int b = 0; b < B; b++) {
-            rn_real *row = x + ((size_t)b * T + t) * ld;  /* (2H, K): q heads, k heads */
-            for (int hh = 0; hh < 2 * H; hh++)
-                rotate_vec(row + (size_t)hh * K, cs[hh >= H], sn[hh >= H], half, interleaved, 0);
-        }
+/* Rows [n0, n1) of rni_rotation_rows. */
+static void rotation_rows(const rn_model *m, rn_real *tab, int T, const int64_t *pos, int n0, int n1,
+                          const double scale[2]) {
+    int half = m->K / 2;
+    for (int n = n0; n < n1; n++) {
+        rn_real *r = tab + (size_t)n * 4 * half;
+        rotation_factors(m, (double)((pos ? pos[n / T] : 0) + n % T), 1.0, scale, r, r + half, r + 2 * half, r + 3 * half);
     }
 }
 
-static void rotate_block(const rn_model *m, rn_real *x, int ld, int B, int T, int64_t pos0, int inverse) {
-    double sign = inverse ? -1.0 : 1.0, scale[2];
+void rni_rotation_rows(const rn_model *m, rn_real *tab, int B, int T, const int64_t *pos) {
+    double scale[2];
     qk_scales(m, scale);
-    /* A decoding step's rows enter no parallel region: an if(0) one still
-     * costs libgomp a team, a malloc and a free. */
-    if ((size_t)T * B > 16 && T > 1) {
+    int N = B * T;
+    if (N > 16) {  /* a decoding step's rows enter no parallel region (see rotate_block) */
 #pragma omp parallel
         {
             int id = rni_thread_id(), nt = rni_team_size();
-            rotate_rows(m, x, ld, B, T, pos0, (int)((int64_t)T * id / nt), (int)((int64_t)T * (id + 1) / nt), sign, scale);
+            rotation_rows(m, tab, T, pos, (int)((int64_t)N * id / nt), (int)((int64_t)N * (id + 1) / nt), scale);
         }
         return;
     }
-    rotate_rows(m, x, ld, B, T, pos0, 0, T, sign, scale);
+    rotation_rows(m, tab, T, pos, 0, N, scale);
 }
 
-void rni_rotate(const rn_model *m, rn_real *x, int ld, int B, int T, const int64_t *pos, int inverse) {
-    int same = 1;
-    for (int b = 1; pos && b < B; b++) same &= pos[b] == pos[0];
-    if (same) { rotate_block(m, x, ld, B, T, pos ? pos[0] : 0, inverse); return; }
-    /* Streams at different positions (a server's batch): row by row. */
-    for (int b = 0; b < B; b++) rotate_block(m, x + (size_t)b * T * ld, ld, 1, T, pos[b], inverse);
+/* Rows [n0, n1) of rni_rotate_rows. */
+static void rotate_tab_rows(const rn_model *m, rn_real *x, int ld, const rn_real *tab, int n0, int n1) {
+    int K = m->K, half = K / 2, H = m->cfg.heads, interleaved = m->cfg.rotation != RN_ROT_HALF;
+    for (int n = n0; n < n1; n++) {
+        const rn_real *r = tab + (size_t)n * 4 * half;
+        rn_real *row = x + (size_t)n * ld;  /* (2H, K): q heads, k heads */
+        for (int hh = 0; hh < 2 * H; hh++) {
+            const rn_real *f = r + (hh >= H) * 2 * half;
+            rotate_vec(row + (size_t)hh * K, f, f + half, half, interleaved, 0);
+        }
+    }
+}
+
+void rni_rotate_rows(const rn_model *m, rn_real *x, int ld, int N, const rn_real *tab) {
+    if (N > 16) {
+#pragma omp parallel
+        {
+            int id = rni_thread_id(), nt = rni_team_size();
+            rotate_tab_rows(m, x, ld, tab, (int)((int64_t)N * id / nt), (int)((int64_t)N * (id + 1) / nt));
+        }
+        return;
+    }
+    rotate_tab_rows(m, x, ld, tab, 0, N);
 }
 
 /* ------------------------------------------------------------ forward */

@@ -9,16 +9,18 @@
 /* Computes the position-dependent parts of the model (decays, rotation). */
 rn_status rni_model_consts(rn_model *m);
 
-/* Rotation of q and k rows (B x T rows of H heads of K; row stride ld)
- * for positions pos[b] + t (pos NULL: 0 + t), and the config's q or k scale
- * 1/sqrt(K); inverse = 1 applies the transpose (for gradients). */
-void rni_rotate(const rn_model *m, rn_real *x, int ld, int B, int T, const int64_t *pos, int inverse);
-
-/* The factors rni_rotate applies at positions 0..T-1, tab (T, 4, K/2): per
+/* The factors of the rotation of q and k rows at positions 0..T-1, with
+ * the config's q or k scale 1/sqrt(K) folded in, tab (T, 4, K/2): per
  * position cos and sin with the q scale, then with the k scale. */
 void rni_rotation_table(const rn_model *m, rn_real *tab, int T);
-/* rni_rotate of one head's q (k = 0) or k (k = 1) over T rows of stride
- * ld at positions 0..T-1, from the table: the same values as rni_rotate
+/* The same factors for B x T rows whose stream b starts at pos[b] (NULL:
+ * 0), tab (B T, 4, K/2): one computation a forward; rni_rotate_rows then
+ * rotates every layer's q and k rows (N rows of 2H heads of K, row stride
+ * ld) by them. */
+void rni_rotation_rows(const rn_model *m, rn_real *tab, int B, int T, const int64_t *pos);
+void rni_rotate_rows(const rn_model *m, rn_real *x, int ld, int N, const rn_real *tab);
+/* The rotation of one head's q (k = 0) or k (k = 1) over T rows of stride
+ * ld at positions 0..T-1, from the table: the same values as rni_rotate_rows
  * (inverse: its transpose). Training rotates inside each stream's
  * retention, whose rows are then in cache. */
 void rni_rotate_head(const rn_model *m, rn_real *x, int ld, int T, const rn_real *tab, int k, int inverse);
