@@ -529,7 +529,7 @@ static const char *basename_of(const char *p) {
 
 int cmd_serve(int argc, char **argv) {
     const char *path = NULL, *host = "127.0.0.1", *api_key = NULL, *api_key_file = NULL, *tpl = NULL;
-    int port = 8080, slots = 4, queue = 64, max_tokens = 2048, threads = 0, chunk = 256, timeout = 30;
+    int port = 8080, slots = 4, queue = 64, max_tokens = 2048, threads = 0, chunk = 256, timeout = 30, f32 = 0;
     double cache_mb = 256, max_body_mb = 1;
     opt opts[] = {{"model", OPT_STR, &path, 0, 0, "model file or directory", 0},
                   {"host", OPT_STR, &host, 0, 0, "address to bind (IPv4)", 0},
@@ -546,6 +546,7 @@ int cmd_serve(int argc, char **argv) {
                   {"chat-template", OPT_STR, &tpl, 0, 0,
                    "chat template: plain, chatml, llama2 or mistral (default: tokenizer_config.json's if known, else plain)", 0},
                   {"max-body-mb", OPT_DOUBLE, &max_body_mb, 1e-3, 1024, "request body cap in MB (413 beyond)", 0},
+                  F32_OPT(f32),
                   {0}};
     command_spec cmd = {"serve", "--model PATH [--host H] [--port P] [--slots N] [--api-key KEY] ...",
                         "An OpenAI-compatible HTTP server: /v1/completions, /v1/chat/completions (SSE\n"
@@ -622,7 +623,7 @@ int cmd_serve(int argc, char **argv) {
            cache_mb);
     fflush(stdout);
     /* Listening already: /health answers 503 until the model is loaded. */
-    S->model = load_model_or_die(path);
+    S->model = load_model_as_or_die(path, f32);
     /* the model directory's tokenizer.json (BOS as it says), else bytes */
     S->tok = model_tokenizer("serve", path, NULL, rn_model_config(S->model)->vocab);
     S->eos = rn_tokenizer_eos(S->tok);

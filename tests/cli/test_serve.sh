@@ -386,4 +386,20 @@ start_server tc3 --chat-template llama2
 curl -s -m 10 -o "$tmp/models5" "http://127.0.0.1:$PORT/v1/models"
 check "grep -q '\"chat_template\":\"llama2\",\"chat_template_source\":\"--chat-template\"' '$tmp/models5'" "--chat-template over the config: $(cat "$tmp/models5")"
 m=$m0
+
+# A bf16 file: served as stored and with --f32 (widened), each greedy
+# completion equal to `retnet generate` with the same flag.
+m16=$tmp/m16.safetensors
+$R convert --in "$m" --out "$m16" --dtype bf16 >/dev/null 2>"$tmp/err"
+check "[ $? -eq 0 ]" "convert to bf16: $(cat "$tmp/err")"
+m=$m16
+for flag in "" --f32; do
+    $R generate --model "$m" --prompt "$P" --n 24 --temperature 0 --chunk 32 --threads 1 $flag >"$tmp/gen16" 2>/dev/null
+    start_server "s16$flag" $flag --chunk 32
+    curl -s -m 30 -o "$tmp/c16" "http://127.0.0.1:$PORT/v1/completions" \
+        -d "{\"prompt\": \"$P\", \"max_tokens\": 24, \"temperature\": 0}"
+    check "$CK same '$tmp/c16' '$tmp/gen16' '$P'" "bf16 ${flag:-as stored}: serve differs from generate: $(head -c 200 "$tmp/c16")"
+    kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null
+done
+m=$m0
 finish
