@@ -84,6 +84,7 @@ struct sjob {
                                      scheduler before prompt_done */
     int prompt_done;              /* the prompt is prefilled (or the job ended) */
     double t_submit, t_first, t_done;
+    double t_signal; /* when a decoding step last woke its connection (0: not yet) */
     pthread_cond_t cv;
     pthread_cond_t *wake;         /* also signalled (another job's cv: the request's first), or NULL */
     sjob *next;
