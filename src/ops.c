@@ -4,6 +4,9 @@
 #include "vmath.h"
 
 #include <cblas.h>
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 #include <pthread.h>
 #include <math.h>
 #include <stdatomic.h>
@@ -279,6 +282,56 @@ static void gemm_rows_wt(int M, int N, int K, rn_real alpha, const rn_real *A, i
  * and reads each panel vector once for its MR rows. */
 size_t rni_panel_size(int N, int K) { return (size_t)((N + RN_VL - 1) / RN_VL) * (size_t)K * RN_VL; }
 
+#if defined(__AVX512F__) && !defined(RETNET_DOUBLE)
+/* A 16 x 16 block transposed in registers (64 shuffles): r[j] holds row j,
+ * then column j. Four stages: pairs of rows interleaved (ps), pairs of
+ * pairs (pd), then 128-bit lanes across the halves. */
+static inline void transpose16(__m512 r[16]) {
+    __m512 t[16];
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    for (int i = 0; i < 4; i++) {  /* r[4i + c], lane L: rows 4i..4i+3 of column 4L + c */
+        __m512d a = _mm512_castps_pd(t[4 * i]), b = _mm512_castps_pd(t[4 * i + 1]);
+        __m512d c = _mm512_castps_pd(t[4 * i + 2]), d = _mm512_castps_pd(t[4 * i + 3]);
+        r[4 * i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+        r[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+        r[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
+        r[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
+    }
+    for (int c = 0; c < 4; c++) {
+        t[c] = _mm512_shuffle_f32x4(r[c], r[4 + c], 0x88);
+        t[4 + c] = _mm512_shuffle_f32x4(r[c], r[4 + c], 0xdd);
+        t[8 + c] = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0x88);
+        t[12 + c] = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0xdd);
+    }
+    for (int c = 0; c < 4; c++) {
+        r[c] = _mm512_shuffle_f32x4(t[c], t[8 + c], 0x88);
+        r[8 + c] = _mm512_shuffle_f32x4(t[c], t[8 + c], 0xdd);
+        r[4 + c] = _mm512_shuffle_f32x4(t[4 + c], t[12 + c], 0x88);
+        r[12 + c] = _mm512_shuffle_f32x4(t[4 + c], t[12 + c], 0xdd);
+    }
+}
+
+void rni_panel_pack(const rn_real *W, size_t ldw, int N, int K, rn_real *pk) {
+    int np = (N + RN_VL - 1) / RN_VL;
+    for (int p = 0; p < np; p++) {
+        rn_real *dst = pk + (size_t)p * K * RN_VL;
+        for (int k0 = 0; k0 < K; k0 += 16) {
+            int kn = K - k0 < 16 ? K - k0 : 16;
+            __mmask16 m = (__mmask16)((1u << kn) - 1);
+            __m512 r[16];
+            for (int j = 0; j < 16; j++) {
+                int n = p * 16 + j;
+                r[j] = n < N ? _mm512_maskz_loadu_ps(m, W + (size_t)n * ldw + k0) : _mm512_setzero_ps();
+            }
+            transpose16(r);
+            for (int i = 0; i < kn; i++) _mm512_storeu_ps(dst + (size_t)(k0 + i) * 16, r[i]);
+        }
+    }
+}
+#else
 void rni_panel_pack(const rn_real *W, size_t ldw, int N, int K, rn_real *pk) {
     int np = (N + RN_VL - 1) / RN_VL;
     for (int p = 0; p < np; p++)
@@ -288,6 +341,7 @@ void rni_panel_pack(const rn_real *W, size_t ldw, int N, int K, rn_real *pk) {
             for (int k = 0; k < K; k++) dst[(size_t)k * RN_VL] = n < N ? W[(size_t)n * ldw + k] : 0;
         }
 }
+#endif
 
 /* Loops over a tile's accumulators unrolled before register allocation,
  * so the accumulators live in registers, not in a stack array. */
@@ -417,12 +471,41 @@ static rn_real *panel_scratch(size_t n) {
     return nb->v;
 }
 
+#if defined(__AVX512F__) && !defined(RETNET_DOUBLE)
+/* One row from W itself over panels [p0, p1) (a decoding stream): each
+ * 16 x 16 block transposed in registers and used at once, no scratch; the
+ * same chain per output as the tiles. */
+static void panel_row1_w(int p0, int p1, int N, int K, const rn_real *x, const rn_real *W, size_t ldw, rn_real *y,
+                         int accumulate) {
+    for (int p = p0; p < p1; p++) {
+        __m512 acc = _mm512_setzero_ps();
+        for (int k0 = 0; k0 < K; k0 += 16) {
+            int kn = K - k0 < 16 ? K - k0 : 16;
+            __mmask16 m = (__mmask16)((1u << kn) - 1);
+            __m512 r[16];
+            for (int j = 0; j < 16; j++) {
+                int n = p * 16 + j;
+                r[j] = n < N ? _mm512_maskz_loadu_ps(m, W + (size_t)n * ldw + k0) : _mm512_setzero_ps();
+            }
+            transpose16(r);
+            for (int i = 0; i < kn; i++) acc = _mm512_fmadd_ps(_mm512_set1_ps(x[k0 + i]), r[i], acc);
+        }
+        rn_vec v;
+        memcpy(&v, &acc, sizeof v);
+        panel_store(y, p * 16, N, v, accumulate);
+    }
+}
+#endif
+
 /* Panels [p0, p1) from W itself: packed a block at a time into this
  * thread's scratch (kept for its next call), then the same tiles, so the
  * same bits as from the load's panels. */
 enum { PANEL_BLOCK = 24 }; /* a multiple of every tile's panel count */
 static void panel_rows_w(int M, int p0, int p1, int N, int K, const rn_real *x, int ldx, const rn_real *W, size_t ldw,
                          rn_real *y, int ldy, int accumulate) {
+#if defined(__AVX512F__) && !defined(RETNET_DOUBLE)
+    if (M == 1) { panel_row1_w(p0, p1, N, K, x, W, ldw, y, accumulate); return; }
+#endif
     rn_real *scratch = panel_scratch((size_t)PANEL_BLOCK * K * RN_VL);
     if (!scratch) { panel_rows_scalar(M, p0, p1, N, K, x, ldx, W, ldw, y, ldy, accumulate); return; }
     for (int pb = p0; pb < p1; pb += PANEL_BLOCK) {
