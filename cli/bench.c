@@ -9,6 +9,7 @@
 #include "bench_quant.h"
 #include "bench_tokenize.h"
 #include "cli.h"
+#include "common.h"
 #include "retnet.h"
 #include "util.h"
 
@@ -303,7 +304,7 @@ static double decode_rate(rn_model *m, int threads, int quick) {
  * a buffer of the weights' size) over the weight bytes, on one thread and
  * on all; the FMA peak (one core, the kernel's vector width) is far off. */
 static void decode_vs_peak(int quick) {
-    rn_model *m = bench_model("torchscale", NULL);
+    rn_model *m = model_reloaded_or_die(bench_model("torchscale", NULL));  /* as `generate` holds it */
     const rn_config *c = rn_model_config(m);
     double flops = 2.0 * ((double)rn_model_num_params(m) - (double)c->vocab * c->dim);
     double wbytes = flops / 2 * sizeof(rn_real); /* streamed a token: all but the embedding */
@@ -325,7 +326,7 @@ static void decode_vs_peak(int quick) {
 }
 
 static void section_decode(double bw, int quick) {
-    rn_model *m = bench_model("torchscale", "demo");
+    rn_model *m = model_reloaded_or_die(bench_model("torchscale", "demo"));
     size_t wbytes = rn_model_num_params(m) * sizeof(rn_real);
     printf("\n## decoding one stream (torchscale demo size, %.1f MB of weights)\n\n", wbytes / 1e6);
     printf("| position | decode tokens/s | RSS MB |\n|---|---|---|\n");

@@ -13,6 +13,7 @@
  * further. */
 #define _POSIX_C_SOURCE 200809L
 #include "bench_batch.h"
+#include "common.h"
 #include "retnet.h"
 #include "util.h"
 
@@ -21,7 +22,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 static double rss_kb(void) {
     FILE *f = fopen("/proc/self/status", "r");
@@ -142,17 +142,9 @@ static void batch_size(const char *size, double peak, int quick) {
     rn_config c = {0};
     if (rn_config_preset(&c, RN_PRESET_TORCHSCALE, size) != RN_OK) die("%s", rn_last_error());
     c.vocab = 256;
-    rn_model *m, *made;
+    rn_model *made;
     if (rn_model_create(&c, &made) != RN_OK || rn_model_init_random(made, 1) != RN_OK) die("%s", rn_last_error());
-    /* written and loaded back, as `retnet serve` gets it (a loaded model's
-     * f32 products read its weights packed in panels) */
-    char path[] = "/tmp/retnet_bench_batch_XXXXXX";
-    int fd = mkstemp(path);
-    if (fd < 0) die("cannot create a temporary file in /tmp");
-    close(fd);
-    if (rn_model_save(made, path) != RN_OK || rn_model_load(path, &m) != RN_OK) die("%s", rn_last_error());
-    unlink(path);
-    rn_model_free(made);
+    rn_model *m = model_reloaded_or_die(made);  /* as `retnet serve` holds it */
     enum { NB = 4, MAXB = 64 };
     const int Bs[NB] = {1, 4, 16, 64};
     int32_t buf[5 + 13 * MAXB], tok[MAXB];

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 rn_config arch_config(const command_spec *cmd, const arch_flags *af) {
     rn_config c;
@@ -41,6 +42,20 @@ rn_model *load_model_as_or_die(const char *path, int f32) {
     rn_model *m;
     if (rn_model_load_flags(path, f32 ? RN_LOAD_F32 : 0, &m, NULL) != RN_OK) die("%s", rn_last_error());
     if (f32 && rn_model_quantized(m) && !rn_model_params(m)) die("%s", rn_last_error());  /* q8_0 / q4_0 */
+    return m;
+}
+
+rn_model *model_reloaded_or_die(rn_model *made) {
+    char path[] = "/tmp/retnet_bench_model_XXXXXX";
+    int fd = mkstemp(path);
+    if (fd < 0) die("cannot create a temporary file in /tmp");
+    close(fd);
+    rn_model *m;
+    rn_status st = rn_model_save(made, path);
+    if (st == RN_OK) st = rn_model_load(path, &m);
+    unlink(path);
+    if (st != RN_OK) die("%s", rn_last_error());
+    rn_model_free(made);
     return m;
 }
 

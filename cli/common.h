@@ -31,6 +31,10 @@ rn_model *load_model_or_die(const char *path);
  * widened at load and q8_0 / q4_0 dequantised (to compare a model with its
  * stored types against float32). */
 rn_model *load_model_as_or_die(const char *path, int f32);
+/* made written to a temporary file and loaded back (made freed): the
+ * model as `generate` and `serve` hold it (a loaded model's f32 products
+ * read its weights packed in panels), for benchmarks. */
+rn_model *model_reloaded_or_die(rn_model *made);
 /* The --f32 flag of the commands that run a model. */
 #define F32_OPT(var) \
     {"f32", OPT_FLAG, &(var), 0, 0, "hold every weight as float32 (16-bit ones widened, q8_0 / q4_0 dequantised) instead of as stored", 0}
