@@ -314,19 +314,26 @@ static inline void transpose16(__m512 r[16]) {
     }
 }
 
+/* Columns k0.. (16, or what is left of K: the count returned) of panel p
+ * of W (N, K): r[i] = (W[16 p + j][k0 + i])_j, rows past N zero. */
+static inline int panel_columns(const rn_real *W, size_t ldw, int N, int K, int p, int k0, __m512 r[16]) {
+    int kn = K - k0 < 16 ? K - k0 : 16;
+    __mmask16 m = (__mmask16)((1u << kn) - 1);
+    for (int j = 0; j < 16; j++) {
+        int n = p * 16 + j;
+        r[j] = n < N ? _mm512_maskz_loadu_ps(m, W + (size_t)n * ldw + k0) : _mm512_setzero_ps();
+    }
+    transpose16(r);
+    return kn;
+}
+
 void rni_panel_pack(const rn_real *W, size_t ldw, int N, int K, rn_real *pk) {
     int np = (N + RN_VL - 1) / RN_VL;
     for (int p = 0; p < np; p++) {
         rn_real *dst = pk + (size_t)p * K * RN_VL;
         for (int k0 = 0; k0 < K; k0 += 16) {
-            int kn = K - k0 < 16 ? K - k0 : 16;
-            __mmask16 m = (__mmask16)((1u << kn) - 1);
             __m512 r[16];
-            for (int j = 0; j < 16; j++) {
-                int n = p * 16 + j;
-                r[j] = n < N ? _mm512_maskz_loadu_ps(m, W + (size_t)n * ldw + k0) : _mm512_setzero_ps();
-            }
-            transpose16(r);
+            int kn = panel_columns(W, ldw, N, K, p, k0, r);
             for (int i = 0; i < kn; i++) _mm512_storeu_ps(dst + (size_t)(k0 + i) * 16, r[i]);
         }
     }
@@ -480,14 +487,8 @@ static void panel_row1_w(int p0, int p1, int N, int K, const rn_real *x, const r
     for (int p = p0; p < p1; p++) {
         __m512 acc = _mm512_setzero_ps();
         for (int k0 = 0; k0 < K; k0 += 16) {
-            int kn = K - k0 < 16 ? K - k0 : 16;
-            __mmask16 m = (__mmask16)((1u << kn) - 1);
             __m512 r[16];
-            for (int j = 0; j < 16; j++) {
-                int n = p * 16 + j;
-                r[j] = n < N ? _mm512_maskz_loadu_ps(m, W + (size_t)n * ldw + k0) : _mm512_setzero_ps();
-            }
-            transpose16(r);
+            int kn = panel_columns(W, ldw, N, K, p, k0, r);
             for (int i = 0; i < kn; i++) acc = _mm512_fmadd_ps(_mm512_set1_ps(x[k0 + i]), r[i], acc);
         }
         rn_vec v;

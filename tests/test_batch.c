@@ -11,9 +11,11 @@
  * rows that do not exist. The few-row product itself: every row of an
  * M-row product (M up to 64, shapes with tails in N and K, accumulating
  * or not, one thread or the columns split over two) equals that row's
- * product alone bit for bit, and a float64 sum to rounding. */
+ * product alone bit for bit, and a float64 sum to rounding; so does the
+ * panel kernel's, from packed weights and from W packed as it goes. */
 #define _POSIX_C_SOURCE 200809L  /* mkstemp */
 #include "check.h"
+#include "ops.h"
 
 #include <stdlib.h>
 #include <unistd.h>
@@ -205,17 +207,8 @@ static void row_api(void) {
     rn_model_free(m);
 }
 
-/* The library's GEMM (internal: ops.h), whose few-row path decoding runs. */
-void rni_gemm(int ta, int tb, int M, int N, int K, rn_real alpha, const rn_real *A, int lda, const rn_real *B, int ldb,
-              rn_real beta, rn_real *C, int ldc);
-
-size_t rni_panel_size(int N, int K);
-void rni_panel_pack(const rn_real *W, size_t ldw, int N, int K, rn_real *pk);
-void rni_panel_gemm(int M, int N, int K, const rn_real *x, int ldx, const rn_real *pk, rn_real *y, int ldy,
-                    int accumulate);
-void rni_panel_gemm_w(int M, int N, int K, const rn_real *x, int ldx, const rn_real *pk, const rn_real *W, size_t ldw,
-                      rn_real *y, int ldy, int accumulate);
-
+/* The library's few-row products (internal: ops.h): rni_gemm's and the
+ * panel kernel's, which decoding runs. */
 static void few_rows(void) {
     const int shapes[][2] = {{1, 16}, {5, 7}, {131, 300}, {1536, 256}, {256, 512}}; /* N, K */
     int saved = rn_get_threads();
