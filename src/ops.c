@@ -273,14 +273,26 @@ static void gemm_rows_wt(int M, int N, int K, rn_real alpha, const rn_real *A, i
 
 /* ------------------------------------------------ panel-packed weights */
 
-/* x W^T for a few rows from W packed in panels of RN_VL output columns
- * (panel p: K rows of RN_VL, pk[p K VL + k VL + j] = W[p VL + j][k]). Each
+/* The panel kernel's vectors are the machine's own width (rows_wt's are 64
+ * bytes everywhere, which a 32-byte machine keeps on the stack). */
+#if defined(__AVX512F__)
+#define PANEL_VBYTES 64
+#elif defined(__AVX__)
+#define PANEL_VBYTES 32
+#else
+#define PANEL_VBYTES 16
+#endif
+typedef rn_real pvec __attribute__((vector_size(PANEL_VBYTES)));
+#define PANEL_VL ((int)(PANEL_VBYTES / sizeof(rn_real)))
+
+/* x W^T for a few rows from W packed in panels of PANEL_VL output columns
+ * (panel p: K rows of PANEL_VL, pk[p K VL + k VL + j] = W[p VL + j][k]). Each
  * output is one chain of multiply-adds over k = 0..K-1 in a vector lane,
  * so no horizontal sums (rows_wt spends a third of its time at 16 rows
  * there) and, again, a row's result does not depend on the tile it sits
  * in: the same bits alone or batched. A tile keeps MR x NP accumulators
  * and reads each panel vector once for its MR rows. */
-size_t rni_panel_size(int N, int K) { return (size_t)((N + RN_VL - 1) / RN_VL) * (size_t)K * RN_VL; }
+size_t rni_panel_size(int N, int K) { return (size_t)((N + PANEL_VL - 1) / PANEL_VL) * (size_t)K * PANEL_VL; }
 
 #if defined(__AVX512F__) && !defined(RETNET_DOUBLE)
 /* A 16 x 16 block transposed in registers (64 shuffles): r[j] holds row j,
@@ -328,9 +340,9 @@ static inline int panel_columns(const rn_real *W, size_t ldw, int N, int K, int 
 }
 
 void rni_panel_pack(const rn_real *W, size_t ldw, int N, int K, rn_real *pk) {
-    int np = (N + RN_VL - 1) / RN_VL;
+    int np = (N + PANEL_VL - 1) / PANEL_VL;
     for (int p = 0; p < np; p++) {
-        rn_real *dst = pk + (size_t)p * K * RN_VL;
+        rn_real *dst = pk + (size_t)p * K * PANEL_VL;
         for (int k0 = 0; k0 < K; k0 += 16) {
             __m512 r[16];
             int kn = panel_columns(W, ldw, N, K, p, k0, r);
@@ -340,12 +352,12 @@ void rni_panel_pack(const rn_real *W, size_t ldw, int N, int K, rn_real *pk) {
 }
 #else
 void rni_panel_pack(const rn_real *W, size_t ldw, int N, int K, rn_real *pk) {
-    int np = (N + RN_VL - 1) / RN_VL;
+    int np = (N + PANEL_VL - 1) / PANEL_VL;
     for (int p = 0; p < np; p++)
-        for (int j = 0; j < RN_VL; j++) {
-            int n = p * RN_VL + j;
-            rn_real *dst = pk + (size_t)p * K * RN_VL + j;
-            for (int k = 0; k < K; k++) dst[(size_t)k * RN_VL] = n < N ? W[(size_t)n * ldw + k] : 0;
+        for (int j = 0; j < PANEL_VL; j++) {
+            int n = p * PANEL_VL + j;
+            rn_real *dst = pk + (size_t)p * K * PANEL_VL + j;
+            for (int k = 0; k < K; k++) dst[(size_t)k * PANEL_VL] = n < N ? W[(size_t)n * ldw + k] : 0;
         }
 }
 #endif
@@ -360,7 +372,12 @@ void rni_panel_pack(const rn_real *W, size_t ldw, int N, int K, rn_real *pk) {
 #define RN_UNROLL
 #endif
 
-static inline void vstore(rn_real *p, rn_vec v) { memcpy(p, &v, sizeof v); }
+static inline pvec pload(const rn_real *p) {
+    pvec v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+static inline void pstore(rn_real *p, pvec v) { memcpy(p, &v, sizeof v); }
 
 /* Rows [0, MR) x panels [p, p + NP): one function per tile shape, so the
  * accumulator array has its exact size and lives in registers. */
@@ -368,29 +385,29 @@ static inline void vstore(rn_real *p, rn_vec v) { memcpy(p, &v, sizeof v); }
     RN_FUSED_FN static void panel_tile_##MR##_##NP(int p, int N, int K, const rn_real *x, int ldx,                 \
                                                    const rn_real *pk, rn_real *y, int ldy, int accumulate) {       \
         RN_FUSED                                                                                                   \
-        rn_vec acc[MR][NP];                                                                                        \
-        RN_UNROLL for (int r = 0; r < MR; r++) RN_UNROLL for (int q = 0; q < NP; q++) acc[r][q] = (rn_vec){0};   \
-        const rn_real *w = pk + (size_t)p * K * RN_VL;                                                             \
+        pvec acc[MR][NP];                                                                                        \
+        RN_UNROLL for (int r = 0; r < MR; r++) RN_UNROLL for (int q = 0; q < NP; q++) acc[r][q] = (pvec){0};   \
+        const rn_real *w = pk + (size_t)p * K * PANEL_VL;                                                             \
         for (int k = 0; k < K; k++) {                                                                              \
-            rn_vec wv[NP];                                                                                         \
-            RN_UNROLL for (int q = 0; q < NP; q++) wv[q] = vload(w + ((size_t)q * K + k) * RN_VL);                 \
+            pvec wv[NP];                                                                                         \
+            RN_UNROLL for (int q = 0; q < NP; q++) wv[q] = pload(w + ((size_t)q * K + k) * PANEL_VL);                 \
             RN_UNROLL for (int r = 0; r < MR; r++) {                                                               \
                 rn_real a = x[(size_t)r * ldx + k];                                                                \
                 RN_UNROLL for (int q = 0; q < NP; q++) acc[r][q] += a * wv[q];                                     \
             }                                                                                                      \
         }                                                                                                          \
         RN_UNROLL for (int r = 0; r < MR; r++) RN_UNROLL for (int q = 0; q < NP; q++)                              \
-            panel_store(y + (size_t)r * ldy, (p + q) * RN_VL, N, acc[r][q], accumulate);                          \
+            panel_store(y + (size_t)r * ldy, (p + q) * PANEL_VL, N, acc[r][q], accumulate);                          \
     }
 
 /* Output columns [n0, n0 + VL) of a row (fewer at the end of the row). */
-static inline void panel_store(rn_real *yr, int n0, int N, rn_vec v, int accumulate) {
-    if (n0 + RN_VL <= N) {
-        vstore(yr + n0, accumulate ? vload(yr + n0) + v : v);
+static inline void panel_store(rn_real *yr, int n0, int N, pvec v, int accumulate) {
+    if (n0 + PANEL_VL <= N) {
+        pstore(yr + n0, accumulate ? pload(yr + n0) + v : v);
         return;
     }
-    rn_real t[RN_VL];  /* a copy: indexing the vector itself would keep the tile in memory */
-    vstore(t, v);
+    rn_real t[PANEL_VL];  /* a copy: indexing the vector itself would keep the tile in memory */
+    pstore(t, v);
     for (int j = 0; j < N - n0; j++) yr[n0 + j] = accumulate ? yr[n0 + j] + t[j] : t[j];
 }
 
@@ -419,10 +436,11 @@ PANEL_COLS(8, 3, if (p + 2 <= p1) { panel_tile_8_2(p, N, K, x, ldx, pk, y, ldy, 
 PANEL_COLS(4, 4, )
 PANEL_COLS(1, 8, )
 #else
+PANEL_TILE(4, 2)
 PANEL_TILE(4, 1)
 PANEL_TILE(1, 4)
 PANEL_TILE(1, 1)
-PANEL_COLS(4, 1, )
+PANEL_COLS(4, 2, )
 PANEL_COLS(1, 4, )
 #endif
 
@@ -444,9 +462,9 @@ static void panel_rows(int M, int p0, int p1, int N, int K, const rn_real *x, in
 RN_FUSED_FN static void panel_rows_scalar(int M, int p0, int p1, int N, int K, const rn_real *x, int ldx,
                                           const rn_real *W, size_t ldw, rn_real *y, int ldy, int accumulate) {
     RN_FUSED
-    int n1 = p1 * RN_VL < N ? p1 * RN_VL : N;
+    int n1 = p1 * PANEL_VL < N ? p1 * PANEL_VL : N;
     for (int i = 0; i < M; i++)
-        for (int n = p0 * RN_VL; n < n1; n++) {
+        for (int n = p0 * PANEL_VL; n < n1; n++) {
             rn_real acc = 0;
             for (int k = 0; k < K; k++) acc += x[(size_t)i * ldx + k] * W[(size_t)n * ldw + k];
             rn_real *o = y + (size_t)i * ldy + n;
@@ -491,7 +509,7 @@ static void panel_row1_w(int p0, int p1, int N, int K, const rn_real *x, const r
             int kn = panel_columns(W, ldw, N, K, p, k0, r);
             for (int i = 0; i < kn; i++) acc = _mm512_fmadd_ps(_mm512_set1_ps(x[k0 + i]), r[i], acc);
         }
-        rn_vec v;
+        pvec v;
         memcpy(&v, &acc, sizeof v);
         panel_store(y, p * 16, N, v, accumulate);
     }
@@ -507,11 +525,11 @@ static void panel_rows_w(int M, int p0, int p1, int N, int K, const rn_real *x, 
 #if defined(__AVX512F__) && !defined(RETNET_DOUBLE)
     if (M == 1) { panel_row1_w(p0, p1, N, K, x, W, ldw, y, accumulate); return; }
 #endif
-    rn_real *scratch = panel_scratch((size_t)PANEL_BLOCK * K * RN_VL);
+    rn_real *scratch = panel_scratch((size_t)PANEL_BLOCK * K * PANEL_VL);
     if (!scratch) { panel_rows_scalar(M, p0, p1, N, K, x, ldx, W, ldw, y, ldy, accumulate); return; }
     for (int pb = p0; pb < p1; pb += PANEL_BLOCK) {
-        int nb = p1 - pb < PANEL_BLOCK ? p1 - pb : PANEL_BLOCK, n0 = pb * RN_VL;
-        int ncols = N - n0 < nb * RN_VL ? N - n0 : nb * RN_VL;
+        int nb = p1 - pb < PANEL_BLOCK ? p1 - pb : PANEL_BLOCK, n0 = pb * PANEL_VL;
+        int ncols = N - n0 < nb * PANEL_VL ? N - n0 : nb * PANEL_VL;
         rni_panel_pack(W + (size_t)n0 * ldw, ldw, ncols, K, scratch);
         panel_rows(M, 0, nb, N - n0, K, x, ldx, scratch, y + n0, ldy, accumulate);
     }
@@ -526,7 +544,7 @@ void rni_panel_gemm_w(int M, int N, int K, const rn_real *x, int ldx, const rn_r
                       rn_real *y, int ldy, int accumulate) {
     if (M <= 0 || N <= 0) return;
     atomic_fetch_add_explicit(&gemm_madds, (uint64_t)M * N * K, memory_order_relaxed);
-    int np = (N + RN_VL - 1) / RN_VL;
+    int np = (N + PANEL_VL - 1) / PANEL_VL;
     /* both cores split the panels once the product pays for the fork, as
      * gemm_rows_wt splits its columns */
     if ((size_t)M * N * K >= ((size_t)1 << 16) && np > 1 && rn_get_threads() > 1) {
