@@ -130,7 +130,11 @@ void rni_gemm_count(uint64_t madds) { atomic_fetch_add_explicit(&gemm_madds, mad
  * order, then the scalar tail) whatever M and wherever it sits in a tile,
  * so a row's result does not depend on the other rows: a stream decoded in
  * a batch gets what it gets alone, bit for bit. */
+#if defined(__AVX__) && !defined(__AVX512F__)
+#define RN_VBYTES 32  /* wider generic vectors stay on the stack with 16 ymm registers */
+#else
 #define RN_VBYTES 64
+#endif
 /* Vectors returned between these static functions only: without AVX-512
  * clang warns that such values have another ABI, which no caller sees (GCC's
  * note on vector arguments is avoided by passing pointers). */
@@ -150,7 +154,16 @@ static inline rn_vec vload(const rn_real *p) {
  * position (so a zero vector may fill the others). */
 static inline rn_vec4 hsum4(const rn_vec *pa, const rn_vec *pb, const rn_vec *pc, const rn_vec *pd) {
     rn_vec a = *pa, b = *pb, c = *pc, d = *pd;
-#ifdef RETNET_DOUBLE
+#if RN_VBYTES == 32 && defined(RETNET_DOUBLE)
+    rn_vec ab = __builtin_shufflevector(a, b, 0, 1, 4, 5) + __builtin_shufflevector(a, b, 2, 3, 6, 7);
+    rn_vec cd = __builtin_shufflevector(c, d, 0, 1, 4, 5) + __builtin_shufflevector(c, d, 2, 3, 6, 7);
+    return __builtin_shufflevector(ab, cd, 0, 2, 4, 6) + __builtin_shufflevector(ab, cd, 1, 3, 5, 7);
+#elif RN_VBYTES == 32
+    rn_vec ab = __builtin_shufflevector(a, b, 0, 1, 2, 3, 8, 9, 10, 11) + __builtin_shufflevector(a, b, 4, 5, 6, 7, 12, 13, 14, 15);
+    rn_vec cd = __builtin_shufflevector(c, d, 0, 1, 2, 3, 8, 9, 10, 11) + __builtin_shufflevector(c, d, 4, 5, 6, 7, 12, 13, 14, 15);
+    rn_vec x = __builtin_shufflevector(ab, cd, 0, 1, 4, 5, 8, 9, 12, 13) + __builtin_shufflevector(ab, cd, 2, 3, 6, 7, 10, 11, 14, 15);
+    return __builtin_shufflevector(x, x, 0, 2, 4, 6) + __builtin_shufflevector(x, x, 1, 3, 5, 7);
+#elif defined(RETNET_DOUBLE)
     rn_vec ab = __builtin_shufflevector(a, b, 0, 1, 2, 3, 8, 9, 10, 11) + __builtin_shufflevector(a, b, 4, 5, 6, 7, 12, 13, 14, 15);
     rn_vec cd = __builtin_shufflevector(c, d, 0, 1, 2, 3, 8, 9, 10, 11) + __builtin_shufflevector(c, d, 4, 5, 6, 7, 12, 13, 14, 15);
     rn_vec x = __builtin_shufflevector(ab, cd, 0, 1, 4, 5, 8, 9, 12, 13) + __builtin_shufflevector(ab, cd, 2, 3, 6, 7, 10, 11, 14, 15);
