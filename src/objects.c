@@ -47,52 +47,40 @@ static void gather(const rn_model *m, rn_real *p) {
     }
 }
 
-/* The projections a forward multiplies by, with their shapes. */
-static int projections(rn_model *m, rni_wmat **w, int *N, int *K) {
-    const rn_config *c = &m->cfg;
-    int n = 0, d = c->dim, Vd = c->value_dim, F = c->ffn_dim, Fw = c->ffn == RN_FFN_GLU ? 2 * F : F;
-    for (int l = 0; l < c->layers; l++) {
-        rn_layer_w *lw = &m->w.layer[l];
-        w[n] = &lw->Wqkvg; N[n] = 2 * d + 2 * Vd; K[n++] = d;
-        w[n] = &lw->Wo; N[n] = d; K[n++] = Vd;
-        w[n] = &lw->Wfc1; N[n] = Fw; K[n++] = d;
-        w[n] = &lw->Wfc2; N[n] = d; K[n++] = F;
-    }
-    w[n] = &m->w.Whead; N[n] = c->vocab; K[n++] = d;
-    return n;
+/* Projection i in rni_projection_shape's order. */
+static rni_wmat *projection(rn_model *m, int i) {
+    if (i == 4 * m->cfg.layers) return &m->w.Whead;
+    rn_layer_w *lw = &m->w.layer[i / 4];
+    rni_wmat *w[4] = {&lw->Wqkvg, &lw->Wo, &lw->Wfc1, &lw->Wfc2};
+    return w[i % 4];
 }
 
 static void drop_panels(rn_model *m) {
     if (!m->panels) return;
     rni_free(m->panels);
     m->panels = NULL;
-    for (int l = 0; l < m->cfg.layers; l++) {
-        rn_layer_w *lw = &m->w.layer[l];
-        lw->Wqkvg.pk = lw->Wo.pk = lw->Wfc1.pk = lw->Wfc2.pk = NULL;
-    }
-    m->w.Whead.pk = NULL;
+    for (int i = 0; i < rni_projection_count(&m->cfg); i++) projection(m, i)->pk = NULL;
 }
 
 void rni_model_pack_panels(rn_model *m) {
-    int np = 4 * m->cfg.layers + 1, *N = malloc(sizeof(int) * 2 * (size_t)np);
-    rni_wmat **w = malloc(sizeof *w * (size_t)np);
-    if (!N || !w || m->panels) goto done;
-    int *K = N + np, n = projections(m, w, N, K);
+    const rn_config *c = &m->cfg;
+    if (m->panels || !rni_panel_model(c)) return;
     size_t total = 0;
-    for (int i = 0; i < n; i++)
-        if (w[i]->t == RN_WTYPE_F32) total += rni_panel_size(N[i], K[i]);
-    if (!total || !rni_panel_model(&m->cfg) || !(m->panels = rni_alloc(total, sizeof(rn_real))))
-        goto done;
-    rn_real *pk = m->panels;
-    for (int i = 0; i < n; i++) {
-        if (w[i]->t != RN_WTYPE_F32) continue;
-        rni_panel_pack(w[i]->p, w[i]->stride / sizeof(rn_real), N[i], K[i], pk);
-        w[i]->pk = pk;
-        pk += rni_panel_size(N[i], K[i]);
+    int N, K;
+    for (int i = 0; i < rni_projection_count(c); i++) {
+        rni_projection_shape(c, i, &N, &K);
+        if (projection(m, i)->t == RN_WTYPE_F32) total += rni_panel_size(N, K);
     }
-done:
-    free(N);
-    free(w);
+    if (!total || !(m->panels = rni_alloc(total, sizeof(rn_real)))) return;
+    rn_real *pk = m->panels;
+    for (int i = 0; i < rni_projection_count(c); i++) {
+        rni_wmat *w = projection(m, i);
+        if (w->t != RN_WTYPE_F32) continue;
+        rni_projection_shape(c, i, &N, &K);
+        rni_panel_pack(w->p, w->stride / sizeof(rn_real), N, K, pk);
+        w->pk = pk;
+        pk += rni_panel_size(N, K);
+    }
 }
 
 rn_status rni_model_materialize(rn_model *m) {

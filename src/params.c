@@ -47,10 +47,24 @@ int rni_param_table(const rn_config *c, rn_tensor_info *tab, size_t *n_params) {
     return n;
 }
 
+int rni_projection_count(const rn_config *c) { return 4 * c->layers + 1; }
+
+void rni_projection_shape(const rn_config *c, int i, int *N, int *K) {
+    int d = c->dim, Vd = c->value_dim, F = c->ffn_dim, Fw = c->ffn == RN_FFN_GLU ? 2 * F : F;
+    const int shape[5][2] = {{2 * d + 2 * Vd, d}, {d, Vd}, {Fw, d}, {d, F}, {c->vocab, d}}; /* Wqkvg, Wo, Wfc1, Wfc2, head */
+    int k = i == 4 * c->layers ? 4 : i % 4;
+    *N = shape[k][0];
+    *K = shape[k][1];
+}
+
 int rni_panel_model(const rn_config *c) {
-    double d = c->dim, Vd = c->value_dim, F = c->ffn_dim, Fw = c->ffn == RN_FFN_GLU ? 2 * F : F;
-    double per = (2 * d + 2 * Vd) * d + d * Vd + Fw * d + d * F;
-    return (per * c->layers + (double)c->vocab * d) * sizeof(rn_real) <= (double)RNI_PANEL_MAX_BYTES;
+    double bytes = 0;
+    for (int i = 0; i < rni_projection_count(c); i++) {
+        int N, K;
+        rni_projection_shape(c, i, &N, &K);
+        bytes += (double)N * K * sizeof(rn_real);
+    }
+    return bytes <= (double)RNI_PANEL_MAX_BYTES;
 }
 
 rn_status rni_weights_bind(const rn_config *c, const rn_tensor_info *tab, int n, rn_real *buf,
