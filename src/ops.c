@@ -286,8 +286,8 @@ static void gemm_rows_wt(int M, int N, int K, rn_real alpha, const rn_real *A, i
 
 /* ------------------------------------------------ panel-packed weights */
 
-/* The panel kernel's vectors are the machine's own width (rows_wt's are 64
- * bytes everywhere, which a 32-byte machine keeps on the stack). */
+/* The panel kernel's vectors are the machine's own width (rows_wt's stay
+ * 64 bytes without AVX, where its horizontal sums are written for them). */
 #if defined(__AVX512F__)
 #define PANEL_VBYTES 64
 #elif defined(__AVX__)
@@ -392,6 +392,17 @@ static inline pvec pload(const rn_real *p) {
 }
 static inline void pstore(rn_real *p, pvec v) { memcpy(p, &v, sizeof v); }
 
+/* Output columns [n0, n0 + VL) of a row (fewer at the end of the row). */
+static inline void panel_store(rn_real *yr, int n0, int N, pvec v, int accumulate) {
+    if (n0 + PANEL_VL <= N) {
+        pstore(yr + n0, accumulate ? pload(yr + n0) + v : v);
+        return;
+    }
+    rn_real t[PANEL_VL];  /* a copy: indexing the vector itself would keep the tile in memory */
+    pstore(t, v);
+    for (int j = 0; j < N - n0; j++) yr[n0 + j] = accumulate ? yr[n0 + j] + t[j] : t[j];
+}
+
 /* Rows [0, MR) x panels [p, p + NP): one function per tile shape, so the
  * accumulator array has its exact size and lives in registers. */
 #define PANEL_TILE(MR, NP)                                                                                         \
@@ -413,21 +424,11 @@ static inline void pstore(rn_real *p, pvec v) { memcpy(p, &v, sizeof v); }
             panel_store(y + (size_t)r * ldy, (p + q) * PANEL_VL, N, acc[r][q], accumulate);                          \
     }
 
-/* Output columns [n0, n0 + VL) of a row (fewer at the end of the row). */
-static inline void panel_store(rn_real *yr, int n0, int N, pvec v, int accumulate) {
-    if (n0 + PANEL_VL <= N) {
-        pstore(yr + n0, accumulate ? pload(yr + n0) + v : v);
-        return;
-    }
-    rn_real t[PANEL_VL];  /* a copy: indexing the vector itself would keep the tile in memory */
-    pstore(t, v);
-    for (int j = 0; j < N - n0; j++) yr[n0 + j] = accumulate ? yr[n0 + j] + t[j] : t[j];
-}
 
-/* Tiles that fit the register file: 32 vector registers with AVX-512,
- * else 16 registers of half the width (a 64-byte vector takes two). */
 /* MR rows over panels [p0, p1): NP at a time, then the rest with
- * narrower tiles. */
+ * narrower tiles. The shapes below fit the register file: MR x NP
+ * accumulators and NP panel vectors in 32 registers with AVX-512, 16
+ * otherwise. */
 #define PANEL_COLS(MR, NP, TAIL)                                                                                   \
     static void panel_cols_##MR(int p0, int p1, int N, int K, const rn_real *x, int ldx, const rn_real *pk,       \
                                 rn_real *y, int ldy, int accumulate) {                                             \

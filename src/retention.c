@@ -153,7 +153,9 @@ void rni_rotation_rows(const rn_model *m, rn_real *tab, int B, int T, const int6
     double scale[2];
     qk_scales(m, scale);
     int N = B * T;
-    if (N > 16) {  /* a decoding step's rows enter no parallel region (see rotate_block) */
+    /* A decoding step's rows enter no parallel region: an if(0) one still
+     * costs libgomp a team, a malloc and a free. */
+    if (N > 16) {
 #pragma omp parallel
         {
             int id = rni_thread_id(), nt = rni_team_size();
