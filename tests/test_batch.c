@@ -209,6 +209,19 @@ static void row_api(void) {
 
 /* The library's few-row products (internal: ops.h): rni_gemm's and the
  * panel kernel's, which decoding runs. */
+/* The worst relative error of row i of C = A W^T (+ C0 with beta) against
+ * a float64 sum. */
+static double row_error(const rn_real *A, const rn_real *W, const rn_real *C0, const rn_real *C, int i, int N, int K,
+                        int beta) {
+    double worst = 0;
+    for (int j = 0; j < N; j++) {
+        double want = beta ? C0[(size_t)i * N + j] : 0;
+        for (int k = 0; k < K; k++) want += (double)A[(size_t)i * K + k] * W[(size_t)j * K + k];
+        worst = fmax(worst, fabs(C[(size_t)i * N + j] - want) / (1 + fabs(want)));
+    }
+    return worst;
+}
+
 static void few_rows(void) {
     const int shapes[][2] = {{1, 16}, {5, 7}, {131, 300}, {1536, 256}, {256, 512}}; /* N, K */
     int saved = rn_get_threads();
@@ -236,19 +249,14 @@ static void few_rows(void) {
                         rni_gemm(0, 1, 1, N, K, 1, A + (size_t)i * K, K, W, K, beta, C1, N);
                         rn_set_threads(th);
                         differ += memcmp(C1, C + (size_t)i * N, sizeof(rn_real) * N) != 0;
-                        for (int j = 0; j < N; j++) {
-                            double want = beta ? C0[(size_t)i * N + j] : 0;
-                            for (int k = 0; k < K; k++) want += (double)A[(size_t)i * K + k] * W[(size_t)j * K + k];
-                            double e = fabs(C[(size_t)i * N + j] - want) / (1 + fabs(want));
-                            if (e > worst) worst = e;
-                        }
+                        worst = fmax(worst, row_error(A, W, C0, C, i, N, K, beta));
                     }
                 }
         }
         /* the same from W packed in panels (what a loaded model's
          * products read): each row alone equal to it in any batch, and
          * within rounding of the float64 sum */
-        rn_real *pk = malloc(sizeof(rn_real) * rni_panel_size(N, K));
+        rn_real *pk = malloc(sizeof(rn_real) * rni_panel_size(N, K)), *C2 = malloc(sizeof(rn_real) * Mmax * N);
         rni_panel_pack(W, K, N, K, pk);
         for (int th = 1; th <= 2; th++) {
             rn_set_threads(th);
@@ -256,6 +264,10 @@ static void few_rows(void) {
                 for (int M = 1; M <= Mmax; M += M < 12 ? 1 : 5) {
                     memcpy(C, C0, sizeof(rn_real) * M * N);
                     rni_panel_gemm(M, N, K, A, K, pk, C, N, acc);
+                    /* all M rows from W unpacked (packed block by block as it goes) */
+                    memcpy(C2, C0, sizeof(rn_real) * M * N);
+                    rni_panel_gemm_w(M, N, K, A, K, NULL, W, K, C2, N, acc);
+                    differ += memcmp(C2, C, sizeof(rn_real) * M * N) != 0;
                     for (int i = 0; i < M; i++) {
                         rn_set_threads(1);
                         memcpy(C1, C0 + (size_t)i * N, sizeof(rn_real) * N);
@@ -266,16 +278,11 @@ static void few_rows(void) {
                         memcpy(C1, C0 + (size_t)i * N, sizeof(rn_real) * N);
                         rni_panel_gemm_w(1, N, K, A + (size_t)i * K, K, NULL, W, K, C1, N, acc);
                         differ += memcmp(C1, C + (size_t)i * N, sizeof(rn_real) * N) != 0;
-                        for (int j = 0; j < N; j++) {
-                            double want = acc ? C0[(size_t)i * N + j] : 0;
-                            for (int k = 0; k < K; k++) want += (double)A[(size_t)i * K + k] * W[(size_t)j * K + k];
-                            double e = fabs(C[(size_t)i * N + j] - want) / (1 + fabs(want));
-                            if (e > worst) worst = e;
-                        }
+                        worst = fmax(worst, row_error(A, W, C0, C, i, N, K, acc));
                     }
                 }
         }
-        free(pk);
+        free(pk); free(C2);
         CHECK(differ == 0, "few-row product N %d K %d: %d rows differ from the row alone", N, K, differ);
         CHECK(worst < (sizeof(rn_real) == 4 ? 2e-5 : 1e-13), "few-row product N %d K %d: off the float64 sum by %.2e", N, K, worst);
         free(A); free(W); free(C); free(C1); free(C0);
